@@ -1,0 +1,97 @@
+//! The genesis file: chain id, validators, authorised owners and chain parameters.
+
+use std::path::Path;
+
+use alloy_primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
+
+use crate::{BlockError, Result};
+
+/// A validator listed in genesis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisValidator {
+    /// Ed25519 public key that signs finality certificates.
+    pub public_key: B256,
+    /// Network address (`host:port`) for peers; unused by a single-validator chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// Consensus-relevant limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChainParams {
+    /// Most readings in one block.
+    pub max_readings_per_block: u64,
+    /// Most owner transactions in one block.
+    pub max_transactions_per_block: u64,
+    /// Largest reading message accepted, in bytes.
+    pub max_reading_bytes: u64,
+}
+
+impl Default for ChainParams {
+    fn default() -> Self {
+        Self {
+            max_readings_per_block: 20_000,
+            max_transactions_per_block: 2_000,
+            max_reading_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// The genesis file (`genesis.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    /// Chain id: signed into every transaction and finality certificate.
+    pub chain_id: u64,
+    /// Genesis time, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Validators (proof of authority).
+    pub validators: Vec<GenesisValidator>,
+    /// Owner accounts (organisations) allowed to register devices.
+    pub owners: Vec<Address>,
+    /// Chain parameters.
+    #[serde(default)]
+    pub params: ChainParams,
+}
+
+impl Genesis {
+    /// Reads and checks a genesis file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| BlockError::Genesis(format!("cannot read {}: {e}", path.display())))?;
+        let genesis: Self = serde_json::from_str(&text)
+            .map_err(|e| BlockError::Genesis(format!("{} is not a genesis file: {e}", path.display())))?;
+        genesis.check()?;
+        Ok(genesis)
+    }
+
+    /// Writes the genesis file.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("genesis serializes");
+        std::fs::write(path, text + "\n")
+            .map_err(|e| BlockError::Genesis(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// Checks internal consistency.
+    pub fn check(&self) -> Result<()> {
+        if self.validators.is_empty() {
+            return Err(BlockError::Genesis("no validators".into()));
+        }
+        let mut keys: Vec<B256> = self.validator_keys();
+        keys.sort();
+        keys.dedup();
+        if keys.len() != self.validators.len() {
+            return Err(BlockError::Genesis("a validator is listed twice".into()));
+        }
+        if self.params.max_readings_per_block == 0 || self.params.max_reading_bytes < 64 {
+            return Err(BlockError::Genesis("params allow no readings".into()));
+        }
+        Ok(())
+    }
+
+    /// The validators' public keys, in genesis order.
+    pub fn validator_keys(&self) -> Vec<B256> {
+        self.validators.iter().map(|v| v.public_key).collect()
+    }
+}

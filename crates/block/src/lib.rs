@@ -1,0 +1,29 @@
+//! Block headers, bodies, owner transactions, genesis and finality certificates of iotchain.
+//!
+//! Everything here is consensus-critical: encodings are RLP (as Ethereum's), hashes are
+//! keccak256 for headers and transactions and RFC 6962 SHA-256 Merkle roots for the
+//! readings and transactions of a block. See `docs/formats.md` for the byte-level spec.
+
+mod certificate;
+mod error;
+mod genesis;
+mod header;
+mod proof;
+mod tx;
+
+pub use certificate::{FINALITY_DOMAIN, FinalityCertificate, ValidatorSignature, quorum};
+pub use error::{BlockError, Result};
+pub use genesis::{Genesis, GenesisValidator, ChainParams};
+pub use header::{Block, BlockItem, Header};
+pub use proof::{DeviceKeyJson, ProofBundle, ProofError, VerifiedReading};
+pub use tx::{DeviceOp, SignedTx, TX_DOMAIN};
+
+/// 0x-prefixed lowercase hex.
+pub fn hex0x(bytes: impl AsRef<[u8]>) -> String {
+    format!("0x{}", hex::encode(bytes.as_ref()))
+}
+
+/// Decodes hex with or without `0x`.
+pub fn unhex(s: &str) -> Result<Vec<u8>, hex::FromHexError> {
+    hex::decode(s.strip_prefix("0x").unwrap_or(s))
+}

@@ -1,0 +1,282 @@
+//! Owner transactions: device-registry operations signed by an owner's secp256k1 key.
+
+use alloy_primitives::{Address, B256, Bytes, keccak256};
+use alloy_rlp::{Decodable, RlpDecodable, RlpEncodable};
+use iotchain_crypto::{DevicePublicKey, OwnerKey, recover_owner};
+use iotchain_reading::{Alg, DeviceAddress};
+use serde::Serialize;
+
+use crate::{BlockError, Result};
+
+/// Domain separation prefix of the hash an owner signs.
+pub const TX_DOMAIN: &[u8] = b"iotchain/device-op/v1";
+
+/// Longest model string, firmware hash, label key or value accepted.
+const MAX_FIELD: usize = 256;
+/// Most labels on one device.
+const MAX_LABELS: usize = 32;
+
+/// A device-registry operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeviceOp {
+    /// Register a new device under the signing owner.
+    Register {
+        /// The device key (Ed25519 32 bytes; P-256 uncompressed SEC1 65 bytes).
+        #[serde(serialize_with = "key_hex")]
+        public_key: DevicePublicKey,
+        /// Device model.
+        model: String,
+        /// Firmware hash (free-form bytes, typically 32).
+        firmware_hash: Bytes,
+        /// Free-form labels.
+        labels: Vec<(String, String)>,
+    },
+    /// Replace a device's key; its address stays.
+    Rotate {
+        /// The device.
+        #[serde(serialize_with = "address_hex")]
+        device: DeviceAddress,
+        /// The new key.
+        #[serde(serialize_with = "key_hex")]
+        public_key: DevicePublicKey,
+    },
+    /// Revoke a device: its readings are rejected from then on.
+    Revoke {
+        /// The device.
+        #[serde(serialize_with = "address_hex")]
+        device: DeviceAddress,
+    },
+}
+
+fn key_hex<S: serde::Serializer>(key: &DevicePublicKey, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::hex0x(key.to_bytes()))
+}
+
+fn address_hex<S: serde::Serializer>(a: &DeviceAddress, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&a.to_string())
+}
+
+/// The RLP shape of an operation: `[kind, device, alg, public_key, model, firmware_hash, labels]`.
+#[derive(RlpEncodable, RlpDecodable)]
+struct OpRlp {
+    kind: u8,
+    device: Address,
+    alg: u8,
+    public_key: Bytes,
+    model: String,
+    firmware_hash: Bytes,
+    labels: Vec<LabelRlp>,
+}
+
+#[derive(RlpEncodable, RlpDecodable)]
+struct LabelRlp {
+    key: String,
+    value: String,
+}
+
+#[derive(RlpEncodable)]
+struct UnsignedRlp<'a> {
+    owner: Address,
+    nonce: u64,
+    op: &'a OpRlp,
+}
+
+#[derive(RlpEncodable, RlpDecodable)]
+struct SignedRlp {
+    owner: Address,
+    nonce: u64,
+    op: OpRlp,
+    signature: Bytes,
+}
+
+const REGISTER: u8 = 1;
+const ROTATE: u8 = 2;
+const REVOKE: u8 = 3;
+
+fn alg_code(alg: Alg) -> u8 {
+    // Negated COSE value: 8 = EdDSA, 7 = ES256.
+    (-alg.cose_value()) as u8
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> BlockError {
+    BlockError::InvalidField { field, reason: reason.into() }
+}
+
+impl DeviceOp {
+    fn to_rlp(&self) -> OpRlp {
+        let empty = || OpRlp {
+            kind: 0,
+            device: Address::ZERO,
+            alg: 0,
+            public_key: Bytes::new(),
+            model: String::new(),
+            firmware_hash: Bytes::new(),
+            labels: vec![],
+        };
+        match self {
+            Self::Register { public_key, model, firmware_hash, labels } => OpRlp {
+                kind: REGISTER,
+                alg: alg_code(public_key.alg()),
+                public_key: public_key.to_bytes().into(),
+                model: model.clone(),
+                firmware_hash: firmware_hash.clone(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| LabelRlp { key: k.clone(), value: v.clone() })
+                    .collect(),
+                ..empty()
+            },
+            Self::Rotate { device, public_key } => OpRlp {
+                kind: ROTATE,
+                device: Address::from(device.0),
+                alg: alg_code(public_key.alg()),
+                public_key: public_key.to_bytes().into(),
+                ..empty()
+            },
+            Self::Revoke { device } => {
+                OpRlp { kind: REVOKE, device: Address::from(device.0), ..empty() }
+            }
+        }
+    }
+
+    fn from_rlp(op: OpRlp) -> Result<Self> {
+        let key = |op: &OpRlp| -> Result<DevicePublicKey> {
+            let alg = Alg::from_cose(-(op.alg as i64))
+                .ok_or_else(|| invalid("alg", format!("unknown device key algorithm code {}", op.alg)))?;
+            Ok(DevicePublicKey::from_bytes(alg, &op.public_key)?)
+        };
+        let op = match op.kind {
+            REGISTER => {
+                if op.model.len() > MAX_FIELD || op.firmware_hash.len() > MAX_FIELD {
+                    return Err(invalid("metadata", format!("model and firmware hash are limited to {MAX_FIELD} bytes")));
+                }
+                if op.labels.len() > MAX_LABELS
+                    || op.labels.iter().any(|l| l.key.len() > MAX_FIELD || l.value.len() > MAX_FIELD)
+                {
+                    return Err(invalid("labels", format!("at most {MAX_LABELS} labels of at most {MAX_FIELD} bytes")));
+                }
+                Self::Register {
+                    public_key: key(&op)?,
+                    model: op.model,
+                    firmware_hash: op.firmware_hash,
+                    labels: op.labels.into_iter().map(|l| (l.key, l.value)).collect(),
+                }
+            }
+            ROTATE => Self::Rotate { device: DeviceAddress(op.device.0.0), public_key: key(&op)? },
+            REVOKE => Self::Revoke { device: DeviceAddress(op.device.0.0) },
+            k => return Err(invalid("kind", format!("unknown operation kind {k}"))),
+        };
+        Ok(op)
+    }
+
+    /// Short name: `register`, `rotate` or `revoke`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Register { .. } => "register",
+            Self::Rotate { .. } => "rotate",
+            Self::Revoke { .. } => "revoke",
+        }
+    }
+}
+
+/// A signed owner transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTx {
+    /// The owner (recovered from the signature and checked to match).
+    pub owner: Address,
+    /// The owner's transaction counter: must equal the owner's nonce in state.
+    pub nonce: u64,
+    /// The operation.
+    pub op: DeviceOp,
+    /// 65-byte recoverable secp256k1 signature over [`SignedTx::signing_hash`].
+    pub signature: [u8; 65],
+}
+
+impl SignedTx {
+    /// `keccak256(TX_DOMAIN ‖ chain_id (u64 BE) ‖ rlp([owner, nonce, op]))`.
+    pub fn signing_hash(chain_id: u64, owner: Address, nonce: u64, op: &DeviceOp) -> B256 {
+        let op = op.to_rlp();
+        let mut buf = Vec::with_capacity(128);
+        buf.extend_from_slice(TX_DOMAIN);
+        buf.extend_from_slice(&chain_id.to_be_bytes());
+        alloy_rlp::Encodable::encode(&UnsignedRlp { owner, nonce, op: &op }, &mut buf);
+        keccak256(buf)
+    }
+
+    /// Builds and signs a transaction.
+    pub fn sign(key: &OwnerKey, chain_id: u64, nonce: u64, op: DeviceOp) -> Result<Self> {
+        let owner = key.address();
+        let signature = key.sign_hash(&Self::signing_hash(chain_id, owner, nonce, &op))?;
+        Ok(Self { owner, nonce, op, signature })
+    }
+
+    /// RLP bytes: `[owner, nonce, op, signature]`.
+    pub fn encode_rlp(&self) -> Vec<u8> {
+        alloy_rlp::encode(SignedRlp {
+            owner: self.owner,
+            nonce: self.nonce,
+            op: self.op.to_rlp(),
+            signature: Bytes::copy_from_slice(&self.signature),
+        })
+    }
+
+    /// Transaction hash: keccak256 of the RLP bytes.
+    pub fn hash(&self) -> B256 {
+        keccak256(self.encode_rlp())
+    }
+
+    /// Decodes RLP bytes and checks that the signature recovers to `owner` for `chain_id`.
+    pub fn decode_and_check(mut bytes: &[u8], chain_id: u64) -> Result<Self> {
+        let raw = SignedRlp::decode(&mut bytes)?;
+        if !bytes.is_empty() {
+            return Err(BlockError::TrailingBytes(bytes.len()));
+        }
+        let signature: [u8; 65] = raw
+            .signature
+            .as_ref()
+            .try_into()
+            .map_err(|_| invalid("signature", "must be 65 bytes"))?;
+        let op = DeviceOp::from_rlp(raw.op)?;
+        let hash = Self::signing_hash(chain_id, raw.owner, raw.nonce, &op);
+        let signer = recover_owner(&hash, &signature)?;
+        if signer != raw.owner {
+            return Err(invalid(
+                "signature",
+                format!("signed by {signer}, not by the owner {} (wrong key or wrong chain id)", raw.owner),
+            ));
+        }
+        Ok(Self { owner: raw.owner, nonce: raw.nonce, op, signature })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iotchain_crypto::{DeviceSigner, KeyAlg};
+
+    #[test]
+    fn signed_tx_round_trips_and_rejects_forgery() {
+        let owner = OwnerKey::from_secret(&[3; 32]).unwrap();
+        let device = DeviceSigner::from_secret(KeyAlg::P256, &[4; 32]).unwrap();
+        let op = DeviceOp::Register {
+            public_key: device.public_key(),
+            model: "tsensor-1".into(),
+            firmware_hash: Bytes::from(vec![0xaa; 32]),
+            labels: vec![("site".into(), "dock 4".into())],
+        };
+        let tx = SignedTx::sign(&owner, 1337, 0, op).unwrap();
+        let raw = tx.encode_rlp();
+        assert_eq!(SignedTx::decode_and_check(&raw, 1337).unwrap(), tx);
+        assert!(SignedTx::decode_and_check(&raw, 1338).is_err(), "replay on another chain");
+        let mut tampered = raw.clone();
+        let n = tampered.len();
+        tampered[n - 70] ^= 1; // inside the op or signature
+        assert!(SignedTx::decode_and_check(&tampered, 1337).is_err());
+        for cut in 0..raw.len() {
+            assert!(SignedTx::decode_and_check(&raw[..cut], 1337).is_err());
+        }
+        let revoke = SignedTx::sign(&owner, 1337, 1, DeviceOp::Revoke { device: device.address() }).unwrap();
+        assert_eq!(SignedTx::decode_and_check(&revoke.encode_rlp(), 1337).unwrap(), revoke);
+    }
+}

@@ -1,0 +1,308 @@
+//! `iotchain bench`: end-to-end throughput and latency of one node over HTTP, on this machine.
+//!
+//! The node runs as a child process (`iotchain node`) on a fresh chain in a temporary
+//! directory; the bench registers devices, pre-signs readings, then sends them in batches
+//! from several concurrent clients (each owning a disjoint set of devices, so per-device
+//! `seq` order holds) and waits for every batch to be final with `?wait_ms=` long polls.
+//! Before starting the node it measures the machine's raw Ed25519 batch-verification rate,
+//! so the end-to-end figure can be read as a ratio that means the same on any machine.
+
+use std::{
+    path::PathBuf,
+    process::{ExitCode, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use iotchain_block::{ChainParams, DeviceOp, Genesis, GenesisValidator, SignedTx};
+use iotchain_crypto::{DevicePublicKey, DeviceSigner, KeyAlg, KeyFile, SignatureCheck, verify_signatures};
+
+use crate::client::{Client, cbor_batch};
+
+/// Which device algorithms to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BenchAlg {
+    /// Ed25519 only.
+    Ed25519,
+    /// P-256 only.
+    P256,
+    /// Both, one after the other.
+    Both,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Device algorithms to measure.
+    #[arg(long, value_enum, default_value_t = BenchAlg::Both)]
+    alg: BenchAlg,
+    /// Ed25519 readings to send.
+    #[arg(long, default_value_t = 300_000)]
+    ed25519_readings: usize,
+    /// P-256 readings to send.
+    #[arg(long, default_value_t = 120_000)]
+    p256_readings: usize,
+    /// Devices per algorithm.
+    #[arg(long, default_value_t = 1_000)]
+    devices: usize,
+    /// Readings per HTTP batch.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Block interval of the node, ms.
+    #[arg(long, default_value_t = 200)]
+    block_interval_ms: u64,
+    /// Keep the node's data directory here instead of a temporary one.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// HTTP port of the benchmarked node.
+    #[arg(long, default_value_t = 18545)]
+    port: u16,
+}
+
+/// Results of one phase.
+struct Phase {
+    readings: usize,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    rejected: usize,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The machine's raw Ed25519 batch verification rate on all cores, per second.
+fn raw_ed25519_rate() -> f64 {
+    let signers: Vec<DeviceSigner> =
+        (0..64u8).map(|i| DeviceSigner::from_secret(KeyAlg::Ed25519, &[i + 1; 32]).expect("ed25519 key")).collect();
+    let keys: Vec<DevicePublicKey> = signers.iter().map(|s| s.public_key()).collect();
+    let messages: Vec<Vec<u8>> = (0..40_000u32).map(|i| [&i.to_be_bytes()[..], &[7u8; 120]].concat()).collect();
+    let sigs: Vec<[u8; 64]> = messages.iter().enumerate().map(|(i, m)| signers[i % 64].sign(m)).collect();
+    let checks: Vec<SignatureCheck<'_>> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| SignatureCheck { key: &keys[i % 64], message: m, signature: &sigs[i] })
+        .collect();
+    let _ = verify_signatures(&checks[..2000]); // warm up
+    let start = Instant::now();
+    let verdicts = verify_signatures(&checks);
+    let rate = checks.len() as f64 / start.elapsed().as_secs_f64();
+    assert!(verdicts.iter().all(|v| *v));
+    rate
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    println!("iotchain bench on {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let raw = tokio::task::spawn_blocking(raw_ed25519_rate).await?;
+    println!("raw ed25519 batch verification: {raw:.0} verifies/s (all cores)");
+
+    let tmp;
+    let dir = match &a.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = TempDir::new()?;
+            tmp.0.clone()
+        }
+    };
+    let owner = KeyFile::generate(KeyAlg::Secp256k1);
+    let validator = KeyFile::generate(KeyAlg::Ed25519);
+    let genesis = Genesis {
+        chain_id: 9999,
+        timestamp_ms: crate::send::now_ms(),
+        validators: vec![GenesisValidator { public_key: validator.validator_key()?.public_key().into(), address: None }],
+        owners: vec![owner.owner_key()?.address()],
+        params: ChainParams::default(),
+    };
+    std::fs::create_dir_all(&dir)?;
+    genesis.write(&dir.join("genesis.json"))?;
+    validator.write(&dir.join("validator.key"))?;
+    std::fs::write(
+        dir.join("node.toml"),
+        format!(
+            "data_dir = \"data\"\nhttp_addr = \"127.0.0.1:{}\"\ngenesis = \"genesis.json\"\nvalidator_key = \"validator.key\"\nblock_interval_ms = {}\n",
+            a.port, a.block_interval_ms
+        ),
+    )?;
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["node", "--config"])
+        .arg(dir.join("node.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the node")?;
+    let pid = child.id().unwrap_or(0);
+    let url = format!("http://127.0.0.1:{}", a.port);
+    let client = Client::new(&url);
+    client.wait_ready(Duration::from_secs(20)).await.context("node did not start")?;
+
+    let owner_key = owner.owner_key()?;
+    let mut nonce = 0;
+    let mut results = Vec::new();
+    let phases: Vec<(KeyAlg, usize)> = match a.alg {
+        BenchAlg::Ed25519 => vec![(KeyAlg::Ed25519, a.ed25519_readings)],
+        BenchAlg::P256 => vec![(KeyAlg::P256, a.p256_readings)],
+        BenchAlg::Both => vec![(KeyAlg::Ed25519, a.ed25519_readings), (KeyAlg::P256, a.p256_readings)],
+    };
+    for (alg, total) in phases {
+        let phase = run_phase(&client, &owner_key, &mut nonce, alg, total, &a).await?;
+        let rate = phase.readings as f64 / phase.seconds;
+        println!(
+            "{alg:>8}: {} readings final in {:.2} s = {rate:.0} readings/s; submit→final p50 {:.0} ms, p99 {:.0} ms; rejected {}",
+            phase.readings, phase.seconds, phase.p50_ms, phase.p99_ms, phase.rejected
+        );
+        if alg == KeyAlg::Ed25519 {
+            println!("{alg:>8}: end-to-end ÷ raw batch verification = {:.2} (goal ≥ 0.67)", rate / raw);
+        }
+        results.push((alg, rate));
+    }
+    if let Some(kib) = peak_rss_kib(pid) {
+        println!("node peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+    }
+    let _ = child.kill().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_phase(
+    client: &Client,
+    owner: &iotchain_crypto::OwnerKey,
+    nonce: &mut u64,
+    alg: KeyAlg,
+    total: usize,
+    a: &BenchArgs,
+) -> anyhow::Result<Phase> {
+    let chain_id = client.status().await?["chain_id"].as_u64().unwrap_or(0);
+    let n = a.devices.max(1);
+    println!("{alg:>8}: registering {n} devices…");
+    let signers: Vec<DeviceSigner> = (0..n).map(|_| DeviceSigner::generate(alg)).collect::<Result<_, _>>()?;
+    let mut last = None;
+    for s in &signers {
+        let op = DeviceOp::Register {
+            public_key: s.public_key(),
+            model: "bench".into(),
+            firmware_hash: Default::default(),
+            labels: vec![],
+        };
+        last = Some(client.post_tx(&SignedTx::sign(owner, chain_id, *nonce, op)?).await?);
+        *nonce += 1;
+    }
+    if let Some(h) = last {
+        let s = client.get(&format!("/v1/transactions/{h}?wait_ms=60000")).await?;
+        if s["status"] != "final" {
+            bail!("device registrations not final");
+        }
+    }
+    println!("{alg:>8}: signing {total} readings…");
+    let signers = Arc::new(signers);
+    let clients = a.clients.max(1);
+    let batch = a.batch.max(1);
+    // Client c owns devices d with d % clients == c; readings go round-robin over its devices.
+    let per_client = total / clients;
+    let signed: Vec<Vec<Vec<u8>>> = {
+        let signers = signers.clone();
+        tokio::task::spawn_blocking(move || {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..clients)
+                    .map(|c| {
+                        let signers = &signers;
+                        scope.spawn(move || {
+                            let mine: Vec<&DeviceSigner> = signers.iter().skip(c).step_by(clients).collect();
+                            let data = [0xf9, 0x4d, 0x00]; // CBOR half-float 20.0
+                            let ts = crate::send::now_ms();
+                            (0..per_client)
+                                .map(|i| {
+                                    let d = mine[i % mine.len()];
+                                    d.sign_reading((i / mine.len()) as u64, ts, None, &data)
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("signing thread")).collect()
+            })
+        })
+        .await?
+    };
+    println!("{alg:>8}: sending from {clients} clients in batches of {batch}…");
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for messages in signed {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut waiters = Vec::new();
+            let mut rejected = 0usize;
+            for chunk in messages.chunks(batch) {
+                let sent = Instant::now();
+                let (status, body) = client.post_batch(cbor_batch(chunk)).await?;
+                if status >= 300 {
+                    bail!("batch rejected ({status}): {body}");
+                }
+                rejected += body["rejected"].as_u64().unwrap_or(0) as usize;
+                let results = body["results"].as_array().cloned().unwrap_or_default();
+                let Some(id) = results.iter().rev().find_map(|r| r["id"].as_str().map(String::from)) else {
+                    continue;
+                };
+                let c = client.clone();
+                waiters.push(tokio::spawn(async move {
+                    let s = c.get(&format!("/v1/readings/{id}?wait_ms=60000")).await?;
+                    if s["status"] != "final" {
+                        bail!("reading {id} not final after 60 s");
+                    }
+                    Ok(sent.elapsed().as_secs_f64() * 1e3)
+                }));
+            }
+            for w in waiters {
+                latencies.push(w.await??);
+            }
+            Ok::<_, anyhow::Error>((latencies, rejected))
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut rejected = 0;
+    for t in tasks {
+        let (l, r) = t.await??;
+        latencies.extend(l);
+        rejected += r;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies.sort_by(|x, y| x.total_cmp(y));
+    Ok(Phase {
+        readings: per_client * clients - rejected,
+        seconds,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+        rejected,
+    })
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(format!("iotchain-bench-{}-{}", std::process::id(), crate::send::now_ms()));
+        std::fs::create_dir_all(&path)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+

@@ -1,0 +1,159 @@
+//! A small client for the node's HTTP API, shared by the commands, the simulator and the bench.
+
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256};
+use anyhow::{Context, anyhow, bail};
+use iotchain_block::{DeviceOp, SignedTx};
+use iotchain_crypto::OwnerKey;
+use serde_json::Value;
+
+/// An HTTP client bound to one node.
+#[derive(Debug, Clone)]
+pub(crate) struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// Encodes messages as a CBOR array (the `application/cbor` batch body).
+pub(crate) fn cbor_batch(messages: &[Vec<u8>]) -> Vec<u8> {
+    let n = messages.len();
+    let mut out = Vec::with_capacity(9 + messages.iter().map(Vec::len).sum::<usize>());
+    match n {
+        0..=23 => out.push(0x80 | n as u8),
+        24..=0xff => out.extend_from_slice(&[0x98, n as u8]),
+        0x100..=0xffff => {
+            out.push(0x99);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0x9a);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+    }
+    for m in messages {
+        out.extend_from_slice(m);
+    }
+    out
+}
+
+impl Client {
+    pub(crate) fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .timeout(Duration::from_secs(90))
+            .build()
+            .expect("http client");
+        Self { http, base: base.trim_end_matches('/').to_string() }
+    }
+
+    async fn json(&self, resp: reqwest::Response) -> anyhow::Result<Value> {
+        let status = resp.status();
+        let body: Value = resp.json().await.with_context(|| format!("node answered {status} without JSON"))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        match body.get("error") {
+            Some(e) => bail!(
+                "node rejected the request ({status}, {}): {}",
+                e["code"].as_str().unwrap_or("?"),
+                e["message"].as_str().unwrap_or("?")
+            ),
+            None => bail!("node answered {status}: {body}"),
+        }
+    }
+
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        self.json(resp).await
+    }
+
+    pub(crate) async fn status(&self) -> anyhow::Result<Value> {
+        self.get("/v1/status").await
+    }
+
+    /// Waits until the node answers `/v1/status`.
+    pub(crate) async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.status().await {
+                Ok(s) => return Ok(s),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Signs an owner operation with the owner's next pending nonce, submits it and waits
+    /// until it is final. Returns the transaction hash and its height.
+    pub(crate) async fn submit_op(&self, owner: &OwnerKey, op: DeviceOp) -> anyhow::Result<(B256, u64)> {
+        let status = self.status().await?;
+        let chain_id = status["chain_id"].as_u64().ok_or_else(|| anyhow!("status has no chain_id"))?;
+        let info = self.get(&format!("/v1/owners/{}", owner.address())).await?;
+        if info["authorised"] != Value::Bool(true) {
+            bail!("owner {} is not authorised on this chain (see genesis.json owners)", owner.address());
+        }
+        let nonce = info["pending_nonce"].as_u64().unwrap_or(0);
+        let tx = SignedTx::sign(owner, chain_id, nonce, op)?;
+        let hash = self.post_tx(&tx).await?;
+        let done = self.get(&format!("/v1/transactions/{hash}?wait_ms=30000")).await?;
+        match done["height"].as_u64() {
+            Some(h) => Ok((hash, h)),
+            None => bail!("transaction {hash} accepted but not final after 30 s"),
+        }
+    }
+
+    /// Posts a signed transaction without waiting for finality; returns its hash.
+    pub(crate) async fn post_tx(&self, tx: &SignedTx) -> anyhow::Result<B256> {
+        let raw = iotchain_block::hex0x(tx.encode_rlp());
+        let resp = self
+            .http
+            .post(format!("{}/v1/transactions", self.base))
+            .json(&serde_json::json!({ "raw": raw }))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let body = self.json(resp).await?;
+        body["hash"].as_str().unwrap_or_default().parse().context("node returned no hash")
+    }
+
+    /// Posts one reading (`application/cose`).
+    pub(crate) async fn post_reading(&self, message: Vec<u8>) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/readings", self.base))
+            .header("content-type", "application/cose")
+            .body(message)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        self.json(resp).await
+    }
+
+    /// Posts a batch (`application/cbor`); returns the raw status and JSON body.
+    pub(crate) async fn post_batch(&self, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/readings", self.base))
+            .header("content-type", "application/cbor")
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await?))
+    }
+
+    /// Devices, optionally of one owner.
+    pub(crate) async fn devices(&self, owner: Option<Address>) -> anyhow::Result<Value> {
+        match owner {
+            Some(o) => self.get(&format!("/v1/devices?owner={o}")).await,
+            None => self.get("/v1/devices").await,
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! `iotchain dev` (single-validator devnet with simulated devices) and `iotchain node`.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use iotchain_block::{ChainParams, Genesis, GenesisValidator};
+use iotchain_crypto::{KeyAlg, KeyFile};
+use iotchain_node::{Node, NodeConfig};
+use serde::Deserialize;
+
+use crate::{client::Client, default_data_dir};
+
+/// Chain id of devnets created by `iotchain dev`.
+const DEV_CHAIN_ID: u64 = 1337;
+
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    /// Data directory (created if missing; an existing devnet there is resumed).
+    #[arg(long, default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// HTTP address to serve the API on.
+    #[arg(long, default_value = "127.0.0.1:8545")]
+    http_addr: SocketAddr,
+    /// Run the node alone, without simulated devices.
+    #[arg(long)]
+    no_sim: bool,
+    /// Number of simulated devices (two thirds Ed25519, one third P-256).
+    #[arg(long, default_value_t = 6)]
+    devices: usize,
+    /// Readings per second per simulated device.
+    #[arg(long, default_value_t = 2.0)]
+    rate: f64,
+    /// Time between blocks, ms.
+    #[arg(long, default_value_t = 200)]
+    block_interval_ms: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// Node config file (TOML): data_dir, http_addr, genesis, validator_key, block_interval_ms,
+    /// max_batch_readings. Relative paths are relative to the config file.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeFile {
+    data_dir: PathBuf,
+    #[serde(default = "default_http")]
+    http_addr: SocketAddr,
+    genesis: PathBuf,
+    validator_key: PathBuf,
+    block_interval_ms: Option<u64>,
+    max_batch_readings: Option<usize>,
+}
+
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8545))
+}
+
+/// Files of a devnet data directory.
+struct DevFiles {
+    genesis: PathBuf,
+    owner_key: PathBuf,
+    validator_key: PathBuf,
+}
+
+impl DevFiles {
+    fn new(dir: &Path) -> Self {
+        Self {
+            genesis: dir.join("genesis.json"),
+            owner_key: dir.join("dev-owner.key"),
+            validator_key: dir.join("validator.key"),
+        }
+    }
+}
+
+/// Creates the devnet's keys and genesis, or loads them if the directory holds a devnet.
+fn devnet_setup(dir: &Path) -> anyhow::Result<(Genesis, KeyFile, KeyFile, bool)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let files = DevFiles::new(dir);
+    if files.genesis.exists() {
+        let genesis = Genesis::read(&files.genesis)?;
+        let owner = KeyFile::read(&files.owner_key)?;
+        let validator = KeyFile::read(&files.validator_key)?;
+        return Ok((genesis, owner, validator, false));
+    }
+    let owner = KeyFile::generate(KeyAlg::Secp256k1);
+    let validator = KeyFile::generate(KeyAlg::Ed25519);
+    let genesis = Genesis {
+        chain_id: DEV_CHAIN_ID,
+        timestamp_ms: crate::send::now_ms(),
+        validators: vec![GenesisValidator {
+            public_key: validator.validator_key()?.public_key().into(),
+            address: None,
+        }],
+        owners: vec![owner.owner_key()?.address()],
+        params: ChainParams::default(),
+    };
+    owner.write(&files.owner_key)?;
+    validator.write(&files.validator_key)?;
+    genesis.write(&files.genesis)?;
+    Ok((genesis, owner, validator, true))
+}
+
+pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
+    let (genesis, owner, validator, fresh) = devnet_setup(&a.data_dir)?;
+    let files = DevFiles::new(&a.data_dir);
+    let mut config = NodeConfig::new(a.data_dir.clone(), genesis.clone(), validator.validator_key()?);
+    config.http_addr = a.http_addr;
+    config.block_interval = Duration::from_millis(a.block_interval_ms.max(10));
+    let node = Node::start(config).await?;
+    let url = format!("http://{}", node.http_addr);
+    println!("iotchain devnet {} (chain id {})", if fresh { "created" } else { "resumed" }, genesis.chain_id);
+    println!("  data dir:    {}", a.data_dir.display());
+    println!("  genesis:     {}", files.genesis.display());
+    println!("  owner key:   {} (owner {})", files.owner_key.display(), owner.address);
+    println!("  API:         {url}/v1/status");
+    println!("  try:         iotchain device list --node {url}");
+    println!("  stop:        Ctrl-C (everything acknowledged is kept)");
+
+    let mut blocks = node.blocks.subscribe();
+    let printer = tokio::spawn(async move {
+        let mut last = Instant::now();
+        while let Ok(b) = blocks.recv().await {
+            let dt = last.elapsed().as_secs_f64().max(1e-3);
+            last = Instant::now();
+            println!(
+                "block {:>6}  readings {:>5}  txs {:>3}  {:>9.1} readings/s  commit {:>5.1} ms  {}",
+                b.height,
+                b.readings,
+                b.transactions,
+                b.readings as f64 / dt,
+                b.commit_ms,
+                &b.hash.to_string()[..12]
+            );
+        }
+    });
+    let sim = if a.no_sim {
+        None
+    } else {
+        let dir = a.data_dir.join("devices");
+        let owner = owner.owner_key()?;
+        let (n, rate) = (a.devices, a.rate);
+        Some(tokio::spawn(async move {
+            if let Err(e) = simulate(&url, &dir, &owner, n, rate).await {
+                eprintln!("simulated devices stopped: {e:#}");
+            }
+        }))
+    };
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    println!("stopping…");
+    if let Some(s) = sim {
+        s.abort();
+    }
+    node.stop().await;
+    printer.abort();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Registers `n` simulated devices (reusing their keys across restarts) and has each send
+/// `rate` temperature readings per second, batched per tick.
+async fn simulate(url: &str, dir: &Path, owner: &iotchain_crypto::OwnerKey, n: usize, rate: f64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let client = Client::new(url);
+    let mut devices = Vec::new();
+    for i in 0..n {
+        let alg = if i % 3 == 2 { KeyAlg::P256 } else { KeyAlg::Ed25519 };
+        let path = dir.join(format!("sensor-{i}.key"));
+        let key = if path.exists() {
+            KeyFile::read(&path)?
+        } else {
+            let k = KeyFile::generate(alg);
+            k.write(&path)?;
+            k
+        };
+        let signer = key.device_signer()?;
+        let next_seq = match client.get(&format!("/v1/devices/{}", signer.address())).await {
+            Ok(info) => info["pending_last_seq"].as_u64().map_or(0, |s| s + 1),
+            Err(_) => {
+                let op = iotchain_block::DeviceOp::Register {
+                    public_key: signer.public_key(),
+                    model: format!("sim-thermometer-{}", alg),
+                    firmware_hash: alloy_primitives::Bytes::from(vec![0x5a; 32]),
+                    labels: vec![("site".into(), format!("dock {}", i + 1))],
+                };
+                client.submit_op(owner, op).await.context("registering a simulated device")?;
+                println!("registered simulated device {} ({alg})", signer.address());
+                0
+            }
+        };
+        devices.push((signer, next_seq));
+    }
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let period = Duration::from_secs_f64(1.0 / rate.max(0.01));
+    let mut tick = tokio::time::interval(period);
+    let mut t = 0f64;
+    loop {
+        tick.tick().await;
+        t += period.as_secs_f64();
+        let messages: Vec<Vec<u8>> = devices
+            .iter_mut()
+            .enumerate()
+            .map(|(i, (signer, seq))| {
+                let temp = 4.0 + 1.5 * (t / 30.0 + i as f64).sin();
+                let data = crate::send::json_to_cbor(&format!("{{\"temp_c\": {temp:.2}}}")).expect("valid json");
+                let m = signer.sign_reading(*seq, crate::send::now_ms(), Some("temperature"), &data);
+                *seq += 1;
+                m
+            })
+            .collect();
+        let (status, body) = client.post_batch(crate::client::cbor_batch(&messages)).await?;
+        if status >= 300 {
+            bail!("node rejected simulated readings ({status}): {body}");
+        }
+    }
+}
+
+pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
+    let file: NodeFile = toml::from_str(&text).with_context(|| format!("{} is not a node config", a.config.display()))?;
+    let base = a.config.parent().unwrap_or(Path::new("."));
+    let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+    let genesis = Genesis::read(&resolve(&file.genesis))?;
+    let key = KeyFile::read(&resolve(&file.validator_key))?.validator_key()?;
+    if !genesis.validator_keys().contains(&key.public_key().into()) {
+        bail!("the validator key is not a validator of this genesis");
+    }
+    let mut config = NodeConfig::new(resolve(&file.data_dir), genesis, key);
+    config.http_addr = file.http_addr;
+    if let Some(ms) = file.block_interval_ms {
+        config.block_interval = Duration::from_millis(ms.max(10));
+    }
+    if let Some(n) = file.max_batch_readings {
+        config.max_batch_readings = n;
+    }
+    let node = Node::start(config).await?;
+    println!("iotchain node serving http://{}", node.http_addr);
+    let mut blocks = node.blocks.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Ok(b) = blocks.recv().await {
+            tracing::info!(height = b.height, readings = b.readings, txs = b.transactions, "block final");
+        }
+    });
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    node.stop().await;
+    printer.abort();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,87 @@
+//! The iotchain command: devnet, node, keys, devices, readings, proofs and benchmarks.
+
+mod bench;
+mod client;
+mod device;
+mod devnet;
+mod keys;
+mod send;
+mod verify;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+/// iotchain: a blockchain for IoT fleets shared by organisations that do not fully trust
+/// each other. Devices sign readings; validators commit them under BFT finality; anyone can
+/// check a reading's proof offline.
+#[derive(Debug, Parser)]
+#[command(name = "iotchain", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a single-validator devnet with simulated devices (the quickest way to see iotchain work).
+    Dev(devnet::DevArgs),
+    /// Run a node from a config file.
+    Node(devnet::NodeArgs),
+    /// Create key files.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Register, rotate, revoke and inspect devices.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// Sign readings with a device key and send them to a node.
+    Send(send::SendArgs),
+    /// Fetch a reading's proof bundle from a node.
+    Proof(verify::ProofArgs),
+    /// Check a proof bundle offline against a genesis file.
+    Verify(verify::VerifyArgs),
+    /// Measure end-to-end throughput and latency of one node on this machine.
+    Bench(bench::BenchArgs),
+}
+
+/// Exit code for a proof that does not verify (distinct from usage and runtime errors).
+pub(crate) const EXIT_INVALID: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,iotchain=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(a) => devnet::dev(a).await,
+            Command::Node(a) => devnet::node(a).await,
+            Command::Keys(c) => keys::run(c),
+            Command::Device(c) => device::run(c).await,
+            Command::Send(a) => send::run(a).await,
+            Command::Proof(a) => verify::fetch(a).await,
+            Command::Verify(a) => verify::verify(a),
+            Command::Bench(a) => bench::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Default node URL for client commands.
+pub(crate) const DEFAULT_NODE: &str = "http://127.0.0.1:8545";
+
+/// Default data directory.
+pub(crate) fn default_data_dir() -> PathBuf {
+    PathBuf::from("./iotchain-data")
+}

@@ -1,0 +1,86 @@
+//! `iotchain send`: sign readings with a device key and send them.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use iotchain_crypto::KeyFile;
+
+use crate::{DEFAULT_NODE, client::Client};
+
+#[derive(Debug, Args)]
+pub(crate) struct SendArgs {
+    /// Node URL.
+    #[arg(long, default_value = DEFAULT_NODE)]
+    node: String,
+    /// Device key file (ed25519 or p256).
+    #[arg(long)]
+    device_key: PathBuf,
+    /// The reading's data as JSON (a number, string, object, ...); sent as CBOR.
+    #[arg(long)]
+    data: String,
+    /// Stream name (default "default").
+    #[arg(long)]
+    stream: Option<String>,
+    /// First seq; by default one above the device's last accepted seq.
+    #[arg(long)]
+    seq: Option<u64>,
+    /// Number of readings to send (seq increasing by one).
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    /// Wait until each reading is final and print its height.
+    #[arg(long)]
+    wait: bool,
+}
+
+/// JSON text to CBOR bytes.
+pub(crate) fn json_to_cbor(json: &str) -> anyhow::Result<Vec<u8>> {
+    let value: serde_json::Value = serde_json::from_str(json).with_context(|| format!("--data {json:?} is not JSON"))?;
+    let mut out = Vec::new();
+    ciborium::into_writer(&value, &mut out).context("encoding data as CBOR")?;
+    Ok(out)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub(crate) async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
+    let signer = KeyFile::read(&a.device_key)?.device_signer()?;
+    let data = json_to_cbor(&a.data)?;
+    let client = Client::new(&a.node);
+    let first = match a.seq {
+        Some(s) => s,
+        None => {
+            let info = client.get(&format!("/v1/devices/{}", signer.address())).await?;
+            info["pending_last_seq"].as_u64().map_or(0, |s| s + 1)
+        }
+    };
+    let mut failed = false;
+    for seq in first..first + a.count {
+        let message = signer.sign_reading(seq, now_ms(), a.stream.as_deref(), &data);
+        match client.post_reading(message).await {
+            Ok(r) => {
+                let id = r["id"].as_str().unwrap_or("?").to_string();
+                if a.wait {
+                    let s = client.get(&format!("/v1/readings/{id}?wait_ms=30000")).await?;
+                    if s["status"] != "final" {
+                        bail!("reading {id} not final after 30 s");
+                    }
+                    println!("{}", serde_json::json!({"id": id, "seq": seq, "status": "final", "height": s["height"]}));
+                } else {
+                    println!("{}", serde_json::json!({"id": id, "seq": seq, "status": "pending"}));
+                }
+            }
+            Err(e) => {
+                eprintln!("seq {seq}: {e:#}");
+                failed = true;
+            }
+        }
+        if a.count > 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    Ok(if failed { ExitCode::from(crate::EXIT_INVALID) } else { ExitCode::SUCCESS })
+}

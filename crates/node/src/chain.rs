@@ -1,0 +1,754 @@
+//! The chain: pending view, item queue, group-committed item log, committed state and store.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use alloy_primitives::{B256, Bytes};
+use axum::http::StatusCode;
+use iotchain_block::{
+    Block, BlockItem, DeviceKeyJson, FinalityCertificate, Genesis, Header, ProofBundle, SignedTx,
+};
+use iotchain_crypto::{DevicePublicKey, SignatureCheck, ValidatorKey, verify_signatures};
+use iotchain_reading::DeviceAddress;
+use iotchain_state::{DeviceRecord, Gap, State};
+use iotchain_storage::{
+    BlockCommit, ChainStore, ItemKind, ItemLog, LogItem, ReadingLocation, TxLocation,
+};
+use parking_lot::{Condvar, Mutex, RwLock};
+use tokio::sync::watch;
+
+use crate::{ApiError, NodeConfig, NodeError};
+
+/// How long a submission waits for its log sync before reporting the store unavailable.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The last final block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadInfo {
+    /// Height.
+    pub height: u64,
+    /// Header hash.
+    pub hash: B256,
+    /// Header time.
+    pub timestamp_ms: u64,
+}
+
+/// The outcome of one submitted item.
+pub type ItemResult = Result<B256, ApiError>;
+
+/// Where a reading stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadingStatus {
+    /// Accepted and durable, waiting for a block.
+    Pending {
+        /// When it was accepted.
+        arrival_ms: u64,
+    },
+    /// In a final block.
+    Final {
+        /// Its location.
+        location: ReadingLocation,
+        /// The block's time.
+        block_time_ms: u64,
+    },
+}
+
+/// An accepted item waiting for a block.
+#[derive(Debug, Clone)]
+pub(crate) struct Queued {
+    pub(crate) seq: u64,
+    pub(crate) kind: ItemKind,
+    pub(crate) id: B256,
+    pub(crate) bytes: Bytes,
+    pub(crate) arrival_ms: u64,
+    pub(crate) key_version: u32,
+}
+
+struct Ingest {
+    /// Committed state plus every queued item.
+    pending: State,
+    /// Accepted items not yet in a block, oldest first.
+    queue: VecDeque<Queued>,
+    /// Reading ids and transaction hashes in the queue.
+    index: HashMap<B256, u64>,
+    next_seq: u64,
+    /// Accepted items not yet synced to the log.
+    unsynced: Vec<LogItem>,
+    stopping: bool,
+}
+
+/// Counters exposed at `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) readings_accepted: AtomicU64,
+    pub(crate) txs_accepted: AtomicU64,
+    pub(crate) rejected: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    pub(crate) blocks: AtomicU64,
+    pub(crate) readings_final: AtomicU64,
+    pub(crate) log_syncs: AtomicU64,
+}
+
+/// The chain shared by ingestion, block production and the API.
+pub struct Chain {
+    genesis: Genesis,
+    genesis_hash: B256,
+    store: ChainStore,
+    validator: ValidatorKey,
+    max_batch: usize,
+    ingest: Mutex<Ingest>,
+    wake_flusher: Condvar,
+    committed: RwLock<State>,
+    log: Mutex<ItemLog>,
+    durable: watch::Sender<u64>,
+    head: watch::Sender<HeadInfo>,
+    failed: AtomicBool,
+    pub(crate) metrics: Metrics,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain").field("head", &*self.head.borrow()).finish()
+    }
+}
+
+/// The genesis block's header.
+pub(crate) fn genesis_header(genesis: &Genesis, state: &mut State) -> Header {
+    Header {
+        chain_id: genesis.chain_id,
+        height: 0,
+        parent_hash: B256::ZERO,
+        timestamp_ms: genesis.timestamp_ms,
+        proposer: B256::ZERO,
+        readings_root: B256::from(iotchain_merkle::root(&[])),
+        reading_count: 0,
+        transactions_root: B256::from(iotchain_merkle::root(&[])),
+        transaction_count: 0,
+        state_root: state.root(),
+    }
+}
+
+impl Chain {
+    /// Opens the data directory, creating genesis on first start and recovering pending
+    /// items from the log.
+    pub fn open(config: &NodeConfig) -> Result<Arc<Self>, NodeError> {
+        let genesis = config.genesis.clone();
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            NodeError::DataDir(format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
+        let store = ChainStore::open(&config.data_dir.join("chain.redb"))?;
+        let mut genesis_state = State::genesis(&genesis);
+        let gheader = genesis_header(&genesis, &mut genesis_state);
+        let genesis_hash = gheader.hash();
+        let (mut committed, head) = match store.head()? {
+            None => {
+                let block = Block { header: gheader.clone(), items: vec![] };
+                let cert = FinalityCertificate { height: 0, header_hash: genesis_hash, signatures: vec![] };
+                let mut state = State::genesis(&genesis);
+                let (devices, owners) = state.changed_records();
+                state.root();
+                store.commit_block(&BlockCommit {
+                    block: &block,
+                    certificate: &cert,
+                    readings: &[],
+                    txs: &[],
+                    devices: &devices,
+                    owners: &owners,
+                    gaps: &[],
+                    log_done: 0,
+                })?;
+                (state, gheader)
+            }
+            Some(h) => {
+                let stored_genesis = store.header(0)?.ok_or_else(|| NodeError::DataDir("genesis block missing".into()))?;
+                if stored_genesis.hash() != genesis_hash {
+                    return Err(NodeError::DataDir(format!(
+                        "{} holds another chain (genesis {}), not this genesis ({genesis_hash})",
+                        config.data_dir.display(),
+                        stored_genesis.hash()
+                    )));
+                }
+                let header = store.header(h)?.ok_or_else(|| NodeError::DataDir(format!("head block {h} missing")))?;
+                let (devices, owners) = store.state_records()?;
+                let mut state = State::from_records(devices, owners);
+                let root = state.root();
+                if root != header.state_root {
+                    return Err(NodeError::DataDir(format!(
+                        "stored state root {root} does not match head block {h} ({})",
+                        header.state_root
+                    )));
+                }
+                (state, header)
+            }
+        };
+        committed.root();
+        let log_done = store.log_done()?;
+        let (log, items) = ItemLog::open(&config.data_dir.join("log"), log_done)?;
+        let mut ingest = Ingest {
+            pending: committed.clone(),
+            queue: VecDeque::new(),
+            index: HashMap::new(),
+            next_seq: log_done + 1,
+            unsynced: Vec::new(),
+            stopping: false,
+        };
+        let recovered = items.len();
+        for item in items {
+            ingest.next_seq = item.seq + 1;
+            let bytes = Bytes::from(item.bytes);
+            let applied = match item.kind {
+                ItemKind::Reading => apply_reading_bytes(&mut ingest.pending, &bytes, item.key_version, None),
+                ItemKind::Tx => apply_tx_bytes(&mut ingest.pending, &bytes, genesis.chain_id, 0),
+            };
+            match applied {
+                Ok(id) => {
+                    ingest.index.insert(id, item.seq);
+                    ingest.queue.push_back(Queued {
+                        seq: item.seq,
+                        kind: item.kind,
+                        id,
+                        bytes,
+                        arrival_ms: item.arrival_ms,
+                        key_version: item.key_version,
+                    });
+                }
+                Err(e) => tracing::error!(seq = item.seq, error = %e.message, "logged item no longer applies; skipped"),
+            }
+        }
+        if recovered > 0 {
+            tracing::info!(recovered, "recovered accepted items from the log");
+        }
+        let durable_seq = ingest.next_seq - 1;
+        let chain = Arc::new(Self {
+            genesis,
+            genesis_hash,
+            store,
+            validator: config.validator_key.clone(),
+            max_batch: config.max_batch_readings,
+            ingest: Mutex::new(ingest),
+            wake_flusher: Condvar::new(),
+            committed: RwLock::new(committed),
+            log: Mutex::new(log),
+            durable: watch::Sender::new(durable_seq),
+            head: watch::Sender::new(HeadInfo { height: head.height, hash: head.hash(), timestamp_ms: head.timestamp_ms }),
+            failed: AtomicBool::new(false),
+            metrics: Metrics::default(),
+        });
+        let flusher = chain.clone();
+        std::thread::Builder::new()
+            .name("item-log".into())
+            .spawn(move || flusher.run_flusher())
+            .expect("spawn the item-log thread");
+        Ok(chain)
+    }
+
+    /// The genesis.
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    /// The genesis header hash.
+    pub fn genesis_hash(&self) -> B256 {
+        self.genesis_hash
+    }
+
+    /// The chain store.
+    pub fn store(&self) -> &ChainStore {
+        &self.store
+    }
+
+    /// The last final block.
+    pub fn head(&self) -> HeadInfo {
+        *self.head.borrow()
+    }
+
+    /// Subscribes to head changes.
+    pub fn subscribe_head(&self) -> watch::Receiver<HeadInfo> {
+        self.head.subscribe()
+    }
+
+    /// Largest accepted reading in bytes.
+    pub fn max_reading_bytes(&self) -> usize {
+        self.genesis.params.max_reading_bytes as usize
+    }
+
+    /// Most readings in one batch request.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Numbers of queued readings and transactions.
+    pub fn pending_counts(&self) -> (usize, usize) {
+        let ingest = self.ingest.lock();
+        let txs = ingest.queue.iter().filter(|q| q.kind == ItemKind::Tx).count();
+        (ingest.queue.len() - txs, txs)
+    }
+
+    /// Runs `f` on the committed state.
+    pub fn with_committed<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.committed.read())
+    }
+
+    /// Runs `f` on the pending view (committed state plus queued items).
+    pub fn with_pending<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.ingest.lock().pending)
+    }
+
+    fn count_rejection(&self, code: &'static str) {
+        *self.metrics.rejected.lock().entry(code).or_default() += 1;
+    }
+
+    /// Verifies and accepts readings. Returns one result per message, in order; accepted
+    /// readings are durable in the item log when this returns.
+    pub async fn submit_readings(self: &Arc<Self>, messages: Vec<Bytes>) -> Vec<ItemResult> {
+        let chain = self.clone();
+        let checked = match tokio::task::spawn_blocking(move || chain.check_readings(messages)).await {
+            Ok(c) => c,
+            Err(e) => return vec![Err(ApiError::storage(&e))],
+        };
+        let mut results = Vec::with_capacity(checked.len());
+        let mut max_seq = 0;
+        {
+            let mut guard = self.ingest.lock();
+            let ingest = &mut *guard;
+            for c in checked {
+                let r = c.and_then(|c| {
+                    ingest
+                        .pending
+                        .apply_reading(&c.device, c.key_version, c.seq, c.ts, c.id)
+                        .map_err(|e| ApiError::from_state(&e))?;
+                    let seq = ingest.next_seq;
+                    ingest.next_seq += 1;
+                    let arrival_ms = now_ms();
+                    ingest.unsynced.push(LogItem {
+                        seq,
+                        kind: ItemKind::Reading,
+                        arrival_ms,
+                        key_version: c.key_version,
+                        bytes: c.bytes.to_vec(),
+                    });
+                    ingest.index.insert(c.id, seq);
+                    ingest.queue.push_back(Queued {
+                        seq,
+                        kind: ItemKind::Reading,
+                        id: c.id,
+                        bytes: c.bytes,
+                        arrival_ms,
+                        key_version: c.key_version,
+                    });
+                    max_seq = seq;
+                    Ok(c.id)
+                });
+                results.push(r);
+            }
+        }
+        for r in &results {
+            match r {
+                Ok(_) => self.metrics.readings_accepted.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    self.count_rejection(e.code);
+                    0
+                }
+            };
+        }
+        if max_seq > 0
+            && let Err(e) = self.wait_durable(max_seq).await
+        {
+            return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
+        }
+        results
+    }
+
+    /// Decodes, looks up keys and verifies signatures (CPU work, off the async threads).
+    fn check_readings(&self, messages: Vec<Bytes>) -> Vec<Result<CheckedReading, ApiError>> {
+        let max = self.max_reading_bytes();
+        // Decode and look up keys.
+        let mut prepared: Vec<Result<(CheckedReading, DevicePublicKey, Vec<u8>, [u8; 64]), ApiError>> =
+            Vec::with_capacity(messages.len());
+        {
+            let ingest = self.ingest.lock();
+            for m in messages {
+                prepared.push(prepare_reading(&ingest.pending, m, max));
+            }
+        }
+        let checks: Vec<SignatureCheck<'_>> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok())
+            .map(|(_, key, sig_structure, sig)| SignatureCheck { key, message: sig_structure, signature: sig })
+            .collect();
+        let verdicts = verify_signatures(&checks);
+        drop(checks);
+        let mut verdicts = verdicts.into_iter();
+        prepared
+            .into_iter()
+            .map(|p| {
+                let (checked, key, sig_structure, sig) = p?;
+                if verdicts.next().unwrap_or(false) {
+                    return Ok(checked);
+                }
+                Err(self.explain_bad_signature(&checked.device, &key, &sig_structure, &sig))
+            })
+            .collect()
+    }
+
+    /// A signature failed with the current key: tell a replaced key from a forgery.
+    fn explain_bad_signature(&self, device: &DeviceAddress, current: &DevicePublicKey, msg: &[u8], sig: &[u8; 64]) -> ApiError {
+        let previous = self
+            .ingest
+            .lock()
+            .pending
+            .device(device)
+            .map(|d| d.previous_keys.clone())
+            .unwrap_or_default();
+        let old_key_signed = previous.iter().filter(|k| *k != current).any(|k| {
+            verify_signatures(&[SignatureCheck { key: k, message: msg, signature: sig }])[0]
+        });
+        if old_key_signed {
+            ApiError::from_state(&iotchain_state::StateError::RotatedKey(*device))
+        } else {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "bad_signature",
+                format!("signature does not verify with the registered key of device {device}"),
+            )
+        }
+    }
+
+    /// Accepts an owner transaction (RLP bytes). Durable when this returns.
+    pub async fn submit_tx(self: &Arc<Self>, raw: Bytes) -> ItemResult {
+        let r = self.accept_tx(raw);
+        match &r {
+            Ok(_) => {
+                self.metrics.txs_accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.count_rejection(e.code),
+        }
+        let (hash, seq) = r?;
+        self.wait_durable(seq).await?;
+        Ok(hash)
+    }
+
+    fn accept_tx(&self, raw: Bytes) -> Result<(B256, u64), ApiError> {
+        let chain_id = self.genesis.chain_id;
+        let tx = SignedTx::decode_and_check(&raw, chain_id)
+            .map_err(|e| ApiError::bad_request("invalid_transaction", e.to_string()))?;
+        let hash = tx.hash();
+        let mut guard = self.ingest.lock();
+        let ingest = &mut *guard;
+        if ingest.index.contains_key(&hash) || self.store.transaction(&hash).map_err(|e| ApiError::storage(&e))?.is_some() {
+            return Err(ApiError::new(StatusCode::CONFLICT, "known_transaction", format!("transaction {hash} was already accepted")));
+        }
+        ingest.pending.apply_tx(&tx, 0).map_err(|e| ApiError::from_state(&e))?;
+        let seq = ingest.next_seq;
+        ingest.next_seq += 1;
+        let arrival_ms = now_ms();
+        ingest.unsynced.push(LogItem { seq, kind: ItemKind::Tx, arrival_ms, key_version: 0, bytes: raw.to_vec() });
+        ingest.index.insert(hash, seq);
+        ingest.queue.push_back(Queued { seq, kind: ItemKind::Tx, id: hash, bytes: raw, arrival_ms, key_version: 0 });
+        Ok((hash, seq))
+    }
+
+    async fn wait_durable(&self, seq: u64) -> Result<(), ApiError> {
+        self.wake_flusher.notify_one();
+        let mut rx = self.durable.subscribe();
+        match tokio::time::timeout(SYNC_TIMEOUT, rx.wait_for(|d| *d >= seq)).await {
+            Ok(Ok(_)) if !self.failed.load(Ordering::Relaxed) => Ok(()),
+            _ => Err(ApiError::storage(&"the item log did not sync")),
+        }
+    }
+
+    /// The group-commit loop: syncs everything accepted since the last sync in one write.
+    fn run_flusher(self: Arc<Self>) {
+        loop {
+            let items = {
+                let mut ingest = self.ingest.lock();
+                while ingest.unsynced.is_empty() && !ingest.stopping {
+                    self.wake_flusher.wait(&mut ingest);
+                }
+                if ingest.unsynced.is_empty() {
+                    return;
+                }
+                std::mem::take(&mut ingest.unsynced)
+            };
+            let last = items.last().map(|i| i.seq).unwrap_or(0);
+            if let Err(e) = self.log.lock().append(&items) {
+                tracing::error!(error = %e, "cannot write the item log: refusing further writes");
+                self.failed.store(true, Ordering::Relaxed);
+                self.durable.send_replace(u64::MAX);
+                return;
+            }
+            self.metrics.log_syncs.fetch_add(1, Ordering::Relaxed);
+            self.durable.send_replace(last);
+        }
+    }
+
+    /// Stops the log thread once it has synced what it holds.
+    pub(crate) fn stop_flusher(&self) {
+        self.ingest.lock().stopping = true;
+        self.wake_flusher.notify_one();
+    }
+
+    /// Whether storage failed (the node then stops producing and accepting).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// The oldest durable queued items for the next block.
+    pub(crate) fn next_batch(&self) -> Vec<Queued> {
+        let durable = *self.durable.borrow();
+        let params = &self.genesis.params;
+        let ingest = self.ingest.lock();
+        let (mut readings, mut txs) = (0u64, 0u64);
+        let mut out = Vec::new();
+        for q in ingest.queue.iter().take_while(|q| q.seq <= durable) {
+            let (count, max) = match q.kind {
+                ItemKind::Reading => (&mut readings, params.max_readings_per_block),
+                ItemKind::Tx => (&mut txs, params.max_transactions_per_block),
+            };
+            if *count >= max {
+                break;
+            }
+            *count += 1;
+            out.push(q.clone());
+        }
+        out
+    }
+
+    /// Builds, signs and commits a block of `items` (a prefix of the queue).
+    pub(crate) fn produce_block(&self, items: Vec<Queued>) -> Result<(Header, usize, usize), NodeError> {
+        let parent = self.head();
+        let height = parent.height + 1;
+        let mut committed = self.committed.write();
+        let mut block_items = Vec::with_capacity(items.len());
+        let mut readings: Vec<([u8; 32], ReadingLocation)> = Vec::new();
+        let mut txs: Vec<(B256, TxLocation)> = Vec::new();
+        let mut gaps: Vec<(DeviceAddress, Gap)> = Vec::new();
+        let mut ids: Vec<[u8; 32]> = Vec::new();
+        let mut tx_leaves: Vec<[u8; 32]> = Vec::new();
+        for q in &items {
+            let item = block_items.len() as u32;
+            match q.kind {
+                ItemKind::Reading => {
+                    match apply_reading_bytes(&mut committed, &q.bytes, q.key_version, Some(&mut gaps)) {
+                        Ok(id) => {
+                            readings.push((id.0, ReadingLocation { height, index: ids.len() as u32, item, arrival_ms: q.arrival_ms }));
+                            ids.push(id.0);
+                            block_items.push(BlockItem::Reading(q.bytes.clone()));
+                        }
+                        Err(e) => tracing::error!(id = %q.id, error = %e.message, "accepted reading no longer applies; dropped"),
+                    }
+                }
+                ItemKind::Tx => match apply_tx_bytes(&mut committed, &q.bytes, self.genesis.chain_id, height) {
+                    Ok(hash) => {
+                        txs.push((hash, TxLocation { height, item }));
+                        tx_leaves.push(iotchain_merkle::leaf_hash(&q.bytes));
+                        block_items.push(BlockItem::Tx(q.bytes.clone()));
+                    }
+                    Err(e) => tracing::error!(hash = %q.id, error = %e.message, "accepted transaction no longer applies; dropped"),
+                },
+            }
+        }
+        let (devices, owners) = committed.changed_records();
+        let header = Header {
+            chain_id: self.genesis.chain_id,
+            height,
+            parent_hash: parent.hash,
+            timestamp_ms: now_ms().max(parent.timestamp_ms),
+            proposer: B256::from(self.validator.public_key()),
+            readings_root: B256::from(iotchain_merkle::root(&ids)),
+            reading_count: ids.len() as u64,
+            transactions_root: B256::from(iotchain_merkle::root(&tx_leaves)),
+            transaction_count: tx_leaves.len() as u64,
+            state_root: committed.root(),
+        };
+        let hash = header.hash();
+        let certificate = FinalityCertificate::sign(&self.validator, self.genesis.chain_id, height, hash);
+        let block = Block { header, items: block_items };
+        let log_done = items.last().map(|q| q.seq).unwrap_or(0).max(self.store.log_done()?);
+        let commit = BlockCommit {
+            block: &block,
+            certificate: &certificate,
+            readings: &readings,
+            txs: &txs,
+            devices: &devices,
+            owners: &owners,
+            gaps: &gaps,
+            log_done,
+        };
+        if let Err(e) = self.store.commit_block(&commit) {
+            self.failed.store(true, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        drop(committed);
+        {
+            let mut ingest = self.ingest.lock();
+            for _ in 0..items.len() {
+                if let Some(q) = ingest.queue.pop_front() {
+                    ingest.index.remove(&q.id);
+                }
+            }
+        }
+        self.log.lock().prune(log_done)?;
+        self.head.send_replace(HeadInfo { height, hash, timestamp_ms: block.header.timestamp_ms });
+        self.metrics.blocks.fetch_add(1, Ordering::Relaxed);
+        self.metrics.readings_final.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        Ok((block.header, ids.len(), txs.len()))
+    }
+
+    /// Where a reading stands, if the node knows it.
+    pub fn reading_status(&self, id: &B256) -> Result<Option<ReadingStatus>, ApiError> {
+        // Look in the queue first: an item leaves it only after its block is stored.
+        let pending = {
+            let ingest = self.ingest.lock();
+            ingest.index.get(id).and_then(|seq| {
+                let front = ingest.queue.front()?.seq;
+                ingest.queue.get((seq - front) as usize).map(|q| q.arrival_ms)
+            })
+        };
+        if let Some(location) = self.store.reading(&id.0).map_err(|e| ApiError::storage(&e))? {
+            let block_time_ms = self
+                .store
+                .header(location.height)
+                .map_err(|e| ApiError::storage(&e))?
+                .map(|h| h.timestamp_ms)
+                .unwrap_or(0);
+            return Ok(Some(ReadingStatus::Final { location, block_time_ms }));
+        }
+        Ok(pending.map(|arrival_ms| ReadingStatus::Pending { arrival_ms }))
+    }
+
+    /// Whether a transaction is final (`Some(location)`), pending (`None` inside `Ok(true)`).
+    pub fn tx_status(&self, hash: &B256) -> Result<(Option<TxLocation>, bool), ApiError> {
+        let pending = self.ingest.lock().index.contains_key(hash);
+        let location = self.store.transaction(hash).map_err(|e| ApiError::storage(&e))?;
+        Ok((location, pending))
+    }
+
+    /// Builds the proof bundle of a final reading.
+    pub fn proof(&self, id: &B256) -> Result<ProofBundle, ApiError> {
+        let storage = |e: iotchain_storage::StorageError| ApiError::storage(&e);
+        let location = self.store.reading(&id.0).map_err(storage)?.ok_or_else(|| {
+            if self.ingest.lock().index.contains_key(id) {
+                ApiError::new(StatusCode::CONFLICT, "not_final", format!("reading {id} is pending, not final yet"))
+            } else {
+                ApiError::not_found(format!("reading {id} is unknown"))
+            }
+        })?;
+        let block = self.store.block(location.height).map_err(storage)?.ok_or_else(|| ApiError::storage(&"block missing"))?;
+        let certificate = self
+            .store
+            .certificate(location.height)
+            .map_err(storage)?
+            .ok_or_else(|| ApiError::storage(&"certificate missing"))?;
+        let ids = block.reading_ids();
+        let audit_path = iotchain_merkle::audit_path(&ids, location.index as usize).into_iter().map(B256::from).collect();
+        let Some(BlockItem::Reading(message)) = block.items.get(location.item as usize) else {
+            return Err(ApiError::storage(&"reading index points at a non-reading"));
+        };
+        let reading = iotchain_reading::decode(message).map_err(|e| ApiError::storage(&e))?;
+        let record = self
+            .with_committed(|s| s.device(&reading.device).cloned())
+            .ok_or_else(|| ApiError::storage(&"device of a final reading missing"))?;
+        let sig_structure = iotchain_reading::sig_structure(reading.protected, reading.payload);
+        let key = std::iter::once(&record.public_key)
+            .chain(record.previous_keys.iter().rev())
+            .find(|k| verify_signatures(&[SignatureCheck { key: k, message: &sig_structure, signature: reading.signature }])[0])
+            .cloned()
+            .ok_or_else(|| ApiError::storage(&"no key of the device verifies a final reading"))?;
+        Ok(ProofBundle {
+            version: 1,
+            reading_id: *id,
+            message: message.clone(),
+            index: location.index as u64,
+            audit_path,
+            device_key: DeviceKeyJson::from_key(&key),
+            header: block.header,
+            certificate,
+        })
+    }
+
+    /// A device record from the committed state.
+    pub fn device(&self, address: &DeviceAddress) -> Option<DeviceRecord> {
+        self.with_committed(|s| s.device(address).cloned())
+    }
+}
+
+/// A decoded reading whose signature is to be checked.
+pub(crate) struct CheckedReading {
+    device: DeviceAddress,
+    seq: u64,
+    ts: u64,
+    id: B256,
+    key_version: u32,
+    bytes: Bytes,
+}
+
+fn prepare_reading(
+    pending: &State,
+    message: Bytes,
+    max: usize,
+) -> Result<(CheckedReading, DevicePublicKey, Vec<u8>, [u8; 64]), ApiError> {
+    if message.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "reading_too_large",
+            format!("reading is {} bytes, the limit is {max}", message.len()),
+        ));
+    }
+    let r = iotchain_reading::decode(&message).map_err(|e| ApiError::from_reading(&e))?;
+    let record = pending.device(&r.device).ok_or_else(|| ApiError::from_state(&iotchain_state::StateError::UnknownDevice(r.device)))?;
+    if record.public_key.alg() != r.alg {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_alg",
+            format!("device {} signs with {}, the reading says {}", r.device, record.public_key.alg(), r.alg),
+        ));
+    }
+    // Cheap rejections before the signature check.
+    pending.check_reading(&r.device, record.key_version(), r.seq).map_err(|e| ApiError::from_state(&e))?;
+    let sig_structure = iotchain_reading::sig_structure(r.protected, r.payload);
+    let checked = CheckedReading {
+        device: r.device,
+        seq: r.seq,
+        ts: r.ts,
+        id: B256::from(iotchain_reading::reading_id(&message)),
+        key_version: record.key_version(),
+        bytes: message.clone(),
+    };
+    Ok((checked, record.public_key.clone(), sig_structure, *r.signature))
+}
+
+/// Applies a stored reading (already verified when accepted) to a state.
+fn apply_reading_bytes(
+    state: &mut State,
+    bytes: &[u8],
+    key_version: u32,
+    gaps: Option<&mut Vec<(DeviceAddress, Gap)>>,
+) -> Result<B256, ApiError> {
+    let r = iotchain_reading::decode(bytes).map_err(|e| ApiError::from_reading(&e))?;
+    let id = B256::from(iotchain_reading::reading_id(bytes));
+    let applied = state
+        .apply_reading(&r.device, key_version, r.seq, r.ts, id)
+        .map_err(|e| ApiError::from_state(&e))?;
+    if let (Some(gaps), Some(gap)) = (gaps, applied.gap) {
+        gaps.push((r.device, gap));
+    }
+    Ok(id)
+}
+
+/// Applies a stored transaction to a state.
+fn apply_tx_bytes(state: &mut State, bytes: &[u8], chain_id: u64, height: u64) -> Result<B256, ApiError> {
+    let tx = SignedTx::decode_and_check(bytes, chain_id).map_err(|e| ApiError::bad_request("invalid_transaction", e.to_string()))?;
+    state.apply_tx(&tx, height).map_err(|e| ApiError::from_state(&e))?;
+    Ok(tx.hash())
+}

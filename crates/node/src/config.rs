@@ -1,0 +1,40 @@
+//! Node configuration.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use iotchain_block::Genesis;
+use iotchain_crypto::ValidatorKey;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Data directory: holds `chain.redb` and `log/`.
+    pub data_dir: PathBuf,
+    /// HTTP listen address.
+    pub http_addr: SocketAddr,
+    /// The chain's genesis.
+    pub genesis: Genesis,
+    /// This validator's key.
+    pub validator_key: ValidatorKey,
+    /// Time between blocks.
+    pub block_interval: Duration,
+    /// Largest HTTP request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most readings in one batch request.
+    pub max_batch_readings: usize,
+}
+
+impl NodeConfig {
+    /// Defaults for a node with the given genesis, key and data directory.
+    pub fn new(data_dir: PathBuf, genesis: Genesis, validator_key: ValidatorKey) -> Self {
+        Self {
+            data_dir,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8545)),
+            genesis,
+            validator_key,
+            block_interval: Duration::from_millis(200),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_batch_readings: 10_000,
+        }
+    }
+}

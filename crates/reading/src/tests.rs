@@ -1,0 +1,234 @@
+//! Tests of the reading codec: rejections, a golden vector and properties.
+
+extern crate std;
+
+use alloc::vec::Vec;
+use proptest::prelude::*;
+
+use super::*;
+
+const DEVICE: DeviceAddress = DeviceAddress([0xab; 20]);
+
+fn message(seq: u64, stream: Option<&str>, data: &[u8]) -> Vec<u8> {
+    UnsignedReading::new(Alg::EdDsa, DEVICE, seq, 1_700_000_000_000, stream, data).into_message(&[0x11; 64])
+}
+
+/// Builds a COSE_Sign1 from raw parts (for malformed variants).
+fn cose(protected: &[u8], payload: &[u8], sig: &[u8]) -> Vec<u8> {
+    let mut out = alloc::vec![0u8; protected.len() + payload.len() + sig.len() + 32];
+    let mut w = Writer::new(&mut out);
+    w.head(6, 18).unwrap();
+    w.head(4, 4).unwrap();
+    w.bytes(protected).unwrap();
+    w.head(5, 0).unwrap();
+    w.bytes(payload).unwrap();
+    w.bytes(sig).unwrap();
+    let n = w.len();
+    out.truncate(n);
+    out
+}
+
+fn protected(alg: i64, kid: &[u8]) -> Vec<u8> {
+    let mut out = alloc::vec![0u8; 64];
+    let mut w = Writer::new(&mut out);
+    w.head(5, 2).unwrap();
+    w.int(1).unwrap();
+    w.int(alg).unwrap();
+    w.int(4).unwrap();
+    w.bytes(kid).unwrap();
+    let n = w.len();
+    out.truncate(n);
+    out
+}
+
+/// A payload map from (key, encoded value) pairs.
+fn payload(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = alloc::vec![0u8; 256];
+    let mut w = Writer::new(&mut out);
+    w.head(5, pairs.len() as u64).unwrap();
+    for (k, v) in pairs {
+        w.text(k).unwrap();
+        w.raw(v).unwrap();
+    }
+    let n = w.len();
+    out.truncate(n);
+    out
+}
+
+#[test]
+fn golden_vector() {
+    // Pins the wire format: seq 1, ts 1700000000000, stream "temp", data 21 (CBOR 0x15),
+    // device 0xabab…ab, EdDSA, signature 0x11 × 64. Changing this is a format change.
+    let m = UnsignedReading::new(Alg::EdDsa, DEVICE, 1, 1_700_000_000_000, Some("temp"), &[0x15]).into_message(&[0x11; 64]);
+    let expected = concat!(
+        "d284", "581b", "a2", "0127", "04", "5814", "abababababababababababababababababababab",
+        "a0", "5823", "a4", "63736571", "01", "627473", "1b0000018bcfe56800",
+        "6673747265616d", "6474656d70", "6464617461", "15",
+        "5840", "11111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111"
+    );
+    assert_eq!(hex::encode(&m), expected);
+    let r = decode(&m).unwrap();
+    assert_eq!((r.alg, r.device, r.seq, r.ts, r.stream, r.data), (Alg::EdDsa, DEVICE, 1, 1_700_000_000_000, "temp", &[0x15][..]));
+    let s = sig_structure(r.protected, r.payload);
+    assert_eq!(&s[..12], &hex::decode("846a5369676e617475726531").unwrap()[..]);
+}
+
+#[test]
+fn untagged_and_default_stream() {
+    let m = message(3, None, &[0xf5]);
+    let r = decode(&m[1..]).unwrap(); // drop tag 18 (one byte 0xd2)
+    assert_eq!(r.stream, DEFAULT_STREAM);
+    assert_eq!(r.data, &[0xf5]);
+}
+
+#[test]
+fn rejections_have_codes() {
+    let kid = [0xab; 20];
+    let ok_payload = payload(&[("seq", &[1]), ("ts", &[2]), ("data", &[3])]);
+    let cases: Vec<(Vec<u8>, &str)> = alloc::vec![
+        (alloc::vec![], "malformed_cbor"),
+        (alloc::vec![0xff], "malformed_cbor"),
+        (alloc::vec![0x9f, 0xff], "malformed_cbor"),
+        (alloc::vec![0x83, 0x40, 0xa0, 0x40], "malformed_cose"),
+        (alloc::vec![0xd3, 0x80], "malformed_cose"),
+        (alloc::vec![0x01], "malformed_cose"),
+        (cose(&protected(-35, &kid), &ok_payload, &[0; 64]), "unsupported_alg"),
+        (cose(&protected(-8, &kid[..19]), &ok_payload, &[0; 64]), "bad_kid"),
+        (cose(&[0xa1, 0x01, 0x27], &ok_payload, &[0; 64]), "missing_kid"),
+        (cose(&[0xa1, 0x04, 0x41, 0x00], &ok_payload, &[0; 64]), "missing_field"),
+        (cose(&[0xa2, 0x01, 0x27, 0x01, 0x27], &ok_payload, &[0; 64]), "duplicate_field"),
+        (cose(&[0xa1, 0x02, 0x80], &ok_payload, &[0; 64]), "malformed_cose"),
+        (cose(&protected(-8, &kid), &ok_payload, &[0; 63]), "bad_signature_length"),
+        (cose(&protected(-8, &kid), &payload(&[("seq", &[1]), ("data", &[3])]), &[0; 64]), "missing_field"),
+        (cose(&protected(-8, &kid), &payload(&[("seq", &[1]), ("seq", &[1]), ("ts", &[2]), ("data", &[3])]), &[0; 64]), "duplicate_field"),
+        (cose(&protected(-8, &kid), &payload(&[("seq", &[1]), ("ts", &[2]), ("data", &[3]), ("x", &[3])]), &[0; 64]), "unknown_field"),
+        (cose(&protected(-8, &kid), &payload(&[("seq", &[0x20]), ("ts", &[2]), ("data", &[3])]), &[0; 64]), "wrong_type"),
+        (cose(&protected(-8, &kid), &payload(&[("seq", &[1]), ("ts", &[2]), ("stream", &[0x60]), ("data", &[3])]), &[0; 64]), "malformed_payload"),
+        (cose(&protected(-8, &kid), &[0x80], &[0; 64]), "malformed_payload"),
+        (cose(&protected(-8, &kid), &payload(&[("seq", &[1]), ("ts", &[2]), ("data", &[0x9f, 0xff])]), &[0; 64]), "malformed_cbor"),
+    ];
+    for (bytes, code) in cases {
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!(err.code(), code, "{} gave {err}", hex::encode(&bytes));
+    }
+    let mut trailing = message(1, None, &[1]);
+    trailing.push(0);
+    assert_eq!(decode(&trailing).unwrap_err().code(), "trailing_bytes");
+}
+
+#[test]
+fn deep_nesting_is_rejected_without_recursion() {
+    let mut data = alloc::vec![0x81u8; 10_000];
+    data.push(0x01);
+    let mut p = payload(&[("seq", &[1]), ("ts", &[2])]);
+    p[0] = 0xa3;
+    p.extend_from_slice(&[0x64, b'd', b'a', b't', b'a']);
+    p.extend_from_slice(&data);
+    let m = cose(&protected(-8, &[0xab; 20]), &p, &[0; 64]);
+    assert_eq!(decode(&m).unwrap_err().code(), "too_deep");
+    let mut ok = alloc::vec![0x81u8; MAX_DEPTH];
+    ok.push(0x01);
+    assert!(UnsignedReading::try_new(Alg::EdDsa, DEVICE, 1, 1, None, &ok).is_ok());
+}
+
+#[test]
+fn every_truncation_errors() {
+    let m = message(42, Some("s"), &[0x82, 0x01, 0x63, b'a', b'b', b'c']);
+    for cut in 0..m.len() {
+        assert!(decode(&m[..cut]).is_err(), "cut at {cut}");
+    }
+}
+
+#[test]
+fn batches() {
+    let a = message(1, None, &[1]);
+    let b = message(2, None, &[2]);
+    let mut body = alloc::vec![0x82];
+    body.extend_from_slice(&a);
+    body.extend_from_slice(&b);
+    assert_eq!(decode_batch(&body, 10).unwrap(), alloc::vec![&a[..], &b[..]]);
+    assert_eq!(decode_batch(&body, 1).unwrap_err().code(), "batch_too_large");
+    assert_eq!(decode_batch(&[0x80], 10).unwrap_err().code(), "empty_batch");
+    assert_eq!(decode_batch(&[0xa0], 10).unwrap_err().code(), "malformed_batch");
+    assert_eq!(decode_batch(&body[..body.len() - 1], 10).unwrap_err().code(), "malformed_cbor");
+    // A count far beyond the input is rejected before any allocation of that size.
+    assert!(decode_batch(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], usize::MAX).is_err());
+}
+
+#[test]
+fn no_alloc_encoding_reports_small_buffers() {
+    let mut small = [0u8; 10];
+    assert_eq!(encode_protected(Alg::Es256, &DEVICE, &mut small).unwrap_err(), ReadingError::BufferTooSmall);
+    let mut buf = [0u8; 27];
+    assert_eq!(encode_protected(Alg::Es256, &DEVICE, &mut buf).unwrap(), 27);
+}
+
+#[test]
+fn addresses_parse_and_print() {
+    let s = "0xabababababababababababababababababababab";
+    assert_eq!(s.parse::<DeviceAddress>().unwrap(), DEVICE);
+    assert_eq!(std::format!("{DEVICE}"), s);
+    assert!("0xabab".parse::<DeviceAddress>().is_err());
+    assert!("zz".repeat(20).parse::<DeviceAddress>().is_err());
+}
+
+fn cbor_data() -> impl Strategy<Value = Vec<u8>> {
+    let leaf = prop_oneof![
+        any::<u64>().prop_map(|v| { let mut b = alloc::vec![0u8; 9]; let mut w = Writer::new(&mut b); w.head(0, v).unwrap(); let n = w.len(); b.truncate(n); b }),
+        any::<i32>().prop_map(|v| { let mut b = alloc::vec![0u8; 9]; let mut w = Writer::new(&mut b); w.int(v as i64).unwrap(); let n = w.len(); b.truncate(n); b }),
+        "[a-z]{0,12}".prop_map(|s| { let mut b = alloc::vec![0u8; 20]; let mut w = Writer::new(&mut b); w.text(&s).unwrap(); let n = w.len(); b.truncate(n); b }),
+        proptest::collection::vec(any::<u8>(), 0..40).prop_map(|v| { let mut b = alloc::vec![0u8; 50]; let mut w = Writer::new(&mut b); w.bytes(&v).unwrap(); let n = w.len(); b.truncate(n); b }),
+        any::<f64>().prop_map(|f| { let mut b = alloc::vec![0xfb]; b.extend_from_slice(&f.to_be_bytes()); b }),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        proptest::collection::vec(inner, 0..6).prop_map(|items| {
+            let mut b = alloc::vec![0u8; 9];
+            let mut w = Writer::new(&mut b);
+            w.head(4, items.len() as u64).unwrap();
+            let n = w.len();
+            b.truncate(n);
+            for i in items {
+                b.extend_from_slice(&i);
+            }
+            b
+        })
+    })
+}
+
+proptest! {
+    #[test]
+    fn round_trip(seq in any::<u64>(), ts in any::<u64>(), stream in proptest::option::of("[a-zA-Z0-9/_-]{1,64}"), data in cbor_data(), es256 in any::<bool>(), sig in proptest::array::uniform32(any::<u8>())) {
+        let alg = if es256 { Alg::Es256 } else { Alg::EdDsa };
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&sig);
+        let m = UnsignedReading::new(alg, DEVICE, seq, ts, stream.as_deref(), &data).into_message(&signature);
+        let r = decode(&m).unwrap();
+        prop_assert_eq!(r.alg, alg);
+        prop_assert_eq!(r.seq, seq);
+        prop_assert_eq!(r.ts, ts);
+        prop_assert_eq!(r.stream, stream.as_deref().unwrap_or(DEFAULT_STREAM));
+        prop_assert_eq!(r.data, &data[..]);
+        prop_assert_eq!(r.signature, &signature);
+        prop_assert_eq!(reading_id(&m), iotchain_merkle::leaf_hash(&m));
+    }
+
+    #[test]
+    fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = decode(&bytes);
+        let _ = decode_batch(&bytes, 100);
+    }
+
+    #[test]
+    fn mutations_never_panic(pos in any::<prop::sample::Index>(), byte in any::<u8>(), data in cbor_data()) {
+        let mut m = UnsignedReading::new(Alg::EdDsa, DEVICE, 9, 9, Some("x"), &data).into_message(&[7; 64]);
+        let i = pos.index(m.len());
+        m[i] = byte;
+        if let Ok(r) = decode(&m) {
+            // Whatever still decodes is self-consistent.
+            prop_assert!(r.stream.len() <= MAX_STREAM_LEN);
+        }
+        let mut batch = alloc::vec![0x81];
+        batch.extend_from_slice(&m);
+        let _ = decode_batch(&batch, 4);
+    }
+}

@@ -1,0 +1,16 @@
+//! The authenticated iotchain state: device registry, owners and per-device reading heads
+//! under a Merkle Patricia trie root.
+//!
+//! The same [`State`] type serves two purposes: the committed state of the last final block,
+//! and the node's pending view (committed state plus every accepted but not yet final item),
+//! against which new readings and transactions are validated. Because both apply the same
+//! items in the same order with the same rules, an item accepted into the pending view always
+//! applies when its block is built.
+
+mod error;
+mod record;
+mod state;
+
+pub use error::{StateError, Result};
+pub use record::{DeviceRecord, DeviceStatus, OwnerRecord};
+pub use state::{AppliedReading, Gap, State};

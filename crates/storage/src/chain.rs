@@ -1,0 +1,280 @@
+//! The chain store: blocks, headers, certificates, the reading and transaction index, and
+//! state records, in one `redb` database with one write transaction per block.
+
+use std::path::Path;
+
+use alloy_primitives::{Address, B256};
+use iotchain_block::{Block, FinalityCertificate, Header};
+use iotchain_reading::DeviceAddress;
+use iotchain_state::{DeviceRecord, Gap, OwnerRecord};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::{Result, StorageError};
+
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+const HEADERS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("headers");
+const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");
+const CERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("certificates");
+const HASHES: TableDefinition<'_, [u8; 32], u64> = TableDefinition::new("header_hashes");
+const READINGS: TableDefinition<'_, [u8; 32], [u8; 24]> = TableDefinition::new("readings");
+const TXS: TableDefinition<'_, [u8; 32], [u8; 12]> = TableDefinition::new("transactions");
+const DEVICES: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("devices");
+const OWNERS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("owners");
+const GAPS: TableDefinition<'_, [u8; 28], u64> = TableDefinition::new("gaps");
+
+const HEAD: &str = "head";
+const DONE: &str = "log_done";
+
+/// Where a reading is in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadingLocation {
+    /// Block height.
+    pub height: u64,
+    /// Position among the block's readings (the Merkle leaf index).
+    pub index: u32,
+    /// Position among all items of the block.
+    pub item: u32,
+    /// When the node accepted it, ms since the Unix epoch.
+    pub arrival_ms: u64,
+}
+
+impl ReadingLocation {
+    fn encode(&self) -> [u8; 24] {
+        let mut out = [0u8; 24];
+        out[..8].copy_from_slice(&self.height.to_be_bytes());
+        out[8..12].copy_from_slice(&self.index.to_be_bytes());
+        out[12..16].copy_from_slice(&self.item.to_be_bytes());
+        out[16..].copy_from_slice(&self.arrival_ms.to_be_bytes());
+        out
+    }
+    fn decode(b: [u8; 24]) -> Self {
+        Self {
+            height: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+            index: u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")),
+            item: u32::from_be_bytes(b[12..16].try_into().expect("4 bytes")),
+            arrival_ms: u64::from_be_bytes(b[16..].try_into().expect("8 bytes")),
+        }
+    }
+}
+
+/// Where a transaction is in the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxLocation {
+    /// Block height.
+    pub height: u64,
+    /// Position among all items of the block.
+    pub item: u32,
+}
+
+/// Everything one block writes.
+#[derive(Debug)]
+pub struct BlockCommit<'a> {
+    /// The block.
+    pub block: &'a Block,
+    /// Its certificate.
+    pub certificate: &'a FinalityCertificate,
+    /// Reading ids with their locations.
+    pub readings: &'a [([u8; 32], ReadingLocation)],
+    /// Transaction hashes with their locations.
+    pub txs: &'a [(B256, TxLocation)],
+    /// Changed device records.
+    pub devices: &'a [DeviceRecord],
+    /// Changed owner records.
+    pub owners: &'a [(Address, OwnerRecord)],
+    /// Seq gaps recorded in this block.
+    pub gaps: &'a [(DeviceAddress, Gap)],
+    /// The highest item-log seq this block consumed.
+    pub log_done: u64,
+}
+
+/// The chain database.
+pub struct ChainStore {
+    db: Database,
+}
+
+impl std::fmt::Debug for ChainStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChainStore")
+    }
+}
+
+impl ChainStore {
+    /// Opens or creates the database file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path)?;
+        let w = db.begin_write()?;
+        {
+            // Create every table so readers never see a missing one.
+            w.open_table(META)?;
+            w.open_table(HEADERS)?;
+            w.open_table(BLOCKS)?;
+            w.open_table(CERTS)?;
+            w.open_table(HASHES)?;
+            w.open_table(READINGS)?;
+            w.open_table(TXS)?;
+            w.open_table(DEVICES)?;
+            w.open_table(OWNERS)?;
+            w.open_table(GAPS)?;
+        }
+        w.commit()?;
+        Ok(Self { db })
+    }
+
+    /// Height of the last committed block, if any (genesis is height 0).
+    pub fn head(&self) -> Result<Option<u64>> {
+        self.meta(HEAD)
+    }
+
+    /// The highest item-log seq consumed by committed blocks.
+    pub fn log_done(&self) -> Result<u64> {
+        Ok(self.meta(DONE)?.unwrap_or(0))
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<u64>> {
+        let r = self.db.begin_read()?;
+        Ok(r.open_table(META)?.get(key)?.map(|v| v.value()))
+    }
+
+    /// Writes a block and all its effects in one durable transaction (one fsync).
+    pub fn commit_block(&self, c: &BlockCommit<'_>) -> Result<()> {
+        let height = c.block.header.height;
+        let mut w = self.db.begin_write()?;
+        w.set_durability(Durability::Immediate)?;
+        {
+            let cert = serde_json::to_vec(c.certificate).expect("certificate serializes");
+            w.open_table(HEADERS)?.insert(height, c.block.header.encode_rlp().as_slice())?;
+            w.open_table(BLOCKS)?.insert(height, c.block.encode_rlp().as_slice())?;
+            w.open_table(CERTS)?.insert(height, cert.as_slice())?;
+            w.open_table(HASHES)?.insert(c.block.header.hash().0, height)?;
+            let mut readings = w.open_table(READINGS)?;
+            for (id, loc) in c.readings {
+                readings.insert(*id, loc.encode())?;
+            }
+            let mut txs = w.open_table(TXS)?;
+            for (hash, loc) in c.txs {
+                let mut v = [0u8; 12];
+                v[..8].copy_from_slice(&loc.height.to_be_bytes());
+                v[8..].copy_from_slice(&loc.item.to_be_bytes());
+                txs.insert(hash.0, v)?;
+            }
+            let mut devices = w.open_table(DEVICES)?;
+            for d in c.devices {
+                devices.insert(d.address.0, d.encode_rlp().as_slice())?;
+            }
+            let mut owners = w.open_table(OWNERS)?;
+            for (a, o) in c.owners {
+                owners.insert(a.0.0, alloy_rlp::encode(o).as_slice())?;
+            }
+            let mut gaps = w.open_table(GAPS)?;
+            for (device, gap) in c.gaps {
+                gaps.insert(gap_key(device, gap.from), gap.to)?;
+            }
+            let mut meta = w.open_table(META)?;
+            meta.insert(HEAD, height)?;
+            meta.insert(DONE, c.log_done)?;
+        }
+        w.commit()?;
+        Ok(())
+    }
+
+    /// A header by height.
+    pub fn header(&self, height: u64) -> Result<Option<Header>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(HEADERS)?;
+        t.get(height)?
+            .map(|v| Header::decode_rlp(v.value()).map_err(|e| StorageError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// A block by height.
+    pub fn block(&self, height: u64) -> Result<Option<Block>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(BLOCKS)?;
+        t.get(height)?
+            .map(|v| Block::decode_rlp(v.value()).map_err(|e| StorageError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// A block's height by its header hash.
+    pub fn height_of(&self, hash: &B256) -> Result<Option<u64>> {
+        let r = self.db.begin_read()?;
+        Ok(r.open_table(HASHES)?.get(hash.0)?.map(|v| v.value()))
+    }
+
+    /// A block's finality certificate.
+    pub fn certificate(&self, height: u64) -> Result<Option<FinalityCertificate>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(CERTS)?;
+        t.get(height)?
+            .map(|v| serde_json::from_slice(v.value()).map_err(|e| StorageError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// Where a final reading is.
+    pub fn reading(&self, id: &[u8; 32]) -> Result<Option<ReadingLocation>> {
+        let r = self.db.begin_read()?;
+        Ok(r.open_table(READINGS)?.get(*id)?.map(|v| ReadingLocation::decode(v.value())))
+    }
+
+    /// Where a final transaction is.
+    pub fn transaction(&self, hash: &B256) -> Result<Option<TxLocation>> {
+        let r = self.db.begin_read()?;
+        Ok(r.open_table(TXS)?.get(hash.0)?.map(|v| {
+            let v = v.value();
+            TxLocation {
+                height: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+                item: u32::from_be_bytes(v[8..].try_into().expect("4 bytes")),
+            }
+        }))
+    }
+
+    /// A device's seq gaps, oldest first, at most `limit`.
+    pub fn gaps(&self, device: &DeviceAddress, limit: usize) -> Result<Vec<Gap>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(GAPS)?;
+        let mut out = Vec::new();
+        for entry in t.range(gap_key(device, 0)..=gap_key(device, u64::MAX))?.take(limit) {
+            let (k, v) = entry?;
+            let from = u64::from_be_bytes(k.value()[20..].try_into().expect("8 bytes"));
+            out.push(Gap { from, to: v.value() });
+        }
+        Ok(out)
+    }
+
+    /// Every stored device and owner record (to rebuild the state on start).
+    pub fn state_records(&self) -> Result<(Vec<DeviceRecord>, Vec<(Address, OwnerRecord)>)> {
+        let r = self.db.begin_read()?;
+        let mut devices = Vec::new();
+        for entry in r.open_table(DEVICES)?.iter()? {
+            let (_, v) = entry?;
+            devices.push(DeviceRecord::decode_rlp(v.value()).map_err(|e| StorageError::Corrupt(e.to_string()))?);
+        }
+        let mut owners = Vec::new();
+        for entry in r.open_table(OWNERS)?.iter()? {
+            let (k, v) = entry?;
+            let mut bytes = v.value();
+            let o = <OwnerRecord as alloy_rlp::Decodable>::decode(&mut bytes)
+                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            owners.push((Address::from(k.value()), o));
+        }
+        Ok((devices, owners))
+    }
+}
+
+fn gap_key(device: &DeviceAddress, from: u64) -> [u8; 28] {
+    let mut k = [0u8; 28];
+    k[..20].copy_from_slice(&device.0);
+    k[20..].copy_from_slice(&from.to_be_bytes());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_location_round_trips() {
+        let loc = ReadingLocation { height: 3, index: 1, item: 2, arrival_ms: 1_700_000_000_000 };
+        assert_eq!(ReadingLocation::decode(loc.encode()), loc);
+    }
+}

@@ -1,0 +1,17 @@
+//! Embedded, crash-safe storage of iotchain: the accepted-item log and the block, reading and
+//! state store.
+//!
+//! Two parts, each with one fsync per group of writes:
+//! - [`ItemLog`]: an append-only log of accepted readings and transactions. An item is
+//!   acknowledged to its sender only after the log is synced, so a `kill -9` never loses it.
+//! - [`ChainStore`]: a `redb` database holding blocks, headers, certificates, the reading
+//!   index and the state records. One write transaction (one fsync) per block also records how
+//!   far into the log the chain has consumed, so items are neither lost nor included twice.
+
+mod chain;
+mod error;
+mod log;
+
+pub use chain::{BlockCommit, ChainStore, ReadingLocation, TxLocation};
+pub use error::{Result, StorageError};
+pub use log::{ItemKind, ItemLog, LogItem};

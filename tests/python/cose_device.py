@@ -1,0 +1,63 @@
+"""An independent device implementation: pycose COSE_Sign1 over a cbor2 payload."""
+
+import hashlib
+import time
+
+import cbor2
+from pycose.algorithms import EdDSA, Es256
+from pycose.headers import KID, Algorithm
+from pycose.keys import EC2Key, OKPKey
+from pycose.keys.curves import P256, Ed25519
+from pycose.messages import Sign1Message
+
+
+class Device:
+    def __init__(self, alg: str):
+        self.alg = alg
+        if alg == "ed25519":
+            self.key = OKPKey.generate_key(crv=Ed25519)
+            self.cose_alg = EdDSA
+        else:
+            self.key = EC2Key.generate_key(crv=P256)
+            self.cose_alg = Es256
+        self.address = None  # set from the registration's output
+        self.seq = 0
+
+    @property
+    def pubkey_hex(self) -> str:
+        if self.alg == "ed25519":
+            return self.key.x.hex()
+        return (b"\x04" + self.key.x + self.key.y).hex()
+
+    def sign(self, seq=None, data=21.5, stream="temperature", ts=None, extra=None, key=None) -> bytes:
+        if seq is None:
+            seq = self.seq
+            self.seq += 1
+        payload = {"seq": seq, "ts": ts if ts is not None else int(time.time() * 1000), "data": data}
+        if stream is not None:
+            payload["stream"] = stream
+        if extra:
+            payload.update(extra)
+        msg = Sign1Message(
+            phdr={Algorithm: self.cose_alg, KID: bytes.fromhex(self.address[2:])},
+            payload=cbor2.dumps(payload),
+        )
+        msg.key = key or self.key
+        return msg.encode()
+
+
+def reading_id(message: bytes) -> str:
+    """RFC 6962 leaf hash of the message bytes, computed independently."""
+    return "0x" + hashlib.sha256(b"\x00" + message).hexdigest()
+
+
+def cbor_array(messages) -> bytes:
+    """A CBOR array of already-encoded items (the application/cbor batch body)."""
+    n = len(messages)
+    if n < 24:
+        head = bytes([0x80 | n])
+    elif n < 256:
+        head = bytes([0x98, n])
+    else:
+        head = bytes([0x99]) + n.to_bytes(2, "big")
+    return head + b"".join(messages)

@@ -1,0 +1,158 @@
+"""Every rejection class of POST /v1/readings (and /v1/transactions), end to end over HTTP:
+each gets a 4xx and a JSON error naming what was wrong; the node keeps working."""
+
+import json
+
+import cbor2
+from pycose.keys import OKPKey
+from pycose.keys.curves import Ed25519
+
+from conftest import cli
+from cose_device import Device, cbor_array, reading_id
+from helpers import new_device, register
+
+
+def error_code(status_body):
+    status, body = status_body
+    assert 400 <= status < 500, (status, body)
+    assert set(body["error"]) == {"code", "message"} and body["error"]["message"], body
+    return status, body["error"]["code"]
+
+
+def test_unknown_device(node):
+    d = Device("ed25519")
+    d.address = "0x" + "42" * 20
+    assert error_code(node.post_cose(d.sign())) == (404, "unknown_device")
+
+
+def test_bad_signature(node):
+    d = new_device(node)
+    other = OKPKey.generate_key(crv=Ed25519)
+    assert error_code(node.post_cose(d.sign(key=other))) == (403, "bad_signature")
+
+
+def test_replayed_seq(node):
+    d = new_device(node)
+    m = d.sign(seq=7)
+    assert node.post_cose(m)[0] == 202
+    assert error_code(node.post_cose(m)) == (409, "replayed_seq")
+    assert error_code(node.post_cose(d.sign(seq=3))) == (409, "replayed_seq")
+    assert node.post_cose(d.sign(seq=8))[0] == 202
+
+
+def test_revoked_device(node):
+    d = new_device(node)
+    assert node.post_cose(d.sign())[0] == 202
+    cli("device", "revoke", "--node", node.url, "--owner-key", str(node.owner_key), "--device", d.address)
+    assert error_code(node.post_cose(d.sign())) == (403, "revoked_device")
+    _, info = node.get(f"/v1/devices/{d.address}")
+    assert info["status"] == "revoked"
+
+
+def test_rotated_away_key(node):
+    d = new_device(node)
+    old_key = d.key
+    new = Device("ed25519")
+    cli("device", "rotate", "--node", node.url, "--owner-key", str(node.owner_key), "--device", d.address,
+        "--device-pubkey", new.pubkey_hex, "--alg", "ed25519")
+    assert error_code(node.post_cose(d.sign(key=old_key))) == (403, "rotated_key")
+    d.key = new.key
+    status, body = node.post_cose(d.sign())
+    assert status == 202, body
+    _, info = node.get(f"/v1/devices/{d.address}")
+    assert info["key_version"] == 1 and info["public_key"] == "0x" + new.pubkey_hex
+
+
+def test_wrong_algorithm_for_the_device(node):
+    d = new_device(node, "ed25519")
+    p = Device("p256")
+    p.address = d.address  # an ES256 message claiming an Ed25519 device
+    assert error_code(node.post_cose(p.sign())) == (403, "wrong_alg")
+
+
+def test_malformed_cbor_and_cose(node):
+    status, code = error_code(node.post_cose(b"\xff\x00\x01"))
+    assert status == 400 and code == "malformed_cbor"
+    status, code = error_code(node.post_cose(cbor2.dumps([b"", {}, b"x"])))
+    assert status == 400 and code == "malformed_cose"
+    d = new_device(node)
+    good = d.sign()
+    for cut in (1, len(good) // 2, len(good) - 1):
+        status, _ = error_code(node.post_cose(good[:cut]))
+        assert status == 400
+    status, code = error_code(node.post_cose(good + b"\x00"))
+    assert code == "trailing_bytes"
+
+
+def test_unsupported_alg_and_bad_kid(node):
+    d = new_device(node)
+    payload = cbor2.dumps({"seq": 1, "ts": 1, "data": 1})
+    es384 = cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps({1: -35, 4: bytes.fromhex(d.address[2:])}), {}, payload, b"\x00" * 64]))
+    assert error_code(node.post_cose(es384))[1] == "unsupported_alg"
+    short_kid = cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps({1: -8, 4: b"\x01" * 19}), {}, payload, b"\x00" * 64]))
+    assert error_code(node.post_cose(short_kid))[1] == "bad_kid"
+
+
+def test_malformed_payload(node):
+    d = new_device(node)
+    assert error_code(node.post_cose(d.sign(extra={"temperature": 5})))[1] == "unknown_field"
+    msg = d.sign(seq=-1)
+    assert error_code(node.post_cose(msg))[0] == 400
+
+
+def test_oversized_reading_and_body(node):
+    d = new_device(node)
+    _, status = node.get("/v1/status")
+    limit = status["max_reading_bytes"]
+    big = d.sign(data=b"\x00" * (limit + 1))
+    assert error_code(node.post_cose(big)) == (413, "reading_too_large")
+    huge = b"\x00" * (64 * 1024 * 1024)
+    status, code = error_code(node.post_cose(huge))
+    assert status == 413 and code == "body_too_large"
+
+
+def test_wrong_content_type(node):
+    assert error_code(node.request("POST", "/v1/readings", b"{}", "application/json")) == (415, "unsupported_media_type")
+
+
+def test_batch_reports_each_message(node):
+    d = new_device(node)
+    first = d.sign()
+    assert node.post_cose(first)[0] == 202
+    good = d.sign()
+    status, body = node.post_batch(cbor_array([first, good, b"\xa0"]))
+    assert status == 202, body
+    assert body["accepted"] == 1 and body["rejected"] == 2
+    r = body["results"]
+    assert r[0]["error"]["code"] == "replayed_seq" and r[0]["status"] == 409
+    assert r[1]["id"] == reading_id(good)
+    assert r[2]["status"] == 400
+    status, body = node.post_batch(cbor_array([first]))
+    assert status == 409 and body["error"]["code"] == "replayed_seq"
+    assert error_code(node.post_batch(b"\xa1\x01\x02"))[0] == 400  # not an array
+    assert error_code(node.post_batch(b"\x80"))[0] == 400  # empty batch
+
+
+def test_transaction_rejections(node, tmp_path):
+    assert error_code(node.request("POST", "/v1/transactions", b"not json", "application/json"))[1] == "bad_json"
+    assert error_code(node.request("POST", "/v1/transactions", json.dumps({"raw": "0xc0"}).encode(), "application/json"))[1] == "invalid_transaction"
+    stranger = tmp_path / "stranger.key"
+    cli("keys", "new", "--alg", "secp256k1", "--out", str(stranger))
+    d = Device("ed25519")
+    p = cli("device", "register", "--node", node.url, "--owner-key", str(stranger), "--device-pubkey", d.pubkey_hex,
+            "--alg", "ed25519", check=False)
+    assert p.returncode != 0 and "not authorised" in p.stderr
+    # Registering the same key twice is a conflict.
+    register(node, d)
+    p = cli("device", "register", "--node", node.url, "--owner-key", str(node.owner_key), "--device-pubkey",
+            d.pubkey_hex, "--alg", "ed25519", check=False)
+    assert p.returncode != 0 and "device_exists" in p.stderr
+
+
+def test_node_unharmed_afterwards(node):
+    d = new_device(node)
+    status, body = node.post_cose(d.sign())
+    assert status == 202
+    node.wait_final(body["id"])
+    status, s = node.get("/v1/status")
+    assert status == 200 and s["height"] >= 1
