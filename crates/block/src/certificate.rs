@@ -64,7 +64,10 @@ impl FinalityCertificate {
         let mut seen: Vec<B256> = Vec::with_capacity(self.signatures.len());
         for s in &self.signatures {
             if !validators.contains(&s.validator) {
-                return Err(format!("signer {} is not a validator of this chain", s.validator));
+                return Err(format!(
+                    "signer {} is not a validator of this chain",
+                    s.validator
+                ));
             }
             if seen.contains(&s.validator) {
                 return Err(format!("validator {} signed twice", s.validator));
@@ -115,11 +118,19 @@ mod tests {
         wrong.header_hash = B256::repeat_byte(2);
         assert!(wrong.verify(7, &set).is_err());
         let forged = FinalityCertificate::sign(&other, 7, 3, B256::repeat_byte(1));
-        assert!(forged.verify(7, &set).unwrap_err().contains("not a validator"));
+        assert!(
+            forged
+                .verify(7, &set)
+                .unwrap_err()
+                .contains("not a validator")
+        );
         let mut twice = cert.clone();
         twice.signatures.push(cert.signatures[0].clone());
         assert!(twice.verify(7, &set).is_err());
-        let empty = FinalityCertificate { signatures: vec![], ..cert };
+        let empty = FinalityCertificate {
+            signatures: vec![],
+            ..cert
+        };
         assert!(empty.verify(7, &set).unwrap_err().contains("needed"));
     }
 }

@@ -60,8 +60,9 @@ impl Genesis {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| BlockError::Genesis(format!("cannot read {}: {e}", path.display())))?;
-        let genesis: Self = serde_json::from_str(&text)
-            .map_err(|e| BlockError::Genesis(format!("{} is not a genesis file: {e}", path.display())))?;
+        let genesis: Self = serde_json::from_str(&text).map_err(|e| {
+            BlockError::Genesis(format!("{} is not a genesis file: {e}", path.display()))
+        })?;
         genesis.check()?;
         Ok(genesis)
     }

@@ -73,7 +73,10 @@ impl Encodable for BlockItem {
             Self::Reading(b) => (Self::READING, b),
             Self::Tx(b) => (Self::TX, b),
         };
-        let header = alloy_rlp::Header { list: true, payload_length: kind.length() + bytes.length() };
+        let header = alloy_rlp::Header {
+            list: true,
+            payload_length: kind.length() + bytes.length(),
+        };
         header.encode(out);
         kind.encode(out);
         bytes.encode(out);

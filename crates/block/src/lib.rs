@@ -13,7 +13,7 @@ mod tx;
 
 pub use certificate::{FINALITY_DOMAIN, FinalityCertificate, ValidatorSignature, quorum};
 pub use error::{BlockError, Result};
-pub use genesis::{Genesis, GenesisValidator, ChainParams};
+pub use genesis::{ChainParams, Genesis, GenesisValidator};
 pub use header::{Block, BlockItem, Header};
 pub use proof::{DeviceKeyJson, ProofBundle, ProofError, VerifiedReading};
 pub use tx::{DeviceOp, SignedTx, TX_DOMAIN};

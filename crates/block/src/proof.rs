@@ -43,7 +43,10 @@ pub struct DeviceKeyJson {
 impl DeviceKeyJson {
     /// JSON form of a key.
     pub fn from_key(key: &DevicePublicKey) -> Self {
-        Self { alg: key.alg().to_string(), public_key: key.to_bytes().into() }
+        Self {
+            alg: key.alg().to_string(),
+            public_key: key.to_bytes().into(),
+        }
     }
 
     /// Parses the key back.
@@ -103,7 +106,10 @@ impl ProofBundle {
     /// Checks every part of the proof against a genesis (chain id and validator set).
     pub fn verify(&self, genesis: &Genesis) -> Result<VerifiedReading, ProofError> {
         if self.version != 1 {
-            return Err(ProofError::Message(format!("unsupported proof version {}", self.version)));
+            return Err(ProofError::Message(format!(
+                "unsupported proof version {}",
+                self.version
+            )));
         }
         let reading = iotchain_reading::decode(&self.message)
             .map_err(|e| ProofError::Message(e.to_string()))?;
@@ -115,9 +121,14 @@ impl ProofBundle {
                 self.reading_id
             )));
         }
-        let key = self.device_key.to_key().map_err(ProofError::DeviceSignature)?;
+        let key = self
+            .device_key
+            .to_key()
+            .map_err(ProofError::DeviceSignature)?;
         if key.alg() != reading.alg {
-            return Err(ProofError::DeviceSignature("key algorithm differs from the message's".into()));
+            return Err(ProofError::DeviceSignature(
+                "key algorithm differs from the message's".into(),
+            ));
         }
         let sig_structure = iotchain_reading::sig_structure(reading.protected, reading.payload);
         let ok = verify_signatures(&[SignatureCheck {
@@ -126,7 +137,9 @@ impl ProofBundle {
             signature: reading.signature,
         }]);
         if !ok[0] {
-            return Err(ProofError::DeviceSignature("the message is not signed by the device key".into()));
+            return Err(ProofError::DeviceSignature(
+                "the message is not signed by the device key".into(),
+            ));
         }
         let key_is_original = key.address() == reading.device;
         iotchain_merkle::verify_inclusion(
@@ -144,7 +157,9 @@ impl ProofBundle {
             )));
         }
         let header_hash = self.header.hash();
-        if self.certificate.header_hash != header_hash || self.certificate.height != self.header.height {
+        if self.certificate.header_hash != header_hash
+            || self.certificate.height != self.header.height
+        {
             return Err(ProofError::Header(format!(
                 "header hashes to {header_hash} at height {}, the certificate is for {} at height {}",
                 self.header.height, self.certificate.header_hash, self.certificate.height
@@ -164,4 +179,3 @@ impl ProofBundle {
         })
     }
 }
-

@@ -49,11 +49,17 @@ pub enum DeviceOp {
     },
 }
 
-fn key_hex<S: serde::Serializer>(key: &DevicePublicKey, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn key_hex<S: serde::Serializer>(
+    key: &DevicePublicKey,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&crate::hex0x(key.to_bytes()))
 }
 
-fn address_hex<S: serde::Serializer>(a: &DeviceAddress, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn address_hex<S: serde::Serializer>(
+    a: &DeviceAddress,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&a.to_string())
 }
 
@@ -100,7 +106,10 @@ fn alg_code(alg: Alg) -> u8 {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> BlockError {
-    BlockError::InvalidField { field, reason: reason.into() }
+    BlockError::InvalidField {
+        field,
+        reason: reason.into(),
+    }
 }
 
 impl DeviceOp {
@@ -115,7 +124,12 @@ impl DeviceOp {
             labels: vec![],
         };
         match self {
-            Self::Register { public_key, model, firmware_hash, labels } => OpRlp {
+            Self::Register {
+                public_key,
+                model,
+                firmware_hash,
+                labels,
+            } => OpRlp {
                 kind: REGISTER,
                 alg: alg_code(public_key.alg()),
                 public_key: public_key.to_bytes().into(),
@@ -123,7 +137,10 @@ impl DeviceOp {
                 firmware_hash: firmware_hash.clone(),
                 labels: labels
                     .iter()
-                    .map(|(k, v)| LabelRlp { key: k.clone(), value: v.clone() })
+                    .map(|(k, v)| LabelRlp {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
                     .collect(),
                 ..empty()
             },
@@ -134,27 +151,42 @@ impl DeviceOp {
                 public_key: public_key.to_bytes().into(),
                 ..empty()
             },
-            Self::Revoke { device } => {
-                OpRlp { kind: REVOKE, device: Address::from(device.0), ..empty() }
-            }
+            Self::Revoke { device } => OpRlp {
+                kind: REVOKE,
+                device: Address::from(device.0),
+                ..empty()
+            },
         }
     }
 
     fn from_rlp(op: OpRlp) -> Result<Self> {
         let key = |op: &OpRlp| -> Result<DevicePublicKey> {
-            let alg = Alg::from_cose(-(op.alg as i64))
-                .ok_or_else(|| invalid("alg", format!("unknown device key algorithm code {}", op.alg)))?;
+            let alg = Alg::from_cose(-(op.alg as i64)).ok_or_else(|| {
+                invalid(
+                    "alg",
+                    format!("unknown device key algorithm code {}", op.alg),
+                )
+            })?;
             Ok(DevicePublicKey::from_bytes(alg, &op.public_key)?)
         };
         let op = match op.kind {
             REGISTER => {
                 if op.model.len() > MAX_FIELD || op.firmware_hash.len() > MAX_FIELD {
-                    return Err(invalid("metadata", format!("model and firmware hash are limited to {MAX_FIELD} bytes")));
+                    return Err(invalid(
+                        "metadata",
+                        format!("model and firmware hash are limited to {MAX_FIELD} bytes"),
+                    ));
                 }
                 if op.labels.len() > MAX_LABELS
-                    || op.labels.iter().any(|l| l.key.len() > MAX_FIELD || l.value.len() > MAX_FIELD)
+                    || op
+                        .labels
+                        .iter()
+                        .any(|l| l.key.len() > MAX_FIELD || l.value.len() > MAX_FIELD)
                 {
-                    return Err(invalid("labels", format!("at most {MAX_LABELS} labels of at most {MAX_FIELD} bytes")));
+                    return Err(invalid(
+                        "labels",
+                        format!("at most {MAX_LABELS} labels of at most {MAX_FIELD} bytes"),
+                    ));
                 }
                 Self::Register {
                     public_key: key(&op)?,
@@ -163,8 +195,13 @@ impl DeviceOp {
                     labels: op.labels.into_iter().map(|l| (l.key, l.value)).collect(),
                 }
             }
-            ROTATE => Self::Rotate { device: DeviceAddress(op.device.0.0), public_key: key(&op)? },
-            REVOKE => Self::Revoke { device: DeviceAddress(op.device.0.0) },
+            ROTATE => Self::Rotate {
+                device: DeviceAddress(op.device.0.0),
+                public_key: key(&op)?,
+            },
+            REVOKE => Self::Revoke {
+                device: DeviceAddress(op.device.0.0),
+            },
             k => return Err(invalid("kind", format!("unknown operation kind {k}"))),
         };
         Ok(op)
@@ -200,7 +237,14 @@ impl SignedTx {
         let mut buf = Vec::with_capacity(128);
         buf.extend_from_slice(TX_DOMAIN);
         buf.extend_from_slice(&chain_id.to_be_bytes());
-        alloy_rlp::Encodable::encode(&UnsignedRlp { owner, nonce, op: &op }, &mut buf);
+        alloy_rlp::Encodable::encode(
+            &UnsignedRlp {
+                owner,
+                nonce,
+                op: &op,
+            },
+            &mut buf,
+        );
         keccak256(buf)
     }
 
@@ -208,7 +252,12 @@ impl SignedTx {
     pub fn sign(key: &OwnerKey, chain_id: u64, nonce: u64, op: DeviceOp) -> Result<Self> {
         let owner = key.address();
         let signature = key.sign_hash(&Self::signing_hash(chain_id, owner, nonce, &op))?;
-        Ok(Self { owner, nonce, op, signature })
+        Ok(Self {
+            owner,
+            nonce,
+            op,
+            signature,
+        })
     }
 
     /// RLP bytes: `[owner, nonce, op, signature]`.
@@ -243,10 +292,18 @@ impl SignedTx {
         if signer != raw.owner {
             return Err(invalid(
                 "signature",
-                format!("signed by {signer}, not by the owner {} (wrong key or wrong chain id)", raw.owner),
+                format!(
+                    "signed by {signer}, not by the owner {} (wrong key or wrong chain id)",
+                    raw.owner
+                ),
             ));
         }
-        Ok(Self { owner: raw.owner, nonce: raw.nonce, op, signature })
+        Ok(Self {
+            owner: raw.owner,
+            nonce: raw.nonce,
+            op,
+            signature,
+        })
     }
 }
 
@@ -268,7 +325,10 @@ mod tests {
         let tx = SignedTx::sign(&owner, 1337, 0, op).unwrap();
         let raw = tx.encode_rlp();
         assert_eq!(SignedTx::decode_and_check(&raw, 1337).unwrap(), tx);
-        assert!(SignedTx::decode_and_check(&raw, 1338).is_err(), "replay on another chain");
+        assert!(
+            SignedTx::decode_and_check(&raw, 1338).is_err(),
+            "replay on another chain"
+        );
         let mut tampered = raw.clone();
         let n = tampered.len();
         tampered[n - 70] ^= 1; // inside the op or signature
@@ -276,7 +336,18 @@ mod tests {
         for cut in 0..raw.len() {
             assert!(SignedTx::decode_and_check(&raw[..cut], 1337).is_err());
         }
-        let revoke = SignedTx::sign(&owner, 1337, 1, DeviceOp::Revoke { device: device.address() }).unwrap();
-        assert_eq!(SignedTx::decode_and_check(&revoke.encode_rlp(), 1337).unwrap(), revoke);
+        let revoke = SignedTx::sign(
+            &owner,
+            1337,
+            1,
+            DeviceOp::Revoke {
+                device: device.address(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            SignedTx::decode_and_check(&revoke.encode_rlp(), 1337).unwrap(),
+            revoke
+        );
     }
 }

@@ -17,7 +17,9 @@ use std::{
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use iotchain_block::{ChainParams, DeviceOp, Genesis, GenesisValidator, SignedTx};
-use iotchain_crypto::{DevicePublicKey, DeviceSigner, KeyAlg, KeyFile, SignatureCheck, verify_signatures};
+use iotchain_crypto::{
+    DevicePublicKey, DeviceSigner, KeyAlg, KeyFile, SignatureCheck, verify_signatures,
+};
 
 use crate::client::{Client, cbor_batch};
 
@@ -81,15 +83,26 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// The machine's raw Ed25519 batch verification rate on all cores, per second.
 fn raw_ed25519_rate() -> f64 {
-    let signers: Vec<DeviceSigner> =
-        (0..64u8).map(|i| DeviceSigner::from_secret(KeyAlg::Ed25519, &[i + 1; 32]).expect("ed25519 key")).collect();
+    let signers: Vec<DeviceSigner> = (0..64u8)
+        .map(|i| DeviceSigner::from_secret(KeyAlg::Ed25519, &[i + 1; 32]).expect("ed25519 key"))
+        .collect();
     let keys: Vec<DevicePublicKey> = signers.iter().map(|s| s.public_key()).collect();
-    let messages: Vec<Vec<u8>> = (0..40_000u32).map(|i| [&i.to_be_bytes()[..], &[7u8; 120]].concat()).collect();
-    let sigs: Vec<[u8; 64]> = messages.iter().enumerate().map(|(i, m)| signers[i % 64].sign(m)).collect();
+    let messages: Vec<Vec<u8>> = (0..40_000u32)
+        .map(|i| [&i.to_be_bytes()[..], &[7u8; 120]].concat())
+        .collect();
+    let sigs: Vec<[u8; 64]> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| signers[i % 64].sign(m))
+        .collect();
     let checks: Vec<SignatureCheck<'_>> = messages
         .iter()
         .enumerate()
-        .map(|(i, m)| SignatureCheck { key: &keys[i % 64], message: m, signature: &sigs[i] })
+        .map(|(i, m)| SignatureCheck {
+            key: &keys[i % 64],
+            message: m,
+            signature: &sigs[i],
+        })
         .collect();
     let _ = verify_signatures(&checks[..2000]); // warm up
     let start = Instant::now();
@@ -101,11 +114,20 @@ fn raw_ed25519_rate() -> f64 {
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
-    println!("iotchain bench on {} cores", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "iotchain bench on {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     let raw = tokio::task::spawn_blocking(raw_ed25519_rate).await?;
     println!("raw ed25519 batch verification: {raw:.0} verifies/s (all cores)");
 
@@ -122,7 +144,10 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let genesis = Genesis {
         chain_id: 9999,
         timestamp_ms: crate::send::now_ms(),
-        validators: vec![GenesisValidator { public_key: validator.validator_key()?.public_key().into(), address: None }],
+        validators: vec![GenesisValidator {
+            public_key: validator.validator_key()?.public_key().into(),
+            address: None,
+        }],
         owners: vec![owner.owner_key()?.address()],
         params: ChainParams::default(),
     };
@@ -147,7 +172,10 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let pid = child.id().unwrap_or(0);
     let url = format!("http://127.0.0.1:{}", a.port);
     let client = Client::new(&url);
-    client.wait_ready(Duration::from_secs(20)).await.context("node did not start")?;
+    client
+        .wait_ready(Duration::from_secs(20))
+        .await
+        .context("node did not start")?;
 
     let owner_key = owner.owner_key()?;
     let mut nonce = 0;
@@ -155,7 +183,10 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let phases: Vec<(KeyAlg, usize)> = match a.alg {
         BenchAlg::Ed25519 => vec![(KeyAlg::Ed25519, a.ed25519_readings)],
         BenchAlg::P256 => vec![(KeyAlg::P256, a.p256_readings)],
-        BenchAlg::Both => vec![(KeyAlg::Ed25519, a.ed25519_readings), (KeyAlg::P256, a.p256_readings)],
+        BenchAlg::Both => vec![
+            (KeyAlg::Ed25519, a.ed25519_readings),
+            (KeyAlg::P256, a.p256_readings),
+        ],
     };
     for (alg, total) in phases {
         let phase = run_phase(&client, &owner_key, &mut nonce, alg, total, &a).await?;
@@ -165,7 +196,10 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             phase.readings, phase.seconds, phase.p50_ms, phase.p99_ms, phase.rejected
         );
         if alg == KeyAlg::Ed25519 {
-            println!("{alg:>8}: end-to-end ÷ raw batch verification = {:.2} (goal ≥ 0.67)", rate / raw);
+            println!(
+                "{alg:>8}: end-to-end ÷ raw batch verification = {:.2} (goal ≥ 0.67)",
+                rate / raw
+            );
         }
         results.push((alg, rate));
     }
@@ -187,7 +221,9 @@ async fn run_phase(
     let chain_id = client.status().await?["chain_id"].as_u64().unwrap_or(0);
     let n = a.devices.max(1);
     println!("{alg:>8}: registering {n} devices…");
-    let signers: Vec<DeviceSigner> = (0..n).map(|_| DeviceSigner::generate(alg)).collect::<Result<_, _>>()?;
+    let signers: Vec<DeviceSigner> = (0..n)
+        .map(|_| DeviceSigner::generate(alg))
+        .collect::<Result<_, _>>()?;
     let mut last = None;
     for s in &signers {
         let op = DeviceOp::Register {
@@ -196,11 +232,17 @@ async fn run_phase(
             firmware_hash: Default::default(),
             labels: vec![],
         };
-        last = Some(client.post_tx(&SignedTx::sign(owner, chain_id, *nonce, op)?).await?);
+        last = Some(
+            client
+                .post_tx(&SignedTx::sign(owner, chain_id, *nonce, op)?)
+                .await?,
+        );
         *nonce += 1;
     }
     if let Some(h) = last {
-        let s = client.get(&format!("/v1/transactions/{h}?wait_ms=60000")).await?;
+        let s = client
+            .get(&format!("/v1/transactions/{h}?wait_ms=60000"))
+            .await?;
         if s["status"] != "final" {
             bail!("device registrations not final");
         }
@@ -219,7 +261,8 @@ async fn run_phase(
                     .map(|c| {
                         let signers = &signers;
                         scope.spawn(move || {
-                            let mine: Vec<&DeviceSigner> = signers.iter().skip(c).step_by(clients).collect();
+                            let mine: Vec<&DeviceSigner> =
+                                signers.iter().skip(c).step_by(clients).collect();
                             let data = [0xf9, 0x4d, 0x00]; // CBOR half-float 20.0
                             let ts = crate::send::now_ms();
                             (0..per_client)
@@ -231,7 +274,10 @@ async fn run_phase(
                         })
                     })
                     .collect();
-                handles.into_iter().map(|h| h.join().expect("signing thread")).collect()
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("signing thread"))
+                    .collect()
             })
         })
         .await?
@@ -253,7 +299,11 @@ async fn run_phase(
                 }
                 rejected += body["rejected"].as_u64().unwrap_or(0) as usize;
                 let results = body["results"].as_array().cloned().unwrap_or_default();
-                let Some(id) = results.iter().rev().find_map(|r| r["id"].as_str().map(String::from)) else {
+                let Some(id) = results
+                    .iter()
+                    .rev()
+                    .find_map(|r| r["id"].as_str().map(String::from))
+                else {
                     continue;
                 };
                 let c = client.clone();
@@ -294,7 +344,11 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(format!("iotchain-bench-{}-{}", std::process::id(), crate::send::now_ms()));
+        let path = std::env::temp_dir().join(format!(
+            "iotchain-bench-{}-{}",
+            std::process::id(),
+            crate::send::now_ms()
+        ));
         std::fs::create_dir_all(&path)?;
         Ok(Self(path))
     }
@@ -305,4 +359,3 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
-

@@ -44,12 +44,18 @@ impl Client {
             .timeout(Duration::from_secs(90))
             .build()
             .expect("http client");
-        Self { http, base: base.trim_end_matches('/').to_string() }
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        }
     }
 
     async fn json(&self, resp: reqwest::Response) -> anyhow::Result<Value> {
         let status = resp.status();
-        let body: Value = resp.json().await.with_context(|| format!("node answered {status} without JSON"))?;
+        let body: Value = resp
+            .json()
+            .await
+            .with_context(|| format!("node answered {status} without JSON"))?;
         if status.is_success() {
             return Ok(body);
         }
@@ -91,17 +97,28 @@ impl Client {
 
     /// Signs an owner operation with the owner's next pending nonce, submits it and waits
     /// until it is final. Returns the transaction hash and its height.
-    pub(crate) async fn submit_op(&self, owner: &OwnerKey, op: DeviceOp) -> anyhow::Result<(B256, u64)> {
+    pub(crate) async fn submit_op(
+        &self,
+        owner: &OwnerKey,
+        op: DeviceOp,
+    ) -> anyhow::Result<(B256, u64)> {
         let status = self.status().await?;
-        let chain_id = status["chain_id"].as_u64().ok_or_else(|| anyhow!("status has no chain_id"))?;
+        let chain_id = status["chain_id"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("status has no chain_id"))?;
         let info = self.get(&format!("/v1/owners/{}", owner.address())).await?;
         if info["authorised"] != Value::Bool(true) {
-            bail!("owner {} is not authorised on this chain (see genesis.json owners)", owner.address());
+            bail!(
+                "owner {} is not authorised on this chain (see genesis.json owners)",
+                owner.address()
+            );
         }
         let nonce = info["pending_nonce"].as_u64().unwrap_or(0);
         let tx = SignedTx::sign(owner, chain_id, nonce, op)?;
         let hash = self.post_tx(&tx).await?;
-        let done = self.get(&format!("/v1/transactions/{hash}?wait_ms=30000")).await?;
+        let done = self
+            .get(&format!("/v1/transactions/{hash}?wait_ms=30000"))
+            .await?;
         match done["height"].as_u64() {
             Some(h) => Ok((hash, h)),
             None => bail!("transaction {hash} accepted but not final after 30 s"),
@@ -119,7 +136,11 @@ impl Client {
             .await
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
         let body = self.json(resp).await?;
-        body["hash"].as_str().unwrap_or_default().parse().context("node returned no hash")
+        body["hash"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .context("node returned no hash")
     }
 
     /// Posts one reading (`application/cose`).

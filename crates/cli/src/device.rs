@@ -107,7 +107,9 @@ pub(crate) struct RevokeArgs {
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("label {s:?} is not key=value"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("label {s:?} is not key=value"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -115,18 +117,26 @@ fn device_public_key(key: &DeviceKeyArg, alg: Option<KeyAlg>) -> anyhow::Result<
     if let Some(path) = &key.device_key {
         return Ok(KeyFile::read(path)?.device_signer()?.public_key());
     }
-    let hex = key.device_pubkey.as_deref().expect("clap requires one of the two");
-    let alg = alg.and_then(KeyAlg::device_alg).context("--alg must be ed25519 or p256 for a device key")?;
+    let hex = key
+        .device_pubkey
+        .as_deref()
+        .expect("clap requires one of the two");
+    let alg = alg
+        .and_then(KeyAlg::device_alg)
+        .context("--alg must be ed25519 or p256 for a device key")?;
     let bytes = iotchain_block::unhex(hex).context("--device-pubkey is not hex")?;
     Ok(DevicePublicKey::from_bytes(alg, &bytes)?)
 }
 
-fn owner(path: &PathBuf) -> anyhow::Result<iotchain_crypto::OwnerKey> {
-    KeyFile::read(path)?.owner_key().with_context(|| format!("{} must be an owner (secp256k1) key", path.display()))
+fn owner(path: &std::path::Path) -> anyhow::Result<iotchain_crypto::OwnerKey> {
+    KeyFile::read(path)?
+        .owner_key()
+        .with_context(|| format!("{} must be an owner (secp256k1) key", path.display()))
 }
 
 fn parse_address(s: &str) -> anyhow::Result<DeviceAddress> {
-    s.parse().map_err(|_| anyhow::anyhow!("{s:?} is not a device address (0x + 40 hex digits)"))
+    s.parse()
+        .map_err(|_| anyhow::anyhow!("{s:?} is not a device address (0x + 40 hex digits)"))
 }
 
 pub(crate) async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
@@ -135,29 +145,52 @@ pub(crate) async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
             let public_key = device_public_key(&a.key, a.alg)?;
             let address = public_key.address();
             let firmware_hash = match &a.firmware_hash {
-                Some(h) => Bytes::from(iotchain_block::unhex(h).context("--firmware-hash is not hex")?),
+                Some(h) => {
+                    Bytes::from(iotchain_block::unhex(h).context("--firmware-hash is not hex")?)
+                }
                 None => Bytes::new(),
             };
-            let op = DeviceOp::Register { public_key, model: a.model, firmware_hash, labels: a.labels };
-            let (hash, height) = Client::new(&a.node).submit_op(&owner(&a.owner_key)?, op).await?;
-            println!("{}", serde_json::json!({"device": address.to_string(), "transaction": hash, "height": height}));
+            let op = DeviceOp::Register {
+                public_key,
+                model: a.model,
+                firmware_hash,
+                labels: a.labels,
+            };
+            let (hash, height) = Client::new(&a.node)
+                .submit_op(&owner(&a.owner_key)?, op)
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({"device": address.to_string(), "transaction": hash, "height": height})
+            );
         }
         DeviceCommand::Rotate(a) => {
             let device = parse_address(&a.device)?;
             let public_key = device_public_key(&a.key, a.alg)?;
             let op = DeviceOp::Rotate { device, public_key };
-            let (hash, height) = Client::new(&a.node).submit_op(&owner(&a.owner_key)?, op).await?;
-            println!("{}", serde_json::json!({"device": device.to_string(), "transaction": hash, "height": height}));
+            let (hash, height) = Client::new(&a.node)
+                .submit_op(&owner(&a.owner_key)?, op)
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({"device": device.to_string(), "transaction": hash, "height": height})
+            );
         }
         DeviceCommand::Revoke(a) => {
             let device = parse_address(&a.device)?;
-            let (hash, height) =
-                Client::new(&a.node).submit_op(&owner(&a.owner_key)?, DeviceOp::Revoke { device }).await?;
-            println!("{}", serde_json::json!({"device": device.to_string(), "transaction": hash, "height": height}));
+            let (hash, height) = Client::new(&a.node)
+                .submit_op(&owner(&a.owner_key)?, DeviceOp::Revoke { device })
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({"device": device.to_string(), "transaction": hash, "height": height})
+            );
         }
         DeviceCommand::Show { address, node } => {
             let device = parse_address(&address)?;
-            let info = Client::new(&node).get(&format!("/v1/devices/{device}")).await?;
+            let info = Client::new(&node)
+                .get(&format!("/v1/devices/{device}"))
+                .await?;
             println!("{}", serde_json::to_string_pretty(&info)?);
         }
         DeviceCommand::List { owner, node } => {

@@ -113,15 +113,27 @@ fn devnet_setup(dir: &Path) -> anyhow::Result<(Genesis, KeyFile, KeyFile, bool)>
 pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
     let (genesis, owner, validator, fresh) = devnet_setup(&a.data_dir)?;
     let files = DevFiles::new(&a.data_dir);
-    let mut config = NodeConfig::new(a.data_dir.clone(), genesis.clone(), validator.validator_key()?);
+    let mut config = NodeConfig::new(
+        a.data_dir.clone(),
+        genesis.clone(),
+        validator.validator_key()?,
+    );
     config.http_addr = a.http_addr;
     config.block_interval = Duration::from_millis(a.block_interval_ms.max(10));
     let node = Node::start(config).await?;
     let url = format!("http://{}", node.http_addr);
-    println!("iotchain devnet {} (chain id {})", if fresh { "created" } else { "resumed" }, genesis.chain_id);
+    println!(
+        "iotchain devnet {} (chain id {})",
+        if fresh { "created" } else { "resumed" },
+        genesis.chain_id
+    );
     println!("  data dir:    {}", a.data_dir.display());
     println!("  genesis:     {}", files.genesis.display());
-    println!("  owner key:   {} (owner {})", files.owner_key.display(), owner.address);
+    println!(
+        "  owner key:   {} (owner {})",
+        files.owner_key.display(),
+        owner.address
+    );
     println!("  API:         {url}/v1/status");
     println!("  try:         iotchain device list --node {url}");
     println!("  stop:        Ctrl-C (everything acknowledged is kept)");
@@ -155,7 +167,9 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
             }
         }))
     };
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     println!("stopping…");
     if let Some(s) = sim {
         s.abort();
@@ -167,12 +181,22 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
 
 /// Registers `n` simulated devices (reusing their keys across restarts) and has each send
 /// `rate` temperature readings per second, batched per tick.
-async fn simulate(url: &str, dir: &Path, owner: &iotchain_crypto::OwnerKey, n: usize, rate: f64) -> anyhow::Result<()> {
+async fn simulate(
+    url: &str,
+    dir: &Path,
+    owner: &iotchain_crypto::OwnerKey,
+    n: usize,
+    rate: f64,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let client = Client::new(url);
     let mut devices = Vec::new();
     for i in 0..n {
-        let alg = if i % 3 == 2 { KeyAlg::P256 } else { KeyAlg::Ed25519 };
+        let alg = if i % 3 == 2 {
+            KeyAlg::P256
+        } else {
+            KeyAlg::Ed25519
+        };
         let path = dir.join(format!("sensor-{i}.key"));
         let key = if path.exists() {
             KeyFile::read(&path)?
@@ -182,7 +206,10 @@ async fn simulate(url: &str, dir: &Path, owner: &iotchain_crypto::OwnerKey, n: u
             k
         };
         let signer = key.device_signer()?;
-        let next_seq = match client.get(&format!("/v1/devices/{}", signer.address())).await {
+        let next_seq = match client
+            .get(&format!("/v1/devices/{}", signer.address()))
+            .await
+        {
             Ok(info) => info["pending_last_seq"].as_u64().map_or(0, |s| s + 1),
             Err(_) => {
                 let op = iotchain_block::DeviceOp::Register {
@@ -191,7 +218,10 @@ async fn simulate(url: &str, dir: &Path, owner: &iotchain_crypto::OwnerKey, n: u
                     firmware_hash: alloy_primitives::Bytes::from(vec![0x5a; 32]),
                     labels: vec![("site".into(), format!("dock {}", i + 1))],
                 };
-                client.submit_op(owner, op).await.context("registering a simulated device")?;
+                client
+                    .submit_op(owner, op)
+                    .await
+                    .context("registering a simulated device")?;
                 println!("registered simulated device {} ({alg})", signer.address());
                 0
             }
@@ -212,13 +242,17 @@ async fn simulate(url: &str, dir: &Path, owner: &iotchain_crypto::OwnerKey, n: u
             .enumerate()
             .map(|(i, (signer, seq))| {
                 let temp = 4.0 + 1.5 * (t / 30.0 + i as f64).sin();
-                let data = crate::send::json_to_cbor(&format!("{{\"temp_c\": {temp:.2}}}")).expect("valid json");
-                let m = signer.sign_reading(*seq, crate::send::now_ms(), Some("temperature"), &data);
+                let data = crate::send::json_to_cbor(&format!("{{\"temp_c\": {temp:.2}}}"))
+                    .expect("valid json");
+                let m =
+                    signer.sign_reading(*seq, crate::send::now_ms(), Some("temperature"), &data);
                 *seq += 1;
                 m
             })
             .collect();
-        let (status, body) = client.post_batch(crate::client::cbor_batch(&messages)).await?;
+        let (status, body) = client
+            .post_batch(crate::client::cbor_batch(&messages))
+            .await?;
         if status >= 300 {
             bail!("node rejected simulated readings ({status}): {body}");
         }
@@ -226,10 +260,18 @@ async fn simulate(url: &str, dir: &Path, owner: &iotchain_crypto::OwnerKey, n: u
 }
 
 pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&a.config).with_context(|| format!("reading {}", a.config.display()))?;
-    let file: NodeFile = toml::from_str(&text).with_context(|| format!("{} is not a node config", a.config.display()))?;
+    let text = std::fs::read_to_string(&a.config)
+        .with_context(|| format!("reading {}", a.config.display()))?;
+    let file: NodeFile = toml::from_str(&text)
+        .with_context(|| format!("{} is not a node config", a.config.display()))?;
     let base = a.config.parent().unwrap_or(Path::new("."));
-    let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+    let resolve = |p: &PathBuf| {
+        if p.is_absolute() {
+            p.clone()
+        } else {
+            base.join(p)
+        }
+    };
     let genesis = Genesis::read(&resolve(&file.genesis))?;
     let key = KeyFile::read(&resolve(&file.validator_key))?.validator_key()?;
     if !genesis.validator_keys().contains(&key.public_key().into()) {
@@ -248,10 +290,17 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
     let mut blocks = node.blocks.subscribe();
     let printer = tokio::spawn(async move {
         while let Ok(b) = blocks.recv().await {
-            tracing::info!(height = b.height, readings = b.readings, txs = b.transactions, "block final");
+            tracing::info!(
+                height = b.height,
+                readings = b.readings,
+                txs = b.transactions,
+                "block final"
+            );
         }
     });
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     node.stop().await;
     printer.abort();
     Ok(ExitCode::SUCCESS)

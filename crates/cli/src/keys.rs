@@ -32,12 +32,19 @@ pub(crate) fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
                 bail!("{} exists: refusing to overwrite a key", out.display());
             }
             let file = KeyFile::generate(alg);
-            file.write(&out).with_context(|| format!("writing {}", out.display()))?;
-            println!("{}", serde_json::json!({"alg": file.alg, "public_key": file.public_key, "address": file.address, "file": out}));
+            file.write(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "{}",
+                serde_json::json!({"alg": file.alg, "public_key": file.public_key, "address": file.address, "file": out})
+            );
         }
         KeysCommand::Show { file } => {
             let key = KeyFile::read(&file)?;
-            println!("{}", serde_json::json!({"alg": key.alg, "public_key": key.public_key, "address": key.address}));
+            println!(
+                "{}",
+                serde_json::json!({"alg": key.alg, "public_key": key.public_key, "address": key.address})
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

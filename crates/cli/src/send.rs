@@ -35,7 +35,8 @@ pub(crate) struct SendArgs {
 
 /// JSON text to CBOR bytes.
 pub(crate) fn json_to_cbor(json: &str) -> anyhow::Result<Vec<u8>> {
-    let value: serde_json::Value = serde_json::from_str(json).with_context(|| format!("--data {json:?} is not JSON"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(json).with_context(|| format!("--data {json:?} is not JSON"))?;
     let mut out = Vec::new();
     ciborium::into_writer(&value, &mut out).context("encoding data as CBOR")?;
     Ok(out)
@@ -43,7 +44,10 @@ pub(crate) fn json_to_cbor(json: &str) -> anyhow::Result<Vec<u8>> {
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub(crate) async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
@@ -53,7 +57,9 @@ pub(crate) async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     let first = match a.seq {
         Some(s) => s,
         None => {
-            let info = client.get(&format!("/v1/devices/{}", signer.address())).await?;
+            let info = client
+                .get(&format!("/v1/devices/{}", signer.address()))
+                .await?;
             info["pending_last_seq"].as_u64().map_or(0, |s| s + 1)
         }
     };
@@ -64,13 +70,21 @@ pub(crate) async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
             Ok(r) => {
                 let id = r["id"].as_str().unwrap_or("?").to_string();
                 if a.wait {
-                    let s = client.get(&format!("/v1/readings/{id}?wait_ms=30000")).await?;
+                    let s = client
+                        .get(&format!("/v1/readings/{id}?wait_ms=30000"))
+                        .await?;
                     if s["status"] != "final" {
                         bail!("reading {id} not final after 30 s");
                     }
-                    println!("{}", serde_json::json!({"id": id, "seq": seq, "status": "final", "height": s["height"]}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"id": id, "seq": seq, "status": "final", "height": s["height"]})
+                    );
                 } else {
-                    println!("{}", serde_json::json!({"id": id, "seq": seq, "status": "pending"}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"id": id, "seq": seq, "status": "pending"})
+                    );
                 }
             }
             Err(e) => {
@@ -82,5 +96,9 @@ pub(crate) async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    Ok(if failed { ExitCode::from(crate::EXIT_INVALID) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(crate::EXIT_INVALID)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -30,10 +30,13 @@ pub(crate) struct VerifyArgs {
 }
 
 pub(crate) async fn fetch(a: ProofArgs) -> anyhow::Result<ExitCode> {
-    let proof = Client::new(&a.node).get(&format!("/v1/readings/{}/proof", a.id)).await?;
+    let proof = Client::new(&a.node)
+        .get(&format!("/v1/readings/{}/proof", a.id))
+        .await?;
     let text = serde_json::to_string_pretty(&proof)?;
     match a.out {
-        Some(path) => std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => std::fs::write(&path, text + "\n")
+            .with_context(|| format!("writing {}", path.display()))?,
         None => println!("{text}"),
     }
     Ok(ExitCode::SUCCESS)
@@ -41,7 +44,8 @@ pub(crate) async fn fetch(a: ProofArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let genesis = Genesis::read(&a.genesis)?;
-    let text = std::fs::read_to_string(&a.proof).with_context(|| format!("reading {}", a.proof.display()))?;
+    let text = std::fs::read_to_string(&a.proof)
+        .with_context(|| format!("reading {}", a.proof.display()))?;
     let proof: ProofBundle = match serde_json::from_str(&text) {
         Ok(p) => p,
         Err(e) => {
@@ -63,7 +67,9 @@ pub(crate) fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
                 genesis.validators.len()
             );
             if !v.key_is_original {
-                println!("note: the device key was rotated; it is not the key the device address derives from");
+                println!(
+                    "note: the device key was rotated; it is not the key the device address derives from"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

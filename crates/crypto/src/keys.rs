@@ -129,8 +129,9 @@ impl KeyFile {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| CryptoError::KeyFile(format!("cannot read {}: {e}", path.display())))?;
-        let file: Self = serde_json::from_str(&text)
-            .map_err(|e| CryptoError::KeyFile(format!("{} is not a key file: {e}", path.display())))?;
+        let file: Self = serde_json::from_str(&text).map_err(|e| {
+            CryptoError::KeyFile(format!("{} is not a key file: {e}", path.display()))
+        })?;
         // Re-derive everything from the secret so a hand-edited file cannot lie.
         let derived = Self::from_secret(file.alg, &file.secret()?)?;
         if !derived.public_key.eq_ignore_ascii_case(&file.public_key)
@@ -147,7 +148,9 @@ impl KeyFile {
     /// Writes the key file, readable by the owner only on Unix.
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("key file serializes");
-        let io = |e: std::io::Error| CryptoError::KeyFile(format!("cannot write {}: {e}", path.display()));
+        let io = |e: std::io::Error| {
+            CryptoError::KeyFile(format!("cannot write {}: {e}", path.display()))
+        };
         #[cfg(unix)]
         {
             use std::io::Write;
@@ -190,7 +193,10 @@ impl KeyFile {
     /// An owner key for a `secp256k1` key file.
     pub fn owner_key(&self) -> Result<crate::OwnerKey> {
         if self.alg != KeyAlg::Secp256k1 {
-            return Err(CryptoError::WrongKeyAlg { expected: "secp256k1", found: self.alg.as_str() });
+            return Err(CryptoError::WrongKeyAlg {
+                expected: "secp256k1",
+                found: self.alg.as_str(),
+            });
         }
         crate::OwnerKey::from_secret(&self.secret()?)
     }
@@ -198,7 +204,10 @@ impl KeyFile {
     /// A validator key for an `ed25519` key file.
     pub fn validator_key(&self) -> Result<ValidatorKey> {
         if self.alg != KeyAlg::Ed25519 {
-            return Err(CryptoError::WrongKeyAlg { expected: "ed25519", found: self.alg.as_str() });
+            return Err(CryptoError::WrongKeyAlg {
+                expected: "ed25519",
+                found: self.alg.as_str(),
+            });
         }
         Ok(ValidatorKey::from_secret(&self.secret()?))
     }
@@ -231,12 +240,18 @@ impl DevicePublicKey {
     pub fn from_bytes(alg: Alg, bytes: &[u8]) -> Result<Self> {
         match alg {
             Alg::EdDsa => {
-                let arr: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::InvalidPublicKey {
-                    alg: "ed25519",
-                    reason: format!("expected 32 bytes, got {}", bytes.len()),
-                })?;
+                let arr: [u8; 32] =
+                    bytes
+                        .try_into()
+                        .map_err(|_| CryptoError::InvalidPublicKey {
+                            alg: "ed25519",
+                            reason: format!("expected 32 bytes, got {}", bytes.len()),
+                        })?;
                 ed25519_dalek::VerifyingKey::from_bytes(&arr).map_err(|_| {
-                    CryptoError::InvalidPublicKey { alg: "ed25519", reason: "not a curve point".into() }
+                    CryptoError::InvalidPublicKey {
+                        alg: "ed25519",
+                        reason: "not a curve point".into(),
+                    }
                 })?;
                 Ok(Self::Ed25519(arr))
             }
@@ -296,7 +311,7 @@ pub fn device_address(key_bytes: &[u8]) -> DeviceAddress {
 /// real devices use the `no_std` device SDK).
 pub enum DeviceSigner {
     /// Ed25519.
-    Ed25519(ed25519_dalek::SigningKey),
+    Ed25519(Box<ed25519_dalek::SigningKey>),
     /// ECDSA P-256 (SHA-256), signed with `ring`.
     P256(Box<ring_sig::EcdsaKeyPair>),
 }
@@ -311,11 +326,14 @@ impl DeviceSigner {
     /// Builds a signer from 32 secret bytes.
     pub fn from_secret(alg: KeyAlg, secret: &[u8; 32]) -> Result<Self> {
         match alg {
-            KeyAlg::Ed25519 => Ok(Self::Ed25519(ed25519_dalek::SigningKey::from_bytes(secret))),
+            KeyAlg::Ed25519 => Ok(Self::Ed25519(Box::new(
+                ed25519_dalek::SigningKey::from_bytes(secret),
+            ))),
             KeyAlg::P256 => {
                 let sk = p256::SecretKey::from_slice(secret)
                     .map_err(|_| CryptoError::InvalidSecretKey { alg: "p256" })?;
-                let public = p256::elliptic_curve::sec1::ToSec1Point::to_sec1_point(&sk.public_key(), false);
+                let public =
+                    p256::elliptic_curve::sec1::ToSec1Point::to_sec1_point(&sk.public_key(), false);
                 let pair = ring_sig::EcdsaKeyPair::from_private_key_and_public_key(
                     &ring_sig::ECDSA_P256_SHA256_FIXED_SIGNING,
                     secret,
@@ -325,7 +343,10 @@ impl DeviceSigner {
                 .map_err(|_| CryptoError::InvalidSecretKey { alg: "p256" })?;
                 Ok(Self::P256(Box::new(pair)))
             }
-            KeyAlg::Secp256k1 => Err(CryptoError::WrongKeyAlg { expected: "ed25519 or p256", found: "secp256k1" }),
+            KeyAlg::Secp256k1 => Err(CryptoError::WrongKeyAlg {
+                expected: "ed25519 or p256",
+                found: "secp256k1",
+            }),
         }
     }
 
@@ -362,7 +383,7 @@ impl DeviceSigner {
     /// Signs a message (a COSE Sig_structure): 64 bytes, Ed25519 or P-256 raw `r‖s`.
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         match self {
-            Self::Ed25519(k) => ed25519_dalek::Signer::sign(k, message).to_bytes(),
+            Self::Ed25519(k) => ed25519_dalek::Signer::sign(k.as_ref(), message).to_bytes(),
             Self::P256(k) => {
                 let sig = k
                     .sign(&SystemRandom::new(), message)
@@ -375,8 +396,21 @@ impl DeviceSigner {
     }
 
     /// Builds and signs a complete reading (tagged COSE_Sign1).
-    pub fn sign_reading(&self, seq: u64, ts: u64, stream: Option<&str>, data_cbor: &[u8]) -> Vec<u8> {
-        let unsigned = iotchain_reading::UnsignedReading::new(self.alg(), self.address(), seq, ts, stream, data_cbor);
+    pub fn sign_reading(
+        &self,
+        seq: u64,
+        ts: u64,
+        stream: Option<&str>,
+        data_cbor: &[u8],
+    ) -> Vec<u8> {
+        let unsigned = iotchain_reading::UnsignedReading::new(
+            self.alg(),
+            self.address(),
+            seq,
+            ts,
+            stream,
+            data_cbor,
+        );
         let signature = self.sign(&unsigned.sig_structure());
         unsigned.into_message(&signature)
     }
@@ -413,7 +447,8 @@ impl ValidatorKey {
         let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else {
             return false;
         };
-        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature)).is_ok()
+        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
+            .is_ok()
     }
 }
 
@@ -434,7 +469,10 @@ mod tests {
             let mut forged = file.clone();
             forged.address = format!("0x{}", "00".repeat(20));
             forged.write(&path).unwrap();
-            assert!(KeyFile::read(&path).is_err(), "{alg}: forged address accepted");
+            assert!(
+                KeyFile::read(&path).is_err(),
+                "{alg}: forged address accepted"
+            );
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -442,7 +480,9 @@ mod tests {
     #[test]
     fn p256_compressed_and_uncompressed_give_one_address() {
         let signer = DeviceSigner::generate(KeyAlg::P256).unwrap();
-        let DevicePublicKey::P256(uncompressed) = signer.public_key() else { panic!() };
+        let DevicePublicKey::P256(uncompressed) = signer.public_key() else {
+            panic!()
+        };
         let pk = p256::PublicKey::from_sec1_bytes(&uncompressed).unwrap();
         let compressed = p256::elliptic_curve::sec1::ToSec1Point::to_sec1_point(&pk, true);
         let a = DevicePublicKey::from_bytes(Alg::Es256, compressed.as_bytes()).unwrap();

@@ -34,7 +34,11 @@ impl OwnerKey {
 
     /// The uncompressed public key (65 bytes).
     pub fn public_key_uncompressed(&self) -> Vec<u8> {
-        self.0.verifying_key().to_encoded_point(false).as_bytes().to_vec()
+        self.0
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec()
     }
 
     /// Signs a 32-byte hash, returning `r‖s‖v` with `v` in {27, 28}.
@@ -55,12 +59,18 @@ pub fn recover_owner(hash: &B256, signature: &OwnerSignature) -> Result<Address>
     let v = match signature[64] {
         v @ (0 | 1) => v,
         v @ (27 | 28) => v - 27,
-        v => return Err(CryptoError::InvalidOwnerSignature(format!("bad recovery id v={v}"))),
+        v => {
+            return Err(CryptoError::InvalidOwnerSignature(format!(
+                "bad recovery id v={v}"
+            )));
+        }
     };
     let sig = Signature::from_slice(&signature[..64])
         .map_err(|e| CryptoError::InvalidOwnerSignature(e.to_string()))?;
     if sig.normalize_s().is_some() {
-        return Err(CryptoError::InvalidOwnerSignature("high-s signature".into()));
+        return Err(CryptoError::InvalidOwnerSignature(
+            "high-s signature".into(),
+        ));
     }
     let recid = RecoveryId::from_byte(v).expect("v is 0 or 1");
     let key = VerifyingKey::recover_from_prehash(hash.as_slice(), &sig, recid)

@@ -49,7 +49,9 @@ fn verify_ed25519_chunk(checks: &[SignatureCheck<'_>], chunk: &[usize]) -> Vec<(
     let mut signatures = Vec::with_capacity(chunk.len());
     let mut keys = Vec::with_capacity(chunk.len());
     for &i in chunk {
-        let DevicePublicKey::Ed25519(pk) = checks[i].key else { unreachable!("partitioned") };
+        let DevicePublicKey::Ed25519(pk) = checks[i].key else {
+            unreachable!("partitioned")
+        };
         let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(pk) else {
             return chunk.iter().map(|&i| (i, verify_one(&checks[i]))).collect();
         };
@@ -68,16 +70,20 @@ fn verify_ed25519_chunk(checks: &[SignatureCheck<'_>], chunk: &[usize]) -> Vec<(
 fn verify_one(check: &SignatureCheck<'_>) -> bool {
     match check.key {
         DevicePublicKey::Ed25519(pk) => {
-            let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(pk) else { return false };
-            key.verify_strict(check.message, &ed25519_dalek::Signature::from_bytes(check.signature))
+            let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(pk) else {
+                return false;
+            };
+            key.verify_strict(
+                check.message,
+                &ed25519_dalek::Signature::from_bytes(check.signature),
+            )
+            .is_ok()
+        }
+        DevicePublicKey::P256(pk) => {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, pk)
+                .verify(check.message, check.signature)
                 .is_ok()
         }
-        DevicePublicKey::P256(pk) => ring::signature::UnparsedPublicKey::new(
-            &ring::signature::ECDSA_P256_SHA256_FIXED,
-            pk,
-        )
-        .verify(check.message, check.signature)
-        .is_ok(),
     }
 }
 
@@ -89,18 +95,32 @@ mod tests {
     #[test]
     fn mixed_batch_names_the_forged_signature() {
         let signers: Vec<DeviceSigner> = (0..10)
-            .map(|i| DeviceSigner::generate(if i % 3 == 0 { KeyAlg::P256 } else { KeyAlg::Ed25519 }).unwrap())
+            .map(|i| {
+                DeviceSigner::generate(if i % 3 == 0 {
+                    KeyAlg::P256
+                } else {
+                    KeyAlg::Ed25519
+                })
+                .unwrap()
+            })
             .collect();
         let keys: Vec<DevicePublicKey> = signers.iter().map(|s| s.public_key()).collect();
         let messages: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_be_bytes().to_vec()).collect();
-        let mut sigs: Vec<[u8; 64]> =
-            messages.iter().enumerate().map(|(i, m)| signers[i % 10].sign(m)).collect();
+        let mut sigs: Vec<[u8; 64]> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| signers[i % 10].sign(m))
+            .collect();
         sigs[77][5] ^= 1; // forged Ed25519 (77 % 10 = 7)
         sigs[90][9] ^= 1; // forged P-256 (90 % 10 = 0)
         let checks: Vec<SignatureCheck<'_>> = messages
             .iter()
             .enumerate()
-            .map(|(i, m)| SignatureCheck { key: &keys[i % 10], message: m, signature: &sigs[i] })
+            .map(|(i, m)| SignatureCheck {
+                key: &keys[i % 10],
+                message: m,
+                signature: &sigs[i],
+            })
             .collect();
         let verdicts = verify_signatures(&checks);
         for (i, ok) in verdicts.iter().enumerate() {

@@ -121,16 +121,27 @@ pub fn audit_path(leaves: &[Hash], index: usize) -> alloc::vec::Vec<Hash> {
 
 /// Checks that `leaf` is at `index` of a tree of `tree_size` leaves with root `root`
 /// (RFC 9162 §2.1.3.2). Needs no allocator.
-pub fn verify_inclusion(leaf: &Hash, index: u64, tree_size: u64, path: &[Hash], root: &Hash) -> Result<(), MerkleError> {
+pub fn verify_inclusion(
+    leaf: &Hash,
+    index: u64,
+    tree_size: u64,
+    path: &[Hash],
+    root: &Hash,
+) -> Result<(), MerkleError> {
     if index >= tree_size {
-        return Err(MerkleError::IndexOutOfRange { index, size: tree_size });
+        return Err(MerkleError::IndexOutOfRange {
+            index,
+            size: tree_size,
+        });
     }
     let (mut fn_, mut sn) = (index, tree_size - 1);
     let mut r = *leaf;
-    let mut used = 0usize;
-    for p in path {
+    for (used, p) in path.iter().enumerate() {
         if sn == 0 {
-            return Err(MerkleError::WrongPathLength { got: path.len(), expected: used });
+            return Err(MerkleError::WrongPathLength {
+                got: path.len(),
+                expected: used,
+            });
         }
         if fn_ & 1 == 1 || fn_ == sn {
             r = node_hash(p, &r);
@@ -145,10 +156,12 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, tree_size: u64, path: &[Hash], 
         }
         fn_ >>= 1;
         sn >>= 1;
-        used += 1;
     }
     if sn != 0 {
-        return Err(MerkleError::WrongPathLength { got: path.len(), expected: path.len() + 1 });
+        return Err(MerkleError::WrongPathLength {
+            got: path.len(),
+            expected: path.len() + 1,
+        });
     }
     if r != *root {
         return Err(MerkleError::RootMismatch);
@@ -188,8 +201,9 @@ mod tests {
         assert_eq!(
             empty_root(),
             [
-                0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27,
-                0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55
+                0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f,
+                0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b,
+                0x78, 0x52, 0xb8, 0x55
             ]
         );
         // The leaf hash of the empty string: 6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d.
@@ -197,7 +211,10 @@ mod tests {
         assert_eq!(l[0], 0x6e);
         assert_eq!(l[31], 0x1d);
         let three = leaves(3);
-        assert_eq!(root(&three), node_hash(&node_hash(&three[0], &three[1]), &three[2]));
+        assert_eq!(
+            root(&three),
+            node_hash(&node_hash(&three[0], &three[1]), &three[2])
+        );
     }
 
     #[test]
@@ -215,11 +232,20 @@ mod tests {
         let l = leaves(6);
         let r = root(&l);
         let mut path = audit_path(&l, 4);
-        assert_eq!(verify_inclusion(&l[4], 6, 6, &path, &r), Err(MerkleError::IndexOutOfRange { index: 6, size: 6 }));
+        assert_eq!(
+            verify_inclusion(&l[4], 6, 6, &path, &r),
+            Err(MerkleError::IndexOutOfRange { index: 6, size: 6 })
+        );
         path.push([0; 32]);
-        assert!(matches!(verify_inclusion(&l[4], 4, 6, &path, &r), Err(MerkleError::WrongPathLength { .. })));
+        assert!(matches!(
+            verify_inclusion(&l[4], 4, 6, &path, &r),
+            Err(MerkleError::WrongPathLength { .. })
+        ));
         path.truncate(path.len() - 2);
-        assert!(matches!(verify_inclusion(&l[4], 4, 6, &path, &r), Err(MerkleError::WrongPathLength { .. })));
+        assert!(matches!(
+            verify_inclusion(&l[4], 4, 6, &path, &r),
+            Err(MerkleError::WrongPathLength { .. })
+        ));
     }
 
     proptest! {

@@ -24,7 +24,7 @@ type Shared = AxState<Arc<Chain>>;
 
 /// The node's HTTP routes.
 pub fn router(chain: Arc<Chain>) -> Router {
-    let limit = chain.max_batch() * chain.max_reading_bytes().min(4096) + 64 * 1024;
+    let limit = chain.max_body();
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/readings", post(post_readings))
@@ -39,8 +39,36 @@ pub fn router(chain: Arc<Chain>) -> Router {
         .route("/v1/blocks/{height}", get(get_block))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/api.md") })
+        .layer(axum::middleware::from_fn(move |req, next| {
+            refuse_oversized(limit, req, next)
+        }))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(chain)
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it.
+async fn refuse_oversized(
+    limit: usize,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!(
+                "request body of {} bytes exceeds the node's limit of {limit}",
+                declared.unwrap_or(0)
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 fn hex0x(b: impl AsRef<[u8]>) -> String {
@@ -48,19 +76,33 @@ fn hex0x(b: impl AsRef<[u8]>) -> String {
 }
 
 fn parse_b256(s: &str, what: &str) -> Result<B256, ApiError> {
-    s.parse::<B256>()
-        .map_err(|_| ApiError::bad_request("bad_id", format!("{what} must be 32 bytes of 0x-hex, got {s:?}")))
+    s.parse::<B256>().map_err(|_| {
+        ApiError::bad_request(
+            "bad_id",
+            format!("{what} must be 32 bytes of 0x-hex, got {s:?}"),
+        )
+    })
 }
 
 fn parse_device(s: &str) -> Result<DeviceAddress, ApiError> {
-    s.parse::<DeviceAddress>()
-        .map_err(|_| ApiError::bad_request("bad_address", format!("device address must be 20 bytes of 0x-hex, got {s:?}")))
+    s.parse::<DeviceAddress>().map_err(|_| {
+        ApiError::bad_request(
+            "bad_address",
+            format!("device address must be 20 bytes of 0x-hex, got {s:?}"),
+        )
+    })
 }
 
-fn body_bytes(body: Result<axum::body::Bytes, BytesRejection>) -> Result<axum::body::Bytes, ApiError> {
+fn body_bytes(
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body exceeds the node's limit")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "request body exceeds the node's limit",
+            )
         } else {
             ApiError::bad_request("bad_body", e.body_text())
         }
@@ -82,6 +124,7 @@ async fn status(AxState(chain): Shared) -> Json<Value> {
         "pending_transactions": pending_transactions,
         "max_reading_bytes": g.params.max_reading_bytes,
         "max_batch_readings": chain.max_batch(),
+        "max_body_bytes": chain.max_body(),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
@@ -89,7 +132,9 @@ async fn status(AxState(chain): Shared) -> Json<Value> {
 fn item_json(r: &Result<B256, ApiError>) -> Value {
     match r {
         Ok(id) => json!({"id": id, "status": "pending"}),
-        Err(e) => json!({"status": e.status.as_u16(), "error": {"code": e.code, "message": e.message}}),
+        Err(e) => {
+            json!({"status": e.status.as_u16(), "error": {"code": e.code, "message": e.message}})
+        }
     }
 }
 
@@ -102,7 +147,13 @@ async fn post_readings(
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     match content_type.as_str() {
         "application/cose" => {
@@ -114,16 +165,17 @@ async fn post_readings(
             }
         }
         "application/cbor" => {
-            let messages = iotchain_reading::decode_batch(&body, chain.max_batch())
-                .map_err(|e| {
-                    let status = if e.code() == "batch_too_large" { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+            let messages =
+                iotchain_reading::decode_batch(&body, chain.max_batch()).map_err(|e| {
+                    let status = if e.code() == "batch_too_large" {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    } else {
+                        StatusCode::BAD_REQUEST
+                    };
                     ApiError::new(status, e.code(), e.to_string())
                 })?;
             let body = Bytes::from(body.clone());
-            let messages: Vec<Bytes> = messages
-                .into_iter()
-                .map(|m| body.slice_ref(m))
-                .collect();
+            let messages: Vec<Bytes> = messages.into_iter().map(|m| body.slice_ref(m)).collect();
             let results = chain.submit_readings(messages).await;
             let accepted = results.iter().filter(|r| r.is_ok()).count();
             let rejected = results.len() - accepted;
@@ -134,7 +186,10 @@ async fn post_readings(
             });
             if accepted == 0 {
                 // Nothing taken: answer with the first rejection's status and code.
-                let first = results.into_iter().find_map(|r| r.err()).expect("rejected > 0");
+                let first = results
+                    .into_iter()
+                    .find_map(|r| r.err())
+                    .expect("rejected > 0");
                 out["error"] = json!({"code": first.code, "message": format!("no reading of the batch was accepted; first: {}", first.message)});
                 return Ok((first.status, Json(out)).into_response());
             }
@@ -143,7 +198,9 @@ async fn post_readings(
         other => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
-            format!("content type {other:?}: use application/cose (one reading) or application/cbor (an array of readings)"),
+            format!(
+                "content type {other:?}: use application/cose (one reading) or application/cbor (an array of readings)"
+            ),
         )),
     }
 }
@@ -155,7 +212,11 @@ struct WaitQuery {
 }
 
 /// Waits until `is_final` holds or `wait` elapses, re-checking at every new block.
-async fn wait_final(chain: &Chain, wait: Option<u64>, mut is_final: impl FnMut() -> Result<bool, ApiError>) -> Result<(), ApiError> {
+async fn wait_final(
+    chain: &Chain,
+    wait: Option<u64>,
+    mut is_final: impl FnMut() -> Result<bool, ApiError>,
+) -> Result<(), ApiError> {
     let Some(ms) = wait else { return Ok(()) };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(ms).min(MAX_WAIT);
     let mut head = chain.subscribe_head();
@@ -168,15 +229,28 @@ async fn wait_final(chain: &Chain, wait: Option<u64>, mut is_final: impl FnMut()
     Ok(())
 }
 
-async fn get_reading(AxState(chain): Shared, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> Result<Json<Value>, ApiError> {
+async fn get_reading(
+    AxState(chain): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_b256(&id, "reading id")?;
-    wait_final(&chain, q.wait_ms, || Ok(matches!(chain.reading_status(&id)?, Some(ReadingStatus::Final { .. }) | None))).await?;
+    wait_final(&chain, q.wait_ms, || {
+        Ok(matches!(
+            chain.reading_status(&id)?,
+            Some(ReadingStatus::Final { .. }) | None
+        ))
+    })
+    .await?;
     match chain.reading_status(&id)? {
         None => Err(ApiError::not_found(format!("reading {id} is unknown"))),
         Some(ReadingStatus::Pending { arrival_ms }) => Ok(Json(json!({
             "id": id, "status": "pending", "arrival_ms": arrival_ms,
         }))),
-        Some(ReadingStatus::Final { location, block_time_ms }) => Ok(Json(json!({
+        Some(ReadingStatus::Final {
+            location,
+            block_time_ms,
+        }) => Ok(Json(json!({
             "id": id,
             "status": "final",
             "height": location.height,
@@ -187,10 +261,15 @@ async fn get_reading(AxState(chain): Shared, Path(id): Path<String>, Query(q): Q
     }
 }
 
-async fn get_proof(AxState(chain): Shared, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_proof(
+    AxState(chain): Shared,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let id = parse_b256(&id, "reading id")?;
     let c = chain.clone();
-    let proof = tokio::task::spawn_blocking(move || c.proof(&id)).await.map_err(|e| ApiError::storage(&e))??;
+    let proof = tokio::task::spawn_blocking(move || c.proof(&id))
+        .await
+        .map_err(|e| ApiError::storage(&e))??;
     Ok(Json(serde_json::to_value(proof).expect("proof serializes")))
 }
 
@@ -200,16 +279,29 @@ struct TxBody {
     raw: String,
 }
 
-async fn post_transaction(AxState(chain): Shared, body: Result<axum::body::Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn post_transaction(
+    AxState(chain): Shared,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let body = body_bytes(body)?;
-    let tx: TxBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_json", format!("expected {{\"raw\": \"0x…\"}}: {e}")))?;
-    let raw = iotchain_block::unhex(&tx.raw).map_err(|e| ApiError::bad_request("bad_hex", format!("raw: {e}")))?;
+    let tx: TxBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("bad_json", format!("expected {{\"raw\": \"0x…\"}}: {e}"))
+    })?;
+    let raw = iotchain_block::unhex(&tx.raw)
+        .map_err(|e| ApiError::bad_request("bad_hex", format!("raw: {e}")))?;
     let hash = chain.submit_tx(Bytes::from(raw)).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"hash": hash, "status": "pending"}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"hash": hash, "status": "pending"})),
+    )
+        .into_response())
 }
 
-async fn get_transaction(AxState(chain): Shared, Path(hash): Path<String>, Query(q): Query<WaitQuery>) -> Result<Json<Value>, ApiError> {
+async fn get_transaction(
+    AxState(chain): Shared,
+    Path(hash): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<Value>, ApiError> {
     let hash = parse_b256(&hash, "transaction hash")?;
     wait_final(&chain, q.wait_ms, || {
         let (loc, pending) = chain.tx_status(&hash)?;
@@ -217,9 +309,13 @@ async fn get_transaction(AxState(chain): Shared, Path(hash): Path<String>, Query
     })
     .await?;
     match chain.tx_status(&hash)? {
-        (Some(loc), _) => Ok(Json(json!({"hash": hash, "status": "final", "height": loc.height}))),
+        (Some(loc), _) => Ok(Json(
+            json!({"hash": hash, "status": "final", "height": loc.height}),
+        )),
         (None, true) => Ok(Json(json!({"hash": hash, "status": "pending"}))),
-        (None, false) => Err(ApiError::not_found(format!("transaction {hash} is unknown"))),
+        (None, false) => Err(ApiError::not_found(format!(
+            "transaction {hash} is unknown"
+        ))),
     }
 }
 
@@ -244,12 +340,21 @@ fn device_json(d: &DeviceRecord) -> Value {
     })
 }
 
-async fn get_device(AxState(chain): Shared, Path(address): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn get_device(
+    AxState(chain): Shared,
+    Path(address): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let address = parse_device(&address)?;
-    let record = chain.device(&address).ok_or_else(|| ApiError::not_found(format!("device {address} is not registered")))?;
+    let record = chain
+        .device(&address)
+        .ok_or_else(|| ApiError::not_found(format!("device {address} is not registered")))?;
     let mut out = device_json(&record);
-    out["pending_last_seq"] = json!(chain.with_pending(|s| s.device(&address).and_then(|d| d.last_seq)));
-    let gaps = chain.store().gaps(&address, 100).map_err(|e| ApiError::storage(&e))?;
+    out["pending_last_seq"] =
+        json!(chain.with_pending(|s| s.device(&address).and_then(|d| d.last_seq)));
+    let gaps = chain
+        .store()
+        .gaps(&address, 100)
+        .map_err(|e| ApiError::storage(&e))?;
     out["gaps"] = json!(gaps);
     Ok(Json(out))
 }
@@ -259,21 +364,40 @@ struct ListQuery {
     owner: Option<String>,
 }
 
-async fn list_devices(AxState(chain): Shared, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+async fn list_devices(
+    AxState(chain): Shared,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     let owner = q
         .owner
-        .map(|o| o.parse::<Address>().map_err(|_| ApiError::bad_request("bad_address", format!("owner must be an address, got {o:?}"))))
+        .map(|o| {
+            o.parse::<Address>().map_err(|_| {
+                ApiError::bad_request(
+                    "bad_address",
+                    format!("owner must be an address, got {o:?}"),
+                )
+            })
+        })
         .transpose()?;
     let devices = chain.with_committed(|s| {
-        s.devices().filter(|d| owner.is_none_or(|o| d.owner == o)).map(device_json).collect::<Vec<_>>()
+        s.devices()
+            .filter(|d| owner.is_none_or(|o| d.owner == o))
+            .map(device_json)
+            .collect::<Vec<_>>()
     });
     Ok(Json(json!({"devices": devices})))
 }
 
-async fn get_owner(AxState(chain): Shared, Path(address): Path<String>) -> Result<Json<Value>, ApiError> {
-    let address = address
-        .parse::<Address>()
-        .map_err(|_| ApiError::bad_request("bad_address", format!("owner must be an address, got {address:?}")))?;
+async fn get_owner(
+    AxState(chain): Shared,
+    Path(address): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let address = address.parse::<Address>().map_err(|_| {
+        ApiError::bad_request(
+            "bad_address",
+            format!("owner must be an address, got {address:?}"),
+        )
+    })?;
     let pending = chain.with_pending(|s| s.owner(&address).cloned());
     let committed = chain.with_committed(|s| s.owner(&address).cloned());
     match (pending, committed) {
@@ -288,16 +412,31 @@ async fn latest_block(AxState(chain): Shared) -> Result<Json<Value>, ApiError> {
     block_json(&chain, chain.head().height)
 }
 
-async fn get_block(AxState(chain): Shared, Path(height): Path<String>) -> Result<Json<Value>, ApiError> {
-    let height: u64 = height.parse().map_err(|_| ApiError::bad_request("bad_height", format!("height must be a number, got {height:?}")))?;
+async fn get_block(
+    AxState(chain): Shared,
+    Path(height): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let height: u64 = height.parse().map_err(|_| {
+        ApiError::bad_request(
+            "bad_height",
+            format!("height must be a number, got {height:?}"),
+        )
+    })?;
     block_json(&chain, height)
 }
 
 fn block_json(chain: &Chain, height: u64) -> Result<Json<Value>, ApiError> {
     let store = chain.store();
-    let header = store.header(height).map_err(|e| ApiError::storage(&e))?.ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
-    let certificate = store.certificate(height).map_err(|e| ApiError::storage(&e))?;
-    Ok(Json(json!({"hash": header.hash(), "header": header, "certificate": certificate})))
+    let header = store
+        .header(height)
+        .map_err(|e| ApiError::storage(&e))?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let certificate = store
+        .certificate(height)
+        .map_err(|e| ApiError::storage(&e))?;
+    Ok(Json(
+        json!({"hash": header.hash(), "header": header, "certificate": certificate}),
+    ))
 }
 
 async fn metrics(AxState(chain): Shared) -> impl IntoResponse {
@@ -307,18 +446,69 @@ async fn metrics(AxState(chain): Shared) -> impl IntoResponse {
     let (pr, pt) = chain.pending_counts();
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
     };
-    gauge("iotchain_height", "Height of the last final block.", "gauge", head.height);
-    gauge("iotchain_head_age_ms", "Time since the last final block's timestamp.", "gauge", now_ms().saturating_sub(head.timestamp_ms));
-    gauge("iotchain_readings_accepted_total", "Readings accepted.", "counter", m.readings_accepted.load(Relaxed));
-    gauge("iotchain_readings_final_total", "Readings in final blocks.", "counter", m.readings_final.load(Relaxed));
-    gauge("iotchain_transactions_accepted_total", "Owner transactions accepted.", "counter", m.txs_accepted.load(Relaxed));
-    gauge("iotchain_blocks_total", "Blocks produced since start.", "counter", m.blocks.load(Relaxed));
-    gauge("iotchain_log_syncs_total", "Item log group commits (fsyncs).", "counter", m.log_syncs.load(Relaxed));
-    gauge("iotchain_pending_readings", "Readings accepted, not yet final.", "gauge", pr as u64);
-    gauge("iotchain_pending_transactions", "Transactions accepted, not yet final.", "gauge", pt as u64);
-    let _ = writeln!(out, "# HELP iotchain_rejected_total Items rejected, by error code.\n# TYPE iotchain_rejected_total counter");
+    gauge(
+        "iotchain_height",
+        "Height of the last final block.",
+        "gauge",
+        head.height,
+    );
+    gauge(
+        "iotchain_head_age_ms",
+        "Time since the last final block's timestamp.",
+        "gauge",
+        now_ms().saturating_sub(head.timestamp_ms),
+    );
+    gauge(
+        "iotchain_readings_accepted_total",
+        "Readings accepted.",
+        "counter",
+        m.readings_accepted.load(Relaxed),
+    );
+    gauge(
+        "iotchain_readings_final_total",
+        "Readings in final blocks.",
+        "counter",
+        m.readings_final.load(Relaxed),
+    );
+    gauge(
+        "iotchain_transactions_accepted_total",
+        "Owner transactions accepted.",
+        "counter",
+        m.txs_accepted.load(Relaxed),
+    );
+    gauge(
+        "iotchain_blocks_total",
+        "Blocks produced since start.",
+        "counter",
+        m.blocks.load(Relaxed),
+    );
+    gauge(
+        "iotchain_log_syncs_total",
+        "Item log group commits (fsyncs).",
+        "counter",
+        m.log_syncs.load(Relaxed),
+    );
+    gauge(
+        "iotchain_pending_readings",
+        "Readings accepted, not yet final.",
+        "gauge",
+        pr as u64,
+    );
+    gauge(
+        "iotchain_pending_transactions",
+        "Transactions accepted, not yet final.",
+        "gauge",
+        pt as u64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP iotchain_rejected_total Items rejected, by error code.\n# TYPE iotchain_rejected_total counter"
+    );
     for (code, n) in m.rejected.lock().iter() {
         let _ = writeln!(out, "iotchain_rejected_total{{code=\"{code}\"}} {n}");
     }

@@ -30,7 +30,10 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The last final block.
@@ -106,6 +109,7 @@ pub struct Chain {
     store: ChainStore,
     validator: ValidatorKey,
     max_batch: usize,
+    max_body: usize,
     ingest: Mutex<Ingest>,
     wake_flusher: Condvar,
     committed: RwLock<State>,
@@ -118,7 +122,9 @@ pub struct Chain {
 
 impl std::fmt::Debug for Chain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chain").field("head", &*self.head.borrow()).finish()
+        f.debug_struct("Chain")
+            .field("head", &*self.head.borrow())
+            .finish()
     }
 }
 
@@ -152,10 +158,17 @@ impl Chain {
         let genesis_hash = gheader.hash();
         let (mut committed, head) = match store.head()? {
             None => {
-                let block = Block { header: gheader.clone(), items: vec![] };
-                let cert = FinalityCertificate { height: 0, header_hash: genesis_hash, signatures: vec![] };
+                let block = Block {
+                    header: gheader.clone(),
+                    items: vec![],
+                };
+                let cert = FinalityCertificate {
+                    height: 0,
+                    header_hash: genesis_hash,
+                    signatures: vec![],
+                };
                 let mut state = State::genesis(&genesis);
-                let (devices, owners) = state.changed_records();
+                let iotchain_state::StateRecords { devices, owners } = state.changed_records();
                 state.root();
                 store.commit_block(&BlockCommit {
                     block: &block,
@@ -170,7 +183,9 @@ impl Chain {
                 (state, gheader)
             }
             Some(h) => {
-                let stored_genesis = store.header(0)?.ok_or_else(|| NodeError::DataDir("genesis block missing".into()))?;
+                let stored_genesis = store
+                    .header(0)?
+                    .ok_or_else(|| NodeError::DataDir("genesis block missing".into()))?;
                 if stored_genesis.hash() != genesis_hash {
                     return Err(NodeError::DataDir(format!(
                         "{} holds another chain (genesis {}), not this genesis ({genesis_hash})",
@@ -178,8 +193,10 @@ impl Chain {
                         stored_genesis.hash()
                     )));
                 }
-                let header = store.header(h)?.ok_or_else(|| NodeError::DataDir(format!("head block {h} missing")))?;
-                let (devices, owners) = store.state_records()?;
+                let header = store
+                    .header(h)?
+                    .ok_or_else(|| NodeError::DataDir(format!("head block {h} missing")))?;
+                let iotchain_state::StateRecords { devices, owners } = store.state_records()?;
                 let mut state = State::from_records(devices, owners);
                 let root = state.root();
                 if root != header.state_root {
@@ -207,7 +224,9 @@ impl Chain {
             ingest.next_seq = item.seq + 1;
             let bytes = Bytes::from(item.bytes);
             let applied = match item.kind {
-                ItemKind::Reading => apply_reading_bytes(&mut ingest.pending, &bytes, item.key_version, None),
+                ItemKind::Reading => {
+                    apply_reading_bytes(&mut ingest.pending, &bytes, item.key_version, None)
+                }
                 ItemKind::Tx => apply_tx_bytes(&mut ingest.pending, &bytes, genesis.chain_id, 0),
             };
             match applied {
@@ -222,7 +241,9 @@ impl Chain {
                         key_version: item.key_version,
                     });
                 }
-                Err(e) => tracing::error!(seq = item.seq, error = %e.message, "logged item no longer applies; skipped"),
+                Err(e) => {
+                    tracing::error!(seq = item.seq, error = %e.message, "logged item no longer applies; skipped")
+                }
             }
         }
         if recovered > 0 {
@@ -235,12 +256,17 @@ impl Chain {
             store,
             validator: config.validator_key.clone(),
             max_batch: config.max_batch_readings,
+            max_body: config.max_body_bytes,
             ingest: Mutex::new(ingest),
             wake_flusher: Condvar::new(),
             committed: RwLock::new(committed),
             log: Mutex::new(log),
             durable: watch::Sender::new(durable_seq),
-            head: watch::Sender::new(HeadInfo { height: head.height, hash: head.hash(), timestamp_ms: head.timestamp_ms }),
+            head: watch::Sender::new(HeadInfo {
+                height: head.height,
+                hash: head.hash(),
+                timestamp_ms: head.timestamp_ms,
+            }),
             failed: AtomicBool::new(false),
             metrics: Metrics::default(),
         });
@@ -287,10 +313,19 @@ impl Chain {
         self.max_batch
     }
 
+    /// Largest HTTP request body.
+    pub fn max_body(&self) -> usize {
+        self.max_body
+    }
+
     /// Numbers of queued readings and transactions.
     pub fn pending_counts(&self) -> (usize, usize) {
         let ingest = self.ingest.lock();
-        let txs = ingest.queue.iter().filter(|q| q.kind == ItemKind::Tx).count();
+        let txs = ingest
+            .queue
+            .iter()
+            .filter(|q| q.kind == ItemKind::Tx)
+            .count();
         (ingest.queue.len() - txs, txs)
     }
 
@@ -312,10 +347,11 @@ impl Chain {
     /// readings are durable in the item log when this returns.
     pub async fn submit_readings(self: &Arc<Self>, messages: Vec<Bytes>) -> Vec<ItemResult> {
         let chain = self.clone();
-        let checked = match tokio::task::spawn_blocking(move || chain.check_readings(messages)).await {
-            Ok(c) => c,
-            Err(e) => return vec![Err(ApiError::storage(&e))],
-        };
+        let checked =
+            match tokio::task::spawn_blocking(move || chain.check_readings(messages)).await {
+                Ok(c) => c,
+                Err(e) => return vec![Err(ApiError::storage(&e))],
+            };
         let mut results = Vec::with_capacity(checked.len());
         let mut max_seq = 0;
         {
@@ -354,7 +390,10 @@ impl Chain {
         }
         for r in &results {
             match r {
-                Ok(_) => self.metrics.readings_accepted.fetch_add(1, Ordering::Relaxed),
+                Ok(_) => self
+                    .metrics
+                    .readings_accepted
+                    .fetch_add(1, Ordering::Relaxed),
                 Err(e) => {
                     self.count_rejection(e.code);
                     0
@@ -373,7 +412,7 @@ impl Chain {
     fn check_readings(&self, messages: Vec<Bytes>) -> Vec<Result<CheckedReading, ApiError>> {
         let max = self.max_reading_bytes();
         // Decode and look up keys.
-        let mut prepared: Vec<Result<(CheckedReading, DevicePublicKey, Vec<u8>, [u8; 64]), ApiError>> =
+        let mut prepared: Vec<Result<CheckedReading, ApiError>> =
             Vec::with_capacity(messages.len());
         {
             let ingest = self.ingest.lock();
@@ -384,7 +423,11 @@ impl Chain {
         let checks: Vec<SignatureCheck<'_>> = prepared
             .iter()
             .filter_map(|p| p.as_ref().ok())
-            .map(|(_, key, sig_structure, sig)| SignatureCheck { key, message: sig_structure, signature: sig })
+            .map(|c| SignatureCheck {
+                key: &c.key,
+                message: &c.sig_structure,
+                signature: &c.signature,
+            })
             .collect();
         let verdicts = verify_signatures(&checks);
         drop(checks);
@@ -392,17 +435,23 @@ impl Chain {
         prepared
             .into_iter()
             .map(|p| {
-                let (checked, key, sig_structure, sig) = p?;
+                let c = p?;
                 if verdicts.next().unwrap_or(false) {
-                    return Ok(checked);
+                    return Ok(c);
                 }
-                Err(self.explain_bad_signature(&checked.device, &key, &sig_structure, &sig))
+                Err(self.explain_bad_signature(&c.device, &c.key, &c.sig_structure, &c.signature))
             })
             .collect()
     }
 
     /// A signature failed with the current key: tell a replaced key from a forgery.
-    fn explain_bad_signature(&self, device: &DeviceAddress, current: &DevicePublicKey, msg: &[u8], sig: &[u8; 64]) -> ApiError {
+    fn explain_bad_signature(
+        &self,
+        device: &DeviceAddress,
+        current: &DevicePublicKey,
+        msg: &[u8],
+        sig: &[u8; 64],
+    ) -> ApiError {
         let previous = self
             .ingest
             .lock()
@@ -411,7 +460,11 @@ impl Chain {
             .map(|d| d.previous_keys.clone())
             .unwrap_or_default();
         let old_key_signed = previous.iter().filter(|k| *k != current).any(|k| {
-            verify_signatures(&[SignatureCheck { key: k, message: msg, signature: sig }])[0]
+            verify_signatures(&[SignatureCheck {
+                key: k,
+                message: msg,
+                signature: sig,
+            }])[0]
         });
         if old_key_signed {
             ApiError::from_state(&iotchain_state::StateError::RotatedKey(*device))
@@ -445,16 +498,42 @@ impl Chain {
         let hash = tx.hash();
         let mut guard = self.ingest.lock();
         let ingest = &mut *guard;
-        if ingest.index.contains_key(&hash) || self.store.transaction(&hash).map_err(|e| ApiError::storage(&e))?.is_some() {
-            return Err(ApiError::new(StatusCode::CONFLICT, "known_transaction", format!("transaction {hash} was already accepted")));
+        if ingest.index.contains_key(&hash)
+            || self
+                .store
+                .transaction(&hash)
+                .map_err(|e| ApiError::storage(&e))?
+                .is_some()
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "known_transaction",
+                format!("transaction {hash} was already accepted"),
+            ));
         }
-        ingest.pending.apply_tx(&tx, 0).map_err(|e| ApiError::from_state(&e))?;
+        ingest
+            .pending
+            .apply_tx(&tx, 0)
+            .map_err(|e| ApiError::from_state(&e))?;
         let seq = ingest.next_seq;
         ingest.next_seq += 1;
         let arrival_ms = now_ms();
-        ingest.unsynced.push(LogItem { seq, kind: ItemKind::Tx, arrival_ms, key_version: 0, bytes: raw.to_vec() });
+        ingest.unsynced.push(LogItem {
+            seq,
+            kind: ItemKind::Tx,
+            arrival_ms,
+            key_version: 0,
+            bytes: raw.to_vec(),
+        });
         ingest.index.insert(hash, seq);
-        ingest.queue.push_back(Queued { seq, kind: ItemKind::Tx, id: hash, bytes: raw, arrival_ms, key_version: 0 });
+        ingest.queue.push_back(Queued {
+            seq,
+            kind: ItemKind::Tx,
+            id: hash,
+            bytes: raw,
+            arrival_ms,
+            key_version: 0,
+        });
         Ok((hash, seq))
     }
 
@@ -525,7 +604,10 @@ impl Chain {
     }
 
     /// Builds, signs and commits a block of `items` (a prefix of the queue).
-    pub(crate) fn produce_block(&self, items: Vec<Queued>) -> Result<(Header, usize, usize), NodeError> {
+    pub(crate) fn produce_block(
+        &self,
+        items: Vec<Queued>,
+    ) -> Result<(Header, usize, usize), NodeError> {
         let parent = self.head();
         let height = parent.height + 1;
         let mut committed = self.committed.write();
@@ -539,26 +621,45 @@ impl Chain {
             let item = block_items.len() as u32;
             match q.kind {
                 ItemKind::Reading => {
-                    match apply_reading_bytes(&mut committed, &q.bytes, q.key_version, Some(&mut gaps)) {
+                    match apply_reading_bytes(
+                        &mut committed,
+                        &q.bytes,
+                        q.key_version,
+                        Some(&mut gaps),
+                    ) {
                         Ok(id) => {
-                            readings.push((id.0, ReadingLocation { height, index: ids.len() as u32, item, arrival_ms: q.arrival_ms }));
+                            readings.push((
+                                id.0,
+                                ReadingLocation {
+                                    height,
+                                    index: ids.len() as u32,
+                                    item,
+                                    arrival_ms: q.arrival_ms,
+                                },
+                            ));
                             ids.push(id.0);
                             block_items.push(BlockItem::Reading(q.bytes.clone()));
                         }
-                        Err(e) => tracing::error!(id = %q.id, error = %e.message, "accepted reading no longer applies; dropped"),
+                        Err(e) => {
+                            tracing::error!(id = %q.id, error = %e.message, "accepted reading no longer applies; dropped")
+                        }
                     }
                 }
-                ItemKind::Tx => match apply_tx_bytes(&mut committed, &q.bytes, self.genesis.chain_id, height) {
-                    Ok(hash) => {
-                        txs.push((hash, TxLocation { height, item }));
-                        tx_leaves.push(iotchain_merkle::leaf_hash(&q.bytes));
-                        block_items.push(BlockItem::Tx(q.bytes.clone()));
+                ItemKind::Tx => {
+                    match apply_tx_bytes(&mut committed, &q.bytes, self.genesis.chain_id, height) {
+                        Ok(hash) => {
+                            txs.push((hash, TxLocation { height, item }));
+                            tx_leaves.push(iotchain_merkle::leaf_hash(&q.bytes));
+                            block_items.push(BlockItem::Tx(q.bytes.clone()));
+                        }
+                        Err(e) => {
+                            tracing::error!(hash = %q.id, error = %e.message, "accepted transaction no longer applies; dropped")
+                        }
                     }
-                    Err(e) => tracing::error!(hash = %q.id, error = %e.message, "accepted transaction no longer applies; dropped"),
-                },
+                }
             }
         }
-        let (devices, owners) = committed.changed_records();
+        let iotchain_state::StateRecords { devices, owners } = committed.changed_records();
         let header = Header {
             chain_id: self.genesis.chain_id,
             height,
@@ -572,9 +673,17 @@ impl Chain {
             state_root: committed.root(),
         };
         let hash = header.hash();
-        let certificate = FinalityCertificate::sign(&self.validator, self.genesis.chain_id, height, hash);
-        let block = Block { header, items: block_items };
-        let log_done = items.last().map(|q| q.seq).unwrap_or(0).max(self.store.log_done()?);
+        let certificate =
+            FinalityCertificate::sign(&self.validator, self.genesis.chain_id, height, hash);
+        let block = Block {
+            header,
+            items: block_items,
+        };
+        let log_done = items
+            .last()
+            .map(|q| q.seq)
+            .unwrap_or(0)
+            .max(self.store.log_done()?);
         let commit = BlockCommit {
             block: &block,
             certificate: &certificate,
@@ -599,9 +708,15 @@ impl Chain {
             }
         }
         self.log.lock().prune(log_done)?;
-        self.head.send_replace(HeadInfo { height, hash, timestamp_ms: block.header.timestamp_ms });
+        self.head.send_replace(HeadInfo {
+            height,
+            hash,
+            timestamp_ms: block.header.timestamp_ms,
+        });
         self.metrics.blocks.fetch_add(1, Ordering::Relaxed);
-        self.metrics.readings_final.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .readings_final
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
         Ok((block.header, ids.len(), txs.len()))
     }
 
@@ -612,17 +727,27 @@ impl Chain {
             let ingest = self.ingest.lock();
             ingest.index.get(id).and_then(|seq| {
                 let front = ingest.queue.front()?.seq;
-                ingest.queue.get((seq - front) as usize).map(|q| q.arrival_ms)
+                ingest
+                    .queue
+                    .get((seq - front) as usize)
+                    .map(|q| q.arrival_ms)
             })
         };
-        if let Some(location) = self.store.reading(&id.0).map_err(|e| ApiError::storage(&e))? {
+        if let Some(location) = self
+            .store
+            .reading(&id.0)
+            .map_err(|e| ApiError::storage(&e))?
+        {
             let block_time_ms = self
                 .store
                 .header(location.height)
                 .map_err(|e| ApiError::storage(&e))?
                 .map(|h| h.timestamp_ms)
                 .unwrap_or(0);
-            return Ok(Some(ReadingStatus::Final { location, block_time_ms }));
+            return Ok(Some(ReadingStatus::Final {
+                location,
+                block_time_ms,
+            }));
         }
         Ok(pending.map(|arrival_ms| ReadingStatus::Pending { arrival_ms }))
     }
@@ -630,7 +755,10 @@ impl Chain {
     /// Whether a transaction is final (`Some(location)`), pending (`None` inside `Ok(true)`).
     pub fn tx_status(&self, hash: &B256) -> Result<(Option<TxLocation>, bool), ApiError> {
         let pending = self.ingest.lock().index.contains_key(hash);
-        let location = self.store.transaction(hash).map_err(|e| ApiError::storage(&e))?;
+        let location = self
+            .store
+            .transaction(hash)
+            .map_err(|e| ApiError::storage(&e))?;
         Ok((location, pending))
     }
 
@@ -639,19 +767,30 @@ impl Chain {
         let storage = |e: iotchain_storage::StorageError| ApiError::storage(&e);
         let location = self.store.reading(&id.0).map_err(storage)?.ok_or_else(|| {
             if self.ingest.lock().index.contains_key(id) {
-                ApiError::new(StatusCode::CONFLICT, "not_final", format!("reading {id} is pending, not final yet"))
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "not_final",
+                    format!("reading {id} is pending, not final yet"),
+                )
             } else {
                 ApiError::not_found(format!("reading {id} is unknown"))
             }
         })?;
-        let block = self.store.block(location.height).map_err(storage)?.ok_or_else(|| ApiError::storage(&"block missing"))?;
+        let block = self
+            .store
+            .block(location.height)
+            .map_err(storage)?
+            .ok_or_else(|| ApiError::storage(&"block missing"))?;
         let certificate = self
             .store
             .certificate(location.height)
             .map_err(storage)?
             .ok_or_else(|| ApiError::storage(&"certificate missing"))?;
         let ids = block.reading_ids();
-        let audit_path = iotchain_merkle::audit_path(&ids, location.index as usize).into_iter().map(B256::from).collect();
+        let audit_path = iotchain_merkle::audit_path(&ids, location.index as usize)
+            .into_iter()
+            .map(B256::from)
+            .collect();
         let Some(BlockItem::Reading(message)) = block.items.get(location.item as usize) else {
             return Err(ApiError::storage(&"reading index points at a non-reading"));
         };
@@ -662,7 +801,13 @@ impl Chain {
         let sig_structure = iotchain_reading::sig_structure(reading.protected, reading.payload);
         let key = std::iter::once(&record.public_key)
             .chain(record.previous_keys.iter().rev())
-            .find(|k| verify_signatures(&[SignatureCheck { key: k, message: &sig_structure, signature: reading.signature }])[0])
+            .find(|k| {
+                verify_signatures(&[SignatureCheck {
+                    key: k,
+                    message: &sig_structure,
+                    signature: reading.signature,
+                }])[0]
+            })
             .cloned()
             .ok_or_else(|| ApiError::storage(&"no key of the device verifies a final reading"))?;
         Ok(ProofBundle {
@@ -691,13 +836,18 @@ pub(crate) struct CheckedReading {
     id: B256,
     key_version: u32,
     bytes: Bytes,
+    /// The device's current key.
+    key: DevicePublicKey,
+    /// The signed bytes.
+    sig_structure: Vec<u8>,
+    signature: [u8; 64],
 }
 
 fn prepare_reading(
     pending: &State,
     message: Bytes,
     max: usize,
-) -> Result<(CheckedReading, DevicePublicKey, Vec<u8>, [u8; 64]), ApiError> {
+) -> Result<CheckedReading, ApiError> {
     if message.len() > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -706,26 +856,37 @@ fn prepare_reading(
         ));
     }
     let r = iotchain_reading::decode(&message).map_err(|e| ApiError::from_reading(&e))?;
-    let record = pending.device(&r.device).ok_or_else(|| ApiError::from_state(&iotchain_state::StateError::UnknownDevice(r.device)))?;
+    let record = pending.device(&r.device).ok_or_else(|| {
+        ApiError::from_state(&iotchain_state::StateError::UnknownDevice(r.device))
+    })?;
     if record.public_key.alg() != r.alg {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "wrong_alg",
-            format!("device {} signs with {}, the reading says {}", r.device, record.public_key.alg(), r.alg),
+            format!(
+                "device {} signs with {}, the reading says {}",
+                r.device,
+                record.public_key.alg(),
+                r.alg
+            ),
         ));
     }
     // Cheap rejections before the signature check.
-    pending.check_reading(&r.device, record.key_version(), r.seq).map_err(|e| ApiError::from_state(&e))?;
+    pending
+        .check_reading(&r.device, record.key_version(), r.seq)
+        .map_err(|e| ApiError::from_state(&e))?;
     let sig_structure = iotchain_reading::sig_structure(r.protected, r.payload);
-    let checked = CheckedReading {
+    Ok(CheckedReading {
         device: r.device,
         seq: r.seq,
         ts: r.ts,
         id: B256::from(iotchain_reading::reading_id(&message)),
         key_version: record.key_version(),
+        key: record.public_key.clone(),
+        sig_structure,
+        signature: *r.signature,
         bytes: message.clone(),
-    };
-    Ok((checked, record.public_key.clone(), sig_structure, *r.signature))
+    })
 }
 
 /// Applies a stored reading (already verified when accepted) to a state.
@@ -747,8 +908,16 @@ fn apply_reading_bytes(
 }
 
 /// Applies a stored transaction to a state.
-fn apply_tx_bytes(state: &mut State, bytes: &[u8], chain_id: u64, height: u64) -> Result<B256, ApiError> {
-    let tx = SignedTx::decode_and_check(bytes, chain_id).map_err(|e| ApiError::bad_request("invalid_transaction", e.to_string()))?;
-    state.apply_tx(&tx, height).map_err(|e| ApiError::from_state(&e))?;
+fn apply_tx_bytes(
+    state: &mut State,
+    bytes: &[u8],
+    chain_id: u64,
+    height: u64,
+) -> Result<B256, ApiError> {
+    let tx = SignedTx::decode_and_check(bytes, chain_id)
+        .map_err(|e| ApiError::bad_request("invalid_transaction", e.to_string()))?;
+    state
+        .apply_tx(&tx, height)
+        .map_err(|e| ApiError::from_state(&e))?;
     Ok(tx.hash())
 }

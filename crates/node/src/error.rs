@@ -35,7 +35,11 @@ pub struct ApiError {
 impl ApiError {
     /// Builds an error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// The JSON body.
@@ -62,7 +66,11 @@ impl ApiError {
     /// A storage failure: logged, reported without internals.
     pub fn storage(e: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %e, "storage failure");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "the node cannot store data right now")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the node cannot store data right now",
+        )
     }
 
     /// 404 for an unknown resource.

@@ -48,7 +48,9 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| NodeError::Bind(config.http_addr.to_string(), e))?;
-        let http_addr = listener.local_addr().map_err(|e| NodeError::Bind(config.http_addr.to_string(), e))?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|e| NodeError::Bind(config.http_addr.to_string(), e))?;
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(producer::run(
             chain.clone(),
@@ -67,7 +69,13 @@ impl Node {
             }
         }));
         tracing::info!(%http_addr, chain_id = chain.genesis().chain_id, "node started");
-        Ok(Self { chain, http_addr, blocks, shutdown, tasks })
+        Ok(Self {
+            chain,
+            http_addr,
+            blocks,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Stops the HTTP server and the block producer, letting an in-flight block finish.

@@ -46,8 +46,14 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], ReadingError> {
-        let end = self.pos.checked_add(n).ok_or(ReadingError::MalformedCbor("length overflows"))?;
-        let s = self.input.get(self.pos..end).ok_or(ReadingError::MalformedCbor("input ends inside an item"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(ReadingError::MalformedCbor("length overflows"))?;
+        let s = self
+            .input
+            .get(self.pos..end)
+            .ok_or(ReadingError::MalformedCbor("input ends inside an item"))?;
         self.pos = end;
         Ok(s)
     }
@@ -72,11 +78,17 @@ impl<'a> Reader<'a> {
             25 => u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")) as u64,
             26 => u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as u64,
             27 => u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")),
-            28..=30 => return Err(ReadingError::MalformedCbor("reserved additional information value")),
+            28..=30 => {
+                return Err(ReadingError::MalformedCbor(
+                    "reserved additional information value",
+                ));
+            }
             _ => return Err(ReadingError::Indefinite),
         };
         if major == Major::Simple && ai == 24 && arg < 32 {
-            return Err(ReadingError::MalformedCbor("two-byte simple value below 32"));
+            return Err(ReadingError::MalformedCbor(
+                "two-byte simple value below 32",
+            ));
         }
         Ok((major, arg, ai))
     }
@@ -101,7 +113,8 @@ impl<'a> Reader<'a> {
         match self.head()? {
             (Major::Text, n, _) => {
                 let n = self.len(n)?;
-                core::str::from_utf8(self.take(n)?).map_err(|_| ReadingError::MalformedCbor("text string is not UTF-8"))
+                core::str::from_utf8(self.take(n)?)
+                    .map_err(|_| ReadingError::MalformedCbor("text string is not UTF-8"))
             }
             _ => Err(ReadingError::WrongType(what, "a text string")),
         }
@@ -118,8 +131,12 @@ impl<'a> Reader<'a> {
     /// Reads an integer in i64 range.
     pub(crate) fn int(&mut self, what: &'static str) -> Result<i64, ReadingError> {
         match self.head()? {
-            (Major::Unsigned, v, _) => i64::try_from(v).map_err(|_| ReadingError::WrongType(what, "a small integer")),
-            (Major::Negative, v, _) => i64::try_from(v).map(|v| -1 - v).map_err(|_| ReadingError::WrongType(what, "a small integer")),
+            (Major::Unsigned, v, _) => {
+                i64::try_from(v).map_err(|_| ReadingError::WrongType(what, "a small integer"))
+            }
+            (Major::Negative, v, _) => i64::try_from(v)
+                .map(|v| -1 - v)
+                .map_err(|_| ReadingError::WrongType(what, "a small integer")),
             _ => Err(ReadingError::WrongType(what, "an integer")),
         }
     }
@@ -182,11 +199,14 @@ impl<'a> Reader<'a> {
                 }
                 Major::Text => {
                     let n = self.len(arg)?;
-                    core::str::from_utf8(self.take(n)?).map_err(|_| ReadingError::MalformedCbor("text string is not UTF-8"))?;
+                    core::str::from_utf8(self.take(n)?)
+                        .map_err(|_| ReadingError::MalformedCbor("text string is not UTF-8"))?;
                     0
                 }
                 Major::Array => arg,
-                Major::Map => arg.checked_mul(2).ok_or(ReadingError::MalformedCbor("map too large"))?,
+                Major::Map => arg
+                    .checked_mul(2)
+                    .ok_or(ReadingError::MalformedCbor("map too large"))?,
                 Major::Tag => 1,
             };
             if children > 0 {
@@ -222,7 +242,10 @@ impl<'b> Writer<'b> {
 
     pub(crate) fn raw(&mut self, bytes: &[u8]) -> Result<(), ReadingError> {
         let end = self.pos + bytes.len();
-        self.out.get_mut(self.pos..end).ok_or(ReadingError::BufferTooSmall)?.copy_from_slice(bytes);
+        self.out
+            .get_mut(self.pos..end)
+            .ok_or(ReadingError::BufferTooSmall)?
+            .copy_from_slice(bytes);
         self.pos = end;
         Ok(())
     }
@@ -247,7 +270,11 @@ impl<'b> Writer<'b> {
     }
 
     pub(crate) fn int(&mut self, v: i64) -> Result<(), ReadingError> {
-        if v >= 0 { self.head(0, v as u64) } else { self.head(1, (-1 - v) as u64) }
+        if v >= 0 {
+            self.head(0, v as u64)
+        } else {
+            self.head(1, (-1 - v) as u64)
+        }
     }
 
     pub(crate) fn bytes(&mut self, b: &[u8]) -> Result<(), ReadingError> {

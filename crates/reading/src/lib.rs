@@ -86,7 +86,10 @@ impl fmt::Display for AddressParseError {
 impl FromStr for DeviceAddress {
     type Err = AddressParseError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
+        let s = s
+            .strip_prefix("0x")
+            .or_else(|| s.strip_prefix("0X"))
+            .unwrap_or(s);
         let b = s.as_bytes();
         if b.len() != 40 {
             return Err(AddressParseError);
@@ -174,20 +177,37 @@ pub fn reading_id(message: &[u8]) -> [u8; 32] {
 
 /// Decodes and checks a COSE_Sign1 reading (not its signature: that needs the device key).
 pub fn decode(message: &[u8]) -> Result<Reading<'_>, ReadingError> {
+    // Well-formedness first, so "not CBOR" and "not COSE" are told apart.
+    let mut whole = Reader::new(message);
+    if whole.is_empty() {
+        return Err(ReadingError::MalformedCbor("empty input"));
+    }
+    whole.skip(MAX_DEPTH + 4)?;
+    if !whole.is_empty() {
+        return Err(ReadingError::TrailingBytes);
+    }
     let mut r = Reader::new(message);
     if let Some((Major::Tag, _)) = r.peek() {
         let (_, tag, _) = r.head()?;
         if tag != COSE_SIGN1_TAG {
-            return Err(ReadingError::MalformedCose("message has a CBOR tag other than 18 (COSE_Sign1)"));
+            return Err(ReadingError::MalformedCose(
+                "message has a CBOR tag other than 18 (COSE_Sign1)",
+            ));
         }
     }
     match r.peek() {
         Some((Major::Array, _)) => {}
-        Some(_) => return Err(ReadingError::MalformedCose("a COSE_Sign1 message is an array of four items")),
+        Some(_) => {
+            return Err(ReadingError::MalformedCose(
+                "a COSE_Sign1 message is an array of four items",
+            ));
+        }
         None => return Err(ReadingError::MalformedCbor("empty input")),
     }
     if r.array("COSE_Sign1")? != 4 {
-        return Err(ReadingError::MalformedCose("a COSE_Sign1 message is an array of four items"));
+        return Err(ReadingError::MalformedCose(
+            "a COSE_Sign1 message is an array of four items",
+        ));
     }
     let protected = r.bytes("protected header")?;
     let n = r.map("unprotected header")?;
@@ -196,17 +216,33 @@ pub fn decode(message: &[u8]) -> Result<Reading<'_>, ReadingError> {
         r.skip(MAX_DEPTH)?;
     }
     let payload = match r.peek() {
-        Some((Major::Simple, 22)) => return Err(ReadingError::MalformedCose("detached payloads (nil) are not supported")),
+        Some((Major::Simple, 22)) => {
+            return Err(ReadingError::MalformedCose(
+                "detached payloads (nil) are not supported",
+            ));
+        }
         _ => r.bytes("payload")?,
     };
     let signature = r.bytes("signature")?;
     if !r.is_empty() {
         return Err(ReadingError::TrailingBytes);
     }
-    let signature: &[u8; 64] = signature.try_into().map_err(|_| ReadingError::BadSignatureLength(signature.len()))?;
+    let signature: &[u8; 64] = signature
+        .try_into()
+        .map_err(|_| ReadingError::BadSignatureLength(signature.len()))?;
     let (alg, device) = decode_protected(protected)?;
     let p = decode_payload(payload)?;
-    Ok(Reading { alg, device, seq: p.seq, ts: p.ts, stream: p.stream, data: p.data, protected, payload, signature })
+    Ok(Reading {
+        alg,
+        device,
+        seq: p.seq,
+        ts: p.ts,
+        stream: p.stream,
+        data: p.data,
+        protected,
+        payload,
+        signature,
+    })
 }
 
 fn decode_protected(bytes: &[u8]) -> Result<(Alg, DeviceAddress), ReadingError> {
@@ -237,10 +273,16 @@ fn decode_protected(bytes: &[u8]) -> Result<(Alg, DeviceAddress), ReadingError> 
                 let v = r.int("alg")?;
                 alg = Some(Alg::from_cose(v).ok_or(ReadingError::UnsupportedAlg(v))?);
             }
-            2 => return Err(ReadingError::MalformedCose("critical headers (label 2) are not supported")),
+            2 => {
+                return Err(ReadingError::MalformedCose(
+                    "critical headers (label 2) are not supported",
+                ));
+            }
             4 => {
                 let k = r.bytes("kid")?;
-                kid = Some(DeviceAddress(k.try_into().map_err(|_| ReadingError::BadKid(k.len()))?));
+                kid = Some(DeviceAddress(
+                    k.try_into().map_err(|_| ReadingError::BadKid(k.len()))?,
+                ));
             }
             _ => r.skip(MAX_DEPTH)?,
         }
@@ -248,7 +290,9 @@ fn decode_protected(bytes: &[u8]) -> Result<(Alg, DeviceAddress), ReadingError> 
     if !r.is_empty() {
         return Err(ReadingError::TrailingBytes);
     }
-    let alg = alg.ok_or(ReadingError::MissingField("alg (label 1) in the protected header"))?;
+    let alg = alg.ok_or(ReadingError::MissingField(
+        "alg (label 1) in the protected header",
+    ))?;
     let kid = kid.ok_or(ReadingError::MissingKid)?;
     Ok((alg, kid))
 }
@@ -264,13 +308,21 @@ fn decode_payload(bytes: &[u8]) -> Result<Payload<'_>, ReadingError> {
     let mut r = Reader::new(bytes);
     let n = match r.peek() {
         Some((Major::Map, _)) => r.map("payload")?,
-        _ => return Err(ReadingError::MalformedPayload("the payload is a CBOR map with text keys")),
+        _ => {
+            return Err(ReadingError::MalformedPayload(
+                "the payload is a CBOR map with text keys",
+            ));
+        }
     };
     let (mut seq, mut ts, mut stream, mut data) = (None, None, None, None);
     for _ in 0..n {
         let key = match r.peek() {
             Some((Major::Text, _)) => r.text("payload key")?,
-            _ => return Err(ReadingError::MalformedPayload("payload keys are text strings")),
+            _ => {
+                return Err(ReadingError::MalformedPayload(
+                    "payload keys are text strings",
+                ));
+            }
         };
         match key {
             "seq" if seq.is_none() => seq = Some(r.unsigned("payload key \"seq\"")?),
@@ -278,7 +330,9 @@ fn decode_payload(bytes: &[u8]) -> Result<Payload<'_>, ReadingError> {
             "stream" if stream.is_none() => {
                 let s = r.text("payload key \"stream\"")?;
                 if s.is_empty() || s.len() > MAX_STREAM_LEN {
-                    return Err(ReadingError::MalformedPayload("stream names are 1 to 64 bytes"));
+                    return Err(ReadingError::MalformedPayload(
+                        "stream names are 1 to 64 bytes",
+                    ));
                 }
                 stream = Some(s);
             }
@@ -287,7 +341,9 @@ fn decode_payload(bytes: &[u8]) -> Result<Payload<'_>, ReadingError> {
                 r.skip(MAX_DEPTH)?;
                 data = Some(r.slice(start, r.position()));
             }
-            "seq" | "ts" | "stream" | "data" => return Err(ReadingError::DuplicateField("payload key")),
+            "seq" | "ts" | "stream" | "data" => {
+                return Err(ReadingError::DuplicateField("payload key"));
+            }
             _ => return Err(ReadingError::UnknownField),
         }
     }
@@ -316,9 +372,13 @@ pub fn decode_batch(body: &[u8], max_count: usize) -> Result<alloc::vec::Vec<&[u
         return Err(ReadingError::EmptyBatch);
     }
     if n > max_count as u64 {
-        return Err(ReadingError::BatchTooLarge { count: n, max: max_count });
+        return Err(ReadingError::BatchTooLarge {
+            count: n,
+            max: max_count,
+        });
     }
-    let mut out = alloc::vec::Vec::with_capacity(n as usize);
+    // Each message takes at least one byte: never reserve more than the body could hold.
+    let mut out = alloc::vec::Vec::with_capacity((n as usize).min(body.len()));
     for _ in 0..n {
         let start = r.position();
         r.skip(MAX_DEPTH + 4)?;
@@ -331,7 +391,11 @@ pub fn decode_batch(body: &[u8], max_count: usize) -> Result<alloc::vec::Vec<&[u
 }
 
 /// Writes `Sig_structure = ["Signature1", protected, h'', payload]` into `out`; returns its length.
-pub fn write_sig_structure(protected: &[u8], payload: &[u8], out: &mut [u8]) -> Result<usize, ReadingError> {
+pub fn write_sig_structure(
+    protected: &[u8],
+    payload: &[u8],
+    out: &mut [u8],
+) -> Result<usize, ReadingError> {
     let mut w = Writer::new(out);
     w.head(4, 4)?;
     w.text("Signature1")?;
@@ -345,13 +409,18 @@ pub fn write_sig_structure(protected: &[u8], payload: &[u8], out: &mut [u8]) -> 
 #[cfg(feature = "alloc")]
 pub fn sig_structure(protected: &[u8], payload: &[u8]) -> alloc::vec::Vec<u8> {
     let mut out = alloc::vec![0u8; protected.len() + payload.len() + 32];
-    let n = write_sig_structure(protected, payload, &mut out).expect("buffer sized for the structure");
+    let n =
+        write_sig_structure(protected, payload, &mut out).expect("buffer sized for the structure");
     out.truncate(n);
     out
 }
 
-/// Writes the protected header `{1: alg, 4: kid}`; returns its length (27 bytes).
-pub fn encode_protected(alg: Alg, device: &DeviceAddress, out: &mut [u8]) -> Result<usize, ReadingError> {
+/// Writes the protected header `{1: alg, 4: kid}`; returns its length (25 bytes).
+pub fn encode_protected(
+    alg: Alg,
+    device: &DeviceAddress,
+    out: &mut [u8],
+) -> Result<usize, ReadingError> {
     let mut w = Writer::new(out);
     w.head(5, 2)?;
     w.int(1)?;
@@ -362,7 +431,13 @@ pub fn encode_protected(alg: Alg, device: &DeviceAddress, out: &mut [u8]) -> Res
 }
 
 /// Writes the payload map; `data` must be one encoded CBOR item. Returns its length.
-pub fn encode_payload(seq: u64, ts: u64, stream: Option<&str>, data: &[u8], out: &mut [u8]) -> Result<usize, ReadingError> {
+pub fn encode_payload(
+    seq: u64,
+    ts: u64,
+    stream: Option<&str>,
+    data: &[u8],
+    out: &mut [u8],
+) -> Result<usize, ReadingError> {
     let mut check = Reader::new(data);
     check.skip(MAX_DEPTH)?;
     if !check.is_empty() {
@@ -371,7 +446,9 @@ pub fn encode_payload(seq: u64, ts: u64, stream: Option<&str>, data: &[u8], out:
     if let Some(s) = stream
         && (s.is_empty() || s.len() > MAX_STREAM_LEN)
     {
-        return Err(ReadingError::MalformedPayload("stream names are 1 to 64 bytes"));
+        return Err(ReadingError::MalformedPayload(
+            "stream names are 1 to 64 bytes",
+        ));
     }
     let mut w = Writer::new(out);
     w.head(5, if stream.is_some() { 4 } else { 3 })?;
@@ -389,7 +466,12 @@ pub fn encode_payload(seq: u64, ts: u64, stream: Option<&str>, data: &[u8], out:
 }
 
 /// Writes the tagged COSE_Sign1 message with an empty unprotected map; returns its length.
-pub fn encode_message(protected: &[u8], payload: &[u8], signature: &[u8; 64], out: &mut [u8]) -> Result<usize, ReadingError> {
+pub fn encode_message(
+    protected: &[u8],
+    payload: &[u8],
+    signature: &[u8; 64],
+    out: &mut [u8],
+) -> Result<usize, ReadingError> {
     let mut w = Writer::new(out);
     w.head(6, COSE_SIGN1_TAG)?;
     w.head(4, 4)?;
@@ -416,12 +498,27 @@ impl UnsignedReading {
     ///
     /// # Panics
     /// If `data` is not one well-formed CBOR item or `stream` is empty or over 64 bytes.
-    pub fn new(alg: Alg, device: DeviceAddress, seq: u64, ts: u64, stream: Option<&str>, data: &[u8]) -> Self {
-        Self::try_new(alg, device, seq, ts, stream, data).expect("data is one CBOR item and stream is 1..=64 bytes")
+    pub fn new(
+        alg: Alg,
+        device: DeviceAddress,
+        seq: u64,
+        ts: u64,
+        stream: Option<&str>,
+        data: &[u8],
+    ) -> Self {
+        Self::try_new(alg, device, seq, ts, stream, data)
+            .expect("data is one CBOR item and stream is 1..=64 bytes")
     }
 
     /// Like [`UnsignedReading::new`], returning an error for bad `data` or `stream`.
-    pub fn try_new(alg: Alg, device: DeviceAddress, seq: u64, ts: u64, stream: Option<&str>, data: &[u8]) -> Result<Self, ReadingError> {
+    pub fn try_new(
+        alg: Alg,
+        device: DeviceAddress,
+        seq: u64,
+        ts: u64,
+        stream: Option<&str>,
+        data: &[u8],
+    ) -> Result<Self, ReadingError> {
         let mut protected = alloc::vec![0u8; 32];
         let n = encode_protected(alg, &device, &mut protected)?;
         protected.truncate(n);
@@ -439,7 +536,8 @@ impl UnsignedReading {
     /// The final message with the signature.
     pub fn into_message(self, signature: &[u8; 64]) -> alloc::vec::Vec<u8> {
         let mut out = alloc::vec![0u8; self.protected.len() + self.payload.len() + 96];
-        let n = encode_message(&self.protected, &self.payload, signature, &mut out).expect("buffer sized for the message");
+        let n = encode_message(&self.protected, &self.payload, signature, &mut out)
+            .expect("buffer sized for the message");
         out.truncate(n);
         out
     }

@@ -10,7 +10,8 @@ use super::*;
 const DEVICE: DeviceAddress = DeviceAddress([0xab; 20]);
 
 fn message(seq: u64, stream: Option<&str>, data: &[u8]) -> Vec<u8> {
-    UnsignedReading::new(Alg::EdDsa, DEVICE, seq, 1_700_000_000_000, stream, data).into_message(&[0x11; 64])
+    UnsignedReading::new(Alg::EdDsa, DEVICE, seq, 1_700_000_000_000, stream, data)
+        .into_message(&[0x11; 64])
 }
 
 /// Builds a COSE_Sign1 from raw parts (for malformed variants).
@@ -59,18 +60,57 @@ fn payload(pairs: &[(&str, &[u8])]) -> Vec<u8> {
 fn golden_vector() {
     // Pins the wire format: seq 1, ts 1700000000000, stream "temp", data 21 (CBOR 0x15),
     // device 0xabab…ab, EdDSA, signature 0x11 × 64. Changing this is a format change.
-    let m = UnsignedReading::new(Alg::EdDsa, DEVICE, 1, 1_700_000_000_000, Some("temp"), &[0x15]).into_message(&[0x11; 64]);
+    let m = UnsignedReading::new(
+        Alg::EdDsa,
+        DEVICE,
+        1,
+        1_700_000_000_000,
+        Some("temp"),
+        &[0x15],
+    )
+    .into_message(&[0x11; 64]);
     let expected = concat!(
-        "d284", "581b", "a2", "0127", "04", "5814", "abababababababababababababababababababab",
-        "a0", "5823", "a4", "63736571", "01", "627473", "1b0000018bcfe56800",
-        "6673747265616d", "6474656d70", "6464617461", "15",
-        "5840", "11111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111"
+        "d2",   // tag 18
+        "84",   // array(4)
+        "5819", // protected: bstr(25)
+        "a2",
+        "01",
+        "27",
+        "04",
+        "54",                                       //   {1: -8, 4: bstr(20)
+        "abababababababababababababababababababab", //    kid}
+        "a0",                                       // unprotected: {}
+        "5824",                                     // payload: bstr(36)
+        "a4",
+        "63736571",
+        "01", //   {"seq": 1,
+        "627473",
+        "1b0000018bcfe56800", //    "ts": 1700000000000,
+        "6673747265616d",
+        "6474656d70", //    "stream": "temp",
+        "6464617461",
+        "15",   //    "data": 21}
+        "5840", // signature: bstr(64)
+        "11111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111"
     );
     assert_eq!(hex::encode(&m), expected);
     let r = decode(&m).unwrap();
-    assert_eq!((r.alg, r.device, r.seq, r.ts, r.stream, r.data), (Alg::EdDsa, DEVICE, 1, 1_700_000_000_000, "temp", &[0x15][..]));
+    assert_eq!(
+        (r.alg, r.device, r.seq, r.ts, r.stream, r.data),
+        (
+            Alg::EdDsa,
+            DEVICE,
+            1,
+            1_700_000_000_000,
+            "temp",
+            &[0x15][..]
+        )
+    );
     let s = sig_structure(r.protected, r.payload);
-    assert_eq!(&s[..12], &hex::decode("846a5369676e617475726531").unwrap()[..]);
+    assert_eq!(
+        &s[..12],
+        &hex::decode("846a5369676e617475726531").unwrap()[..]
+    );
 }
 
 #[test]
@@ -92,20 +132,95 @@ fn rejections_have_codes() {
         (alloc::vec![0x83, 0x40, 0xa0, 0x40], "malformed_cose"),
         (alloc::vec![0xd3, 0x80], "malformed_cose"),
         (alloc::vec![0x01], "malformed_cose"),
-        (cose(&protected(-35, &kid), &ok_payload, &[0; 64]), "unsupported_alg"),
-        (cose(&protected(-8, &kid[..19]), &ok_payload, &[0; 64]), "bad_kid"),
-        (cose(&[0xa1, 0x01, 0x27], &ok_payload, &[0; 64]), "missing_kid"),
-        (cose(&[0xa1, 0x04, 0x41, 0x00], &ok_payload, &[0; 64]), "missing_field"),
-        (cose(&[0xa2, 0x01, 0x27, 0x01, 0x27], &ok_payload, &[0; 64]), "duplicate_field"),
-        (cose(&[0xa1, 0x02, 0x80], &ok_payload, &[0; 64]), "malformed_cose"),
-        (cose(&protected(-8, &kid), &ok_payload, &[0; 63]), "bad_signature_length"),
-        (cose(&protected(-8, &kid), &payload(&[("seq", &[1]), ("data", &[3])]), &[0; 64]), "missing_field"),
-        (cose(&protected(-8, &kid), &payload(&[("seq", &[1]), ("seq", &[1]), ("ts", &[2]), ("data", &[3])]), &[0; 64]), "duplicate_field"),
-        (cose(&protected(-8, &kid), &payload(&[("seq", &[1]), ("ts", &[2]), ("data", &[3]), ("x", &[3])]), &[0; 64]), "unknown_field"),
-        (cose(&protected(-8, &kid), &payload(&[("seq", &[0x20]), ("ts", &[2]), ("data", &[3])]), &[0; 64]), "wrong_type"),
-        (cose(&protected(-8, &kid), &payload(&[("seq", &[1]), ("ts", &[2]), ("stream", &[0x60]), ("data", &[3])]), &[0; 64]), "malformed_payload"),
-        (cose(&protected(-8, &kid), &[0x80], &[0; 64]), "malformed_payload"),
-        (cose(&protected(-8, &kid), &payload(&[("seq", &[1]), ("ts", &[2]), ("data", &[0x9f, 0xff])]), &[0; 64]), "malformed_cbor"),
+        (
+            cose(&protected(-35, &kid), &ok_payload, &[0; 64]),
+            "unsupported_alg"
+        ),
+        (
+            cose(&protected(-8, &kid[..19]), &ok_payload, &[0; 64]),
+            "bad_kid"
+        ),
+        (
+            cose(&[0xa1, 0x01, 0x27], &ok_payload, &[0; 64]),
+            "missing_kid"
+        ),
+        (
+            cose(
+                &[&[0xa1, 0x04, 0x54][..], &[0xab; 20]].concat(),
+                &ok_payload,
+                &[0; 64]
+            ),
+            "missing_field"
+        ),
+        (
+            cose(&[0xa2, 0x01, 0x27, 0x01, 0x27], &ok_payload, &[0; 64]),
+            "duplicate_field"
+        ),
+        (
+            cose(&[0xa1, 0x02, 0x80], &ok_payload, &[0; 64]),
+            "malformed_cose"
+        ),
+        (
+            cose(&protected(-8, &kid), &ok_payload, &[0; 63]),
+            "bad_signature_length"
+        ),
+        (
+            cose(
+                &protected(-8, &kid),
+                &payload(&[("seq", &[1]), ("data", &[3])]),
+                &[0; 64]
+            ),
+            "missing_field"
+        ),
+        (
+            cose(
+                &protected(-8, &kid),
+                &payload(&[("seq", &[1]), ("seq", &[1]), ("ts", &[2]), ("data", &[3])]),
+                &[0; 64]
+            ),
+            "duplicate_field"
+        ),
+        (
+            cose(
+                &protected(-8, &kid),
+                &payload(&[("seq", &[1]), ("ts", &[2]), ("data", &[3]), ("x", &[3])]),
+                &[0; 64]
+            ),
+            "unknown_field"
+        ),
+        (
+            cose(
+                &protected(-8, &kid),
+                &payload(&[("seq", &[0x20]), ("ts", &[2]), ("data", &[3])]),
+                &[0; 64]
+            ),
+            "wrong_type"
+        ),
+        (
+            cose(
+                &protected(-8, &kid),
+                &payload(&[
+                    ("seq", &[1]),
+                    ("ts", &[2]),
+                    ("stream", &[0x60]),
+                    ("data", &[3])
+                ]),
+                &[0; 64]
+            ),
+            "malformed_payload"
+        ),
+        (
+            cose(&protected(-8, &kid), &[0x80], &[0; 64]),
+            "malformed_payload"
+        ),
+        (
+            cose(
+                &protected(-8, &kid),
+                &payload(&[("seq", &[1]), ("ts", &[2]), ("data", &[0x9f, 0xff])]),
+                &[0; 64]
+            ),
+            "malformed_cbor"
+        ),
     ];
     for (bytes, code) in cases {
         let err = decode(&bytes).unwrap_err();
@@ -146,21 +261,44 @@ fn batches() {
     let mut body = alloc::vec![0x82];
     body.extend_from_slice(&a);
     body.extend_from_slice(&b);
-    assert_eq!(decode_batch(&body, 10).unwrap(), alloc::vec![&a[..], &b[..]]);
-    assert_eq!(decode_batch(&body, 1).unwrap_err().code(), "batch_too_large");
+    assert_eq!(
+        decode_batch(&body, 10).unwrap(),
+        alloc::vec![&a[..], &b[..]]
+    );
+    assert_eq!(
+        decode_batch(&body, 1).unwrap_err().code(),
+        "batch_too_large"
+    );
     assert_eq!(decode_batch(&[0x80], 10).unwrap_err().code(), "empty_batch");
-    assert_eq!(decode_batch(&[0xa0], 10).unwrap_err().code(), "malformed_batch");
-    assert_eq!(decode_batch(&body[..body.len() - 1], 10).unwrap_err().code(), "malformed_cbor");
+    assert_eq!(
+        decode_batch(&[0xa0], 10).unwrap_err().code(),
+        "malformed_batch"
+    );
+    assert_eq!(
+        decode_batch(&body[..body.len() - 1], 10)
+            .unwrap_err()
+            .code(),
+        "malformed_cbor"
+    );
     // A count far beyond the input is rejected before any allocation of that size.
-    assert!(decode_batch(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], usize::MAX).is_err());
+    assert!(
+        decode_batch(
+            &[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            usize::MAX
+        )
+        .is_err()
+    );
 }
 
 #[test]
 fn no_alloc_encoding_reports_small_buffers() {
     let mut small = [0u8; 10];
-    assert_eq!(encode_protected(Alg::Es256, &DEVICE, &mut small).unwrap_err(), ReadingError::BufferTooSmall);
-    let mut buf = [0u8; 27];
-    assert_eq!(encode_protected(Alg::Es256, &DEVICE, &mut buf).unwrap(), 27);
+    assert_eq!(
+        encode_protected(Alg::Es256, &DEVICE, &mut small).unwrap_err(),
+        ReadingError::BufferTooSmall
+    );
+    let mut buf = [0u8; 25];
+    assert_eq!(encode_protected(Alg::Es256, &DEVICE, &mut buf).unwrap(), 25);
 }
 
 #[test]
@@ -174,11 +312,43 @@ fn addresses_parse_and_print() {
 
 fn cbor_data() -> impl Strategy<Value = Vec<u8>> {
     let leaf = prop_oneof![
-        any::<u64>().prop_map(|v| { let mut b = alloc::vec![0u8; 9]; let mut w = Writer::new(&mut b); w.head(0, v).unwrap(); let n = w.len(); b.truncate(n); b }),
-        any::<i32>().prop_map(|v| { let mut b = alloc::vec![0u8; 9]; let mut w = Writer::new(&mut b); w.int(v as i64).unwrap(); let n = w.len(); b.truncate(n); b }),
-        "[a-z]{0,12}".prop_map(|s| { let mut b = alloc::vec![0u8; 20]; let mut w = Writer::new(&mut b); w.text(&s).unwrap(); let n = w.len(); b.truncate(n); b }),
-        proptest::collection::vec(any::<u8>(), 0..40).prop_map(|v| { let mut b = alloc::vec![0u8; 50]; let mut w = Writer::new(&mut b); w.bytes(&v).unwrap(); let n = w.len(); b.truncate(n); b }),
-        any::<f64>().prop_map(|f| { let mut b = alloc::vec![0xfb]; b.extend_from_slice(&f.to_be_bytes()); b }),
+        any::<u64>().prop_map(|v| {
+            let mut b = alloc::vec![0u8; 9];
+            let mut w = Writer::new(&mut b);
+            w.head(0, v).unwrap();
+            let n = w.len();
+            b.truncate(n);
+            b
+        }),
+        any::<i32>().prop_map(|v| {
+            let mut b = alloc::vec![0u8; 9];
+            let mut w = Writer::new(&mut b);
+            w.int(v as i64).unwrap();
+            let n = w.len();
+            b.truncate(n);
+            b
+        }),
+        "[a-z]{0,12}".prop_map(|s| {
+            let mut b = alloc::vec![0u8; 20];
+            let mut w = Writer::new(&mut b);
+            w.text(&s).unwrap();
+            let n = w.len();
+            b.truncate(n);
+            b
+        }),
+        proptest::collection::vec(any::<u8>(), 0..40).prop_map(|v| {
+            let mut b = alloc::vec![0u8; 50];
+            let mut w = Writer::new(&mut b);
+            w.bytes(&v).unwrap();
+            let n = w.len();
+            b.truncate(n);
+            b
+        }),
+        any::<f64>().prop_map(|f| {
+            let mut b = alloc::vec![0xfb];
+            b.extend_from_slice(&f.to_be_bytes());
+            b
+        }),
     ];
     leaf.prop_recursive(4, 32, 6, |inner| {
         proptest::collection::vec(inner, 0..6).prop_map(|items| {

@@ -11,6 +11,6 @@ mod error;
 mod record;
 mod state;
 
-pub use error::{StateError, Result};
+pub use error::{Result, StateError};
 pub use record::{DeviceRecord, DeviceStatus, OwnerRecord};
-pub use state::{AppliedReading, Gap, State};
+pub use state::{AppliedReading, Gap, State, StateRecords};

@@ -103,7 +103,10 @@ struct DeviceRlp {
 }
 
 fn key_rlp(k: &DevicePublicKey) -> KeyRlp {
-    KeyRlp { alg: (-k.alg().cose_value()) as u8, key: k.to_bytes().into() }
+    KeyRlp {
+        alg: (-k.alg().cose_value()) as u8,
+        key: k.to_bytes().into(),
+    }
 }
 
 fn key_from(k: KeyRlp) -> alloy_rlp::Result<DevicePublicKey> {
@@ -128,7 +131,10 @@ impl DeviceRecord {
             labels: self
                 .labels
                 .iter()
-                .map(|(k, v)| LabelRlp { key: k.clone(), value: v.clone() })
+                .map(|(k, v)| LabelRlp {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
                 .collect(),
             registered_at: self.registered_at,
             has_seq: self.last_seq.is_some(),
@@ -148,8 +154,16 @@ impl DeviceRecord {
             address: DeviceAddress(r.address.0.0),
             owner: r.owner,
             public_key: key_from(r.key)?,
-            previous_keys: r.previous_keys.into_iter().map(key_from).collect::<Result<_, _>>()?,
-            status: if r.status == 0 { DeviceStatus::Active } else { DeviceStatus::Revoked },
+            previous_keys: r
+                .previous_keys
+                .into_iter()
+                .map(key_from)
+                .collect::<Result<_, _>>()?,
+            status: if r.status == 0 {
+                DeviceStatus::Active
+            } else {
+                DeviceStatus::Revoked
+            },
             model: r.model,
             firmware_hash: r.firmware_hash,
             labels: r.labels.into_iter().map(|l| (l.key, l.value)).collect(),

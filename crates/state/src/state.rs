@@ -23,6 +23,15 @@ pub struct Gap {
     pub to: u64,
 }
 
+/// Device and owner records, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateRecords {
+    /// Device records.
+    pub devices: Vec<DeviceRecord>,
+    /// Owner records.
+    pub owners: Vec<(Address, OwnerRecord)>,
+}
+
 /// What applying a reading did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppliedReading {
@@ -102,7 +111,10 @@ impl State {
     /// Checks that a reading signed with key version `key_version` of `device` may be
     /// accepted with `seq`.
     pub fn check_reading(&self, device: &DeviceAddress, key_version: u32, seq: u64) -> Result<()> {
-        let record = self.devices.get(device).ok_or(StateError::UnknownDevice(*device))?;
+        let record = self
+            .devices
+            .get(device)
+            .ok_or(StateError::UnknownDevice(*device))?;
         if record.status == DeviceStatus::Revoked {
             return Err(StateError::RevokedDevice(*device));
         }
@@ -112,7 +124,11 @@ impl State {
         if let Some(last) = record.last_seq
             && seq <= last
         {
-            return Err(StateError::Replay { device: *device, seq, last });
+            return Err(StateError::Replay {
+                device: *device,
+                seq,
+                last,
+            });
         }
         Ok(())
     }
@@ -129,7 +145,10 @@ impl State {
         self.check_reading(device, key_version, seq)?;
         let record = self.devices.get_mut(device).expect("checked above");
         let expected = record.last_seq.map_or(0, |s| s + 1);
-        let gap = (seq > expected && record.last_seq.is_some()).then(|| Gap { from: expected, to: seq - 1 });
+        let gap = (seq > expected && record.last_seq.is_some()).then(|| Gap {
+            from: expected,
+            to: seq - 1,
+        });
         if let Some(g) = gap {
             record.gap_count += 1;
             record.missing_count += g.to - g.from + 1;
@@ -151,7 +170,12 @@ impl State {
     pub fn apply_tx(&mut self, tx: &SignedTx, height: u64) -> Result<()> {
         self.validate_tx(tx)?;
         match &tx.op {
-            DeviceOp::Register { public_key, model, firmware_hash, labels } => {
+            DeviceOp::Register {
+                public_key,
+                model,
+                firmware_hash,
+                labels,
+            } => {
                 let address = public_key.address();
                 self.devices.insert(
                     address,
@@ -174,7 +198,10 @@ impl State {
                     },
                 );
                 self.dirty_devices.insert(address);
-                self.owners.get_mut(&tx.owner).expect("validated").device_count += 1;
+                self.owners
+                    .get_mut(&tx.owner)
+                    .expect("validated")
+                    .device_count += 1;
             }
             DeviceOp::Rotate { device, public_key } => {
                 let record = self.devices.get_mut(device).expect("validated");
@@ -194,14 +221,27 @@ impl State {
 
     /// Checks an owner transaction: authorised owner, next nonce, and the operation's rules.
     fn validate_tx(&self, tx: &SignedTx) -> Result<()> {
-        let owner = self.owners.get(&tx.owner).ok_or(StateError::UnauthorisedOwner(tx.owner))?;
+        let owner = self
+            .owners
+            .get(&tx.owner)
+            .ok_or(StateError::UnauthorisedOwner(tx.owner))?;
         if tx.nonce != owner.nonce {
-            return Err(StateError::BadNonce { owner: tx.owner, got: tx.nonce, expected: owner.nonce });
+            return Err(StateError::BadNonce {
+                owner: tx.owner,
+                got: tx.nonce,
+                expected: owner.nonce,
+            });
         }
         let owned = |device: &DeviceAddress| -> Result<&DeviceRecord> {
-            let record = self.devices.get(device).ok_or(StateError::UnknownDevice(*device))?;
+            let record = self
+                .devices
+                .get(device)
+                .ok_or(StateError::UnknownDevice(*device))?;
             if record.owner != tx.owner {
-                return Err(StateError::NotOwner { device: *device, owner: record.owner });
+                return Err(StateError::NotOwner {
+                    device: *device,
+                    owner: record.owner,
+                });
             }
             if record.status == DeviceStatus::Revoked {
                 return Err(StateError::RevokedDevice(*device));
@@ -218,10 +258,16 @@ impl State {
             DeviceOp::Rotate { device, public_key } => {
                 let record = owned(device)?;
                 if record.public_key == *public_key || record.previous_keys.contains(public_key) {
-                    return Err(StateError::BadRotation("the new key was already used by this device".into()));
+                    return Err(StateError::BadRotation(
+                        "the new key was already used by this device".into(),
+                    ));
                 }
-                if public_key.address() != *device && self.devices.contains_key(&public_key.address()) {
-                    return Err(StateError::BadRotation("the new key belongs to another registered device".into()));
+                if public_key.address() != *device
+                    && self.devices.contains_key(&public_key.address())
+                {
+                    return Err(StateError::BadRotation(
+                        "the new key belongs to another registered device".into(),
+                    ));
                 }
             }
             DeviceOp::Revoke { device } => {
@@ -233,20 +279,30 @@ impl State {
 
     /// Records changed since the last [`State::root`] call, for persistence: call it before
     /// `root()`, which folds the changes into the trie cache.
-    pub fn changed_records(&self) -> (Vec<DeviceRecord>, Vec<(Address, OwnerRecord)>) {
-        (
-            self.dirty_devices.iter().map(|a| self.devices[a].clone()).collect(),
-            self.dirty_owners.iter().map(|a| (*a, self.owners[a].clone())).collect(),
-        )
+    pub fn changed_records(&self) -> StateRecords {
+        StateRecords {
+            devices: self
+                .dirty_devices
+                .iter()
+                .map(|a| self.devices[a].clone())
+                .collect(),
+            owners: self
+                .dirty_owners
+                .iter()
+                .map(|a| (*a, self.owners[a].clone()))
+                .collect(),
+        }
     }
 
     /// The state root: an Ethereum-compatible Merkle Patricia trie root over all records.
     pub fn root(&mut self) -> B256 {
         for a in std::mem::take(&mut self.dirty_devices) {
-            self.leaves.insert(device_key(&a), self.devices[&a].encode_rlp());
+            self.leaves
+                .insert(device_key(&a), self.devices[&a].encode_rlp());
         }
         for a in std::mem::take(&mut self.dirty_owners) {
-            self.leaves.insert(owner_key(&a), alloy_rlp::encode(&self.owners[&a]));
+            self.leaves
+                .insert(owner_key(&a), alloy_rlp::encode(&self.owners[&a]));
         }
         let mut hb = HashBuilder::default();
         for (k, v) in &self.leaves {
@@ -268,14 +324,26 @@ mod tests {
         let genesis = Genesis {
             chain_id: 1,
             timestamp_ms: 0,
-            validators: vec![GenesisValidator { public_key: B256::repeat_byte(9), address: None }],
+            validators: vec![GenesisValidator {
+                public_key: B256::repeat_byte(9),
+                address: None,
+            }],
             owners: vec![owner.address()],
             params: Default::default(),
         };
-        (State::genesis(&genesis), owner, DeviceSigner::from_secret(KeyAlg::Ed25519, &[2; 32]).unwrap())
+        (
+            State::genesis(&genesis),
+            owner,
+            DeviceSigner::from_secret(KeyAlg::Ed25519, &[2; 32]).unwrap(),
+        )
     }
 
-    fn register(state: &mut State, owner: &OwnerKey, device: &DeviceSigner, nonce: u64) -> Result<()> {
+    fn register(
+        state: &mut State,
+        owner: &OwnerKey,
+        device: &DeviceSigner,
+        nonce: u64,
+    ) -> Result<()> {
         let op = DeviceOp::Register {
             public_key: device.public_key(),
             model: "m".into(),
@@ -291,28 +359,65 @@ mod tests {
         let root0 = state.root();
         register(&mut state, &owner, &device, 0).unwrap();
         assert_ne!(state.root(), root0);
-        assert_eq!(register(&mut state, &owner, &device, 0).unwrap_err().code(), "bad_nonce");
-        assert_eq!(register(&mut state, &owner, &device, 1).unwrap_err().code(), "device_exists");
+        assert_eq!(
+            register(&mut state, &owner, &device, 0).unwrap_err().code(),
+            "bad_nonce"
+        );
+        assert_eq!(
+            register(&mut state, &owner, &device, 1).unwrap_err().code(),
+            "device_exists"
+        );
         let stranger = OwnerKey::from_secret(&[5; 32]).unwrap();
         let other = DeviceSigner::from_secret(KeyAlg::P256, &[6; 32]).unwrap();
-        assert_eq!(register(&mut state, &stranger, &other, 0).unwrap_err().code(), "unauthorised_owner");
+        assert_eq!(
+            register(&mut state, &stranger, &other, 0)
+                .unwrap_err()
+                .code(),
+            "unauthorised_owner"
+        );
 
         let a = device.address();
-        state.apply_reading(&a, 0, 5, 10, B256::repeat_byte(1)).unwrap();
-        assert_eq!(state.apply_reading(&a, 0, 5, 11, B256::ZERO).unwrap_err().code(), "replayed_seq");
-        let applied = state.apply_reading(&a, 0, 9, 12, B256::repeat_byte(2)).unwrap();
+        state
+            .apply_reading(&a, 0, 5, 10, B256::repeat_byte(1))
+            .unwrap();
+        assert_eq!(
+            state
+                .apply_reading(&a, 0, 5, 11, B256::ZERO)
+                .unwrap_err()
+                .code(),
+            "replayed_seq"
+        );
+        let applied = state
+            .apply_reading(&a, 0, 9, 12, B256::repeat_byte(2))
+            .unwrap();
         assert_eq!(applied.gap, Some(Gap { from: 6, to: 8 }));
         assert_eq!(state.device(&a).unwrap().missing_count, 3);
 
-        let rotate = DeviceOp::Rotate { device: a, public_key: other.public_key() };
-        state.apply_tx(&SignedTx::sign(&owner, 1, 1, rotate).unwrap(), 2).unwrap();
-        assert_eq!(state.check_reading(&a, 0, 10).unwrap_err().code(), "rotated_key");
+        let rotate = DeviceOp::Rotate {
+            device: a,
+            public_key: other.public_key(),
+        };
+        state
+            .apply_tx(&SignedTx::sign(&owner, 1, 1, rotate).unwrap(), 2)
+            .unwrap();
+        assert_eq!(
+            state.check_reading(&a, 0, 10).unwrap_err().code(),
+            "rotated_key"
+        );
         state.check_reading(&a, 1, 10).unwrap();
         let revoke = DeviceOp::Revoke { device: a };
-        state.apply_tx(&SignedTx::sign(&owner, 1, 2, revoke.clone()).unwrap(), 3).unwrap();
-        assert_eq!(state.check_reading(&a, 1, 10).unwrap_err().code(), "revoked_device");
+        state
+            .apply_tx(&SignedTx::sign(&owner, 1, 2, revoke.clone()).unwrap(), 3)
+            .unwrap();
         assert_eq!(
-            state.apply_tx(&SignedTx::sign(&owner, 1, 3, revoke).unwrap(), 3).unwrap_err().code(),
+            state.check_reading(&a, 1, 10).unwrap_err().code(),
+            "revoked_device"
+        );
+        assert_eq!(
+            state
+                .apply_tx(&SignedTx::sign(&owner, 1, 3, revoke).unwrap(), 3)
+                .unwrap_err()
+                .code(),
             "revoked_device"
         );
     }
@@ -321,16 +426,21 @@ mod tests {
     fn root_is_independent_of_insertion_order_and_rebuild() {
         let (mut state, owner, device) = setup();
         register(&mut state, &owner, &device, 0).unwrap();
-        state.apply_reading(&device.address(), 0, 1, 1, B256::repeat_byte(3)).unwrap();
+        state
+            .apply_reading(&device.address(), 0, 1, 1, B256::repeat_byte(3))
+            .unwrap();
         let root = state.root();
         let (devices, owners) = {
             let mut s = state.clone();
             s.dirty_devices = s.devices.keys().copied().collect();
             s.dirty_owners = s.owners.keys().copied().collect();
-            s.changed_records()
+            let r = s.changed_records();
+            (r.devices, r.owners)
         };
-        let decoded: Vec<DeviceRecord> =
-            devices.iter().map(|d| DeviceRecord::decode_rlp(&d.encode_rlp()).unwrap()).collect();
+        let decoded: Vec<DeviceRecord> = devices
+            .iter()
+            .map(|d| DeviceRecord::decode_rlp(&d.encode_rlp()).unwrap())
+            .collect();
         let mut rebuilt = State::from_records(decoded, owners);
         assert_eq!(rebuilt.root(), root);
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use alloy_primitives::{Address, B256};
 use iotchain_block::{Block, FinalityCertificate, Header};
 use iotchain_reading::DeviceAddress;
-use iotchain_state::{DeviceRecord, Gap, OwnerRecord};
+use iotchain_state::{DeviceRecord, Gap, OwnerRecord, StateRecords};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::{Result, StorageError};
@@ -142,10 +142,13 @@ impl ChainStore {
         w.set_durability(Durability::Immediate)?;
         {
             let cert = serde_json::to_vec(c.certificate).expect("certificate serializes");
-            w.open_table(HEADERS)?.insert(height, c.block.header.encode_rlp().as_slice())?;
-            w.open_table(BLOCKS)?.insert(height, c.block.encode_rlp().as_slice())?;
+            w.open_table(HEADERS)?
+                .insert(height, c.block.header.encode_rlp().as_slice())?;
+            w.open_table(BLOCKS)?
+                .insert(height, c.block.encode_rlp().as_slice())?;
             w.open_table(CERTS)?.insert(height, cert.as_slice())?;
-            w.open_table(HASHES)?.insert(c.block.header.hash().0, height)?;
+            w.open_table(HASHES)?
+                .insert(c.block.header.hash().0, height)?;
             let mut readings = w.open_table(READINGS)?;
             for (id, loc) in c.readings {
                 readings.insert(*id, loc.encode())?;
@@ -182,7 +185,9 @@ impl ChainStore {
         let r = self.db.begin_read()?;
         let t = r.open_table(HEADERS)?;
         t.get(height)?
-            .map(|v| Header::decode_rlp(v.value()).map_err(|e| StorageError::Corrupt(e.to_string())))
+            .map(|v| {
+                Header::decode_rlp(v.value()).map_err(|e| StorageError::Corrupt(e.to_string()))
+            })
             .transpose()
     }
 
@@ -206,14 +211,18 @@ impl ChainStore {
         let r = self.db.begin_read()?;
         let t = r.open_table(CERTS)?;
         t.get(height)?
-            .map(|v| serde_json::from_slice(v.value()).map_err(|e| StorageError::Corrupt(e.to_string())))
+            .map(|v| {
+                serde_json::from_slice(v.value()).map_err(|e| StorageError::Corrupt(e.to_string()))
+            })
             .transpose()
     }
 
     /// Where a final reading is.
     pub fn reading(&self, id: &[u8; 32]) -> Result<Option<ReadingLocation>> {
         let r = self.db.begin_read()?;
-        Ok(r.open_table(READINGS)?.get(*id)?.map(|v| ReadingLocation::decode(v.value())))
+        Ok(r.open_table(READINGS)?
+            .get(*id)?
+            .map(|v| ReadingLocation::decode(v.value())))
     }
 
     /// Where a final transaction is.
@@ -233,21 +242,30 @@ impl ChainStore {
         let r = self.db.begin_read()?;
         let t = r.open_table(GAPS)?;
         let mut out = Vec::new();
-        for entry in t.range(gap_key(device, 0)..=gap_key(device, u64::MAX))?.take(limit) {
+        for entry in t
+            .range(gap_key(device, 0)..=gap_key(device, u64::MAX))?
+            .take(limit)
+        {
             let (k, v) = entry?;
             let from = u64::from_be_bytes(k.value()[20..].try_into().expect("8 bytes"));
-            out.push(Gap { from, to: v.value() });
+            out.push(Gap {
+                from,
+                to: v.value(),
+            });
         }
         Ok(out)
     }
 
     /// Every stored device and owner record (to rebuild the state on start).
-    pub fn state_records(&self) -> Result<(Vec<DeviceRecord>, Vec<(Address, OwnerRecord)>)> {
+    pub fn state_records(&self) -> Result<StateRecords> {
         let r = self.db.begin_read()?;
         let mut devices = Vec::new();
         for entry in r.open_table(DEVICES)?.iter()? {
             let (_, v) = entry?;
-            devices.push(DeviceRecord::decode_rlp(v.value()).map_err(|e| StorageError::Corrupt(e.to_string()))?);
+            devices.push(
+                DeviceRecord::decode_rlp(v.value())
+                    .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+            );
         }
         let mut owners = Vec::new();
         for entry in r.open_table(OWNERS)?.iter()? {
@@ -257,7 +275,7 @@ impl ChainStore {
                 .map_err(|e| StorageError::Corrupt(e.to_string()))?;
             owners.push((Address::from(k.value()), o));
         }
-        Ok((devices, owners))
+        Ok(StateRecords { devices, owners })
     }
 }
 
@@ -274,7 +292,12 @@ mod tests {
 
     #[test]
     fn reading_location_round_trips() {
-        let loc = ReadingLocation { height: 3, index: 1, item: 2, arrival_ms: 1_700_000_000_000 };
+        let loc = ReadingLocation {
+            height: 3,
+            index: 1,
+            item: 2,
+            arrival_ms: 1_700_000_000_000,
+        };
         assert_eq!(ReadingLocation::decode(loc.encode()), loc);
     }
 }

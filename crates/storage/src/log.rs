@@ -57,7 +57,10 @@ pub struct ItemLog {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io { path: path.display().to_string(), source }
+    move |source| StorageError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl ItemLog {
@@ -81,7 +84,9 @@ impl ItemLog {
         let count = names.len();
         for (i, (_, path)) in names.into_iter().enumerate() {
             let mut bytes = Vec::new();
-            File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err(&path))?;
+            File::open(&path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(io_err(&path))?;
             let (parsed, valid_len) = parse(&bytes);
             if valid_len < bytes.len() {
                 if i + 1 < count {
@@ -91,14 +96,20 @@ impl ItemLog {
                     )));
                 }
                 tracing::warn!(path = %path.display(), at = valid_len, "cutting a torn record off the item log");
-                let f = OpenOptions::new().write(true).open(&path).map_err(io_err(&path))?;
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
                 f.set_len(valid_len as u64).map_err(io_err(&path))?;
                 f.sync_all().map_err(io_err(&path))?;
             }
             let mut last = prev_last;
             for item in parsed {
                 if item.seq <= last && item.seq > after {
-                    return Err(StorageError::Corrupt(format!("item log seq {} out of order", item.seq)));
+                    return Err(StorageError::Corrupt(format!(
+                        "item log seq {} out of order",
+                        item.seq
+                    )));
                 }
                 last = last.max(item.seq);
                 if item.seq > after {
@@ -106,18 +117,33 @@ impl ItemLog {
                 }
             }
             prev_last = last;
-            segments.push(Segment { path, last_seq: last });
+            segments.push(Segment {
+                path,
+                last_seq: last,
+            });
         }
         let mut log = if let Some(seg) = segments.last() {
             let path = seg.path.clone();
-            let file = OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
             let file_len = file.metadata().map_err(io_err(&path))?.len();
-            Self { dir: dir.to_path_buf(), segments, file, file_len, buf: Vec::new() }
+            Self {
+                dir: dir.to_path_buf(),
+                segments,
+                file,
+                file_len,
+                buf: Vec::new(),
+            }
         } else {
             let (file, path) = create_segment(dir, 1)?;
             Self {
                 dir: dir.to_path_buf(),
-                segments: vec![Segment { path, last_seq: after }],
+                segments: vec![Segment {
+                    path,
+                    last_seq: after,
+                }],
                 file,
                 file_len: 0,
                 buf: Vec::new(),
@@ -152,7 +178,10 @@ impl ItemLog {
         let next = self.segments.len() as u64 + segment_number(&self.segments[0].path);
         let (file, path) = create_segment(&self.dir, next)?;
         let last = self.segments.last().map_or(0, |s| s.last_seq);
-        self.segments.push(Segment { path, last_seq: last });
+        self.segments.push(Segment {
+            path,
+            last_seq: last,
+        });
         self.file = file;
         self.file_len = 0;
         Ok(())
@@ -170,14 +199,23 @@ impl ItemLog {
 }
 
 fn segment_number(path: &Path) -> u64 {
-    path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok()).unwrap_or(1)
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
 }
 
 fn create_segment(dir: &Path, n: u64) -> Result<(File, PathBuf)> {
     let path = dir.join(format!("{n:012}.log"));
-    let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
     // Make the new file's directory entry durable too.
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
     Ok((file, path))
 }
 
@@ -205,7 +243,9 @@ fn parse(bytes: &[u8]) -> (Vec<LogItem>, usize) {
     while bytes.len() - pos >= HEADER {
         let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
-        let Some(body) = bytes.get(pos + HEADER..pos + HEADER + len) else { break };
+        let Some(body) = bytes.get(pos + HEADER..pos + HEADER + len) else {
+            break;
+        };
         if len < BODY_FIXED || crc32fast::hash(body) != crc {
             break;
         }
@@ -233,7 +273,11 @@ mod tests {
     fn item(seq: u64) -> LogItem {
         LogItem {
             seq,
-            kind: if seq % 2 == 0 { ItemKind::Tx } else { ItemKind::Reading },
+            kind: if seq.is_multiple_of(2) {
+                ItemKind::Tx
+            } else {
+                ItemKind::Reading
+            },
             arrival_ms: seq * 10,
             key_version: 1,
             bytes: vec![seq as u8; (seq % 7) as usize],
@@ -252,7 +296,12 @@ mod tests {
         // Tear the last record: it disappears, the others stay, and appends continue.
         let seg = dir.path().join("000000000001.log");
         let len = std::fs::metadata(&seg).unwrap().len();
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 3).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
         let (mut log, items) = ItemLog::open(dir.path(), 0).unwrap();
         assert_eq!(items, (1..=4).map(item).collect::<Vec<_>>());
         log.append(&[item(6)]).unwrap();
