@@ -164,6 +164,10 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["node", "--config"])
         .arg(dir.join("node.toml"))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

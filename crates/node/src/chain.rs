@@ -72,6 +72,8 @@ pub enum ReadingStatus {
 pub(crate) struct Queued {
     pub(crate) seq: u64,
     pub(crate) kind: ItemKind,
+    /// Device, seq and ts of a reading.
+    pub(crate) meta: Option<ReadingMeta>,
     pub(crate) id: B256,
     pub(crate) bytes: Bytes,
     pub(crate) arrival_ms: u64,
@@ -224,17 +226,20 @@ impl Chain {
             ingest.next_seq = item.seq + 1;
             let bytes = Bytes::from(item.bytes);
             let applied = match item.kind {
-                ItemKind::Reading => {
-                    apply_reading_bytes(&mut ingest.pending, &bytes, item.key_version, None)
-                }
-                ItemKind::Tx => apply_tx_bytes(&mut ingest.pending, &bytes, genesis.chain_id, 0),
+                ItemKind::Reading => ReadingMeta::decode(&bytes).and_then(|(meta, id)| {
+                    apply_reading(&mut ingest.pending, &meta, id, item.key_version, None)?;
+                    Ok((id, Some(meta)))
+                }),
+                ItemKind::Tx => apply_tx_bytes(&mut ingest.pending, &bytes, genesis.chain_id, 0)
+                    .map(|id| (id, None)),
             };
             match applied {
-                Ok(id) => {
+                Ok((id, meta)) => {
                     ingest.index.insert(id, item.seq);
                     ingest.queue.push_back(Queued {
                         seq: item.seq,
                         kind: item.kind,
+                        meta,
                         id,
                         bytes,
                         arrival_ms: item.arrival_ms,
@@ -359,10 +364,8 @@ impl Chain {
             let ingest = &mut *guard;
             for c in checked {
                 let r = c.and_then(|c| {
-                    ingest
-                        .pending
-                        .apply_reading(&c.device, c.key_version, c.seq, c.ts, c.id)
-                        .map_err(|e| ApiError::from_state(&e))?;
+                    let CheckedReading { d, key_version, .. } = c;
+                    apply_reading(&mut ingest.pending, &d.meta, d.id, key_version, None)?;
                     let seq = ingest.next_seq;
                     ingest.next_seq += 1;
                     let arrival_ms = now_ms();
@@ -370,20 +373,21 @@ impl Chain {
                         seq,
                         kind: ItemKind::Reading,
                         arrival_ms,
-                        key_version: c.key_version,
-                        bytes: c.bytes.to_vec(),
+                        key_version,
+                        bytes: d.bytes.to_vec(),
                     });
-                    ingest.index.insert(c.id, seq);
+                    ingest.index.insert(d.id, seq);
                     ingest.queue.push_back(Queued {
                         seq,
                         kind: ItemKind::Reading,
-                        id: c.id,
-                        bytes: c.bytes,
+                        meta: Some(d.meta),
+                        id: d.id,
+                        bytes: d.bytes,
                         arrival_ms,
-                        key_version: c.key_version,
+                        key_version,
                     });
                     max_seq = seq;
-                    Ok(c.id)
+                    Ok(d.id)
                 });
                 results.push(r);
             }
@@ -411,22 +415,25 @@ impl Chain {
     /// Decodes, looks up keys and verifies signatures (CPU work, off the async threads).
     fn check_readings(&self, messages: Vec<Bytes>) -> Vec<Result<CheckedReading, ApiError>> {
         let max = self.max_reading_bytes();
-        // Decode and look up keys.
-        let mut prepared: Vec<Result<CheckedReading, ApiError>> =
-            Vec::with_capacity(messages.len());
-        {
+        // Decode outside the lock, then look up keys under it.
+        let decoded: Vec<Result<Decoded, ApiError>> = messages
+            .into_iter()
+            .map(|m| decode_reading(m, max))
+            .collect();
+        let prepared: Vec<Result<CheckedReading, ApiError>> = {
             let ingest = self.ingest.lock();
-            for m in messages {
-                prepared.push(prepare_reading(&ingest.pending, m, max));
-            }
-        }
+            decoded
+                .into_iter()
+                .map(|d| d.and_then(|d| attach_key(&ingest.pending, d)))
+                .collect()
+        };
         let checks: Vec<SignatureCheck<'_>> = prepared
             .iter()
             .filter_map(|p| p.as_ref().ok())
             .map(|c| SignatureCheck {
                 key: &c.key,
-                message: &c.sig_structure,
-                signature: &c.signature,
+                message: &c.d.sig_structure,
+                signature: &c.d.signature,
             })
             .collect();
         let verdicts = verify_signatures(&checks);
@@ -439,7 +446,12 @@ impl Chain {
                 if verdicts.next().unwrap_or(false) {
                     return Ok(c);
                 }
-                Err(self.explain_bad_signature(&c.device, &c.key, &c.sig_structure, &c.signature))
+                Err(self.explain_bad_signature(
+                    &c.d.meta.device,
+                    &c.key,
+                    &c.d.sig_structure,
+                    &c.d.signature,
+                ))
             })
             .collect()
     }
@@ -529,6 +541,7 @@ impl Chain {
         ingest.queue.push_back(Queued {
             seq,
             kind: ItemKind::Tx,
+            meta: None,
             id: hash,
             bytes: raw,
             arrival_ms,
@@ -621,13 +634,11 @@ impl Chain {
             let item = block_items.len() as u32;
             match q.kind {
                 ItemKind::Reading => {
-                    match apply_reading_bytes(
-                        &mut committed,
-                        &q.bytes,
-                        q.key_version,
-                        Some(&mut gaps),
-                    ) {
-                        Ok(id) => {
+                    let meta = q.meta.as_ref().expect("queued readings carry their meta");
+                    match apply_reading(&mut committed, meta, q.id, q.key_version, Some(&mut gaps))
+                    {
+                        Ok(()) => {
+                            let id = q.id;
                             readings.push((
                                 id.0,
                                 ReadingLocation {
@@ -830,24 +841,32 @@ impl Chain {
 
 /// A decoded reading whose signature is to be checked.
 pub(crate) struct CheckedReading {
-    device: DeviceAddress,
-    seq: u64,
-    ts: u64,
-    id: B256,
+    d: Decoded,
     key_version: u32,
-    bytes: Bytes,
     /// The device's current key.
     key: DevicePublicKey,
+}
+
+/// A reading decoded outside any lock.
+pub(crate) struct Decoded {
+    alg: iotchain_reading::Alg,
+    meta: ReadingMeta,
+    id: B256,
     /// The signed bytes.
     sig_structure: Vec<u8>,
     signature: [u8; 64],
+    bytes: Bytes,
 }
 
-fn prepare_reading(
-    pending: &State,
-    message: Bytes,
-    max: usize,
-) -> Result<CheckedReading, ApiError> {
+/// What block production needs of a reading, kept so it is not decoded again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadingMeta {
+    device: DeviceAddress,
+    seq: u64,
+    ts: u64,
+}
+
+fn decode_reading(message: Bytes, max: usize) -> Result<Decoded, ApiError> {
     if message.len() > max {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -856,55 +875,75 @@ fn prepare_reading(
         ));
     }
     let r = iotchain_reading::decode(&message).map_err(|e| ApiError::from_reading(&e))?;
-    let record = pending.device(&r.device).ok_or_else(|| {
-        ApiError::from_state(&iotchain_state::StateError::UnknownDevice(r.device))
-    })?;
-    if record.public_key.alg() != r.alg {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "wrong_alg",
-            format!(
-                "device {} signs with {}, the reading says {}",
-                r.device,
-                record.public_key.alg(),
-                r.alg
-            ),
-        ));
-    }
-    // Cheap rejections before the signature check.
-    pending
-        .check_reading(&r.device, record.key_version(), r.seq)
-        .map_err(|e| ApiError::from_state(&e))?;
-    let sig_structure = iotchain_reading::sig_structure(r.protected, r.payload);
-    Ok(CheckedReading {
-        device: r.device,
-        seq: r.seq,
-        ts: r.ts,
+    Ok(Decoded {
+        alg: r.alg,
+        meta: ReadingMeta {
+            device: r.device,
+            seq: r.seq,
+            ts: r.ts,
+        },
         id: B256::from(iotchain_reading::reading_id(&message)),
-        key_version: record.key_version(),
-        key: record.public_key.clone(),
-        sig_structure,
+        sig_structure: iotchain_reading::sig_structure(r.protected, r.payload),
         signature: *r.signature,
         bytes: message.clone(),
     })
 }
 
-/// Applies a stored reading (already verified when accepted) to a state.
-fn apply_reading_bytes(
+/// Looks up the device's key in the pending view and makes the cheap checks.
+fn attach_key(pending: &State, d: Decoded) -> Result<CheckedReading, ApiError> {
+    let device = &d.meta.device;
+    let record = pending
+        .device(device)
+        .ok_or_else(|| ApiError::from_state(&iotchain_state::StateError::UnknownDevice(*device)))?;
+    if record.public_key.alg() != d.alg {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_alg",
+            format!(
+                "device {device} signs with {}, the reading says {}",
+                record.public_key.alg(),
+                d.alg
+            ),
+        ));
+    }
+    pending
+        .check_reading(device, record.key_version(), d.meta.seq)
+        .map_err(|e| ApiError::from_state(&e))?;
+    Ok(CheckedReading {
+        key_version: record.key_version(),
+        key: record.public_key.clone(),
+        d,
+    })
+}
+
+impl ReadingMeta {
+    /// Decodes a stored reading's meta and id.
+    fn decode(bytes: &[u8]) -> Result<(Self, B256), ApiError> {
+        let r = iotchain_reading::decode(bytes).map_err(|e| ApiError::from_reading(&e))?;
+        let meta = Self {
+            device: r.device,
+            seq: r.seq,
+            ts: r.ts,
+        };
+        Ok((meta, B256::from(iotchain_reading::reading_id(bytes))))
+    }
+}
+
+/// Applies a reading (verified when accepted) to a state, recording a seq gap if any.
+fn apply_reading(
     state: &mut State,
-    bytes: &[u8],
+    meta: &ReadingMeta,
+    id: B256,
     key_version: u32,
     gaps: Option<&mut Vec<(DeviceAddress, Gap)>>,
-) -> Result<B256, ApiError> {
-    let r = iotchain_reading::decode(bytes).map_err(|e| ApiError::from_reading(&e))?;
-    let id = B256::from(iotchain_reading::reading_id(bytes));
+) -> Result<(), ApiError> {
     let applied = state
-        .apply_reading(&r.device, key_version, r.seq, r.ts, id)
+        .apply_reading(&meta.device, key_version, meta.seq, meta.ts, id)
         .map_err(|e| ApiError::from_state(&e))?;
     if let (Some(gaps), Some(gap)) = (gaps, applied.gap) {
-        gaps.push((r.device, gap));
+        gaps.push((meta.device, gap));
     }
-    Ok(id)
+    Ok(())
 }
 
 /// Applies a stored transaction to a state.
