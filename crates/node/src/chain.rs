@@ -119,6 +119,7 @@ pub struct Chain {
     durable: watch::Sender<u64>,
     head: watch::Sender<HeadInfo>,
     failed: AtomicBool,
+    flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) metrics: Metrics,
 }
 
@@ -273,13 +274,15 @@ impl Chain {
                 timestamp_ms: head.timestamp_ms,
             }),
             failed: AtomicBool::new(false),
+            flusher: Mutex::new(None),
             metrics: Metrics::default(),
         });
         let flusher = chain.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("item-log".into())
             .spawn(move || flusher.run_flusher())
             .expect("spawn the item-log thread");
+        *chain.flusher.lock() = Some(handle);
         Ok(chain)
     }
 
@@ -584,10 +587,23 @@ impl Chain {
         }
     }
 
-    /// Stops the log thread once it has synced what it holds.
-    pub(crate) fn stop_flusher(&self) {
+    /// Stops the log thread once it has synced what it holds, and waits for it. Call before
+    /// dropping the chain: the thread holds a reference, so the store stays open until then.
+    pub fn shutdown(&self) {
         self.ingest.lock().stopping = true;
         self.wake_flusher.notify_one();
+        if let Some(handle) = self.flusher.lock().take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Builds, signs and commits a block of the oldest durable queued items, if there are any.
+    pub fn produce_next_block(&self) -> Result<Option<(Header, usize, usize)>, NodeError> {
+        let batch = self.next_batch();
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        self.produce_block(batch).map(Some)
     }
 
     /// Whether storage failed (the node then stops producing and accepting).
@@ -596,7 +612,7 @@ impl Chain {
     }
 
     /// The oldest durable queued items for the next block.
-    pub(crate) fn next_batch(&self) -> Vec<Queued> {
+    fn next_batch(&self) -> Vec<Queued> {
         let durable = *self.durable.borrow();
         let params = &self.genesis.params;
         let ingest = self.ingest.lock();
@@ -617,10 +633,7 @@ impl Chain {
     }
 
     /// Builds, signs and commits a block of `items` (a prefix of the queue).
-    pub(crate) fn produce_block(
-        &self,
-        items: Vec<Queued>,
-    ) -> Result<(Header, usize, usize), NodeError> {
+    fn produce_block(&self, items: Vec<Queued>) -> Result<(Header, usize, usize), NodeError> {
         let parent = self.head();
         let height = parent.height + 1;
         let mut committed = self.committed.write();

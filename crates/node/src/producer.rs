@@ -39,14 +39,11 @@ pub(crate) async fn run(
             tracing::error!("storage failed: block production stopped");
             break;
         }
-        let batch = chain.next_batch();
-        if batch.is_empty() {
-            continue;
-        }
         let c = chain.clone();
         let started = Instant::now();
-        match tokio::task::spawn_blocking(move || c.produce_block(batch)).await {
-            Ok(Ok((header, readings, transactions))) => {
+        match tokio::task::spawn_blocking(move || c.produce_next_block()).await {
+            Ok(Ok(None)) => {}
+            Ok(Ok(Some((header, readings, transactions)))) => {
                 let event = BlockEvent {
                     height: header.height,
                     hash: header.hash(),
@@ -67,5 +64,6 @@ pub(crate) async fn run(
             }
         }
     }
-    chain.stop_flusher();
+    let c = chain.clone();
+    let _ = tokio::task::spawn_blocking(move || c.shutdown()).await;
 }

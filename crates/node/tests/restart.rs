@@ -1,0 +1,134 @@
+//! Restart tests of the node library: the chain resumes where it stopped, items accepted but
+//! not yet in a block come back from the log, and a damaged data directory is refused.
+
+use std::{sync::Arc, time::Duration};
+
+use alloy_primitives::{B256, Bytes};
+use iotchain_block::{ChainParams, DeviceOp, Genesis, GenesisValidator, SignedTx};
+use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey, ValidatorKey};
+use iotchain_node::{Chain, NodeConfig, ReadingStatus};
+
+struct Fixture {
+    config: NodeConfig,
+    owner: OwnerKey,
+    device: DeviceSigner,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = OwnerKey::from_secret(&[1; 32]).unwrap();
+    let validator = ValidatorKey::from_secret(&[2; 32]);
+    let genesis = Genesis {
+        chain_id: 77,
+        timestamp_ms: 1,
+        validators: vec![GenesisValidator {
+            public_key: B256::from(validator.public_key()),
+            address: None,
+        }],
+        owners: vec![owner.address()],
+        params: ChainParams::default(),
+    };
+    let mut config = NodeConfig::new(dir.path().to_path_buf(), genesis, validator);
+    config.block_interval = Duration::from_millis(20);
+    Fixture {
+        config,
+        owner,
+        device: DeviceSigner::from_secret(KeyAlg::Ed25519, &[3; 32]).unwrap(),
+        _dir: dir,
+    }
+}
+
+async fn register(chain: &Arc<Chain>, f: &Fixture) {
+    let op = DeviceOp::Register {
+        public_key: f.device.public_key(),
+        model: "m".into(),
+        firmware_hash: Bytes::new(),
+        labels: vec![],
+    };
+    let tx = SignedTx::sign(&f.owner, 77, 0, op).unwrap();
+    chain.submit_tx(Bytes::from(tx.encode_rlp())).await.unwrap();
+}
+
+async fn submit(chain: &Arc<Chain>, f: &Fixture, seqs: std::ops::Range<u64>) -> Vec<B256> {
+    let messages = seqs
+        .map(|s| Bytes::from(f.device.sign_reading(s, s, None, &[0x01])))
+        .collect();
+    chain
+        .submit_readings(messages)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+/// Builds blocks until the queue is empty, as the producer would.
+fn drain(chain: &Chain) {
+    while chain.produce_next_block().unwrap().is_some() {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_items_survive_a_restart_and_the_chain_resumes() {
+    let f = fixture();
+    let chain = Chain::open(&f.config).unwrap();
+    register(&chain, &f).await;
+    drain(&chain);
+    let final_ids = submit(&chain, &f, 0..10).await;
+    drain(&chain);
+    let head = chain.head();
+    let pending_ids = submit(&chain, &f, 10..25).await;
+    assert_eq!(chain.pending_counts(), (15, 0));
+    chain.shutdown();
+    drop(chain);
+    let chain = Chain::open(&f.config).unwrap();
+    assert_eq!(chain.head(), head, "the chain restarts at its last block");
+    assert_eq!(
+        chain.pending_counts(),
+        (15, 0),
+        "accepted readings come back from the log"
+    );
+    for id in &final_ids {
+        assert!(matches!(
+            chain.reading_status(id).unwrap(),
+            Some(ReadingStatus::Final { .. })
+        ));
+    }
+    for id in &pending_ids {
+        assert!(matches!(
+            chain.reading_status(id).unwrap(),
+            Some(ReadingStatus::Pending { .. })
+        ));
+    }
+    // Replays are still refused after the restart, new readings continue the sequence.
+    let again = chain
+        .submit_readings(vec![Bytes::from(f.device.sign_reading(
+            24,
+            1,
+            None,
+            &[0x01],
+        ))])
+        .await;
+    assert_eq!(again[0].as_ref().unwrap_err().code, "replayed_seq");
+    submit(&chain, &f, 25..26).await;
+    drain(&chain);
+    for id in pending_ids.iter().chain(&final_ids) {
+        let Some(ReadingStatus::Final { location, .. }) = chain.reading_status(id).unwrap() else {
+            panic!("{id} not final");
+        };
+        let proof = chain.proof(id).unwrap();
+        proof.verify(&f.config.genesis).unwrap();
+        assert_eq!(proof.index, location.index as u64);
+    }
+    let device = chain.device(&f.device.address()).unwrap();
+    assert_eq!((device.last_seq, device.reading_count), (Some(25), 26));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_genesis_is_refused() {
+    let f = fixture();
+    Chain::open(&f.config).unwrap().shutdown();
+    let mut other = f.config.clone();
+    other.genesis.chain_id = 78;
+    let err = Chain::open(&other).unwrap_err();
+    assert!(err.to_string().contains("another chain"), "{err}");
+}
