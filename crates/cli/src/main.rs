@@ -16,7 +16,12 @@ use clap::{Parser, Subcommand};
 /// each other. Devices sign readings; validators commit them under BFT finality; anyone can
 /// check a reading's proof offline.
 #[derive(Debug, Parser)]
-#[command(name = "iotchain", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "iotchain",
+    version,
+    propagate_version = true,
+    after_help = "Quick start:\n  iotchain dev                                   # devnet on http://127.0.0.1:8545 with simulated devices\n  iotchain keys new --alg ed25519 --out s.key    # a device key\n  iotchain device register --owner-key iotchain-data/dev-owner.key --device-key s.key\n  iotchain send --device-key s.key --data '{\"temp_c\": 4.2}' --wait\n  iotchain proof <ID> --out p.json && iotchain verify p.json --genesis iotchain-data/genesis.json\n\nDocs: docs/formats.md, docs/api.md, docs/operating.md"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
