@@ -134,6 +134,21 @@ fn owner(path: &std::path::Path) -> anyhow::Result<iotchain_crypto::OwnerKey> {
         .with_context(|| format!("{} must be an owner (secp256k1) key", path.display()))
 }
 
+/// Signs `op` with the owner key, submits it, waits until final and prints the outcome.
+async fn submit(
+    node: &str,
+    owner_key: &std::path::Path,
+    device: DeviceAddress,
+    op: DeviceOp,
+) -> anyhow::Result<()> {
+    let (hash, height) = Client::new(node).submit_op(&owner(owner_key)?, op).await?;
+    println!(
+        "{}",
+        serde_json::json!({"device": device.to_string(), "transaction": hash, "height": height})
+    );
+    Ok(())
+}
+
 fn parse_address(s: &str) -> anyhow::Result<DeviceAddress> {
     s.parse()
         .map_err(|_| anyhow::anyhow!("{s:?} is not a device address (0x + 40 hex digits)"))
@@ -156,35 +171,17 @@ pub(crate) async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
                 firmware_hash,
                 labels: a.labels,
             };
-            let (hash, height) = Client::new(&a.node)
-                .submit_op(&owner(&a.owner_key)?, op)
-                .await?;
-            println!(
-                "{}",
-                serde_json::json!({"device": address.to_string(), "transaction": hash, "height": height})
-            );
+            submit(&a.node, &a.owner_key, address, op).await?;
         }
         DeviceCommand::Rotate(a) => {
             let device = parse_address(&a.device)?;
             let public_key = device_public_key(&a.key, a.alg)?;
             let op = DeviceOp::Rotate { device, public_key };
-            let (hash, height) = Client::new(&a.node)
-                .submit_op(&owner(&a.owner_key)?, op)
-                .await?;
-            println!(
-                "{}",
-                serde_json::json!({"device": device.to_string(), "transaction": hash, "height": height})
-            );
+            submit(&a.node, &a.owner_key, device, op).await?;
         }
         DeviceCommand::Revoke(a) => {
             let device = parse_address(&a.device)?;
-            let (hash, height) = Client::new(&a.node)
-                .submit_op(&owner(&a.owner_key)?, DeviceOp::Revoke { device })
-                .await?;
-            println!(
-                "{}",
-                serde_json::json!({"device": device.to_string(), "transaction": hash, "height": height})
-            );
+            submit(&a.node, &a.owner_key, device, DeviceOp::Revoke { device }).await?;
         }
         DeviceCommand::Show { address, node } => {
             let device = parse_address(&address)?;

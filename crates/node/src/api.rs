@@ -444,67 +444,69 @@ async fn metrics(AxState(chain): Shared) -> impl IntoResponse {
     let m = &chain.metrics;
     let head = chain.head();
     let (pr, pt) = chain.pending_counts();
+    let series: [(&str, &str, &str, u64); 9] = [
+        (
+            "iotchain_height",
+            "Height of the last final block.",
+            "gauge",
+            head.height,
+        ),
+        (
+            "iotchain_head_age_ms",
+            "Time since the last final block's timestamp.",
+            "gauge",
+            now_ms().saturating_sub(head.timestamp_ms),
+        ),
+        (
+            "iotchain_readings_accepted_total",
+            "Readings accepted.",
+            "counter",
+            m.readings_accepted.load(Relaxed),
+        ),
+        (
+            "iotchain_readings_final_total",
+            "Readings in final blocks.",
+            "counter",
+            m.readings_final.load(Relaxed),
+        ),
+        (
+            "iotchain_transactions_accepted_total",
+            "Owner transactions accepted.",
+            "counter",
+            m.txs_accepted.load(Relaxed),
+        ),
+        (
+            "iotchain_blocks_total",
+            "Blocks produced since start.",
+            "counter",
+            m.blocks.load(Relaxed),
+        ),
+        (
+            "iotchain_log_syncs_total",
+            "Item log group commits (fsyncs).",
+            "counter",
+            m.log_syncs.load(Relaxed),
+        ),
+        (
+            "iotchain_pending_readings",
+            "Readings accepted, not yet final.",
+            "gauge",
+            pr as u64,
+        ),
+        (
+            "iotchain_pending_transactions",
+            "Transactions accepted, not yet final.",
+            "gauge",
+            pt as u64,
+        ),
+    ];
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, v: u64| {
+    for (name, help, kind, value) in series {
         let _ = writeln!(
             out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
-    };
-    gauge(
-        "iotchain_height",
-        "Height of the last final block.",
-        "gauge",
-        head.height,
-    );
-    gauge(
-        "iotchain_head_age_ms",
-        "Time since the last final block's timestamp.",
-        "gauge",
-        now_ms().saturating_sub(head.timestamp_ms),
-    );
-    gauge(
-        "iotchain_readings_accepted_total",
-        "Readings accepted.",
-        "counter",
-        m.readings_accepted.load(Relaxed),
-    );
-    gauge(
-        "iotchain_readings_final_total",
-        "Readings in final blocks.",
-        "counter",
-        m.readings_final.load(Relaxed),
-    );
-    gauge(
-        "iotchain_transactions_accepted_total",
-        "Owner transactions accepted.",
-        "counter",
-        m.txs_accepted.load(Relaxed),
-    );
-    gauge(
-        "iotchain_blocks_total",
-        "Blocks produced since start.",
-        "counter",
-        m.blocks.load(Relaxed),
-    );
-    gauge(
-        "iotchain_log_syncs_total",
-        "Item log group commits (fsyncs).",
-        "counter",
-        m.log_syncs.load(Relaxed),
-    );
-    gauge(
-        "iotchain_pending_readings",
-        "Readings accepted, not yet final.",
-        "gauge",
-        pr as u64,
-    );
-    gauge(
-        "iotchain_pending_transactions",
-        "Transactions accepted, not yet final.",
-        "gauge",
-        pt as u64,
-    );
+    }
     let _ = writeln!(
         out,
         "# HELP iotchain_rejected_total Items rejected, by error code.\n# TYPE iotchain_rejected_total counter"
