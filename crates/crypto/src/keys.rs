@@ -222,8 +222,9 @@ fn decode_hex(s: &str) -> std::result::Result<Vec<u8>, String> {
 /// A device's public key, as registered on chain.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DevicePublicKey {
-    /// Ed25519 public key (32 bytes).
-    Ed25519([u8; 32]),
+    /// Ed25519 public key, kept decompressed: verification then skips a point decompression
+    /// (a field exponentiation) per signature.
+    Ed25519(ed25519_dalek::VerifyingKey),
     /// P-256 public key, uncompressed SEC1 (`04‖x‖y`, 65 bytes).
     P256([u8; 65]),
 }
@@ -247,13 +248,19 @@ impl DevicePublicKey {
                             alg: "ed25519",
                             reason: format!("expected 32 bytes, got {}", bytes.len()),
                         })?;
-                ed25519_dalek::VerifyingKey::from_bytes(&arr).map_err(|_| {
+                let key = ed25519_dalek::VerifyingKey::from_bytes(&arr).map_err(|_| {
                     CryptoError::InvalidPublicKey {
                         alg: "ed25519",
                         reason: "not a curve point".into(),
                     }
                 })?;
-                Ok(Self::Ed25519(arr))
+                if key.is_weak() {
+                    return Err(CryptoError::InvalidPublicKey {
+                        alg: "ed25519",
+                        reason: "a small-order (weak) key".into(),
+                    });
+                }
+                Ok(Self::Ed25519(key))
             }
             Alg::Es256 => {
                 let key = p256::PublicKey::from_sec1_bytes(bytes).map_err(|_| {
@@ -284,7 +291,7 @@ impl DevicePublicKey {
     /// Canonical bytes: 32 for Ed25519, 65 (uncompressed SEC1) for P-256.
     pub fn to_bytes(&self) -> Vec<u8> {
         match self {
-            Self::Ed25519(k) => k.to_vec(),
+            Self::Ed25519(k) => k.as_bytes().to_vec(),
             Self::P256(k) => k.to_vec(),
         }
     }
@@ -293,7 +300,7 @@ impl DevicePublicKey {
     /// P-256: the 64-byte `x‖y`).
     pub fn address(&self) -> DeviceAddress {
         match self {
-            Self::Ed25519(k) => device_address(k),
+            Self::Ed25519(k) => device_address(k.as_bytes()),
             Self::P256(k) => device_address(&k[1..]),
         }
     }
@@ -366,7 +373,7 @@ impl DeviceSigner {
     /// The public key.
     pub fn public_key(&self) -> DevicePublicKey {
         match self {
-            Self::Ed25519(k) => DevicePublicKey::Ed25519(k.verifying_key().to_bytes()),
+            Self::Ed25519(k) => DevicePublicKey::Ed25519(k.verifying_key()),
             Self::P256(k) => {
                 let mut out = [0u8; 65];
                 out.copy_from_slice(k.public_key().as_ref());

@@ -49,15 +49,12 @@ fn verify_ed25519_chunk(checks: &[SignatureCheck<'_>], chunk: &[usize]) -> Vec<(
     let mut signatures = Vec::with_capacity(chunk.len());
     let mut keys = Vec::with_capacity(chunk.len());
     for &i in chunk {
-        let DevicePublicKey::Ed25519(pk) = checks[i].key else {
+        let DevicePublicKey::Ed25519(key) = checks[i].key else {
             unreachable!("partitioned")
-        };
-        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(pk) else {
-            return chunk.iter().map(|&i| (i, verify_one(&checks[i]))).collect();
         };
         messages.push(checks[i].message);
         signatures.push(ed25519_dalek::Signature::from_bytes(checks[i].signature));
-        keys.push(key);
+        keys.push(*key);
     }
     if ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
         chunk.iter().map(|&i| (i, true)).collect()
@@ -69,16 +66,12 @@ fn verify_ed25519_chunk(checks: &[SignatureCheck<'_>], chunk: &[usize]) -> Vec<(
 /// Verifies one signature.
 fn verify_one(check: &SignatureCheck<'_>) -> bool {
     match check.key {
-        DevicePublicKey::Ed25519(pk) => {
-            let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(pk) else {
-                return false;
-            };
-            key.verify_strict(
+        DevicePublicKey::Ed25519(key) => key
+            .verify_strict(
                 check.message,
                 &ed25519_dalek::Signature::from_bytes(check.signature),
             )
-            .is_ok()
-        }
+            .is_ok(),
         DevicePublicKey::P256(pk) => {
             ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, pk)
                 .verify(check.message, check.signature)

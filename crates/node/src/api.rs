@@ -129,13 +129,44 @@ async fn status(AxState(chain): Shared) -> Json<Value> {
     }))
 }
 
-fn item_json(r: &Result<B256, ApiError>) -> Value {
+/// One entry of a submission's `results`, serialized without an intermediate JSON tree (a
+/// batch answers thousands of these).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum ItemJson<'a> {
+    Accepted { id: &'a B256, status: &'static str },
+    Rejected { status: u16, error: ErrorJson<'a> },
+}
+
+#[derive(serde::Serialize)]
+struct ErrorJson<'a> {
+    code: &'static str,
+    message: &'a str,
+}
+
+fn item_json(r: &Result<B256, ApiError>) -> ItemJson<'_> {
     match r {
-        Ok(id) => json!({"id": id, "status": "pending"}),
-        Err(e) => {
-            json!({"status": e.status.as_u16(), "error": {"code": e.code, "message": e.message}})
-        }
+        Ok(id) => ItemJson::Accepted {
+            id,
+            status: "pending",
+        },
+        Err(e) => ItemJson::Rejected {
+            status: e.status.as_u16(),
+            error: ErrorJson {
+                code: e.code,
+                message: &e.message,
+            },
+        },
     }
+}
+
+#[derive(serde::Serialize)]
+struct BatchJson<'a> {
+    accepted: usize,
+    rejected: usize,
+    results: Vec<ItemJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorJson<'a>>,
 }
 
 async fn post_readings(
@@ -159,9 +190,9 @@ async fn post_readings(
         "application/cose" => {
             let mut results = chain.submit_readings(vec![Bytes::from(body)]).await;
             let r = results.pop().expect("one result per message");
-            match r {
+            match &r {
                 Ok(_) => Ok((StatusCode::ACCEPTED, Json(item_json(&r))).into_response()),
-                Err(e) => Err(e),
+                Err(e) => Err(e.clone()),
             }
         }
         "application/cbor" => {
@@ -179,18 +210,26 @@ async fn post_readings(
             let results = chain.submit_readings(messages).await;
             let accepted = results.iter().filter(|r| r.is_ok()).count();
             let rejected = results.len() - accepted;
-            let mut out = json!({
-                "accepted": accepted,
-                "rejected": rejected,
-                "results": results.iter().map(item_json).collect::<Vec<_>>(),
-            });
+            let mut out = BatchJson {
+                accepted,
+                rejected,
+                results: results.iter().map(item_json).collect(),
+                error: None,
+            };
             if accepted == 0 {
                 // Nothing taken: answer with the first rejection's status and code.
                 let first = results
-                    .into_iter()
-                    .find_map(|r| r.err())
+                    .iter()
+                    .find_map(|r| r.as_ref().err())
                     .expect("rejected > 0");
-                out["error"] = json!({"code": first.code, "message": format!("no reading of the batch was accepted; first: {}", first.message)});
+                let message = format!(
+                    "no reading of the batch was accepted; first: {}",
+                    first.message
+                );
+                out.error = Some(ErrorJson {
+                    code: first.code,
+                    message: &message,
+                });
                 return Ok((first.status, Json(out)).into_response());
             }
             Ok((StatusCode::ACCEPTED, Json(out)).into_response())

@@ -225,7 +225,7 @@ impl Chain {
         let recovered = items.len();
         for item in items {
             ingest.next_seq = item.seq + 1;
-            let bytes = Bytes::from(item.bytes);
+            let bytes = item.bytes;
             let applied = match item.kind {
                 ItemKind::Reading => ReadingMeta::decode(&bytes).and_then(|(meta, id)| {
                     apply_reading(&mut ingest.pending, &meta, id, item.key_version, None)?;
@@ -377,7 +377,7 @@ impl Chain {
                         kind: ItemKind::Reading,
                         arrival_ms,
                         key_version,
-                        bytes: d.bytes.to_vec(),
+                        bytes: d.bytes.clone(),
                     });
                     ingest.index.insert(d.id, seq);
                     ingest.queue.push_back(Queued {
@@ -538,7 +538,7 @@ impl Chain {
             kind: ItemKind::Tx,
             arrival_ms,
             key_version: 0,
-            bytes: raw.to_vec(),
+            bytes: raw.clone(),
         });
         ingest.index.insert(hash, seq);
         ingest.queue.push_back(Queued {

@@ -38,8 +38,8 @@ pub struct LogItem {
     pub arrival_ms: u64,
     /// For readings: the device key version that verified it.
     pub key_version: u32,
-    /// The item's bytes as received.
-    pub bytes: Vec<u8>,
+    /// The item's bytes as received (shared, not copied, with the node's queue).
+    pub bytes: alloy_primitives::Bytes,
 }
 
 struct Segment {
@@ -259,7 +259,7 @@ fn parse(bytes: &[u8]) -> (Vec<LogItem>, usize) {
             kind,
             arrival_ms: u64::from_le_bytes(body[9..17].try_into().expect("8 bytes")),
             key_version: u32::from_le_bytes(body[17..21].try_into().expect("4 bytes")),
-            bytes: body[BODY_FIXED..].to_vec(),
+            bytes: alloy_primitives::Bytes::copy_from_slice(&body[BODY_FIXED..]),
         });
         pos += HEADER + len;
     }
@@ -280,7 +280,7 @@ mod tests {
             },
             arrival_ms: seq * 10,
             key_version: 1,
-            bytes: vec![seq as u8; (seq % 7) as usize],
+            bytes: vec![seq as u8; (seq % 7) as usize].into(),
         }
     }
 
