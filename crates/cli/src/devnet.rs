@@ -44,7 +44,7 @@ pub(crate) struct DevArgs {
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
     /// Node config file (TOML): data_dir, http_addr, genesis, validator_key, block_interval_ms,
-    /// max_batch_readings. Relative paths are relative to the config file.
+    /// max_batch_readings, max_pending_items. Relative paths are relative to the config file.
     #[arg(long)]
     config: PathBuf,
 }
@@ -59,6 +59,7 @@ struct NodeFile {
     validator_key: PathBuf,
     block_interval_ms: Option<u64>,
     max_batch_readings: Option<usize>,
+    max_pending_items: Option<usize>,
 }
 
 fn default_http() -> SocketAddr {
@@ -284,6 +285,9 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(n) = file.max_batch_readings {
         config.max_batch_readings = n;
+    }
+    if let Some(n) = file.max_pending_items {
+        config.max_pending_items = n;
     }
     let node = Node::start(config).await?;
     println!("iotchain node serving http://{}", node.http_addr);

@@ -112,6 +112,7 @@ pub struct Chain {
     validator: ValidatorKey,
     max_batch: usize,
     max_body: usize,
+    max_pending: usize,
     ingest: Mutex<Ingest>,
     wake_flusher: Condvar,
     committed: RwLock<State>,
@@ -263,6 +264,7 @@ impl Chain {
             validator: config.validator_key.clone(),
             max_batch: config.max_batch_readings,
             max_body: config.max_body_bytes,
+            max_pending: config.max_pending_items,
             ingest: Mutex::new(ingest),
             wake_flusher: Condvar::new(),
             committed: RwLock::new(committed),
@@ -365,6 +367,10 @@ impl Chain {
         {
             let mut guard = self.ingest.lock();
             let ingest = &mut *guard;
+            if ingest.queue.len() + checked.len() > self.max_pending {
+                let e = self.overloaded(ingest.queue.len());
+                return checked.into_iter().map(|c| c.and(Err(e.clone()))).collect();
+            }
             for c in checked {
                 let r = c.and_then(|c| {
                     let CheckedReading { d, key_version, .. } = c;
@@ -506,6 +512,17 @@ impl Chain {
         Ok(hash)
     }
 
+    fn overloaded(&self, pending: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "the node holds {pending} items waiting for a block (limit {}); retry shortly",
+                self.max_pending
+            ),
+        )
+    }
+
     fn accept_tx(&self, raw: Bytes) -> Result<(B256, u64), ApiError> {
         let chain_id = self.genesis.chain_id;
         let tx = SignedTx::decode_and_check(&raw, chain_id)
@@ -513,6 +530,9 @@ impl Chain {
         let hash = tx.hash();
         let mut guard = self.ingest.lock();
         let ingest = &mut *guard;
+        if ingest.queue.len() >= self.max_pending {
+            return Err(self.overloaded(ingest.queue.len()));
+        }
         if ingest.index.contains_key(&hash)
             || self
                 .store

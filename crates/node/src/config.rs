@@ -22,6 +22,9 @@ pub struct NodeConfig {
     pub max_body_bytes: usize,
     /// Most readings in one batch request.
     pub max_batch_readings: usize,
+    /// Most accepted items waiting for a block; beyond it submissions get 503 `overloaded`
+    /// (backpressure instead of unbounded memory under a flood).
+    pub max_pending_items: usize,
 }
 
 impl NodeConfig {
@@ -35,6 +38,7 @@ impl NodeConfig {
             block_interval: Duration::from_millis(200),
             max_body_bytes: 8 * 1024 * 1024,
             max_batch_readings: 10_000,
+            max_pending_items: 500_000,
         }
     }
 }

@@ -132,3 +132,30 @@ async fn another_genesis_is_refused() {
     let err = Chain::open(&other).unwrap_err();
     assert!(err.to_string().contains("another chain"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_gets_backpressure_not_unbounded_memory() {
+    let mut f = fixture();
+    f.config.max_pending_items = 5;
+    let chain = Chain::open(&f.config).unwrap();
+    register(&chain, &f).await;
+    drain(&chain);
+    submit(&chain, &f, 0..3).await;
+    let messages = (3..6)
+        .map(|s| Bytes::from(f.device.sign_reading(s, s, None, &[0x01])))
+        .collect();
+    let refused = chain.submit_readings(messages).await;
+    for r in &refused {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!((e.status.as_u16(), e.code), (503, "overloaded"));
+    }
+    assert_eq!(
+        chain.pending_counts(),
+        (3, 0),
+        "nothing of a refused batch is kept"
+    );
+    drain(&chain);
+    // Once blocks drain the queue, the same readings are taken.
+    submit(&chain, &f, 3..6).await;
+    chain.shutdown();
+}
