@@ -154,3 +154,20 @@ def test_unknown_reading_has_no_proof(node):
     assert status == 404 and body["error"]["code"] == "not_found"
     status, body = node.get("/v1/readings/0x1234/proof")
     assert status == 400 and body["error"]["code"] == "bad_id"
+
+
+def test_p256_key_registered_in_compressed_form(node):
+    from cose_device import Device
+    device = Device("p256")
+    uncompressed = bytes.fromhex(device.pubkey_hex)
+    compressed = bytes([2 + (uncompressed[64] & 1)]) + uncompressed[1:33]
+    full = device.pubkey_hex
+    out = cli("device", "register", "--node", node.url, "--owner-key", str(node.owner_key),
+              "--device-pubkey", compressed.hex(), "--alg", "p256")
+    device.address = json.loads(out.stdout)["device"]
+    # The address derives from x‖y whichever SEC1 form was given.
+    _, info = node.get(f"/v1/devices/{device.address}")
+    assert info["public_key"] == "0x" + full
+    status, body = node.post_cose(device.sign())
+    assert status == 202, body
+    node.wait_final(body["id"])

@@ -1,5 +1,6 @@
-//! Restart tests of the node library: the chain resumes where it stopped, items accepted but
-//! not yet in a block come back from the log, and a damaged data directory is refused.
+//! Integration tests of the node library: restarts (the chain resumes where it stopped, items
+//! accepted but not yet in a block come back from the log, another chain's data is refused),
+//! backpressure, and proof bundles that fail by part when tampered with.
 
 use std::{sync::Arc, time::Duration};
 
@@ -158,4 +159,68 @@ async fn a_flood_gets_backpressure_not_unbounded_memory() {
     // Once blocks drain the queue, the same readings are taken.
     submit(&chain, &f, 3..6).await;
     chain.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_name_the_tampered_part() {
+    use iotchain_block::{FinalityCertificate, ProofError};
+    let f = fixture();
+    let chain = Chain::open(&f.config).unwrap();
+    register(&chain, &f).await;
+    drain(&chain);
+    let ids = submit(&chain, &f, 0..5).await;
+    drain(&chain);
+    let proof = chain.proof(&ids[2]).unwrap();
+    chain.shutdown();
+    let genesis = &f.config.genesis;
+    proof.verify(genesis).unwrap();
+    assert!(!proof.audit_path.is_empty());
+
+    let check = |change: &dyn Fn(&mut iotchain_block::ProofBundle),
+                 part: fn(&ProofError) -> bool| {
+        let mut p = proof.clone();
+        change(&mut p);
+        let err = p.verify(genesis).unwrap_err();
+        assert!(part(&err), "wrong part named: {err}");
+    };
+    // The message: its id no longer matches, or (id recomputed) the device did not sign it.
+    check(
+        &|p| {
+            let mut m = p.message.to_vec();
+            let n = m.len();
+            m[n - 70] ^= 1;
+            p.message = m.into();
+        },
+        |e| matches!(e, ProofError::ReadingId(_) | ProofError::Message(_)),
+    );
+    check(
+        &|p| {
+            let mut forged = f.device.sign_reading(2, 999, None, &[0x01]);
+            let n = forged.len();
+            forged[n - 1] ^= 1; // a reading the device never signed
+            p.reading_id = B256::from(iotchain_reading::reading_id(&forged));
+            p.message = forged.into();
+        },
+        |e| matches!(e, ProofError::DeviceSignature(_)),
+    );
+    check(&|p| p.audit_path[0].0[0] ^= 1, |e| {
+        matches!(e, ProofError::AuditPath(_))
+    });
+    check(&|p| p.index ^= 1, |e| matches!(e, ProofError::AuditPath(_)));
+    check(&|p| p.header.state_root.0[0] ^= 1, |e| {
+        matches!(e, ProofError::Header(_))
+    });
+    check(&|p| p.header.chain_id += 1, |e| {
+        matches!(e, ProofError::Header(_))
+    });
+    check(
+        &|p| {
+            let rogue = ValidatorKey::from_secret(&[9; 32]);
+            p.certificate = FinalityCertificate::sign(&rogue, 77, p.header.height, p.header.hash());
+        },
+        |e| matches!(e, ProofError::Certificate(_)),
+    );
+    check(&|p| p.certificate.signatures.clear(), |e| {
+        matches!(e, ProofError::Certificate(_))
+    });
 }
