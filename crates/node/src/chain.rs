@@ -80,6 +80,20 @@ pub(crate) struct Queued {
     pub(crate) key_version: u32,
 }
 
+/// A block built on the head and everything committing it will write.
+struct Proposal {
+    block: Block,
+    /// The state after the block.
+    state: State,
+    records: iotchain_state::StateRecords,
+    readings: Vec<([u8; 32], ReadingLocation)>,
+    txs: Vec<(B256, TxLocation)>,
+    gaps: Vec<(DeviceAddress, Gap)>,
+    log_done: u64,
+    /// Item-log seqs of the queue items the block consumed (a prefix of the queue).
+    consumed: Vec<u64>,
+}
+
 struct Ingest {
     /// Committed state plus every queued item.
     pending: State,
@@ -120,6 +134,8 @@ pub struct Chain {
     durable: watch::Sender<u64>,
     head: watch::Sender<HeadInfo>,
     failed: AtomicBool,
+    /// Blocks built by [`Chain::propose`], by header hash, waiting for a certificate.
+    proposals: Mutex<HashMap<B256, Proposal>>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) metrics: Metrics,
 }
@@ -276,6 +292,7 @@ impl Chain {
                 timestamp_ms: head.timestamp_ms,
             }),
             failed: AtomicBool::new(false),
+            proposals: Mutex::new(HashMap::new()),
             flusher: Mutex::new(None),
             metrics: Metrics::default(),
         });
@@ -618,12 +635,17 @@ impl Chain {
     }
 
     /// Builds, signs and commits a block of the oldest durable queued items, if there are any.
+    ///
+    /// This is a single validator's whole round: propose on the head, sign the header as the
+    /// only validator, finalize.
     pub fn produce_next_block(&self) -> Result<Option<(Header, usize, usize)>, NodeError> {
-        let batch = self.next_batch();
-        if batch.is_empty() {
+        let Some(header) = self.propose(self.head().hash, false)? else {
             return Ok(None);
-        }
-        self.produce_block(batch).map(Some)
+        };
+        let hash = header.hash();
+        let certificate =
+            FinalityCertificate::sign(&self.validator, self.genesis.chain_id, header.height, hash);
+        self.finalize(hash, certificate).map(Some)
     }
 
     /// Whether storage failed (the node then stops producing and accepting).
@@ -652,11 +674,25 @@ impl Chain {
         out
     }
 
-    /// Builds, signs and commits a block of `items` (a prefix of the queue).
-    fn produce_block(&self, items: Vec<Queued>) -> Result<(Header, usize, usize), NodeError> {
-        let parent = self.head();
-        let height = parent.height + 1;
-        let mut committed = self.committed.write();
+    /// Builds a block on `parent` (which must be the head) from the oldest durable queued
+    /// items, without committing it: it waits for [`Chain::finalize`] with a certificate.
+    /// Returns `None` when there is nothing to include and `allow_empty` is false.
+    ///
+    /// This is the proposer's half of consensus; [`Chain::finalize`] is the reporter's half.
+    pub fn propose(&self, parent: B256, allow_empty: bool) -> Result<Option<Header>, NodeError> {
+        let head = self.head();
+        if parent != head.hash {
+            return Err(NodeError::Consensus(format!(
+                "cannot build on {parent}: the head is {} at height {}",
+                head.hash, head.height
+            )));
+        }
+        let items = self.next_batch();
+        if items.is_empty() && !allow_empty {
+            return Ok(None);
+        }
+        let height = head.height + 1;
+        let mut state = self.committed.read().clone();
         let mut block_items = Vec::with_capacity(items.len());
         let mut readings: Vec<([u8; 32], ReadingLocation)> = Vec::new();
         let mut txs: Vec<(B256, TxLocation)> = Vec::new();
@@ -668,20 +704,16 @@ impl Chain {
             match q.kind {
                 ItemKind::Reading => {
                     let meta = q.meta.as_ref().expect("queued readings carry their meta");
-                    match apply_reading(&mut committed, meta, q.id, q.key_version, Some(&mut gaps))
-                    {
+                    match apply_reading(&mut state, meta, q.id, q.key_version, Some(&mut gaps)) {
                         Ok(()) => {
-                            let id = q.id;
-                            readings.push((
-                                id.0,
-                                ReadingLocation {
-                                    height,
-                                    index: ids.len() as u32,
-                                    item,
-                                    arrival_ms: q.arrival_ms,
-                                },
-                            ));
-                            ids.push(id.0);
+                            let location = ReadingLocation {
+                                height,
+                                index: ids.len() as u32,
+                                item,
+                                arrival_ms: q.arrival_ms,
+                            };
+                            readings.push((q.id.0, location));
+                            ids.push(q.id.0);
                             block_items.push(BlockItem::Reading(q.bytes.clone()));
                         }
                         Err(e) => {
@@ -690,7 +722,7 @@ impl Chain {
                     }
                 }
                 ItemKind::Tx => {
-                    match apply_tx_bytes(&mut committed, &q.bytes, self.genesis.chain_id, height) {
+                    match apply_tx_bytes(&mut state, &q.bytes, self.genesis.chain_id, height) {
                         Ok(hash) => {
                             txs.push((hash, TxLocation { height, item }));
                             tx_leaves.push(iotchain_merkle::leaf_hash(&q.bytes));
@@ -703,65 +735,106 @@ impl Chain {
                 }
             }
         }
-        let iotchain_state::StateRecords { devices, owners } = committed.changed_records();
+        let records = state.changed_records();
         let header = Header {
             chain_id: self.genesis.chain_id,
             height,
-            parent_hash: parent.hash,
-            timestamp_ms: now_ms().max(parent.timestamp_ms),
+            parent_hash: parent,
+            timestamp_ms: now_ms().max(head.timestamp_ms),
             proposer: B256::from(self.validator.public_key()),
             readings_root: B256::from(iotchain_merkle::root(&ids)),
             reading_count: ids.len() as u64,
             transactions_root: B256::from(iotchain_merkle::root(&tx_leaves)),
             transaction_count: tx_leaves.len() as u64,
-            state_root: committed.root(),
-        };
-        let hash = header.hash();
-        let certificate =
-            FinalityCertificate::sign(&self.validator, self.genesis.chain_id, height, hash);
-        let block = Block {
-            header,
-            items: block_items,
+            state_root: state.root(),
         };
         let log_done = items
             .last()
             .map(|q| q.seq)
             .unwrap_or(0)
             .max(self.store.log_done()?);
-        let commit = BlockCommit {
-            block: &block,
-            certificate: &certificate,
-            readings: &readings,
-            txs: &txs,
-            devices: &devices,
-            owners: &owners,
-            gaps: &gaps,
+        let proposal = Proposal {
+            block: Block {
+                header: header.clone(),
+                items: block_items,
+            },
+            state,
+            records,
+            readings,
+            txs,
+            gaps,
             log_done,
+            consumed: items.iter().map(|q| q.seq).collect(),
+        };
+        self.proposals.lock().insert(header.hash(), proposal);
+        Ok(Some(header))
+    }
+
+    /// Commits a proposed block with its finality certificate: one durable write, then the
+    /// committed state, the queue and the head move on. Returns the header and the numbers of
+    /// readings and transactions.
+    pub fn finalize(
+        &self,
+        hash: B256,
+        certificate: FinalityCertificate,
+    ) -> Result<(Header, usize, usize), NodeError> {
+        let proposal =
+            self.proposals.lock().remove(&hash).ok_or_else(|| {
+                NodeError::Consensus(format!("block {hash} was not proposed here"))
+            })?;
+        let head = self.head();
+        if proposal.block.header.parent_hash != head.hash || certificate.header_hash != hash {
+            return Err(NodeError::Consensus(format!(
+                "block {hash} does not extend the head {} or its certificate is for another block",
+                head.hash
+            )));
+        }
+        let commit = BlockCommit {
+            block: &proposal.block,
+            certificate: &certificate,
+            readings: &proposal.readings,
+            txs: &proposal.txs,
+            devices: &proposal.records.devices,
+            owners: &proposal.records.owners,
+            gaps: &proposal.gaps,
+            log_done: proposal.log_done,
         };
         if let Err(e) = self.store.commit_block(&commit) {
             self.failed.store(true, Ordering::Relaxed);
             return Err(e.into());
         }
-        drop(committed);
+        *self.committed.write() = proposal.state;
         {
             let mut ingest = self.ingest.lock();
-            for _ in 0..items.len() {
-                if let Some(q) = ingest.queue.pop_front() {
-                    ingest.index.remove(&q.id);
+            for seq in &proposal.consumed {
+                match ingest.queue.front() {
+                    Some(q) if q.seq == *seq => {
+                        let q = ingest.queue.pop_front().expect("front exists");
+                        ingest.index.remove(&q.id);
+                    }
+                    _ => {
+                        return Err(NodeError::Consensus(format!(
+                            "queue item {seq} of block {hash} is not at the queue's front"
+                        )));
+                    }
                 }
             }
         }
-        self.log.lock().prune(log_done)?;
+        // Other proposals built on the old head can no longer be finalized.
+        self.proposals.lock().clear();
+        self.log.lock().prune(proposal.log_done)?;
+        let header = proposal.block.header;
         self.head.send_replace(HeadInfo {
-            height,
+            height: header.height,
             hash,
-            timestamp_ms: block.header.timestamp_ms,
+            timestamp_ms: header.timestamp_ms,
         });
+        let (readings, txs) = (proposal.readings.len(), proposal.txs.len());
         self.metrics.blocks.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .readings_final
-            .fetch_add(ids.len() as u64, Ordering::Relaxed);
-        Ok((block.header, ids.len(), txs.len()))
+            .fetch_add(readings as u64, Ordering::Relaxed);
+        Ok((header, readings, txs))
     }
 
     /// Where a reading stands, if the node knows it.

@@ -15,6 +15,9 @@ pub enum NodeError {
     /// The data directory belongs to another chain or is inconsistent.
     #[error("data directory: {0}")]
     DataDir(String),
+    /// A consensus step was asked for something inconsistent with the chain.
+    #[error("consensus: {0}")]
+    Consensus(String),
     /// The HTTP port could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(String, std::io::Error),
