@@ -150,7 +150,11 @@ impl ChainStore {
             w.open_table(HASHES)?
                 .insert(c.block.header.hash().0, height)?;
             let mut readings = w.open_table(READINGS)?;
-            for (id, loc) in c.readings {
+            // Ids are uniformly random: inserting them in key order keeps consecutive inserts
+            // on neighbouring pages of the B-tree.
+            let mut sorted: Vec<&([u8; 32], ReadingLocation)> = c.readings.iter().collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (id, loc) in sorted {
                 readings.insert(*id, loc.encode())?;
             }
             let mut txs = w.open_table(TXS)?;
