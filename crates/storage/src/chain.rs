@@ -153,7 +153,7 @@ impl ChainStore {
             // Ids are uniformly random: inserting them in key order keeps consecutive inserts
             // on neighbouring pages of the B-tree.
             let mut sorted: Vec<&([u8; 32], ReadingLocation)> = c.readings.iter().collect();
-            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            sorted.sort_unstable_by_key(|(id, _)| *id);
             for (id, loc) in sorted {
                 readings.insert(*id, loc.encode())?;
             }
