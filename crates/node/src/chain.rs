@@ -789,6 +789,20 @@ impl Chain {
                 head.hash
             )));
         }
+        {
+            // The block must consume the queue's prefix; check before anything is written.
+            let ingest = self.ingest.lock();
+            let prefix = ingest
+                .queue
+                .iter()
+                .map(|q| q.seq)
+                .take(proposal.consumed.len());
+            if !prefix.eq(proposal.consumed.iter().copied()) {
+                return Err(NodeError::Consensus(format!(
+                    "block {hash} was built from items no longer at the front of the queue"
+                )));
+            }
+        }
         let commit = BlockCommit {
             block: &proposal.block,
             certificate: &certificate,
@@ -805,19 +819,11 @@ impl Chain {
         }
         *self.committed.write() = proposal.state;
         {
+            // Only finalize removes from the queue, so the prefix checked above is still there.
             let mut ingest = self.ingest.lock();
-            for seq in &proposal.consumed {
-                match ingest.queue.front() {
-                    Some(q) if q.seq == *seq => {
-                        let q = ingest.queue.pop_front().expect("front exists");
-                        ingest.index.remove(&q.id);
-                    }
-                    _ => {
-                        return Err(NodeError::Consensus(format!(
-                            "queue item {seq} of block {hash} is not at the queue's front"
-                        )));
-                    }
-                }
+            for _ in &proposal.consumed {
+                let q = ingest.queue.pop_front().expect("checked prefix");
+                ingest.index.remove(&q.id);
             }
         }
         // Other proposals built on the old head can no longer be finalized.
