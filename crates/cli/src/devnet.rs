@@ -168,9 +168,7 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
             }
         }))
     };
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    shutdown_signal().await?;
     println!("stopping…");
     if let Some(s) = sim {
         s.abort();
@@ -302,10 +300,26 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     });
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    shutdown_signal().await?;
     node.stop().await;
     printer.abort();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM (what service managers send).
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    Ok(())
 }
