@@ -44,7 +44,7 @@ pub(crate) struct DevArgs {
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
     /// Node config file (TOML): data_dir, http_addr, genesis, validator_key, block_interval_ms,
-    /// max_batch_readings, max_pending_items. Relative paths are relative to the config file.
+    /// max_batch_readings, max_pending_items, db_cache_mb. Relative paths are relative to the config file.
     #[arg(long)]
     config: PathBuf,
 }
@@ -60,6 +60,7 @@ struct NodeFile {
     block_interval_ms: Option<u64>,
     max_batch_readings: Option<usize>,
     max_pending_items: Option<usize>,
+    db_cache_mb: Option<usize>,
 }
 
 fn default_http() -> SocketAddr {
@@ -286,6 +287,9 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(n) = file.max_pending_items {
         config.max_pending_items = n;
+    }
+    if let Some(mb) = file.db_cache_mb {
+        config.db_cache_bytes = mb.max(1) * 1024 * 1024;
     }
     let node = Node::start(config).await?;
     println!("iotchain node serving http://{}", node.http_addr);

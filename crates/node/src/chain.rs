@@ -172,7 +172,7 @@ impl Chain {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             NodeError::DataDir(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
-        let store = ChainStore::open(&config.data_dir.join("chain.redb"))?;
+        let store = ChainStore::open(&config.data_dir.join("chain.redb"), config.db_cache_bytes)?;
         let mut genesis_state = State::genesis(&genesis);
         let gheader = genesis_header(&genesis, &mut genesis_state);
         let genesis_hash = gheader.hash();

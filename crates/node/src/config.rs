@@ -25,6 +25,9 @@ pub struct NodeConfig {
     /// Most accepted items waiting for a block; beyond it submissions get 503 `overloaded`
     /// (backpressure instead of unbounded memory under a flood).
     pub max_pending_items: usize,
+    /// Upper bound of the chain database's page cache, in bytes. It grows on demand; a larger
+    /// cache keeps the reading index's inserts in memory on long runs.
+    pub db_cache_bytes: usize,
 }
 
 impl NodeConfig {
@@ -39,6 +42,7 @@ impl NodeConfig {
             max_body_bytes: 8 * 1024 * 1024,
             max_batch_readings: 10_000,
             max_pending_items: 500_000,
+            db_cache_bytes: 256 * 1024 * 1024,
         }
     }
 }

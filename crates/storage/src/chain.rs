@@ -23,8 +23,6 @@ const OWNERS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("owner
 const GAPS: TableDefinition<'_, [u8; 28], u64> = TableDefinition::new("gaps");
 
 const HEAD: &str = "head";
-/// Page cache of the chain database.
-const CACHE_BYTES: usize = 64 * 1024 * 1024;
 const DONE: &str = "log_done";
 
 /// Where a reading is in the chain.
@@ -102,11 +100,10 @@ impl std::fmt::Debug for ChainStore {
 
 impl ChainStore {
     /// Opens or creates the database file.
-    pub fn open(path: &Path) -> Result<Self> {
-        // A bounded page cache keeps the node's memory predictable on a gateway; the hot
-        // data (pending items, the state) lives in the node's own structures anyway.
+    /// `cache_bytes` bounds the database's page cache (it grows on demand up to that).
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Self> {
         let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(path)?;
         let w = db.begin_write()?;
         {
