@@ -122,7 +122,7 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
     );
     config.http_addr = a.http_addr;
     config.block_interval = Duration::from_millis(a.block_interval_ms.max(10));
-    let node = Node::start(config).await?;
+    let (node, consensus) = start_with_consensus(config).await?;
     let url = format!("http://{}", node.http_addr);
     println!(
         "iotchain devnet {} (chain id {})",
@@ -147,12 +147,11 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
             let dt = last.elapsed().as_secs_f64().max(1e-3);
             last = Instant::now();
             println!(
-                "block {:>6}  readings {:>5}  txs {:>3}  {:>9.1} readings/s  commit {:>5.1} ms  {}",
+                "block {:>6}  readings {:>5}  txs {:>3}  {:>9.1} readings/s  {}",
                 b.height,
                 b.readings,
                 b.transactions,
                 b.readings as f64 / dt,
-                b.commit_ms,
                 &b.hash.to_string()[..12]
             );
         }
@@ -171,6 +170,7 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
     };
     shutdown_signal().await?;
     println!("stopping…");
+    tokio::task::spawn_blocking(move || consensus.stop()).await?;
     if let Some(s) = sim {
         s.abort();
     }
@@ -291,7 +291,7 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(mb) = file.db_cache_mb {
         config.db_cache_bytes = mb.max(1) * 1024 * 1024;
     }
-    let node = Node::start(config).await?;
+    let (node, consensus) = start_with_consensus(config).await?;
     println!("iotchain node serving http://{}", node.http_addr);
     let mut blocks = node.blocks.subscribe();
     let printer = tokio::spawn(async move {
@@ -305,9 +305,28 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
         }
     });
     shutdown_signal().await?;
+    tokio::task::spawn_blocking(move || consensus.stop()).await?;
     node.stop().await;
     printer.abort();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the node with blocks proposed and finalized by simplex (its journal under
+/// `DATA_DIR/consensus`).
+async fn start_with_consensus(
+    mut config: NodeConfig,
+) -> anyhow::Result<(Node, iotchain_consensus::Consensus)> {
+    config.produce_blocks = false;
+    let consensus = iotchain_consensus::ConsensusConfig {
+        journal_dir: config.data_dir.join("consensus"),
+        block_interval: config.block_interval,
+        idle_block_interval: Duration::from_secs(2),
+    };
+    let key = config.validator_key.clone();
+    let node = Node::start(config).await?;
+    let consensus = iotchain_consensus::start(node.chain.clone(), key, consensus)
+        .context("starting consensus")?;
+    Ok((node, consensus))
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM (what service managers send).

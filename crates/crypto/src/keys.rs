@@ -439,6 +439,11 @@ impl ValidatorKey {
         Self(ed25519_dalek::SigningKey::from_bytes(secret))
     }
 
+    /// The 32-byte seed (for handing the key to the consensus engine).
+    pub fn secret(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
     /// The 32-byte public key.
     pub fn public_key(&self) -> [u8; 32] {
         self.0.verifying_key().to_bytes()

@@ -691,6 +691,57 @@ impl Chain {
         if items.is_empty() && !allow_empty {
             return Ok(None);
         }
+        let timestamp_ms = now_ms().max(head.timestamp_ms);
+        self.build(head, items, timestamp_ms).map(Some)
+    }
+
+    /// Like [`Chain::propose`], and records the proposal durably (header and item count)
+    /// before returning, so that after a crash a finalization of it can still be committed:
+    /// the items are still in the log, and rebuilding from them gives the same block.
+    pub fn propose_durable(&self, parent: B256) -> Result<Header, NodeError> {
+        let header = self.propose(parent, true)?.expect("empty blocks allowed");
+        let consumed = self.proposals.lock()[&header.hash()].consumed.len() as u32;
+        self.store.put_proposal(&header, consumed)?;
+        Ok(header)
+    }
+
+    /// The header of a block proposed here and not yet finalized, restoring it from the store
+    /// after a restart.
+    pub fn proposed_header(&self, hash: &B256) -> Option<Header> {
+        if let Some(p) = self.proposals.lock().get(hash) {
+            return Some(p.block.header.clone());
+        }
+        let (header, consumed) = self.store.proposal(hash).ok().flatten()?;
+        let head = self.head();
+        if header.parent_hash != head.hash {
+            return None;
+        }
+        let items: Vec<Queued> = self
+            .next_batch()
+            .into_iter()
+            .take(consumed as usize)
+            .collect();
+        if items.len() != consumed as usize {
+            return None;
+        }
+        let rebuilt = self.build(head, items, header.timestamp_ms).ok()?;
+        (rebuilt.hash() == *hash).then_some(rebuilt)
+    }
+
+    /// Whether `hash` is a block proposed here and not yet finalized.
+    pub fn has_proposal(&self, hash: &B256) -> bool {
+        self.proposed_header(hash).is_some()
+    }
+
+    /// Applies `items` (a prefix of the queue) on the head's state and keeps the resulting
+    /// block as a proposal.
+    fn build(
+        &self,
+        head: HeadInfo,
+        items: Vec<Queued>,
+        timestamp_ms: u64,
+    ) -> Result<Header, NodeError> {
+        let parent = head.hash;
         let height = head.height + 1;
         let mut state = self.committed.read().clone();
         let mut block_items = Vec::with_capacity(items.len());
@@ -740,7 +791,7 @@ impl Chain {
             chain_id: self.genesis.chain_id,
             height,
             parent_hash: parent,
-            timestamp_ms: now_ms().max(head.timestamp_ms),
+            timestamp_ms,
             proposer: B256::from(self.validator.public_key()),
             readings_root: B256::from(iotchain_merkle::root(&ids)),
             reading_count: ids.len() as u64,
@@ -767,7 +818,7 @@ impl Chain {
             consumed: items.iter().map(|q| q.seq).collect(),
         };
         self.proposals.lock().insert(header.hash(), proposal);
-        Ok(Some(header))
+        Ok(header)
     }
 
     /// Commits a proposed block with its finality certificate: one durable write, then the

@@ -28,6 +28,9 @@ pub struct NodeConfig {
     /// Upper bound of the chain database's page cache, in bytes. It grows on demand; a larger
     /// cache keeps the reading index's inserts in memory on long runs.
     pub db_cache_bytes: usize,
+    /// Produce blocks with the node's own single-validator loop. Off when a consensus engine
+    /// (`iotchain-consensus`) drives [`crate::Chain::propose`] and [`crate::Chain::finalize`].
+    pub produce_blocks: bool,
 }
 
 impl NodeConfig {
@@ -43,6 +46,7 @@ impl NodeConfig {
             max_batch_readings: 10_000,
             max_pending_items: 500_000,
             db_cache_bytes: 256 * 1024 * 1024,
+            produce_blocks: true,
         }
     }
 }

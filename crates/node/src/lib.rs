@@ -52,12 +52,23 @@ impl Node {
             .local_addr()
             .map_err(|e| NodeError::Bind(config.http_addr.to_string(), e))?;
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(producer::run(
+        tasks.push(tokio::spawn(producer::announce(
             chain.clone(),
-            config.clone(),
             blocks.clone(),
             shutdown_rx.clone(),
         )));
+        if config.produce_blocks {
+            tasks.push(tokio::spawn(producer::run(
+                chain.clone(),
+                config.clone(),
+                shutdown_rx.clone(),
+            )));
+        } else {
+            tasks.push(tokio::spawn(producer::idle(
+                chain.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
         let app = router(chain.clone());
         let mut rx = shutdown_rx;
         tasks.push(tokio::spawn(async move {

@@ -1,6 +1,6 @@
 //! The block producer of a single-validator chain: a block per interval while items wait.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch};
 
@@ -17,15 +17,40 @@ pub struct BlockEvent {
     pub readings: usize,
     /// Transactions in the block.
     pub transactions: usize,
-    /// Time to build and commit it, ms.
-    pub commit_ms: f64,
+}
+
+/// Announces every new head as a [`BlockEvent`], whoever finalized it.
+pub(crate) async fn announce(
+    chain: Arc<Chain>,
+    events: broadcast::Sender<BlockEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut head = chain.subscribe_head();
+    let mut last = chain.head().height;
+    loop {
+        tokio::select! {
+            changed = head.changed() => if changed.is_err() { break },
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        let now = chain.head().height;
+        for height in last + 1..=now {
+            if let Ok(Some(h)) = chain.store().header(height) {
+                let _ = events.send(BlockEvent {
+                    height,
+                    hash: h.hash(),
+                    readings: h.reading_count as usize,
+                    transactions: h.transaction_count as usize,
+                });
+            }
+        }
+        last = now;
+    }
 }
 
 /// Runs until `shutdown` turns true, then finishes the block in flight and stops the log.
 pub(crate) async fn run(
     chain: Arc<Chain>,
     config: NodeConfig,
-    events: broadcast::Sender<BlockEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(config.block_interval);
@@ -40,19 +65,15 @@ pub(crate) async fn run(
             break;
         }
         let c = chain.clone();
-        let started = Instant::now();
         match tokio::task::spawn_blocking(move || c.produce_next_block()).await {
             Ok(Ok(None)) => {}
             Ok(Ok(Some((header, readings, transactions)))) => {
-                let event = BlockEvent {
-                    height: header.height,
-                    hash: header.hash(),
+                tracing::debug!(
+                    height = header.height,
                     readings,
                     transactions,
-                    commit_ms: started.elapsed().as_secs_f64() * 1e3,
-                };
-                tracing::debug!(height = event.height, readings, transactions, "block final");
-                let _ = events.send(event);
+                    "block final"
+                );
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "block commit failed: block production stopped");
@@ -66,4 +87,10 @@ pub(crate) async fn run(
     }
     let c = chain.clone();
     let _ = tokio::task::spawn_blocking(move || c.shutdown()).await;
+}
+
+/// Waits for shutdown when blocks come from consensus, then stops the log thread.
+pub(crate) async fn idle(chain: Arc<Chain>, mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+    let _ = tokio::task::spawn_blocking(move || chain.shutdown()).await;
 }

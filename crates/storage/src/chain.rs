@@ -21,6 +21,8 @@ const TXS: TableDefinition<'_, [u8; 32], [u8; 12]> = TableDefinition::new("trans
 const DEVICES: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("devices");
 const OWNERS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("owners");
 const GAPS: TableDefinition<'_, [u8; 28], u64> = TableDefinition::new("gaps");
+/// Blocks proposed to consensus and not yet final: header RLP ‖ consumed item count (u32 BE).
+const PROPOSALS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("proposals");
 
 const HEAD: &str = "head";
 const DONE: &str = "log_done";
@@ -118,6 +120,7 @@ impl ChainStore {
             w.open_table(DEVICES)?;
             w.open_table(OWNERS)?;
             w.open_table(GAPS)?;
+            w.open_table(PROPOSALS)?;
         }
         w.commit()?;
         Ok(Self { db })
@@ -179,12 +182,45 @@ impl ChainStore {
             for (device, gap) in c.gaps {
                 gaps.insert(gap_key(device, gap.from), gap.to)?;
             }
+            // A final block supersedes every pending proposal.
+            w.open_table(PROPOSALS)?.retain(|_, _| false)?;
             let mut meta = w.open_table(META)?;
             meta.insert(HEAD, height)?;
             meta.insert(DONE, c.log_done)?;
         }
         w.commit()?;
         Ok(())
+    }
+
+    /// Records a proposed block durably (one fsync).
+    pub fn put_proposal(&self, header: &Header, consumed: u32) -> Result<()> {
+        let mut value = header.encode_rlp();
+        value.extend_from_slice(&consumed.to_be_bytes());
+        let mut w = self.db.begin_write()?;
+        w.set_durability(Durability::Immediate)?;
+        w.open_table(PROPOSALS)?
+            .insert(header.hash().0, value.as_slice())?;
+        w.commit()?;
+        Ok(())
+    }
+
+    /// A recorded proposal: its header and how many queued items it consumed.
+    pub fn proposal(&self, hash: &B256) -> Result<Option<(Header, u32)>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(PROPOSALS)?;
+        let Some(v) = t.get(hash.0)? else {
+            return Ok(None);
+        };
+        let v = v.value();
+        if v.len() < 4 {
+            return Err(StorageError::Corrupt("short proposal record".into()));
+        }
+        let (rlp, n) = v.split_at(v.len() - 4);
+        let header = Header::decode_rlp(rlp).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        Ok(Some((
+            header,
+            u32::from_be_bytes(n.try_into().expect("4 bytes")),
+        )))
     }
 
     /// A header by height.
