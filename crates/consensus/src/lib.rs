@@ -65,6 +65,12 @@ struct Application {
     finalized: tokio::sync::mpsc::UnboundedSender<B256>,
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn to_b256(d: &Digest) -> B256 {
     B256::from(d.0)
 }
@@ -88,9 +94,12 @@ impl Automaton for Application {
                 tracing::warn!(%parent, "proposal parent is not this node's head; declining");
                 return;
             }
-            // Pace blocks: at least `block_interval` apart, and wait (up to the idle interval)
-            // for something to include.
-            tokio::time::sleep(config.block_interval).await;
+            // Pace blocks: `block_interval` after the parent's time (not after its commit, so
+            // consensus and commit latency do not stretch the interval), and wait (up to the
+            // idle interval) for something to include.
+            let since_parent =
+                Duration::from_millis(now_ms().saturating_sub(chain.head().timestamp_ms));
+            tokio::time::sleep(config.block_interval.saturating_sub(since_parent)).await;
             let idle_deadline = tokio::time::Instant::now() + config.idle_block_interval;
             while chain.pending_counts() == (0, 0) && tokio::time::Instant::now() < idle_deadline {
                 tokio::time::sleep(config.block_interval).await;
