@@ -47,6 +47,28 @@ async fn wait_height(chain: &Arc<Chain>, height: u64) {
     .unwrap();
 }
 
+/// Submits readings with the given seqs and waits until nothing is pending any more.
+async fn submit_until_final(
+    chain: &Arc<Chain>,
+    device: &DeviceSigner,
+    seqs: std::ops::Range<u64>,
+) -> Vec<B256> {
+    let messages = seqs
+        .map(|s| Bytes::from(device.sign_reading(s, s, None, &[0x01])))
+        .collect();
+    let ids = chain
+        .submit_readings(messages)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    while chain.pending_counts() != (0, 0) {
+        let h = chain.head().height;
+        wait_height(chain, h + 1).await;
+    }
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simplex_finalizes_readings_and_resumes_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,19 +99,7 @@ async fn simplex_finalizes_readings_and_resumes_after_a_restart() {
         let h = chain.head().height;
         wait_height(&chain, h + 1).await;
     }
-    let messages = (0..20)
-        .map(|s| Bytes::from(device.sign_reading(s, s, None, &[0x01])))
-        .collect();
-    let ids: Vec<B256> = chain
-        .submit_readings(messages)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
-    while chain.pending_counts() != (0, 0) {
-        let h = chain.head().height;
-        wait_height(&chain, h + 1).await;
-    }
+    let ids = submit_until_final(&chain, &device, 0..20).await;
     let first_run_height = chain.head().height;
     let proof = chain.proof(&ids[7]).unwrap();
     proof.verify(&config.genesis).unwrap();
@@ -108,19 +118,7 @@ async fn simplex_finalizes_readings_and_resumes_after_a_restart() {
         consensus_config(dir.path()),
     )
     .unwrap();
-    let messages = (20..30)
-        .map(|s| Bytes::from(device.sign_reading(s, s, None, &[0x01])))
-        .collect();
-    let more: Vec<B256> = chain
-        .submit_readings(messages)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap())
-        .collect();
-    while chain.pending_counts() != (0, 0) {
-        let h = chain.head().height;
-        wait_height(&chain, h + 1).await;
-    }
+    let more = submit_until_final(&chain, &device, 20..30).await;
     assert!(
         chain.head().height > first_run_height,
         "finalizing resumed after the restart"
