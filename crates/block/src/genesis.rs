@@ -56,6 +56,26 @@ pub struct Genesis {
 }
 
 impl Genesis {
+    /// A proof-of-authority genesis with one validator (no network address) and default
+    /// parameters: what `iotchain dev`, the bench and tests start from.
+    pub fn single_validator(
+        chain_id: u64,
+        timestamp_ms: u64,
+        validator: B256,
+        owners: Vec<Address>,
+    ) -> Self {
+        Self {
+            chain_id,
+            timestamp_ms,
+            validators: vec![GenesisValidator {
+                public_key: validator,
+                address: None,
+            }],
+            owners,
+            params: ChainParams::default(),
+        }
+    }
+
     /// Reads and checks a genesis file.
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use iotchain_block::{ChainParams, DeviceOp, Genesis, GenesisValidator, SignedTx};
+use iotchain_block::{DeviceOp, Genesis, SignedTx};
 use iotchain_crypto::{
     DevicePublicKey, DeviceSigner, KeyAlg, KeyFile, SignatureCheck, verify_signatures,
 };
@@ -158,16 +158,12 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let owner = KeyFile::generate(KeyAlg::Secp256k1);
     let validator = KeyFile::generate(KeyAlg::Ed25519);
-    let genesis = Genesis {
-        chain_id: 9999,
-        timestamp_ms: crate::send::now_ms(),
-        validators: vec![GenesisValidator {
-            public_key: validator.validator_key()?.public_key().into(),
-            address: None,
-        }],
-        owners: vec![owner.owner_key()?.address()],
-        params: ChainParams::default(),
-    };
+    let genesis = Genesis::single_validator(
+        9999,
+        crate::send::now_ms(),
+        validator.validator_key()?.public_key().into(),
+        vec![owner.owner_key()?.address()],
+    );
     std::fs::create_dir_all(&dir)?;
     genesis.write(&dir.join("genesis.json"))?;
     validator.write(&dir.join("validator.key"))?;

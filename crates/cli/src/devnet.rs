@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::Args;
-use iotchain_block::{ChainParams, Genesis, GenesisValidator};
+use iotchain_block::Genesis;
 use iotchain_crypto::{KeyAlg, KeyFile};
 use iotchain_node::{Node, NodeConfig};
 use serde::Deserialize;
@@ -96,16 +96,12 @@ fn devnet_setup(dir: &Path) -> anyhow::Result<(Genesis, KeyFile, KeyFile, bool)>
     }
     let owner = KeyFile::generate(KeyAlg::Secp256k1);
     let validator = KeyFile::generate(KeyAlg::Ed25519);
-    let genesis = Genesis {
-        chain_id: DEV_CHAIN_ID,
-        timestamp_ms: crate::send::now_ms(),
-        validators: vec![GenesisValidator {
-            public_key: validator.validator_key()?.public_key().into(),
-            address: None,
-        }],
-        owners: vec![owner.owner_key()?.address()],
-        params: ChainParams::default(),
-    };
+    let genesis = Genesis::single_validator(
+        DEV_CHAIN_ID,
+        crate::send::now_ms(),
+        validator.validator_key()?.public_key().into(),
+        vec![owner.owner_key()?.address()],
+    );
     owner.write(&files.owner_key)?;
     validator.write(&files.validator_key)?;
     genesis.write(&files.genesis)?;

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use alloy_primitives::{B256, Bytes};
-use iotchain_block::{ChainParams, DeviceOp, Genesis, GenesisValidator, SignedTx};
+use iotchain_block::{DeviceOp, Genesis, SignedTx};
 use iotchain_consensus::{ConsensusConfig, start};
 use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey, ValidatorKey};
 use iotchain_node::{Chain, NodeConfig};
@@ -12,16 +12,12 @@ use iotchain_node::{Chain, NodeConfig};
 fn config(dir: &std::path::Path) -> (NodeConfig, OwnerKey) {
     let owner = OwnerKey::from_secret(&[1; 32]).unwrap();
     let validator = ValidatorKey::from_secret(&[2; 32]);
-    let genesis = Genesis {
-        chain_id: 5,
-        timestamp_ms: 1,
-        validators: vec![GenesisValidator {
-            public_key: B256::from(validator.public_key()),
-            address: None,
-        }],
-        owners: vec![owner.address()],
-        params: ChainParams::default(),
-    };
+    let genesis = Genesis::single_validator(
+        5,
+        1,
+        B256::from(validator.public_key()),
+        vec![owner.address()],
+    );
     let mut config = NodeConfig::new(dir.to_path_buf(), genesis, validator);
     config.produce_blocks = false;
     (config, owner)

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use alloy_primitives::{B256, Bytes};
-use iotchain_block::{ChainParams, DeviceOp, Genesis, GenesisValidator, SignedTx};
+use iotchain_block::{DeviceOp, Genesis, SignedTx};
 use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey, ValidatorKey};
 use iotchain_node::{Chain, NodeConfig, ReadingStatus};
 
@@ -20,16 +20,12 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let owner = OwnerKey::from_secret(&[1; 32]).unwrap();
     let validator = ValidatorKey::from_secret(&[2; 32]);
-    let genesis = Genesis {
-        chain_id: 77,
-        timestamp_ms: 1,
-        validators: vec![GenesisValidator {
-            public_key: B256::from(validator.public_key()),
-            address: None,
-        }],
-        owners: vec![owner.address()],
-        params: ChainParams::default(),
-    };
+    let genesis = Genesis::single_validator(
+        77,
+        1,
+        B256::from(validator.public_key()),
+        vec![owner.address()],
+    );
     let mut config = NodeConfig::new(dir.path().to_path_buf(), genesis, validator);
     config.block_interval = Duration::from_millis(20);
     Fixture {

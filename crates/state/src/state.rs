@@ -316,21 +316,11 @@ impl State {
 mod tests {
     use super::*;
     use alloy_primitives::Bytes;
-    use iotchain_block::GenesisValidator;
     use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey};
 
     fn setup() -> (State, OwnerKey, DeviceSigner) {
         let owner = OwnerKey::from_secret(&[1; 32]).unwrap();
-        let genesis = Genesis {
-            chain_id: 1,
-            timestamp_ms: 0,
-            validators: vec![GenesisValidator {
-                public_key: B256::repeat_byte(9),
-                address: None,
-            }],
-            owners: vec![owner.address()],
-            params: Default::default(),
-        };
+        let genesis = Genesis::single_validator(1, 0, B256::repeat_byte(9), vec![owner.address()]);
         (
             State::genesis(&genesis),
             owner,
