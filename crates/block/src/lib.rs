@@ -9,13 +9,17 @@ mod error;
 mod genesis;
 mod header;
 mod proof;
+mod sync;
 mod tx;
 
-pub use certificate::{FINALITY_DOMAIN, FinalityCertificate, ValidatorSignature, quorum};
+pub use certificate::{
+    FINALIZE_SUFFIX, FinalityCertificate, SIMPLEX_NAMESPACE, ValidatorSignature, quorum,
+};
 pub use error::{BlockError, Result};
 pub use genesis::{ChainParams, Genesis, GenesisValidator};
 pub use header::{Block, BlockItem, Header};
 pub use proof::{DeviceKeyJson, ProofBundle, ProofError, VerifiedReading};
+pub use sync::{SyncBlock, SyncBlocks};
 pub use tx::{DeviceOp, SignedTx, TX_DOMAIN};
 
 /// 0x-prefixed lowercase hex.

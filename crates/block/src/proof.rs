@@ -166,7 +166,7 @@ impl ProofBundle {
             )));
         }
         self.certificate
-            .verify(genesis.chain_id, &genesis.validator_keys())
+            .verify(&genesis.validator_keys())
             .map_err(ProofError::Certificate)?;
         Ok(VerifiedReading {
             device: reading.device.to_string(),

@@ -93,7 +93,7 @@ fn vectors() -> Value {
         state_root: B256::repeat_byte(0x22),
     };
     let hash = header.hash();
-    let cert = FinalityCertificate::sign(&validator, 1337, 7, hash);
+    let cert = FinalityCertificate::new(7, hash, 0, 9, 8).signed_by(&validator);
 
     let mut owner_secret = [0u8; 32];
     owner_secret[31] = 1;
@@ -123,7 +123,7 @@ fn vectors() -> Value {
         },
         "certificate": {
             "validator_secret_key": hex0x([3u8; 32]),
-            "signing_bytes": hex0x(FinalityCertificate::signing_bytes(1337, 7, &hash)),
+            "signing_bytes": hex0x(cert.message()),
             "certificate": cert,
         },
         "transaction": {

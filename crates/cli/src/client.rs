@@ -17,24 +17,7 @@ pub(crate) struct Client {
 
 /// Encodes messages as a CBOR array (the `application/cbor` batch body).
 pub(crate) fn cbor_batch(messages: &[Vec<u8>]) -> Vec<u8> {
-    let n = messages.len();
-    let mut out = Vec::with_capacity(9 + messages.iter().map(Vec::len).sum::<usize>());
-    match n {
-        0..=23 => out.push(0x80 | n as u8),
-        24..=0xff => out.extend_from_slice(&[0x98, n as u8]),
-        0x100..=0xffff => {
-            out.push(0x99);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0x9a);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-        }
-    }
-    for m in messages {
-        out.extend_from_slice(m);
-    }
-    out
+    iotchain_reading::encode_batch(messages)
 }
 
 impl Client {

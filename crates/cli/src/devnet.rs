@@ -44,7 +44,9 @@ pub(crate) struct DevArgs {
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
     /// Node config file (TOML): data_dir, http_addr, genesis, validator_key, block_interval_ms,
-    /// max_batch_readings, max_pending_items, db_cache_mb. Relative paths are relative to the config file.
+    /// max_batch_readings, max_pending_items, db_cache_mb, peers (other nodes' HTTP URLs: forwarding
+    /// and block sync), p2p_listen. A key that is not a genesis validator runs a follower.
+    /// Relative paths are relative to the config file.
     #[arg(long)]
     config: PathBuf,
 }
@@ -61,6 +63,11 @@ struct NodeFile {
     max_batch_readings: Option<usize>,
     max_pending_items: Option<usize>,
     db_cache_mb: Option<usize>,
+    /// Other nodes' HTTP base URLs: readings are forwarded to them, blocks synced from them.
+    #[serde(default)]
+    peers: Vec<String>,
+    /// p2p listen address (default: this validator's address in the genesis).
+    p2p_listen: Option<SocketAddr>,
 }
 
 fn default_http() -> SocketAddr {
@@ -118,7 +125,7 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
     );
     config.http_addr = a.http_addr;
     config.block_interval = Duration::from_millis(a.block_interval_ms.max(10));
-    let (node, consensus) = start_with_consensus(config).await?;
+    let (node, consensus) = start_with_consensus(config, None).await?;
     let url = format!("http://{}", node.http_addr);
     println!(
         "iotchain devnet {} (chain id {})",
@@ -270,10 +277,15 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
     };
     let genesis = Genesis::read(&resolve(&file.genesis))?;
     let key = KeyFile::read(&resolve(&file.validator_key))?.validator_key()?;
-    if !genesis.validator_keys().contains(&key.public_key().into()) {
-        bail!("the validator key is not a validator of this genesis");
+    let is_validator = genesis.validator_keys().contains(&key.public_key().into());
+    if !is_validator && file.peers.is_empty() {
+        bail!(
+            "the key is not a validator of this genesis, and without `peers` to follow this node \
+             would never see a block: add peers = [\"http://host:port\", ...] to follow the chain"
+        );
     }
     let mut config = NodeConfig::new(resolve(&file.data_dir), genesis, key);
+    config.peers = file.peers.clone();
     config.http_addr = file.http_addr;
     if let Some(ms) = file.block_interval_ms {
         config.block_interval = Duration::from_millis(ms.max(10));
@@ -287,8 +299,16 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(mb) = file.db_cache_mb {
         config.db_cache_bytes = mb.max(1) * 1024 * 1024;
     }
-    let (node, consensus) = start_with_consensus(config).await?;
-    println!("iotchain node serving http://{}", node.http_addr);
+    let (node, consensus) = start_with_consensus(config, file.p2p_listen).await?;
+    println!(
+        "iotchain {} serving http://{}",
+        if is_validator {
+            "validator"
+        } else {
+            "follower"
+        },
+        node.http_addr
+    );
     let mut blocks = node.blocks.subscribe();
     let printer = tokio::spawn(async move {
         while let Ok(b) = blocks.recv().await {
@@ -311,13 +331,13 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
 /// `DATA_DIR/consensus`).
 async fn start_with_consensus(
     mut config: NodeConfig,
+    p2p_listen: Option<SocketAddr>,
 ) -> anyhow::Result<(Node, iotchain_consensus::Consensus)> {
     config.produce_blocks = false;
-    let consensus = iotchain_consensus::ConsensusConfig {
-        journal_dir: config.data_dir.join("consensus"),
-        block_interval: config.block_interval,
-        idle_block_interval: Duration::from_secs(2),
-    };
+    let mut consensus = iotchain_consensus::ConsensusConfig::new(config.data_dir.join("consensus"));
+    consensus.block_interval = config.block_interval;
+    consensus.p2p_listen = p2p_listen;
+    consensus.sync_peers = config.peers.clone();
     let key = config.validator_key.clone();
     let node = Node::start(config).await?;
     let consensus = iotchain_consensus::start(node.chain.clone(), key, consensus)
@@ -326,7 +346,7 @@ async fn start_with_consensus(
 }
 
 /// Waits for Ctrl-C (SIGINT) or SIGTERM (what service managers send).
-async fn shutdown_signal() -> anyhow::Result<()> {
+pub(crate) async fn shutdown_signal() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -6,6 +6,7 @@ mod device;
 mod devnet;
 mod keys;
 mod send;
+mod testnet;
 mod verify;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -31,8 +32,10 @@ struct Cli {
 enum Command {
     /// Run a single-validator devnet with simulated devices (the quickest way to see iotchain work).
     Dev(devnet::DevArgs),
-    /// Run a node from a config file.
+    /// Run a node (validator or follower) from a config file.
     Node(devnet::NodeArgs),
+    /// Write (and with --run, start) a local multi-validator testnet on 127.0.0.1.
+    Testnet(testnet::TestnetArgs),
     /// Create key files.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Dev(a) => devnet::dev(a).await,
             Command::Node(a) => devnet::node(a).await,
+            Command::Testnet(a) => testnet::run(a).await,
             Command::Keys(c) => keys::run(c),
             Command::Device(c) => device::run(c).await,
             Command::Send(a) => send::run(a).await,

@@ -1,18 +1,26 @@
-//! BFT consensus for iotchain: Commonware simplex proposing and finalizing the chain's blocks.
+//! BFT consensus for iotchain: Commonware simplex proposing and finalizing the chain's blocks,
+//! over Commonware's authenticated p2p between the validators of the genesis, with block sync
+//! for nodes that fall behind and for followers.
 //!
-//! The node's [`Chain`] offers the two halves a BFT engine drives: [`Chain::propose`] builds a
-//! block on a parent without committing it, [`Chain::finalize`] commits it with a finality
-//! certificate. [`start`] runs Commonware's simplex engine (on Commonware's tokio runtime, in
-//! its own thread, with its write-ahead journal under the data directory) over those calls:
-//! simplex asks for proposals, votes, and reports finalizations, which commit the blocks.
+//! The node's [`Chain`] offers what a BFT engine drives: [`Chain::propose`] builds a block on
+//! the head without committing it, [`Chain::verify_block`] re-executes another validator's
+//! block (every reading's signature, the state root) before this validator votes for it, and
+//! [`Chain::finalize`] commits a block with its finality certificate (simplex's
+//! finalization: a quorum of validators' finalize votes). [`start`] runs simplex (on
+//! Commonware's tokio runtime, in its own thread, with its write-ahead journal under the data
+//! directory, so a restarted validator never votes twice in a view) over those calls.
 //!
-//! Today the validator set has one member, so the engine's three network channels are a
-//! [`loopback`] with nobody on the other end; a multi-validator set replaces it with
-//! Commonware's authenticated p2p without touching the application.
+//! Channels between validators: 0 votes, 1 certificates, 2 simplex's resolver, 3 blocks
+//! (a proposer sends its block to the others; simplex forwards it to validators that missed
+//! it). A node that misses finalized blocks, and a follower (a node whose key is not a
+//! validator's), fetch them with their certificates from peers' HTTP APIs ([`sync`]).
 
+mod app;
 pub mod loopback;
+pub mod sync;
 
 use std::{
+    net::SocketAddr,
     num::{NonZeroU16, NonZeroUsize},
     path::PathBuf,
     sync::Arc,
@@ -20,30 +28,33 @@ use std::{
 };
 
 use alloy_primitives::B256;
-use commonware_actor::Feedback;
 use commonware_codec::DecodeExt;
 use commonware_consensus::{
-    Automaton, CertifiableAutomaton, Relay, Reporter,
-    simplex::{
-        self, Plan,
-        elector::RoundRobin,
-        types::{Activity, Context},
-    },
+    simplex::{self, elector::RoundRobin},
     types::{Epoch, ViewDelta},
 };
-use commonware_cryptography::{Sha256, ed25519, sha256::Digest};
+use commonware_cryptography::{ChaCha20Poly1305, Sha256, ed25519, sha256::Digest};
+use commonware_p2p::{Address, AddressableManager, Receiver, Sender, authenticated::lookup};
 use commonware_parallel::Sequential;
-use commonware_runtime::{Runner as _, buffer::paged::CacheRef};
-use commonware_utils::{channel::oneshot, ordered::Set};
-use iotchain_block::FinalityCertificate;
+use commonware_runtime::{Handle, Quota, Runner as _, Supervisor as _, buffer::paged::CacheRef};
+use commonware_stream::{
+    cups::{self, Cups},
+    sake::{self, Sake},
+};
+use commonware_utils::ordered::{Map, Set};
 use iotchain_crypto::ValidatorKey;
 use iotchain_node::Chain;
+use tokio::sync::Notify;
 
-/// Namespace of every signature simplex makes for iotchain.
-pub const NAMESPACE: &[u8] = b"iotchain/simplex/v1";
+use crate::app::{Application, Inbox};
+
+pub use iotchain_block::SIMPLEX_NAMESPACE as NAMESPACE;
 
 /// The simplex signing scheme: Ed25519 validator keys, attributable certificates.
 pub type Scheme = simplex::scheme::ed25519::Scheme;
+
+/// Largest p2p message: a full block.
+const MAX_MESSAGE_BYTES: u32 = 32 * 1024 * 1024;
 
 /// Consensus settings.
 #[derive(Debug, Clone)]
@@ -55,135 +66,21 @@ pub struct ConsensusConfig {
     pub block_interval: Duration,
     /// Longest a proposer waits for items before proposing an empty block.
     pub idle_block_interval: Duration,
+    /// Address the p2p listener binds (default: this validator's address in the genesis).
+    pub p2p_listen: Option<SocketAddr>,
+    /// Base URLs of peers' HTTP APIs to fetch missed blocks from (block sync).
+    pub sync_peers: Vec<String>,
 }
 
-/// The application simplex drives: proposals, verification, relay and finalization reports.
-#[derive(Clone)]
-struct Application {
-    chain: Arc<Chain>,
-    config: ConsensusConfig,
-    finalized: tokio::sync::mpsc::UnboundedSender<B256>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn to_b256(d: &Digest) -> B256 {
-    B256::from(d.0)
-}
-
-impl Automaton for Application {
-    type Digest = Digest;
-    type Context = Context<Digest, ed25519::PublicKey>;
-
-    async fn propose(&mut self, context: Self::Context) -> oneshot::Receiver<Digest> {
-        let (response, receiver) = oneshot::channel();
-        let chain = self.chain.clone();
-        let config = self.config.clone();
-        tokio::spawn(async move {
-            let parent = to_b256(&context.parent.1);
-            // The parent's finalization may still be committing: wait for it to be the head.
-            let mut head = chain.subscribe_head();
-            if tokio::time::timeout(Duration::from_secs(10), head.wait_for(|h| h.hash == parent))
-                .await
-                .is_err()
-            {
-                tracing::warn!(%parent, "proposal parent is not this node's head; declining");
-                return;
-            }
-            // Pace blocks: `block_interval` after the parent's time (not after its commit, so
-            // consensus and commit latency do not stretch the interval), and wait (up to the
-            // idle interval) for something to include.
-            let since_parent =
-                Duration::from_millis(now_ms().saturating_sub(chain.head().timestamp_ms));
-            tokio::time::sleep(config.block_interval.saturating_sub(since_parent)).await;
-            let idle_deadline = tokio::time::Instant::now() + config.idle_block_interval;
-            while chain.pending_counts() == (0, 0) && tokio::time::Instant::now() < idle_deadline {
-                tokio::time::sleep(config.block_interval).await;
-            }
-            let c = chain.clone();
-            match tokio::task::spawn_blocking(move || c.propose_durable(parent)).await {
-                Ok(Ok(header)) => {
-                    let _ = response.send(Digest(header.hash().0));
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot propose"),
-                Err(e) => tracing::error!(error = %e, "proposal task failed"),
-            }
-        });
-        receiver
-    }
-
-    async fn verify(
-        &mut self,
-        _context: Self::Context,
-        payload: Digest,
-    ) -> oneshot::Receiver<bool> {
-        // One validator: the only proposals are this node's own, which it holds.
-        let (response, receiver) = oneshot::channel();
-        let _ = response.send(self.chain.has_proposal(&to_b256(&payload)));
-        receiver
-    }
-}
-
-impl CertifiableAutomaton for Application {}
-
-impl Relay for Application {
-    type Digest = Digest;
-    type PublicKey = ed25519::PublicKey;
-    type Plan = Plan<ed25519::PublicKey>;
-
-    fn broadcast(&mut self, _payload: Digest, _plan: Self::Plan) -> Feedback {
-        // Nobody else to send the block to while the validator set has one member.
-        Feedback::Ok
-    }
-}
-
-impl Reporter for Application {
-    type Activity = Activity<Scheme, Digest>;
-
-    fn report(&mut self, activity: Self::Activity) -> Feedback {
-        if let Activity::Finalization(f) = activity {
-            let _ = self.finalized.send(to_b256(&f.proposal.payload));
-        }
-        Feedback::Ok
-    }
-}
-
-/// Commits finalized blocks, in the order simplex reports them.
-async fn commit_finalized(
-    chain: Arc<Chain>,
-    validator: ValidatorKey,
-    mut finalized: tokio::sync::mpsc::UnboundedReceiver<B256>,
-) {
-    while let Some(hash) = finalized.recv().await {
-        if matches!(chain.store().height_of(&hash), Ok(Some(_))) {
-            continue; // replayed from the journal after a restart: already committed
-        }
-        let c = chain.clone();
-        let v = validator.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let header = c
-                .proposed_header(&hash)
-                .ok_or_else(|| format!("block {hash} is unknown"))?;
-            let chain_id = c.genesis().chain_id;
-            let certificate = FinalityCertificate::sign(&v, chain_id, header.height, hash);
-            c.finalize(hash, certificate).map_err(|e| e.to_string())
-        })
-        .await;
-        match result {
-            Ok(Ok((header, readings, txs))) => {
-                tracing::debug!(
-                    height = header.height,
-                    readings,
-                    txs,
-                    "block finalized by simplex"
-                )
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "finalized block not committed"),
-            Err(e) => tracing::error!(error = %e, "finalization task failed"),
+impl ConsensusConfig {
+    /// Defaults for a journal directory: 200 ms blocks, an empty block after 2 s idle.
+    pub fn new(journal_dir: PathBuf) -> Self {
+        Self {
+            journal_dir,
+            block_interval: Duration::from_millis(200),
+            idle_block_interval: Duration::from_secs(2),
+            p2p_listen: None,
+            sync_peers: Vec::new(),
         }
     }
 }
@@ -218,80 +115,265 @@ impl Drop for Consensus {
     }
 }
 
-/// Starts simplex for a one-validator chain in its own thread, on Commonware's tokio runtime
-/// with the engine's journal in `config.journal_dir`.
+/// Errors starting consensus.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// The journal directory or the runtime thread could not be created.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The genesis does not describe a usable validator set.
+    #[error("validator set: {0}")]
+    Validators(String),
+}
+
+/// The validator set of the chain's genesis: keys and p2p addresses.
+fn validator_set(chain: &Chain) -> Result<Vec<(ed25519::PublicKey, Option<SocketAddr>)>, String> {
+    chain
+        .genesis()
+        .validators
+        .iter()
+        .map(|v| {
+            let key = ed25519::PublicKey::decode(v.public_key.to_vec())
+                .map_err(|e| format!("validator key {}: {e}", v.public_key))?;
+            let addr = match &v.address {
+                None => None,
+                Some(a) => Some(
+                    a.parse::<SocketAddr>()
+                        .map_err(|e| format!("address {a} of {}: {e}", v.public_key))?,
+                ),
+            };
+            Ok((key, addr))
+        })
+        .collect()
+}
+
+/// Starts consensus in its own thread: simplex (when `validator` is in the genesis set) and
+/// block sync from `config.sync_peers` (a follower only syncs).
 pub fn start(
     chain: Arc<Chain>,
     validator: ValidatorKey,
     config: ConsensusConfig,
-) -> std::io::Result<Consensus> {
+) -> Result<Consensus, ConsensusError> {
     std::fs::create_dir_all(&config.journal_dir)?;
-    let seed = validator.secret();
-    let signer =
-        ed25519::PrivateKey::decode(seed.to_vec()).expect("a 32-byte seed is an ed25519 key");
+    let validators = validator_set(&chain).map_err(ConsensusError::Validators)?;
+    let signer = ed25519::PrivateKey::decode(validator.secret().to_vec())
+        .map_err(|e| ConsensusError::Validators(format!("validator key: {e}")))?;
     let me = ed25519::PublicKey::from(signer.clone());
-    let participants: Set<ed25519::PublicKey> =
-        Set::try_from(vec![me.clone()]).expect("one participant");
-    let scheme = Scheme::signer(NAMESPACE, participants, signer).expect("the key is a participant");
-    let genesis = Digest(chain.genesis_hash().0);
-    let (finalized_tx, finalized_rx) = tokio::sync::mpsc::unbounded_channel();
-    let app = Application {
-        chain: chain.clone(),
-        config: config.clone(),
-        finalized: finalized_tx,
+    let participants = Set::from_iter_dedup(validators.iter().map(|(k, _)| k.clone()));
+    let is_validator = participants.position(&me).is_some();
+    let listen = match (config.p2p_listen, validators.iter().find(|(k, _)| *k == me)) {
+        (Some(a), _) => Some(a),
+        (None, Some((_, a))) => *a,
+        _ => None,
     };
+    if is_validator && participants.len() > 1 {
+        if let Some((k, _)) = validators.iter().find(|(_, a)| a.is_none()) {
+            return Err(ConsensusError::Validators(format!(
+                "validator {} has no p2p address in the genesis",
+                B256::from_slice(k.as_ref())
+            )));
+        }
+        if listen.is_none() {
+            return Err(ConsensusError::Validators(
+                "this validator has no p2p address to listen on".into(),
+            ));
+        }
+    }
     let runtime_config = commonware_runtime::tokio::Config::new()
         .with_storage_directory(config.journal_dir.clone())
+        .with_tcp_nodelay(Some(true))
         .with_worker_threads(2);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("consensus".into())
         .spawn(move || {
             commonware_runtime::tokio::Runner::new(runtime_config).start(|context| async move {
-                let committer = tokio::spawn(commit_finalized(chain, validator, finalized_rx));
-                let engine = simplex::Engine::new(
-                    context,
-                    simplex::Config {
-                        scheme,
-                        elector: RoundRobin::<Sha256>::default(),
-                        blocker: loopback::Loopback(me.clone()),
-                        automaton: app.clone(),
-                        relay: app.clone(),
-                        reporter: app,
-                        strategy: Sequential,
-                        partition: "simplex".into(),
-                        mailbox_size: NonZeroUsize::new(1024).expect("non-zero"),
-                        epoch: Epoch::zero(),
-                        floor: simplex::Floor::Genesis(genesis),
-                        replay_buffer: NonZeroUsize::new(1 << 20).expect("non-zero"),
-                        write_buffer: NonZeroUsize::new(1 << 16).expect("non-zero"),
-                        page_cache: CacheRef::new(
-                            NonZeroU16::new(4096).expect("non-zero"),
-                            NonZeroUsize::new(256).expect("non-zero"),
-                        ),
-                        leader_timeout: Duration::from_secs(30),
-                        certification_timeout: Duration::from_secs(60),
-                        timeout_retry: Duration::from_secs(10),
-                        view_retention: ViewDelta::new(64),
-                        skip: simplex::SkipPolicy::Disabled,
-                        fetch_timeout: commonware_utils::NZDuration!(Duration::from_secs(2)),
-                        fetch_retry_delay: Duration::from_millis(200),
-                        forward: simplex::ForwardPolicy::Disabled,
-                        track_historical_votes: false,
-                    },
-                );
-                let handle = engine.start(
-                    loopback::pair(me.clone()),
-                    loopback::pair(me.clone()),
-                    loopback::pair(me),
+                let wake_sync = Arc::new(Notify::new());
+                let mut tasks = Vec::new();
+                if !config.sync_peers.is_empty() {
+                    tasks.push(tokio::spawn(sync::run(
+                        chain.clone(),
+                        config.sync_peers.clone(),
+                        wake_sync.clone(),
+                        !is_validator,
+                    )));
+                }
+                let mut handles: Vec<Handle<()>> = Vec::new();
+                if is_validator {
+                    let inbox = Arc::new(Inbox::default());
+                    let (finalized_tx, finalized_rx) = tokio::sync::mpsc::unbounded_channel();
+                    tasks.push(tokio::spawn(app::commit_finalized(
+                        chain.clone(),
+                        inbox.clone(),
+                        finalized_rx,
+                        wake_sync.clone(),
+                    )));
+                    let scheme = Scheme::signer(NAMESPACE, participants.clone(), signer.clone())
+                        .expect("the key is a participant");
+                    let genesis = Digest(chain.genesis_hash().0);
+                    if participants.len() == 1 {
+                        let app = Application {
+                            chain: chain.clone(),
+                            config: config.clone(),
+                            participants: participants.clone(),
+                            inbox,
+                            blocks: loopback::Loopback(me.clone()),
+                            finalized: finalized_tx,
+                        };
+                        handles.push(start_engine(
+                            context,
+                            scheme,
+                            loopback::Loopback(me.clone()),
+                            app,
+                            genesis,
+                            loopback::pair(me.clone()),
+                            loopback::pair(me.clone()),
+                            loopback::pair(me),
+                        ));
+                    } else {
+                        let listen = listen.expect("checked above");
+                        let p2p = lookup::Config::local(
+                            Cups::<_, ChaCha20Poly1305>::new(
+                                Sake {
+                                    signer,
+                                    synchrony_bound: Duration::from_secs(5),
+                                    max_handshake_age: Duration::from_secs(10),
+                                    version: sake::Version::V1,
+                                },
+                                cups::Version::V1,
+                            ),
+                            NAMESPACE,
+                            listen,
+                            NonZeroUsize::new(participants.len() + 8).expect("non-zero"),
+                            MAX_MESSAGE_BYTES,
+                            NonZeroUsize::new(4096).expect("non-zero"),
+                        );
+                        let (mut network, mut oracle) =
+                            lookup::Network::new(context.child("network"), p2p);
+                        let peers: Map<ed25519::PublicKey, Address> = validators
+                            .iter()
+                            .filter_map(|(k, a)| a.map(|a| (k.clone(), a.into())))
+                            .collect::<Vec<_>>()
+                            .try_into()
+                            .expect("distinct validator keys");
+                        oracle.track(0, peers);
+                        // Messages per second per peer (the mailboxes are sized from it: keep it
+                        // to what a validator sends: a few votes and blocks per view).
+                        let quota =
+                            Quota::per_second(std::num::NonZeroU32::new(256).expect("non-zero"));
+                        let votes = network.register(0, quota);
+                        let certs = network.register(1, quota);
+                        let resolver = network.register(2, quota);
+                        let (blocks_tx, blocks_rx) = network.register(3, quota);
+                        handles.push(network.start());
+                        tasks.push(tokio::spawn(receive_blocks(
+                            chain.clone(),
+                            inbox.clone(),
+                            blocks_rx,
+                        )));
+                        let app = Application {
+                            chain: chain.clone(),
+                            config: config.clone(),
+                            participants: participants.clone(),
+                            inbox,
+                            blocks: blocks_tx,
+                            finalized: finalized_tx,
+                        };
+                        handles.push(start_engine(
+                            context, scheme, oracle, app, genesis, votes, certs, resolver,
+                        ));
+                    }
+                }
+                tracing::info!(
+                    validator = is_validator,
+                    validators = participants.len(),
+                    p2p = ?listen,
+                    sync_peers = config.sync_peers.len(),
+                    "consensus started"
                 );
                 let _ = stop_rx.await;
-                handle.abort();
-                committer.abort();
+                for h in handles {
+                    h.abort();
+                }
+                for t in tasks {
+                    t.abort();
+                }
             });
         })?;
     Ok(Consensus {
         stop: Some(stop_tx),
         thread: Some(thread),
     })
+}
+
+/// Receives blocks proposed by other validators into the inbox.
+async fn receive_blocks(
+    chain: Arc<Chain>,
+    inbox: Arc<Inbox>,
+    mut blocks: impl Receiver<PublicKey = ed25519::PublicKey>,
+) {
+    while let Ok((peer, bytes)) = blocks.recv().await {
+        let bytes: &[u8] = bytes.as_ref();
+        match iotchain_block::Block::decode_rlp(bytes) {
+            Ok(block) => inbox.insert(block, chain.head().height),
+            Err(e) => tracing::warn!(%peer, error = %e, "undecodable block from a validator"),
+        }
+    }
+}
+
+/// Builds and starts the simplex engine over the given network channels.
+#[allow(clippy::too_many_arguments)]
+fn start_engine<B, S, VS, VR, CS, CR, RS, RR>(
+    context: commonware_runtime::tokio::Context,
+    scheme: Scheme,
+    blocker: B,
+    app: Application<S>,
+    genesis: Digest,
+    votes: (VS, VR),
+    certs: (CS, CR),
+    resolver: (RS, RR),
+) -> Handle<()>
+where
+    B: commonware_p2p::Blocker<PublicKey = ed25519::PublicKey>,
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    VS: Sender<PublicKey = ed25519::PublicKey>,
+    VR: Receiver<PublicKey = ed25519::PublicKey>,
+    CS: Sender<PublicKey = ed25519::PublicKey>,
+    CR: Receiver<PublicKey = ed25519::PublicKey>,
+    RS: Sender<PublicKey = ed25519::PublicKey>,
+    RR: Receiver<PublicKey = ed25519::PublicKey>,
+{
+    let engine = simplex::Engine::new(
+        context.child("simplex"),
+        simplex::Config {
+            scheme,
+            elector: RoundRobin::<Sha256>::default(),
+            blocker,
+            automaton: app.clone(),
+            relay: app.clone(),
+            reporter: app,
+            strategy: Sequential,
+            partition: "simplex".into(),
+            mailbox_size: NonZeroUsize::new(1024).expect("non-zero"),
+            epoch: Epoch::zero(),
+            floor: simplex::Floor::Genesis(genesis),
+            replay_buffer: NonZeroUsize::new(1 << 20).expect("non-zero"),
+            write_buffer: NonZeroUsize::new(1 << 16).expect("non-zero"),
+            page_cache: CacheRef::new(
+                NonZeroU16::new(4096).expect("non-zero"),
+                NonZeroUsize::new(256).expect("non-zero"),
+            ),
+            // A leader that proposes nothing (down, or partitioned) is passed over after this.
+            leader_timeout: Duration::from_secs(3),
+            certification_timeout: Duration::from_secs(4),
+            timeout_retry: Duration::from_secs(5),
+            view_retention: ViewDelta::new(64),
+            skip: simplex::SkipPolicy::Disabled,
+            fetch_timeout: commonware_utils::NZDuration!(Duration::from_secs(2)),
+            fetch_retry_delay: Duration::from_millis(200),
+            forward: simplex::ForwardPolicy::SilentVoters,
+            track_historical_votes: false,
+        },
+    );
+    engine.start(votes, certs, resolver)
 }

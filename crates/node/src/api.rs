@@ -37,6 +37,7 @@ pub fn router(chain: Arc<Chain>) -> Router {
         .route("/v1/owners/{address}", get(get_owner))
         .route("/v1/blocks/latest", get(latest_block))
         .route("/v1/blocks/{height}", get(get_block))
+        .route("/v1/sync/{height}", get(get_sync))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/api.md") })
         .layer(axum::middleware::from_fn(move |req, next| {
@@ -188,7 +189,9 @@ async fn post_readings(
         .unwrap_or_default();
     match content_type.as_str() {
         "application/cose" => {
-            let mut results = chain.submit_readings(vec![Bytes::from(body)]).await;
+            let mut results = chain
+                .submit_readings_from(vec![Bytes::from(body)], !forwarded(&headers))
+                .await;
             let r = results.pop().expect("one result per message");
             match &r {
                 Ok(_) => Ok((StatusCode::ACCEPTED, Json(item_json(&r))).into_response()),
@@ -207,7 +210,9 @@ async fn post_readings(
                 })?;
             let body = Bytes::from(body.clone());
             let messages: Vec<Bytes> = messages.into_iter().map(|m| body.slice_ref(m)).collect();
-            let results = chain.submit_readings(messages).await;
+            let results = chain
+                .submit_readings_from(messages, !forwarded(&headers))
+                .await;
             let accepted = results.iter().filter(|r| r.is_ok()).count();
             let rejected = results.len() - accepted;
             let mut out = BatchJson {
@@ -318,8 +323,14 @@ struct TxBody {
     raw: String,
 }
 
+/// Whether a submission was forwarded by another node (and is not to be forwarded again).
+fn forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(crate::forward::FORWARDED_HEADER)
+}
+
 async fn post_transaction(
     AxState(chain): Shared,
+    headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_bytes(body)?;
@@ -328,7 +339,9 @@ async fn post_transaction(
     })?;
     let raw = iotchain_block::unhex(&tx.raw)
         .map_err(|e| ApiError::bad_request("bad_hex", format!("raw: {e}")))?;
-    let hash = chain.submit_tx(Bytes::from(raw)).await?;
+    let hash = chain
+        .submit_tx_from(Bytes::from(raw), !forwarded(&headers))
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"hash": hash, "status": "pending"})),
@@ -476,6 +489,75 @@ fn block_json(chain: &Chain, height: u64) -> Result<Json<Value>, ApiError> {
     Ok(Json(
         json!({"hash": header.hash(), "header": header, "certificate": certificate}),
     ))
+}
+
+/// Query of `GET /v1/sync/{height}`.
+#[derive(Debug, Deserialize)]
+struct SyncQuery {
+    /// Wait up to this long (at most 10 s) for the block at `height` to be final.
+    #[serde(default)]
+    wait_ms: u64,
+    /// Most blocks in the answer (default and limit 64; fewer when they are large).
+    #[serde(default)]
+    max: Option<u64>,
+}
+
+/// Most bytes of blocks in one sync answer.
+const SYNC_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Finalized blocks with their certificates, from `height` on: what block sync fetches.
+async fn get_sync(
+    AxState(chain): Shared,
+    Path(height): Path<String>,
+    Query(q): Query<SyncQuery>,
+) -> Result<Json<iotchain_block::SyncBlocks>, ApiError> {
+    let from: u64 = height.parse().map_err(|_| {
+        ApiError::bad_request(
+            "bad_height",
+            format!("height must be a number, got {height:?}"),
+        )
+    })?;
+    if from == 0 {
+        return Err(ApiError::bad_request(
+            "bad_height",
+            "sync starts at height 1 (the genesis block comes from the genesis file)",
+        ));
+    }
+    if chain.head().height < from && q.wait_ms > 0 {
+        let mut head = chain.subscribe_head();
+        let wait = Duration::from_millis(q.wait_ms.min(10_000));
+        let _ = tokio::time::timeout(wait, head.wait_for(|h| h.height >= from)).await;
+    }
+    let max = q.max.unwrap_or(64).clamp(1, 64);
+    let chain2 = chain.clone();
+    let page = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let store = chain2.store();
+        let head = chain2.head().height;
+        let mut out = iotchain_block::SyncBlocks::default();
+        let mut bytes = 0usize;
+        for h in from..=head.min(from.saturating_add(max - 1)) {
+            let storage = |e: iotchain_storage::StorageError| ApiError::storage(&e);
+            let (Some(block), Some(certificate)) = (
+                store.block(h).map_err(storage)?,
+                store.certificate(h).map_err(storage)?,
+            ) else {
+                break;
+            };
+            let rlp = block.encode_rlp();
+            bytes += rlp.len();
+            out.blocks.push(iotchain_block::SyncBlock {
+                block: rlp.into(),
+                certificate,
+            });
+            if bytes >= SYNC_PAGE_BYTES {
+                break;
+            }
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(|e| ApiError::storage(&e))??;
+    Ok(Json(page))
 }
 
 async fn metrics(AxState(chain): Shared) -> impl IntoResponse {

@@ -1,7 +1,7 @@
 //! The chain: pending view, item queue, group-committed item log, committed state and store.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -27,6 +27,9 @@ use crate::{ApiError, NodeConfig, NodeError};
 
 /// How long a submission waits for its log sync before reporting the store unavailable.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How far ahead of this node's clock a block's time may be.
+const MAX_CLOCK_DRIFT_MS: u64 = 5_000;
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
@@ -89,16 +92,16 @@ struct Proposal {
     readings: Vec<([u8; 32], ReadingLocation)>,
     txs: Vec<(B256, TxLocation)>,
     gaps: Vec<(DeviceAddress, Gap)>,
-    log_done: u64,
-    /// Item-log seqs of the queue items the block consumed (a prefix of the queue).
+    /// Item-log seqs of the queue items a block built here consumed (a prefix of the queue);
+    /// empty for a block received from another validator.
     consumed: Vec<u64>,
 }
 
 struct Ingest {
     /// Committed state plus every queued item.
     pending: State,
-    /// Accepted items not yet in a block, oldest first.
-    queue: VecDeque<Queued>,
+    /// Accepted items not yet in a block, by item-log seq (oldest first).
+    queue: BTreeMap<u64, Queued>,
     /// Reading ids and transaction hashes in the queue.
     index: HashMap<B256, u64>,
     next_seq: u64,
@@ -136,6 +139,10 @@ pub struct Chain {
     failed: AtomicBool,
     /// Blocks built by [`Chain::propose`], by header hash, waiting for a certificate.
     proposals: Mutex<HashMap<B256, Proposal>>,
+    /// Held while a block commits, so blocks from consensus and from sync commit one at a time.
+    commit_lock: Mutex<()>,
+    /// Where accepted items go to reach the other nodes (when there are peers).
+    forward: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::forward::Forward>>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) metrics: Metrics,
 }
@@ -182,11 +189,7 @@ impl Chain {
                     header: gheader.clone(),
                     items: vec![],
                 };
-                let cert = FinalityCertificate {
-                    height: 0,
-                    header_hash: genesis_hash,
-                    signatures: vec![],
-                };
+                let cert = FinalityCertificate::new(0, genesis_hash, 0, 0, 0);
                 let mut state = State::genesis(&genesis);
                 let iotchain_state::StateRecords { devices, owners } = state.changed_records();
                 state.root();
@@ -233,7 +236,7 @@ impl Chain {
         let (log, items) = ItemLog::open(&config.data_dir.join("log"), log_done)?;
         let mut ingest = Ingest {
             pending: committed.clone(),
-            queue: VecDeque::new(),
+            queue: BTreeMap::new(),
             index: HashMap::new(),
             next_seq: log_done + 1,
             unsynced: Vec::new(),
@@ -254,18 +257,21 @@ impl Chain {
             match applied {
                 Ok((id, meta)) => {
                     ingest.index.insert(id, item.seq);
-                    ingest.queue.push_back(Queued {
-                        seq: item.seq,
-                        kind: item.kind,
-                        meta,
-                        id,
-                        bytes,
-                        arrival_ms: item.arrival_ms,
-                        key_version: item.key_version,
-                    });
+                    ingest.queue.insert(
+                        item.seq,
+                        Queued {
+                            seq: item.seq,
+                            kind: item.kind,
+                            meta,
+                            id,
+                            bytes,
+                            arrival_ms: item.arrival_ms,
+                            key_version: item.key_version,
+                        },
+                    );
                 }
                 Err(e) => {
-                    tracing::error!(seq = item.seq, error = %e.message, "logged item no longer applies; skipped")
+                    tracing::info!(seq = item.seq, error = %e.message, "logged item no longer applies (final in a block of another validator, or superseded); skipped")
                 }
             }
         }
@@ -293,6 +299,8 @@ impl Chain {
             }),
             failed: AtomicBool::new(false),
             proposals: Mutex::new(HashMap::new()),
+            commit_lock: Mutex::new(()),
+            forward: std::sync::OnceLock::new(),
             flusher: Mutex::new(None),
             metrics: Metrics::default(),
         });
@@ -350,7 +358,7 @@ impl Chain {
         let ingest = self.ingest.lock();
         let txs = ingest
             .queue
-            .iter()
+            .values()
             .filter(|q| q.kind == ItemKind::Tx)
             .count();
         (ingest.queue.len() - txs, txs)
@@ -370,9 +378,28 @@ impl Chain {
         *self.metrics.rejected.lock().entry(code).or_default() += 1;
     }
 
+    /// Sends accepted items to the other nodes from now on.
+    pub(crate) fn set_forwarder(
+        &self,
+        forward: tokio::sync::mpsc::UnboundedSender<crate::forward::Forward>,
+    ) {
+        let _ = self.forward.set(forward);
+    }
+
     /// Verifies and accepts readings. Returns one result per message, in order; accepted
-    /// readings are durable in the item log when this returns.
+    /// readings are durable in the item log when this returns, and are forwarded to the
+    /// other nodes.
     pub async fn submit_readings(self: &Arc<Self>, messages: Vec<Bytes>) -> Vec<ItemResult> {
+        self.submit_readings_from(messages, true).await
+    }
+
+    /// Like [`Chain::submit_readings`]; `forward` false for readings another node forwarded.
+    pub async fn submit_readings_from(
+        self: &Arc<Self>,
+        messages: Vec<Bytes>,
+        forward: bool,
+    ) -> Vec<ItemResult> {
+        let originals = (forward && self.forward.get().is_some()).then(|| messages.clone());
         let chain = self.clone();
         let checked =
             match tokio::task::spawn_blocking(move || chain.check_readings(messages)).await {
@@ -403,15 +430,18 @@ impl Chain {
                         bytes: d.bytes.clone(),
                     });
                     ingest.index.insert(d.id, seq);
-                    ingest.queue.push_back(Queued {
+                    ingest.queue.insert(
                         seq,
-                        kind: ItemKind::Reading,
-                        meta: Some(d.meta),
-                        id: d.id,
-                        bytes: d.bytes,
-                        arrival_ms,
-                        key_version,
-                    });
+                        Queued {
+                            seq,
+                            kind: ItemKind::Reading,
+                            meta: Some(d.meta),
+                            id: d.id,
+                            bytes: d.bytes,
+                            arrival_ms,
+                            key_version,
+                        },
+                    );
                     max_seq = seq;
                     Ok(d.id)
                 });
@@ -434,6 +464,17 @@ impl Chain {
             && let Err(e) = self.wait_durable(max_seq).await
         {
             return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
+        }
+        if let (Some(originals), Some(forward)) = (originals, self.forward.get()) {
+            let accepted: Vec<Bytes> = originals
+                .into_iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(m, _)| m)
+                .collect();
+            if !accepted.is_empty() {
+                let _ = forward.send(crate::forward::Forward::Readings(accepted));
+            }
         }
         results
     }
@@ -515,8 +556,15 @@ impl Chain {
         }
     }
 
-    /// Accepts an owner transaction (RLP bytes). Durable when this returns.
+    /// Accepts an owner transaction (RLP bytes). Durable when this returns; forwarded to the
+    /// other nodes.
     pub async fn submit_tx(self: &Arc<Self>, raw: Bytes) -> ItemResult {
+        self.submit_tx_from(raw, true).await
+    }
+
+    /// Like [`Chain::submit_tx`]; `forward` false for a transaction another node forwarded.
+    pub async fn submit_tx_from(self: &Arc<Self>, raw: Bytes, forward: bool) -> ItemResult {
+        let original = forward.then(|| raw.clone());
         let r = self.accept_tx(raw);
         match &r {
             Ok(_) => {
@@ -526,6 +574,9 @@ impl Chain {
         }
         let (hash, seq) = r?;
         self.wait_durable(seq).await?;
+        if let (Some(raw), Some(f)) = (original, self.forward.get()) {
+            let _ = f.send(crate::forward::Forward::Tx(raw));
+        }
         Ok(hash)
     }
 
@@ -578,15 +629,18 @@ impl Chain {
             bytes: raw.clone(),
         });
         ingest.index.insert(hash, seq);
-        ingest.queue.push_back(Queued {
+        ingest.queue.insert(
             seq,
-            kind: ItemKind::Tx,
-            meta: None,
-            id: hash,
-            bytes: raw,
-            arrival_ms,
-            key_version: 0,
-        });
+            Queued {
+                seq,
+                kind: ItemKind::Tx,
+                meta: None,
+                id: hash,
+                bytes: raw,
+                arrival_ms,
+                key_version: 0,
+            },
+        );
         Ok((hash, seq))
     }
 
@@ -643,8 +697,10 @@ impl Chain {
             return Ok(None);
         };
         let hash = header.hash();
+        // Without simplex, the block's view is its height.
         let certificate =
-            FinalityCertificate::sign(&self.validator, self.genesis.chain_id, header.height, hash);
+            FinalityCertificate::new(header.height, hash, 0, header.height, self.head().height)
+                .signed_by(&self.validator);
         self.finalize(hash, certificate).map(Some)
     }
 
@@ -660,7 +716,7 @@ impl Chain {
         let ingest = self.ingest.lock();
         let (mut readings, mut txs) = (0u64, 0u64);
         let mut out = Vec::new();
-        for q in ingest.queue.iter().take_while(|q| q.seq <= durable) {
+        for q in ingest.queue.values().take_while(|q| q.seq <= durable) {
             let (count, max) = match q.kind {
                 ItemKind::Reading => (&mut readings, params.max_readings_per_block),
                 ItemKind::Tx => (&mut txs, params.max_transactions_per_block),
@@ -726,6 +782,12 @@ impl Chain {
         }
         let rebuilt = self.build(head, items, header.timestamp_ms).ok()?;
         (rebuilt.hash() == *hash).then_some(rebuilt)
+    }
+
+    /// The whole block of a proposal built or verified here and not yet finalized.
+    pub fn proposed_block(&self, hash: &B256) -> Option<Block> {
+        self.proposed_header(hash)?;
+        self.proposals.lock().get(hash).map(|p| p.block.clone())
     }
 
     /// Whether `hash` is a block proposed here and not yet finalized.
@@ -799,11 +861,6 @@ impl Chain {
             transaction_count: tx_leaves.len() as u64,
             state_root: state.root(),
         };
-        let log_done = items
-            .last()
-            .map(|q| q.seq)
-            .unwrap_or(0)
-            .max(self.store.log_done()?);
         let proposal = Proposal {
             block: Block {
                 header: header.clone(),
@@ -814,46 +871,61 @@ impl Chain {
             readings,
             txs,
             gaps,
-            log_done,
             consumed: items.iter().map(|q| q.seq).collect(),
         };
         self.proposals.lock().insert(header.hash(), proposal);
         Ok(header)
     }
 
-    /// Commits a proposed block with its finality certificate: one durable write, then the
-    /// committed state, the queue and the head move on. Returns the header and the numbers of
-    /// readings and transactions.
+    /// Commits a proposed or verified block with its finality certificate: one durable write,
+    /// then the committed state, the queue and the head move on. Returns the header and the
+    /// numbers of readings and transactions.
+    ///
+    /// The block may have been built here ([`Chain::propose`]) or by another validator
+    /// ([`Chain::verify_block`]); its items leave this node's queue either way, and items of
+    /// the queue that no longer apply after it (a reading replayed by another node's block,
+    /// say) are dropped.
     pub fn finalize(
         &self,
         hash: B256,
         certificate: FinalityCertificate,
     ) -> Result<(Header, usize, usize), NodeError> {
-        let proposal =
-            self.proposals.lock().remove(&hash).ok_or_else(|| {
-                NodeError::Consensus(format!("block {hash} was not proposed here"))
-            })?;
+        let _commit = self.commit_lock.lock();
+        let proposal = self.proposals.lock().remove(&hash).ok_or_else(|| {
+            NodeError::Consensus(format!(
+                "block {hash} was neither proposed nor verified here"
+            ))
+        })?;
         let head = self.head();
-        if proposal.block.header.parent_hash != head.hash || certificate.header_hash != hash {
+        if proposal.block.header.parent_hash != head.hash
+            || certificate.header_hash != hash
+            || certificate.height != proposal.block.header.height
+        {
             return Err(NodeError::Consensus(format!(
                 "block {hash} does not extend the head {} or its certificate is for another block",
                 head.hash
             )));
         }
-        {
-            // The block must consume the queue's prefix; check before anything is written.
+        let included: HashSet<B256> = proposal
+            .readings
+            .iter()
+            .map(|(id, _)| B256::from(*id))
+            .chain(proposal.txs.iter().map(|(h, _)| *h))
+            .collect();
+        // Everything in the log up to the oldest item still waiting is in a block now.
+        let log_done = {
             let ingest = self.ingest.lock();
-            let prefix = ingest
+            let oldest_waiting = ingest
                 .queue
-                .iter()
-                .map(|q| q.seq)
-                .take(proposal.consumed.len());
-            if !prefix.eq(proposal.consumed.iter().copied()) {
-                return Err(NodeError::Consensus(format!(
-                    "block {hash} was built from items no longer at the front of the queue"
-                )));
-            }
+                .values()
+                .find(|q| {
+                    // `consumed` is in queue order, so sorted.
+                    !included.contains(&q.id) && proposal.consumed.binary_search(&q.seq).is_err()
+                })
+                .map(|q| q.seq);
+            oldest_waiting.unwrap_or(ingest.next_seq).saturating_sub(1)
         }
+        .max(self.store.log_done()?);
         let commit = BlockCommit {
             block: &proposal.block,
             certificate: &certificate,
@@ -862,24 +934,17 @@ impl Chain {
             devices: &proposal.records.devices,
             owners: &proposal.records.owners,
             gaps: &proposal.gaps,
-            log_done: proposal.log_done,
+            log_done,
         };
         if let Err(e) = self.store.commit_block(&commit) {
             self.failed.store(true, Ordering::Relaxed);
             return Err(e.into());
         }
         *self.committed.write() = proposal.state;
-        {
-            // Only finalize removes from the queue, so the prefix checked above is still there.
-            let mut ingest = self.ingest.lock();
-            for _ in &proposal.consumed {
-                let q = ingest.queue.pop_front().expect("checked prefix");
-                ingest.index.remove(&q.id);
-            }
-        }
+        self.settle_queue(&included, &proposal.consumed);
         // Other proposals built on the old head can no longer be finalized.
         self.proposals.lock().clear();
-        self.log.lock().prune(proposal.log_done)?;
+        self.log.lock().prune(log_done)?;
         let header = proposal.block.header;
         self.head.send_replace(HeadInfo {
             height: header.height,
@@ -894,18 +959,234 @@ impl Chain {
         Ok((header, readings, txs))
     }
 
+    /// Takes a committed block's items out of the queue. A block built here consumed a prefix
+    /// of the queue, so the pending view (committed state plus queue) is unchanged; after
+    /// another validator's block it is rebuilt on the new committed state, dropping queued
+    /// items that no longer apply.
+    fn settle_queue(&self, included: &HashSet<B256>, consumed: &[u64]) {
+        let built_here = !consumed.is_empty() || included.is_empty();
+        let base = (!built_here).then(|| self.committed.read().clone());
+        let mut guard = self.ingest.lock();
+        let ingest = &mut *guard;
+        // A block built here may have left out queued items that no longer applied.
+        for seq in consumed {
+            if let Some(q) = ingest.queue.remove(seq) {
+                ingest.index.remove(&q.id);
+            }
+        }
+        for id in included {
+            if let Some(seq) = ingest.index.remove(id) {
+                ingest.queue.remove(&seq);
+            }
+        }
+        let Some(mut pending) = base else {
+            return;
+        };
+        let chain_id = self.genesis.chain_id;
+        let mut dropped = Vec::new();
+        for q in ingest.queue.values() {
+            let applied = match (&q.kind, &q.meta) {
+                (ItemKind::Reading, Some(meta)) => {
+                    apply_reading(&mut pending, meta, q.id, q.key_version, None)
+                }
+                _ => apply_tx_bytes(&mut pending, &q.bytes, chain_id, 0).map(|_| ()),
+            };
+            if let Err(e) = applied {
+                tracing::info!(id = %q.id, error = %e.message, "queued item no longer applies after another validator's block; dropped");
+                dropped.push((q.seq, q.id));
+            }
+        }
+        for (seq, id) in dropped {
+            ingest.queue.remove(&seq);
+            ingest.index.remove(&id);
+        }
+        ingest.pending = pending;
+    }
+
+    /// Checks a block proposed by another validator: it extends the head, and every reading
+    /// and transaction in it is well-formed, signed by its device or owner and applies in
+    /// order (no replay, no unknown device); its roots and state root are recomputed. A block
+    /// that passes is kept for [`Chain::finalize`]; the error says why one does not.
+    pub fn verify_block(&self, block: Block) -> Result<Header, NodeError> {
+        let reject = |why: String| NodeError::Consensus(format!("block rejected: {why}"));
+        let head = self.head();
+        let header = block.header.clone();
+        let hash = header.hash();
+        if header.chain_id != self.genesis.chain_id {
+            return Err(reject(format!("chain id {}", header.chain_id)));
+        }
+        if header.parent_hash != head.hash || header.height != head.height + 1 {
+            return Err(reject(format!(
+                "height {} on {} does not extend the head {} at height {}",
+                header.height, header.parent_hash, head.hash, head.height
+            )));
+        }
+        if header.timestamp_ms < head.timestamp_ms
+            || header.timestamp_ms > now_ms() + MAX_CLOCK_DRIFT_MS
+        {
+            return Err(reject(format!(
+                "time {} is before its parent's or too far ahead",
+                header.timestamp_ms
+            )));
+        }
+        if !self.genesis.validator_keys().contains(&header.proposer) {
+            return Err(reject(format!(
+                "proposer {} is not a validator",
+                header.proposer
+            )));
+        }
+        let params = &self.genesis.params;
+        let max = self.max_reading_bytes();
+        let height = header.height;
+        let mut state = self.committed.read().clone();
+        let mut readings: Vec<([u8; 32], ReadingLocation)> = Vec::new();
+        let mut txs: Vec<(B256, TxLocation)> = Vec::new();
+        let mut gaps: Vec<(DeviceAddress, Gap)> = Vec::new();
+        let mut tx_leaves: Vec<[u8; 32]> = Vec::new();
+        let mut to_verify: Vec<CheckedReading> = Vec::new();
+        let arrival_ms = now_ms();
+        for (item, it) in block.items.iter().enumerate() {
+            match it {
+                BlockItem::Reading(bytes) => {
+                    if readings.len() as u64 >= params.max_readings_per_block {
+                        return Err(reject("too many readings".into()));
+                    }
+                    let d = decode_reading(bytes.clone(), max)
+                        .map_err(|e| reject(format!("reading {item}: {}", e.message)))?;
+                    let c = attach_key(&state, d)
+                        .map_err(|e| reject(format!("reading {item}: {}", e.message)))?;
+                    apply_reading(
+                        &mut state,
+                        &c.d.meta,
+                        c.d.id,
+                        c.key_version,
+                        Some(&mut gaps),
+                    )
+                    .map_err(|e| reject(format!("reading {item}: {}", e.message)))?;
+                    let location = ReadingLocation {
+                        height,
+                        index: readings.len() as u32,
+                        item: item as u32,
+                        arrival_ms,
+                    };
+                    readings.push((c.d.id.0, location));
+                    to_verify.push(c);
+                }
+                BlockItem::Tx(bytes) => {
+                    if txs.len() as u64 >= params.max_transactions_per_block {
+                        return Err(reject("too many transactions".into()));
+                    }
+                    let tx_hash = apply_tx_bytes(&mut state, bytes, self.genesis.chain_id, height)
+                        .map_err(|e| reject(format!("transaction {item}: {}", e.message)))?;
+                    txs.push((
+                        tx_hash,
+                        TxLocation {
+                            height,
+                            item: item as u32,
+                        },
+                    ));
+                    tx_leaves.push(iotchain_merkle::leaf_hash(bytes));
+                }
+            }
+        }
+        // Readings this node accepted itself were verified then (the id is the hash of the
+        // signed bytes); the rest are verified now, in one batch.
+        {
+            let ingest = self.ingest.lock();
+            to_verify.retain(|c| {
+                ingest
+                    .index
+                    .get(&c.d.id)
+                    .and_then(|seq| ingest.queue.get(seq))
+                    .is_none_or(|q| q.key_version != c.key_version)
+            });
+        }
+        let checks: Vec<SignatureCheck<'_>> = to_verify
+            .iter()
+            .map(|c| SignatureCheck {
+                key: &c.key,
+                message: &c.d.sig_structure,
+                signature: &c.d.signature,
+            })
+            .collect();
+        if let Some(bad) = verify_signatures(&checks).iter().position(|ok| !ok) {
+            return Err(reject(format!(
+                "reading {} of device {} has a bad signature",
+                to_verify[bad].d.id, to_verify[bad].d.meta.device
+            )));
+        }
+        let ids: Vec<[u8; 32]> = readings.iter().map(|(id, _)| *id).collect();
+        let expect = |what: &str, got: B256, want: B256| {
+            if got == want {
+                Ok(())
+            } else {
+                Err(reject(format!("{what} is {want}, recomputed {got}")))
+            }
+        };
+        expect(
+            "readings_root",
+            B256::from(iotchain_merkle::root(&ids)),
+            header.readings_root,
+        )?;
+        expect(
+            "transactions_root",
+            B256::from(iotchain_merkle::root(&tx_leaves)),
+            header.transactions_root,
+        )?;
+        if header.reading_count != ids.len() as u64
+            || header.transaction_count != tx_leaves.len() as u64
+        {
+            return Err(reject("item counts do not match the items".into()));
+        }
+        let records = state.changed_records();
+        expect("state_root", state.root(), header.state_root)?;
+        self.proposals.lock().insert(
+            hash,
+            Proposal {
+                block,
+                state,
+                records,
+                readings,
+                txs,
+                gaps,
+                consumed: Vec::new(),
+            },
+        );
+        Ok(header)
+    }
+
+    /// Commits a block another node finalized (block sync): checks its certificate against
+    /// the validator set, then verifies and commits it like any other block.
+    pub fn import_final(
+        &self,
+        block: Block,
+        certificate: FinalityCertificate,
+    ) -> Result<(Header, usize, usize), NodeError> {
+        let hash = block.header.hash();
+        if certificate.header_hash != hash || certificate.height != block.header.height {
+            return Err(NodeError::Consensus(format!(
+                "certificate for {} at height {} does not match block {hash} at height {}",
+                certificate.header_hash, certificate.height, block.header.height
+            )));
+        }
+        certificate
+            .verify(&self.genesis.validator_keys())
+            .map_err(|e| NodeError::Consensus(format!("finality certificate: {e}")))?;
+        if !self.proposals.lock().contains_key(&hash) {
+            self.verify_block(block)?;
+        }
+        self.finalize(hash, certificate)
+    }
+
     /// Where a reading stands, if the node knows it.
     pub fn reading_status(&self, id: &B256) -> Result<Option<ReadingStatus>, ApiError> {
         // Look in the queue first: an item leaves it only after its block is stored.
         let pending = {
             let ingest = self.ingest.lock();
-            ingest.index.get(id).and_then(|seq| {
-                let front = ingest.queue.front()?.seq;
-                ingest
-                    .queue
-                    .get((seq - front) as usize)
-                    .map(|q| q.arrival_ms)
-            })
+            ingest
+                .index
+                .get(id)
+                .and_then(|seq| ingest.queue.get(seq).map(|q| q.arrival_ms))
         };
         if let Some(location) = self
             .store

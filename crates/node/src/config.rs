@@ -31,6 +31,9 @@ pub struct NodeConfig {
     /// Produce blocks with the node's own single-validator loop. Off when a consensus engine
     /// (`iotchain-consensus`) drives [`crate::Chain::propose`] and [`crate::Chain::finalize`].
     pub produce_blocks: bool,
+    /// Base URLs of other nodes' HTTP APIs (`http://host:port`): accepted readings and
+    /// transactions are forwarded to them, and block sync fetches from them.
+    pub peers: Vec<String>,
 }
 
 impl NodeConfig {
@@ -47,6 +50,7 @@ impl NodeConfig {
             max_pending_items: 500_000,
             db_cache_bytes: 256 * 1024 * 1024,
             produce_blocks: true,
+            peers: Vec::new(),
         }
     }
 }

@@ -13,12 +13,14 @@ mod api;
 mod chain;
 mod config;
 mod error;
+mod forward;
 mod producer;
 
 pub use api::router;
 pub use chain::{Chain, HeadInfo, ItemResult, ReadingStatus};
 pub use config::NodeConfig;
 pub use error::{ApiError, NodeError};
+pub use forward::FORWARDED_HEADER;
 pub use producer::BlockEvent;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -52,6 +54,11 @@ impl Node {
             .local_addr()
             .map_err(|e| NodeError::Bind(config.http_addr.to_string(), e))?;
         let mut tasks = Vec::new();
+        if !config.peers.is_empty() {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            chain.set_forwarder(tx);
+            tasks.push(tokio::spawn(forward::run(config.peers.clone(), rx)));
+        }
         tasks.push(tokio::spawn(producer::announce(
             chain.clone(),
             blocks.clone(),

@@ -212,7 +212,14 @@ async fn proofs_name_the_tampered_part() {
     check(
         &|p| {
             let rogue = ValidatorKey::from_secret(&[9; 32]);
-            p.certificate = FinalityCertificate::sign(&rogue, 77, p.header.height, p.header.hash());
+            p.certificate = FinalityCertificate::new(
+                p.header.height,
+                p.header.hash(),
+                0,
+                p.certificate.view,
+                p.certificate.parent_view,
+            )
+            .signed_by(&rogue);
         },
         |e| matches!(e, ProofError::Certificate(_)),
     );

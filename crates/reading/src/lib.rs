@@ -543,5 +543,23 @@ impl UnsignedReading {
     }
 }
 
+/// Encodes messages as a batch: a definite-length CBOR array of the messages' own bytes (the
+/// body of an `application/cbor` submission, read back by [`decode_batch`]).
+#[cfg(feature = "alloc")]
+pub fn encode_batch<M: AsRef<[u8]>>(messages: &[M]) -> alloc::vec::Vec<u8> {
+    let mut head = [0u8; 9];
+    let mut w = cbor::Writer::new(&mut head);
+    w.head(4, messages.len() as u64)
+        .expect("nine bytes hold any head");
+    let n = w.len();
+    let total = n + messages.iter().map(|m| m.as_ref().len()).sum::<usize>();
+    let mut out = alloc::vec::Vec::with_capacity(total);
+    out.extend_from_slice(&head[..n]);
+    for m in messages {
+        out.extend_from_slice(m.as_ref());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests;

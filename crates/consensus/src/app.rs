@@ -1,0 +1,302 @@
+//! The application simplex drives: proposals, verification of other validators' blocks, block
+//! relay between validators and the commit of finalized blocks.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use alloy_primitives::B256;
+use commonware_actor::Feedback;
+use commonware_codec::Encode;
+use commonware_consensus::{
+    Automaton, CertifiableAutomaton, Relay, Reporter,
+    simplex::{
+        Plan,
+        types::{Activity, Context, Finalization},
+    },
+};
+use commonware_cryptography::{ed25519, sha256::Digest};
+use commonware_p2p::{Recipients, Sender};
+use commonware_utils::{channel::oneshot, ordered::Set};
+use iotchain_block::{Block, FinalityCertificate};
+use iotchain_node::Chain;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, mpsc};
+
+use crate::{ConsensusConfig, Scheme};
+
+/// How long a validator waits for a proposed block (or its parent's commit) before voting
+/// against it by timing out.
+const BLOCK_WAIT: Duration = Duration::from_secs(10);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub(crate) fn to_b256(d: &Digest) -> B256 {
+    B256::from(d.0)
+}
+
+/// Blocks proposed by other validators, received over the network, by header hash.
+#[derive(Default)]
+pub(crate) struct Inbox {
+    blocks: Mutex<HashMap<B256, Arc<Block>>>,
+    arrived: Notify,
+}
+
+impl Inbox {
+    /// Keeps a block received from a peer (dropping blocks at or below the committed height).
+    pub(crate) fn insert(&self, block: Block, committed_height: u64) {
+        let mut blocks = self.blocks.lock();
+        blocks.retain(|_, b| b.header.height > committed_height);
+        if blocks.len() >= 1024 {
+            return; // a flood of bogus blocks: keep what we have
+        }
+        blocks.insert(block.header.hash(), Arc::new(block));
+        drop(blocks);
+        self.arrived.notify_waiters();
+    }
+
+    fn get(&self, hash: &B256) -> Option<Arc<Block>> {
+        self.blocks.lock().get(hash).cloned()
+    }
+
+    /// Waits up to `timeout` for the block `hash`.
+    async fn wait(&self, hash: &B256, timeout: Duration) -> Option<Arc<Block>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.arrived.notified();
+            if let Some(b) = self.get(hash) {
+                return Some(b);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// A finalization, as simplex reported it.
+pub(crate) struct Finalized {
+    pub(crate) hash: B256,
+    /// The certificate (its height is filled in from the block at commit).
+    pub(crate) certificate: FinalityCertificate,
+}
+
+/// Converts simplex's finalization into the chain's certificate: the same signatures, named
+/// by validator key instead of by index into the sorted validator set.
+pub(crate) fn certificate_of(
+    f: &Finalization<Scheme, Digest>,
+    participants: &Set<ed25519::PublicKey>,
+) -> FinalityCertificate {
+    let p = &f.proposal;
+    let mut cert = FinalityCertificate::new(
+        0,
+        to_b256(&p.payload),
+        p.round.epoch().get(),
+        p.round.view().get(),
+        p.parent.get(),
+    );
+    for (signer, signature) in f
+        .certificate
+        .signers
+        .iter()
+        .zip(f.certificate.signatures.iter())
+    {
+        if let Some(key) = participants.get(usize::from(signer)) {
+            cert.signatures.push(iotchain_block::ValidatorSignature {
+                validator: B256::from_slice(key.as_ref()),
+                signature: signature.encode().to_vec().into(),
+            });
+        }
+    }
+    cert
+}
+
+/// The application: proposals, verification, relay and finalization reports.
+#[derive(Clone)]
+pub(crate) struct Application<S> {
+    pub(crate) chain: Arc<Chain>,
+    pub(crate) config: ConsensusConfig,
+    pub(crate) participants: Set<ed25519::PublicKey>,
+    pub(crate) inbox: Arc<Inbox>,
+    pub(crate) blocks: S,
+    pub(crate) finalized: mpsc::UnboundedSender<Finalized>,
+}
+
+impl<S: Sender<PublicKey = ed25519::PublicKey>> Automaton for Application<S> {
+    type Digest = Digest;
+    type Context = Context<Digest, ed25519::PublicKey>;
+
+    async fn propose(&mut self, context: Self::Context) -> oneshot::Receiver<Digest> {
+        let (response, receiver) = oneshot::channel();
+        let chain = self.chain.clone();
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            let parent = to_b256(&context.parent.1);
+            // The parent's finalization may still be committing: wait for it to be the head.
+            let mut head = chain.subscribe_head();
+            if tokio::time::timeout(BLOCK_WAIT, head.wait_for(|h| h.hash == parent))
+                .await
+                .is_err()
+            {
+                tracing::warn!(%parent, "proposal parent is not this node's head; declining");
+                return;
+            }
+            // Pace blocks: `block_interval` after the parent's time (not after its commit, so
+            // consensus and commit latency do not stretch the interval), and wait (up to the
+            // idle interval) for something to include.
+            let since_parent =
+                Duration::from_millis(now_ms().saturating_sub(chain.head().timestamp_ms));
+            tokio::time::sleep(config.block_interval.saturating_sub(since_parent)).await;
+            let idle_deadline = tokio::time::Instant::now() + config.idle_block_interval;
+            while chain.pending_counts() == (0, 0) && tokio::time::Instant::now() < idle_deadline {
+                tokio::time::sleep(config.block_interval).await;
+            }
+            let c = chain.clone();
+            match tokio::task::spawn_blocking(move || c.propose_durable(parent)).await {
+                Ok(Ok(header)) => {
+                    let _ = response.send(Digest(header.hash().0));
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot propose"),
+                Err(e) => tracing::error!(error = %e, "proposal task failed"),
+            }
+        });
+        receiver
+    }
+
+    async fn verify(&mut self, context: Self::Context, payload: Digest) -> oneshot::Receiver<bool> {
+        let (response, receiver) = oneshot::channel();
+        let hash = to_b256(&payload);
+        if self.chain.has_proposal(&hash) {
+            // Built (or already verified) here.
+            let _ = response.send(true);
+            return receiver;
+        }
+        let chain = self.chain.clone();
+        let inbox = self.inbox.clone();
+        tokio::spawn(async move {
+            let Some(block) = inbox.wait(&hash, BLOCK_WAIT).await else {
+                tracing::debug!(%hash, "proposed block never arrived");
+                return;
+            };
+            let parent = to_b256(&context.parent.1);
+            let leader = B256::from_slice(context.leader.as_ref());
+            if block.header.parent_hash != parent || block.header.proposer != leader {
+                tracing::warn!(%hash, "proposal's parent or proposer does not match its round");
+                let _ = response.send(false);
+                return;
+            }
+            let mut head = chain.subscribe_head();
+            if tokio::time::timeout(BLOCK_WAIT, head.wait_for(|h| h.hash == parent))
+                .await
+                .is_err()
+            {
+                tracing::debug!(%hash, "parent of the proposal not committed here in time");
+                return;
+            }
+            let c = chain.clone();
+            let block = (*block).clone();
+            let verdict = tokio::task::spawn_blocking(move || c.verify_block(block)).await;
+            match verdict {
+                Ok(Ok(_)) => {
+                    let _ = response.send(true);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%hash, error = %e, "voting against a proposal");
+                    let _ = response.send(false);
+                }
+                Err(e) => tracing::error!(error = %e, "verification task failed"),
+            }
+        });
+        receiver
+    }
+}
+
+impl<S: Sender<PublicKey = ed25519::PublicKey>> CertifiableAutomaton for Application<S> {}
+
+impl<S: Sender<PublicKey = ed25519::PublicKey>> Relay for Application<S> {
+    type Digest = Digest;
+    type PublicKey = ed25519::PublicKey;
+    type Plan = Plan<ed25519::PublicKey>;
+
+    fn broadcast(&mut self, payload: Digest, plan: Self::Plan) -> Feedback {
+        let recipients = match plan {
+            Plan::Prepare { .. } | Plan::Propose { .. } => Recipients::All,
+            Plan::Forward { recipients, .. } => recipients,
+        };
+        let hash = to_b256(&payload);
+        let Some(block) = self.chain.proposed_block(&hash) else {
+            tracing::debug!(%hash, "asked to relay a block this node does not hold");
+            return Feedback::Ok;
+        };
+        let bytes = block.encode_rlp();
+        self.blocks.send(recipients, bytes, true);
+        Feedback::Ok
+    }
+}
+
+impl<S: Sender<PublicKey = ed25519::PublicKey>> Reporter for Application<S> {
+    type Activity = Activity<Scheme, Digest>;
+
+    fn report(&mut self, activity: Self::Activity) -> Feedback {
+        if let Activity::Finalization(f) = activity {
+            let certificate = certificate_of(&f, &self.participants);
+            let _ = self.finalized.send(Finalized {
+                hash: certificate.header_hash,
+                certificate,
+            });
+        }
+        Feedback::Ok
+    }
+}
+
+/// Commits finalized blocks, in the order simplex reports them. A block this node did not
+/// build or verify (it was down, or the proposal never reached it) is taken from the inbox or,
+/// failing that, left to block sync.
+pub(crate) async fn commit_finalized(
+    chain: Arc<Chain>,
+    inbox: Arc<Inbox>,
+    mut finalized: mpsc::UnboundedReceiver<Finalized>,
+    sync: Arc<Notify>,
+) {
+    while let Some(Finalized {
+        hash,
+        mut certificate,
+    }) = finalized.recv().await
+    {
+        if matches!(chain.store().height_of(&hash), Ok(Some(_))) {
+            continue; // replayed from the journal after a restart, or synced: committed
+        }
+        let c = chain.clone();
+        let from_peer = inbox.get(&hash);
+        let result = tokio::task::spawn_blocking(move || {
+            let header = match c.proposed_header(&hash) {
+                Some(h) => h,
+                None => {
+                    let block = from_peer.ok_or_else(|| format!("block {hash} is unknown here"))?;
+                    c.verify_block((*block).clone())
+                        .map_err(|e| e.to_string())?
+                }
+            };
+            certificate.height = header.height;
+            c.finalize(hash, certificate).map_err(|e| e.to_string())
+        })
+        .await;
+        match result {
+            Ok(Ok((header, readings, txs))) => {
+                tracing::debug!(
+                    height = header.height,
+                    readings,
+                    txs,
+                    "block finalized by simplex"
+                )
+            }
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "finalized block not committed here; syncing from peers");
+                sync.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, "finalization task failed"),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Block sync: fetching finalized blocks with their certificates from peers' HTTP APIs
+//! (`GET /v1/sync/{height}`), for a validator that missed blocks and for followers.
+//!
+//! Every fetched block is checked like any other: its certificate against the genesis
+//! validator set, then every item re-verified and the state root recomputed
+//! ([`Chain::import_final`]). A peer can withhold blocks but not forge them.
+
+use std::{sync::Arc, time::Duration};
+
+use iotchain_block::SyncBlocks;
+use iotchain_node::Chain;
+use tokio::sync::Notify;
+
+/// How long a follower's request waits at the peer for the next block.
+const FOLLOW_WAIT_MS: u64 = 2_000;
+/// How often a validator checks that it is not behind, without a hint.
+const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Fetches one page of blocks starting at `from`.
+pub async fn fetch(
+    client: &reqwest::Client,
+    peer: &str,
+    from: u64,
+    wait_ms: u64,
+) -> Result<SyncBlocks, String> {
+    let url = format!(
+        "{}/v1/sync/{from}?wait_ms={wait_ms}",
+        peer.trim_end_matches('/')
+    );
+    let response = client
+        .get(&url)
+        .timeout(Duration::from_millis(wait_ms + 30_000))
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{url}: HTTP {}", response.status()));
+    }
+    response
+        .json::<SyncBlocks>()
+        .await
+        .map_err(|e| format!("{url}: {e}"))
+}
+
+/// Keeps the chain up to date with its peers: a follower asks continuously (long polls), a
+/// validator when woken (a finalization it could not commit) and every few seconds.
+pub async fn run(chain: Arc<Chain>, peers: Vec<String>, wake: Arc<Notify>, follower: bool) {
+    let client = reqwest::Client::new();
+    let mut next_peer = 0usize;
+    loop {
+        let from = chain.head().height + 1;
+        let peer = &peers[next_peer % peers.len()];
+        let wait_ms = if follower { FOLLOW_WAIT_MS } else { 0 };
+        let imported = match fetch(&client, peer, from, wait_ms).await {
+            Ok(page) => {
+                let mut imported = 0usize;
+                for b in page.blocks {
+                    let c = chain.clone();
+                    let r = tokio::task::spawn_blocking(move || {
+                        let block = iotchain_block::Block::decode_rlp(&b.block)
+                            .map_err(|e| e.to_string())?;
+                        if block.header.height <= c.head().height {
+                            return Ok(None); // committed meanwhile through consensus
+                        }
+                        c.import_final(block, b.certificate)
+                            .map(Some)
+                            .map_err(|e| e.to_string())
+                    })
+                    .await;
+                    match r {
+                        Ok(Ok(Some((header, readings, _)))) => {
+                            imported += 1;
+                            tracing::debug!(height = header.height, readings, %peer, "synced block");
+                        }
+                        Ok(Ok(None)) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(%peer, error = %e, "block from peer refused");
+                            next_peer += 1;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "sync task failed");
+                            break;
+                        }
+                    }
+                }
+                if imported > 0 {
+                    tracing::info!(imported, height = chain.head().height, %peer, "caught up blocks");
+                }
+                imported
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "peer unavailable for sync");
+                next_peer += 1;
+                0
+            }
+        };
+        if imported == 0 {
+            let pause = if follower {
+                Duration::from_millis(500)
+            } else {
+                CHECK_INTERVAL
+            };
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Forwarding of accepted readings and transactions to the other nodes, so that whichever
+//! validator proposes next holds them: a reading accepted by any node is included once (the
+//! state refuses a second inclusion: its device's `seq` has moved on).
+//!
+//! Forwarding is best effort and batched: what is accepted within a few milliseconds goes to
+//! every peer in one `application/cbor` request marked `x-iotchain-forwarded` (a node does not
+//! forward what it was forwarded). A reading a peer misses is still proposed by the node that
+//! accepted it, when its turn comes.
+
+use std::time::Duration;
+
+use alloy_primitives::Bytes;
+use tokio::sync::mpsc;
+
+/// Header marking a forwarded submission.
+pub const FORWARDED_HEADER: &str = "x-iotchain-forwarded";
+
+/// Most readings in one forwarded request.
+const MAX_FORWARD_BATCH: usize = 4096;
+/// Longest an accepted reading waits to be forwarded with others.
+const LINGER: Duration = Duration::from_millis(5);
+
+/// Accepted items to forward.
+#[derive(Debug)]
+pub(crate) enum Forward {
+    /// Reading messages.
+    Readings(Vec<Bytes>),
+    /// A raw owner transaction.
+    Tx(Bytes),
+}
+
+/// Sends what `items` delivers to every peer until the channel closes.
+pub(crate) async fn run(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<Forward>) {
+    let client = reqwest::Client::new();
+    let peers: Vec<String> = peers
+        .into_iter()
+        .map(|p| p.trim_end_matches('/').to_string())
+        .collect();
+    while let Some(first) = items.recv().await {
+        let mut readings: Vec<Bytes> = Vec::new();
+        let mut txs: Vec<Bytes> = Vec::new();
+        let add = |f: Forward, readings: &mut Vec<Bytes>, txs: &mut Vec<Bytes>| match f {
+            Forward::Readings(r) => readings.extend(r),
+            Forward::Tx(t) => txs.push(t),
+        };
+        add(first, &mut readings, &mut txs);
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while readings.len() < MAX_FORWARD_BATCH {
+            match tokio::time::timeout_at(deadline, items.recv()).await {
+                Ok(Some(f)) => add(f, &mut readings, &mut txs),
+                _ => break,
+            }
+        }
+        let body = Bytes::from(iotchain_reading::encode_batch(&readings));
+        let sends = peers.iter().map(|peer| {
+            let client = client.clone();
+            let body = body.clone();
+            let txs = txs.clone();
+            let has_readings = !readings.is_empty();
+            async move {
+                if has_readings {
+                    let r = client
+                        .post(format!("{peer}/v1/readings"))
+                        .header("content-type", "application/cbor")
+                        .header(FORWARDED_HEADER, "1")
+                        .body(body.0)
+                        .timeout(Duration::from_secs(10))
+                        .send()
+                        .await;
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "forwarding readings failed");
+                    }
+                }
+                for tx in txs {
+                    let r = client
+                        .post(format!("{peer}/v1/transactions"))
+                        .header(FORWARDED_HEADER, "1")
+                        .json(&serde_json::json!({ "raw": tx }))
+                        .timeout(Duration::from_secs(10))
+                        .send()
+                        .await;
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "forwarding a transaction failed");
+                    }
+                }
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+}
