@@ -1,0 +1,223 @@
+//! Two validators' chains exchanging blocks: a block built by one is re-verified by the other
+//! before it could vote (forged, replayed and unregistered-device readings, a wrong state root,
+//! a foreign proposer are refused, each with its reason), and a reading both hold is included
+//! once: the second validator drops it from its queue when the first one's block commits.
+
+use std::sync::Arc;
+
+use alloy_primitives::{B256, Bytes};
+use iotchain_block::{
+    Block, BlockItem, DeviceOp, FinalityCertificate, Genesis, GenesisValidator, SignedTx,
+};
+use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey, ValidatorKey};
+use iotchain_node::{Chain, NodeConfig};
+
+struct Net {
+    a: Arc<Chain>,
+    b: Arc<Chain>,
+    keys: Vec<ValidatorKey>,
+    owner: OwnerKey,
+    device: DeviceSigner,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn net() -> Net {
+    let owner = OwnerKey::from_secret(&[1; 32]).unwrap();
+    let keys = vec![
+        ValidatorKey::from_secret(&[2; 32]),
+        ValidatorKey::from_secret(&[3; 32]),
+    ];
+    let genesis = Genesis {
+        validators: keys
+            .iter()
+            .map(|k| GenesisValidator {
+                public_key: B256::from(k.public_key()),
+                address: None,
+            })
+            .collect(),
+        ..Genesis::single_validator(9, 1, B256::ZERO, vec![owner.address()])
+    };
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let open = |i: usize| {
+        Chain::open(&NodeConfig::new(
+            dirs[i].path().to_path_buf(),
+            genesis.clone(),
+            keys[i].clone(),
+        ))
+        .unwrap()
+    };
+    Net {
+        a: open(0),
+        b: open(1),
+        keys,
+        owner,
+        device: DeviceSigner::from_secret(KeyAlg::Ed25519, &[4; 32]).unwrap(),
+        _dirs: dirs,
+    }
+}
+
+/// Both validators' finalize votes on a header.
+fn certify(net: &Net, block: &Block, view: u64) -> FinalityCertificate {
+    let h = &block.header;
+    net.keys.iter().fold(
+        FinalityCertificate::new(h.height, h.hash(), 0, view, view - 1),
+        |c, k| c.signed_by(k),
+    )
+}
+
+/// `a` proposes a block of what it holds; `b` verifies it; both commit it.
+fn round(net: &Net, view: u64) -> Block {
+    let header = net.a.propose(net.a.head().hash, true).unwrap().unwrap();
+    let block = net.a.proposed_block(&header.hash()).unwrap();
+    net.b.verify_block(block.clone()).unwrap();
+    let cert = certify(net, &block, view);
+    net.a.finalize(header.hash(), cert.clone()).unwrap();
+    net.b.finalize(header.hash(), cert).unwrap();
+    block
+}
+
+async fn setup() -> Net {
+    let net = net();
+    let op = DeviceOp::Register {
+        public_key: net.device.public_key(),
+        model: "m".into(),
+        firmware_hash: Bytes::new(),
+        labels: vec![],
+    };
+    let tx = SignedTx::sign(&net.owner, 9, 0, op).unwrap();
+    net.a.submit_tx(Bytes::from(tx.encode_rlp())).await.unwrap();
+    round(&net, 1);
+    net
+}
+
+fn reading(net: &Net, seq: u64) -> Bytes {
+    Bytes::from(net.device.sign_reading(seq, 1000 + seq, None, &[0x01]))
+}
+
+/// `a`'s proposal with its items replaced (header kept: what a Byzantine proposer sends).
+fn tampered(net: &Net, items: Vec<BlockItem>) -> Block {
+    let header = net.a.propose(net.a.head().hash, true).unwrap().unwrap();
+    let mut block = net.a.proposed_block(&header.hash()).unwrap();
+    block.items = items;
+    block
+}
+
+fn refusal(net: &Net, block: Block) -> String {
+    net.b.verify_block(block).unwrap_err().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_block_is_reverified_and_bad_ones_are_refused() {
+    let net = setup().await;
+    for r in net
+        .a
+        .submit_readings(vec![reading(&net, 0), reading(&net, 1)])
+        .await
+    {
+        r.unwrap();
+    }
+    let good = round(&net, 2);
+    assert_eq!(good.items.len(), 2);
+    assert_eq!(net.a.head(), net.b.head(), "both committed the same block");
+
+    // A forged reading: a valid message whose signature was altered.
+    let mut forged = reading(&net, 2).to_vec();
+    let n = forged.len();
+    forged[n - 1] ^= 1;
+    let why = refusal(
+        &net,
+        tampered(&net, vec![BlockItem::Reading(forged.into())]),
+    );
+    assert!(why.contains("bad signature"), "{why}");
+
+    // A replayed reading: already final at height 2.
+    let why = refusal(
+        &net,
+        tampered(&net, vec![BlockItem::Reading(reading(&net, 1))]),
+    );
+    assert!(why.contains("not greater than last accepted"), "{why}");
+
+    // A reading of a device nobody registered.
+    let stranger = DeviceSigner::from_secret(KeyAlg::Ed25519, &[5; 32]).unwrap();
+    let unknown = Bytes::from(stranger.sign_reading(0, 1, None, &[0x01]));
+    let why = refusal(&net, tampered(&net, vec![BlockItem::Reading(unknown)]));
+    assert!(why.contains("is not registered"), "{why}");
+
+    // Valid items under a header that lies about the state.
+    let mut lying = tampered(&net, vec![]);
+    lying.header.state_root = B256::repeat_byte(7);
+    let why = refusal(&net, lying);
+    assert!(why.contains("state_root"), "{why}");
+
+    // A block claiming a proposer outside the validator set.
+    let mut foreign = tampered(&net, vec![]);
+    foreign.header.proposer = B256::repeat_byte(9);
+    assert!(refusal(&net, foreign).contains("not a validator"));
+
+    // A block on another parent.
+    let mut orphan = tampered(&net, vec![]);
+    orphan.header.parent_hash = B256::repeat_byte(1);
+    assert!(refusal(&net, orphan).contains("does not extend"));
+
+    // None of that moved anything: the chain goes on.
+    let before = net.b.head().height;
+    round(&net, 3);
+    assert_eq!(net.b.head().height, before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_held_by_two_validators_is_included_once() {
+    let net = setup().await;
+    // The same readings reach both validators (as forwarding does).
+    let messages = vec![reading(&net, 0), reading(&net, 1), reading(&net, 2)];
+    for c in [&net.a, &net.b] {
+        for r in c.submit_readings(messages.clone()).await {
+            r.unwrap();
+        }
+    }
+    // `b` holds one more that `a` does not.
+    net.b.submit_readings(vec![reading(&net, 3)]).await[0]
+        .clone()
+        .unwrap();
+    assert_eq!(net.b.pending_counts(), (4, 0));
+    round(&net, 2); // `a` proposes seqs 0..=2
+    // `b` dropped what `a`'s block included and kept the rest.
+    assert_eq!(net.b.pending_counts(), (1, 0));
+    // When `b` proposes, only the remaining reading goes in, and `a` accepts the block.
+    let header = net.b.propose(net.b.head().hash, false).unwrap().unwrap();
+    let block = net.b.proposed_block(&header.hash()).unwrap();
+    assert_eq!(block.items, vec![BlockItem::Reading(reading(&net, 3))]);
+    net.a.verify_block(block.clone()).unwrap();
+    let cert = certify(&net, &block, 3);
+    net.b.finalize(header.hash(), cert.clone()).unwrap();
+    net.a.finalize(header.hash(), cert).unwrap();
+    assert_eq!(net.a.head(), net.b.head());
+    assert_eq!(net.b.pending_counts(), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_imports_only_certified_blocks() {
+    let net = setup().await;
+    for r in net.a.submit_readings(vec![reading(&net, 0)]).await {
+        r.unwrap();
+    }
+    let header = net.a.propose(net.a.head().hash, false).unwrap().unwrap();
+    let block = net.a.proposed_block(&header.hash()).unwrap();
+    let full = certify(&net, &block, 2);
+    net.a.finalize(header.hash(), full.clone()).unwrap();
+    // One of two signatures is below the quorum of two.
+    let mut half = full.clone();
+    half.signatures.truncate(1);
+    let why = net
+        .b
+        .import_final(block.clone(), half)
+        .unwrap_err()
+        .to_string();
+    assert!(why.contains("needed"), "{why}");
+    // A certificate for another block.
+    let mut other = full.clone();
+    other.header_hash = B256::repeat_byte(3);
+    assert!(net.b.import_final(block.clone(), other).is_err());
+    net.b.import_final(block, full).unwrap();
+    assert_eq!(net.a.head(), net.b.head());
+}
