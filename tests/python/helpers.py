@@ -17,3 +17,23 @@ def register(node, device: Device, model="pycose-sensor"):
 
 def new_device(node, alg="ed25519") -> Device:
     return register(node, Device(alg))
+
+
+def varint(n: int) -> bytes:
+    """Unsigned LEB128, as Commonware's codec writes integers."""
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def finalize_message(cert: dict) -> bytes:
+    """The bytes each validator signs in a finality certificate: simplex's finalize vote."""
+    ns = b"iotchain/simplex/v1_FINALIZE"
+    return (varint(len(ns)) + ns + varint(cert["epoch"]) + varint(cert["view"])
+            + varint(cert["parent_view"]) + bytes.fromhex(cert["header_hash"][2:]))

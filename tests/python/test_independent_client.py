@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from conftest import cli
 from cose_device import cbor_array, reading_id
-from helpers import new_device
+from helpers import finalize_message, new_device
 
 
 def fetch_proof(node, rid, path):
@@ -127,11 +127,9 @@ def test_changed_header_is_caught(node, tmp_path, proof_in_a_batch):
 
 
 def test_certificate_from_a_wrong_key_is_caught(node, tmp_path, proof_in_a_batch):
-    genesis = json.loads(node.genesis.read_text())
     rogue = Ed25519PrivateKey.generate()
     cert = proof_in_a_batch["certificate"]
-    signed = (b"iotchain/finality/v1" + genesis["chain_id"].to_bytes(8, "big")
-              + cert["height"].to_bytes(8, "big") + bytes.fromhex(cert["header_hash"][2:]))
+    signed = finalize_message(cert)
     pub = rogue.public_key().public_bytes_raw()
 
     def forge(p):

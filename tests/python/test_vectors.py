@@ -15,6 +15,8 @@ from pycose.keys import EC2Key, OKPKey
 from pycose.keys.curves import P256, Ed25519
 from pycose.messages import Sign1Message
 
+from helpers import finalize_message
+
 V = json.loads((Path(__file__).resolve().parents[2] / "docs" / "vectors.json").read_text())
 
 
@@ -109,7 +111,7 @@ def test_certificate_signature():
     c = V["certificate"]
     sk = Ed25519PrivateKey.from_private_bytes(b(c["validator_secret_key"]))
     cert = c["certificate"]
-    signed = b"iotchain/finality/v1" + (1337).to_bytes(8, "big") + cert["height"].to_bytes(8, "big") + b(cert["header_hash"])
+    signed = finalize_message(cert)
     assert signed == b(c["signing_bytes"])
     assert cert["header_hash"] == V["header"]["hash"]
     sig = cert["signatures"][0]

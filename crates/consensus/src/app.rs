@@ -10,7 +10,7 @@ use commonware_consensus::{
     Automaton, CertifiableAutomaton, Relay, Reporter,
     simplex::{
         Plan,
-        types::{Activity, Context, Finalization},
+        types::{Activity, Attributable, Context, Finalization},
     },
 };
 use commonware_cryptography::{ed25519, sha256::Digest};
@@ -236,10 +236,29 @@ impl<S: Sender<PublicKey = ed25519::PublicKey>> Relay for Application<S> {
     }
 }
 
+impl<S> Application<S> {
+    /// Notes a vote from the validator at `index` of the sorted set.
+    fn heard(&self, index: commonware_utils::Participant) {
+        if let Some(key) = self.participants.get(usize::from(index)) {
+            self.chain
+                .consensus_stats()
+                .heard_from(B256::from_slice(key.as_ref()));
+        }
+    }
+}
+
 impl<S: Sender<PublicKey = ed25519::PublicKey>> Reporter for Application<S> {
     type Activity = Activity<Scheme, Digest>;
 
     fn report(&mut self, activity: Self::Activity) -> Feedback {
+        let stats = self.chain.consensus_stats();
+        match &activity {
+            Activity::Notarize(v) => self.heard(v.signer()),
+            Activity::Finalize(v) => self.heard(v.signer()),
+            Activity::Notarization(n) => stats.observe_view(n.proposal.round.view().get()),
+            Activity::Finalization(f) => stats.observe_view(f.proposal.round.view().get()),
+            _ => {}
+        }
         if let Activity::Finalization(f) = activity {
             let certificate = certificate_of(&f, &self.participants);
             let _ = self.finalized.send(Finalized {

@@ -24,11 +24,10 @@ fn config(dir: &std::path::Path) -> (NodeConfig, OwnerKey) {
 }
 
 fn consensus_config(dir: &std::path::Path) -> ConsensusConfig {
-    ConsensusConfig {
-        journal_dir: dir.join("consensus"),
-        block_interval: Duration::from_millis(20),
-        idle_block_interval: Duration::from_millis(200),
-    }
+    let mut config = ConsensusConfig::new(dir.join("consensus"));
+    config.block_interval = Duration::from_millis(20);
+    config.idle_block_interval = Duration::from_millis(200);
+    config
 }
 
 /// Waits (on head changes, not on time) until `height` is final.

@@ -126,6 +126,11 @@ async fn status(AxState(chain): Shared) -> Json<Value> {
         "max_reading_bytes": g.params.max_reading_bytes,
         "max_batch_readings": chain.max_batch(),
         "max_body_bytes": chain.max_body(),
+        "consensus": {
+            "view": chain.consensus_stats().view.load(std::sync::atomic::Ordering::Relaxed),
+            "validators_heard_10s": chain.consensus_stats().peers_seen(Duration::from_secs(10)),
+            "last_finality_ms": chain.consensus_stats().last_finality_ms.load(std::sync::atomic::Ordering::Relaxed),
+        },
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
@@ -565,7 +570,26 @@ async fn metrics(AxState(chain): Shared) -> impl IntoResponse {
     let m = &chain.metrics;
     let head = chain.head();
     let (pr, pt) = chain.pending_counts();
-    let series: [(&str, &str, &str, u64); 9] = [
+    let stats = chain.consensus_stats();
+    let series: [(&str, &str, &str, u64); 12] = [
+        (
+            "iotchain_consensus_view",
+            "Latest simplex view seen notarized or finalized.",
+            "gauge",
+            stats.view.load(Relaxed),
+        ),
+        (
+            "iotchain_validators_heard",
+            "Other validators whose votes arrived in the last 10 s (connected peers).",
+            "gauge",
+            stats.peers_seen(Duration::from_secs(10)) as u64,
+        ),
+        (
+            "iotchain_last_finality_ms",
+            "Proposal time to commit here of the last block, in milliseconds.",
+            "gauge",
+            stats.last_finality_ms.load(Relaxed),
+        ),
         (
             "iotchain_height",
             "Height of the last final block.",

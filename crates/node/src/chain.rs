@@ -121,6 +121,40 @@ pub(crate) struct Metrics {
     pub(crate) log_syncs: AtomicU64,
 }
 
+/// What consensus reports about itself, for operators (`/v1/status`, `/metrics`).
+#[derive(Debug, Default)]
+pub struct ConsensusStats {
+    /// The latest simplex view this validator saw notarized or finalized.
+    pub view: AtomicU64,
+    /// When each other validator was last heard from (a vote), by key.
+    seen: Mutex<HashMap<B256, std::time::Instant>>,
+    /// Milliseconds from the last committed block's proposal time to its commit here.
+    pub last_finality_ms: AtomicU64,
+}
+
+impl ConsensusStats {
+    /// Records the view of a notarization or finalization.
+    pub fn observe_view(&self, view: u64) {
+        self.view.fetch_max(view, Ordering::Relaxed);
+    }
+
+    /// Records a vote from `validator`.
+    pub fn heard_from(&self, validator: B256) {
+        self.seen
+            .lock()
+            .insert(validator, std::time::Instant::now());
+    }
+
+    /// Validators heard from within `window`.
+    pub fn peers_seen(&self, window: Duration) -> usize {
+        self.seen
+            .lock()
+            .values()
+            .filter(|t| t.elapsed() <= window)
+            .count()
+    }
+}
+
 /// The chain shared by ingestion, block production and the API.
 pub struct Chain {
     genesis: Genesis,
@@ -141,6 +175,7 @@ pub struct Chain {
     proposals: Mutex<HashMap<B256, Proposal>>,
     /// Held while a block commits, so blocks from consensus and from sync commit one at a time.
     commit_lock: Mutex<()>,
+    consensus_stats: ConsensusStats,
     /// Where accepted items go to reach the other nodes (when there are peers).
     forward: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::forward::Forward>>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -300,6 +335,7 @@ impl Chain {
             failed: AtomicBool::new(false),
             proposals: Mutex::new(HashMap::new()),
             commit_lock: Mutex::new(()),
+            consensus_stats: ConsensusStats::default(),
             forward: std::sync::OnceLock::new(),
             flusher: Mutex::new(None),
             metrics: Metrics::default(),
@@ -311,6 +347,11 @@ impl Chain {
             .expect("spawn the item-log thread");
         *chain.flusher.lock() = Some(handle);
         Ok(chain)
+    }
+
+    /// What consensus reports about itself.
+    pub fn consensus_stats(&self) -> &ConsensusStats {
+        &self.consensus_stats
     }
 
     /// The genesis.
@@ -946,6 +987,10 @@ impl Chain {
         self.proposals.lock().clear();
         self.log.lock().prune(log_done)?;
         let header = proposal.block.header;
+        self.consensus_stats.last_finality_ms.store(
+            now_ms().saturating_sub(header.timestamp_ms),
+            Ordering::Relaxed,
+        );
         self.head.send_replace(HeadInfo {
             height: header.height,
             hash,

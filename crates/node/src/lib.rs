@@ -17,7 +17,7 @@ mod forward;
 mod producer;
 
 pub use api::router;
-pub use chain::{Chain, HeadInfo, ItemResult, ReadingStatus};
+pub use chain::{Chain, ConsensusStats, HeadInfo, ItemResult, ReadingStatus};
 pub use config::NodeConfig;
 pub use error::{ApiError, NodeError};
 pub use forward::FORWARDED_HEADER;
