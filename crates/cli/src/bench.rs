@@ -9,14 +9,14 @@
 
 use std::{
     path::PathBuf,
-    process::{ExitCode, Stdio},
+    process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use iotchain_block::{DeviceOp, Genesis, SignedTx};
+use iotchain_block::{DeviceOp, SignedTx};
 use iotchain_crypto::{
     DevicePublicKey, DeviceSigner, KeyAlg, KeyFile, SignatureCheck, verify_signatures,
 };
@@ -60,9 +60,14 @@ pub(crate) struct BenchArgs {
     /// Keep the node's data directory here instead of a temporary one.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// HTTP port of the benchmarked node.
+    /// HTTP port of the (first) benchmarked node; with several validators, node i serves
+    /// HTTP on port+i and p2p on port+100+i.
     #[arg(long, default_value_t = 18545)]
     port: u16,
+    /// Validators, each a process on this machine; clients spread their batches over them and
+    /// every validator verifies every reading.
+    #[arg(long, default_value_t = 1)]
+    validators: usize,
 }
 
 /// Results of one phase.
@@ -156,43 +161,32 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             tmp.0.clone()
         }
     };
-    let owner = KeyFile::generate(KeyAlg::Secp256k1);
-    let validator = KeyFile::generate(KeyAlg::Ed25519);
-    let genesis = Genesis::single_validator(
-        9999,
-        crate::send::now_ms(),
-        validator.validator_key()?.public_key().into(),
-        vec![owner.owner_key()?.address()],
+    let layout = crate::testnet::Layout {
+        validators: a.validators.max(1),
+        followers: 0,
+        dir: dir.clone(),
+        base_port: a.port,
+        block_interval_ms: a.block_interval_ms,
+    };
+    crate::testnet::setup(&layout)?;
+    let owner = KeyFile::read(&dir.join("owner.key"))?;
+    let mut children = Vec::new();
+    let mut clients = Vec::new();
+    for n in crate::testnet::nodes(&layout) {
+        children.push(crate::testnet::spawn_node(&n)?);
+        clients.push(Client::new(&n.url()));
+    }
+    for c in &clients {
+        c.wait_ready(Duration::from_secs(20))
+            .await
+            .context("node did not start")?;
+    }
+    let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
+    println!(
+        "{} validator process(es) up (logs under {})",
+        pids.len(),
+        dir.display()
     );
-    std::fs::create_dir_all(&dir)?;
-    genesis.write(&dir.join("genesis.json"))?;
-    validator.write(&dir.join("validator.key"))?;
-    std::fs::write(
-        dir.join("node.toml"),
-        format!(
-            "data_dir = \"data\"\nhttp_addr = \"127.0.0.1:{}\"\ngenesis = \"genesis.json\"\nvalidator_key = \"validator.key\"\nblock_interval_ms = {}\n",
-            a.port, a.block_interval_ms
-        ),
-    )?;
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["node", "--config"])
-        .arg(dir.join("node.toml"))
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the node")?;
-    let pid = child.id().unwrap_or(0);
-    let url = format!("http://127.0.0.1:{}", a.port);
-    let client = Client::new(&url);
-    client
-        .wait_ready(Duration::from_secs(20))
-        .await
-        .context("node did not start")?;
 
     let owner_key = owner.owner_key()?;
     let mut nonce = 0;
@@ -206,7 +200,7 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         ],
     };
     for (alg, total) in phases {
-        let phase = run_phase(&client, &owner_key, &mut nonce, alg, total, &a, pid).await?;
+        let phase = run_phase(&clients, &owner_key, &mut nonce, alg, total, &a, &pids).await?;
         let rate = phase.readings as f64 / phase.seconds;
         println!(
             "{alg:>8}: {} readings final in {:.2} s = {rate:.0} readings/s; submit→final p50 {:.0} ms, p99 {:.0} ms; rejected {}",
@@ -228,22 +222,28 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         results.push((alg, rate));
     }
-    if let Some(kib) = peak_rss_kib(pid) {
-        println!("node peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+    for (i, pid) in pids.iter().enumerate() {
+        if let Some(kib) = peak_rss_kib(*pid) {
+            println!("node {i} peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+        }
     }
-    let _ = child.kill().await;
+    for mut c in children {
+        let _ = c.kill().await;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn run_phase(
-    client: &Client,
+    nodes: &[Client],
     owner: &iotchain_crypto::OwnerKey,
     nonce: &mut u64,
     alg: KeyAlg,
     total: usize,
     a: &BenchArgs,
-    node_pid: u32,
+    node_pids: &[u32],
 ) -> anyhow::Result<Phase> {
+    let client = &nodes[0];
+    let cpu_all = || -> Option<f64> { node_pids.iter().map(|p| cpu_seconds(*p)).sum() };
     let chain_id = client.status().await?["chain_id"].as_u64().unwrap_or(0);
     let n = a.devices.max(1);
     println!("{alg:>8}: registering {n} devices…");
@@ -311,10 +311,11 @@ async fn run_phase(
     println!("{alg:>8}: sending from {clients} clients in batches of {batch}…");
     let start = Instant::now();
     let me = std::process::id();
-    let cpu_before = (cpu_seconds(node_pid), cpu_seconds(me));
+    let cpu_before = (cpu_all(), cpu_seconds(me));
     let mut tasks = Vec::new();
-    for messages in signed {
-        let client = client.clone();
+    for (c, messages) in signed.into_iter().enumerate() {
+        // Client c talks to one node (as a gateway does), spreading load over validators.
+        let client = nodes[c % nodes.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut waiters = Vec::new();
@@ -357,7 +358,7 @@ async fn run_phase(
         rejected += r;
     }
     let seconds = start.elapsed().as_secs_f64();
-    let node_cpu = cpu_seconds(node_pid).zip(cpu_before.0).map(|(a, b)| a - b);
+    let node_cpu = cpu_all().zip(cpu_before.0).map(|(a, b)| a - b);
     let bench_cpu = cpu_seconds(me).zip(cpu_before.1).map(|(a, b)| a - b);
     latencies.sort_by(|x, y| x.total_cmp(y));
     Ok(Phase {

@@ -39,19 +39,45 @@ pub(crate) struct TestnetArgs {
 }
 
 /// One node's files.
-struct NodeFiles {
-    name: String,
-    dir: PathBuf,
-    http: u16,
+pub(crate) struct NodeFiles {
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
+    pub(crate) http: u16,
 }
 
 impl NodeFiles {
-    fn config(&self) -> PathBuf {
+    pub(crate) fn config(&self) -> PathBuf {
         self.dir.join("node.toml")
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http)
     }
 }
 
-fn nodes(a: &TestnetArgs) -> Vec<NodeFiles> {
+/// The layout of a testnet: what `iotchain testnet` writes and runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) validators: usize,
+    pub(crate) followers: usize,
+    pub(crate) dir: PathBuf,
+    pub(crate) base_port: u16,
+    pub(crate) block_interval_ms: u64,
+}
+
+impl From<&TestnetArgs> for Layout {
+    fn from(a: &TestnetArgs) -> Self {
+        Self {
+            validators: a.validators,
+            followers: a.followers,
+            dir: a.dir.clone(),
+            base_port: a.base_port,
+            block_interval_ms: a.block_interval_ms,
+        }
+    }
+}
+
+pub(crate) fn nodes(a: &Layout) -> Vec<NodeFiles> {
     (0..a.validators + a.followers)
         .map(|i| {
             let name = if i < a.validators {
@@ -69,7 +95,7 @@ fn nodes(a: &TestnetArgs) -> Vec<NodeFiles> {
 }
 
 /// Writes the testnet's files unless the directory already holds them.
-fn setup(a: &TestnetArgs) -> anyhow::Result<(Genesis, bool)> {
+pub(crate) fn setup(a: &Layout) -> anyhow::Result<(Genesis, bool)> {
     if a.validators == 0 {
         bail!("a testnet needs at least one validator");
     }
@@ -139,7 +165,27 @@ fn setup(a: &TestnetArgs) -> anyhow::Result<(Genesis, bool)> {
     Ok((genesis, true))
 }
 
+/// Starts a node of the testnet as a child process, its log in its directory.
+pub(crate) fn spawn_node(n: &NodeFiles) -> anyhow::Result<tokio::process::Child> {
+    let exe = std::env::current_exe().context("locating the iotchain binary")?;
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(n.dir.join("node.log"))?;
+    tokio::process::Command::new(&exe)
+        .arg("node")
+        .arg("--config")
+        .arg(n.config())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", n.name))
+}
+
 pub(crate) async fn run(a: TestnetArgs) -> anyhow::Result<ExitCode> {
+    let run_nodes = a.run;
+    let a = Layout::from(&a);
     let (genesis, fresh) = setup(&a)?;
     let all = nodes(&a);
     println!(
@@ -162,33 +208,19 @@ pub(crate) async fn run(a: TestnetArgs) -> anyhow::Result<ExitCode> {
         "  owner key (registers devices): {}",
         a.dir.join("owner.key").display()
     );
-    if !a.run {
+    if !run_nodes {
         println!("start each node with the command above, or run again with --run");
         return Ok(ExitCode::SUCCESS);
     }
-    let exe = std::env::current_exe().context("locating the iotchain binary")?;
     let mut children = Vec::new();
     for n in &all {
-        let log = std::fs::File::create(n.dir.join("node.log"))?;
-        let child = tokio::process::Command::new(&exe)
-            .arg("node")
-            .arg("--config")
-            .arg(n.config())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", n.name))?;
-        children.push((n.name.clone(), child));
+        children.push((n.name.clone(), spawn_node(n)?));
     }
     println!(
         "started {} nodes (logs: <dir>/<node>/node.log); Ctrl-C stops them",
         children.len()
     );
-    let urls: Vec<String> = all
-        .iter()
-        .map(|n| format!("http://127.0.0.1:{}", n.http))
-        .collect();
+    let urls: Vec<String> = all.iter().map(NodeFiles::url).collect();
     let names: Vec<String> = genesis
         .validators
         .iter()
