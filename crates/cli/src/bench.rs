@@ -68,6 +68,10 @@ pub(crate) struct BenchArgs {
     /// every validator verifies every reading.
     #[arg(long, default_value_t = 1)]
     validators: usize,
+    /// Offer readings at this total rate (readings/s) instead of as fast as the nodes take
+    /// them: latency is then measured below saturation, not in a queue.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 /// Results of one phase.
@@ -313,6 +317,11 @@ async fn run_phase(
     let me = std::process::id();
     let cpu_before = (cpu_all(), cpu_seconds(me));
     let mut tasks = Vec::new();
+    // With a target rate, each client sends one batch every `clients × batch / rate` seconds.
+    let pace = a
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64((clients * batch) as f64 / r));
     for (c, messages) in signed.into_iter().enumerate() {
         // Client c talks to one node (as a gateway does), spreading load over validators.
         let client = nodes[c % nodes.len()].clone();
@@ -320,7 +329,18 @@ async fn run_phase(
             let mut latencies = Vec::new();
             let mut waiters = Vec::new();
             let mut rejected = 0usize;
+            let mut ticker = pace.map(|p| {
+                let mut t = tokio::time::interval_at(
+                    tokio::time::Instant::now() + p.mul_f64(c as f64 / clients as f64),
+                    p,
+                );
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
             for chunk in messages.chunks(batch) {
+                if let Some(t) = ticker.as_mut() {
+                    t.tick().await;
+                }
                 let sent = Instant::now();
                 let (status, body) = client.post_batch(cbor_batch(chunk)).await?;
                 if status >= 300 {

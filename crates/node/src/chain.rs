@@ -1090,32 +1090,64 @@ impl Chain {
         let mut tx_leaves: Vec<[u8; 32]> = Vec::new();
         let mut to_verify: Vec<CheckedReading> = Vec::new();
         let arrival_ms = now_ms();
+        // Readings this node accepted itself were decoded and verified then (the id is the
+        // hash of the signed bytes): they are applied from what the queue kept, unless the
+        // device's key changed since; the rest are decoded here and verified in one batch.
+        let ids: Vec<Option<B256>> = block
+            .items
+            .iter()
+            .map(|it| match it {
+                BlockItem::Reading(b) => Some(B256::from(iotchain_reading::reading_id(b))),
+                BlockItem::Tx(_) => None,
+            })
+            .collect();
+        let known: HashMap<B256, (ReadingMeta, u32)> = {
+            let ingest = self.ingest.lock();
+            ids.iter()
+                .flatten()
+                .filter_map(|id| {
+                    let q = ingest.queue.get(ingest.index.get(id)?)?;
+                    Some((*id, (q.meta?, q.key_version)))
+                })
+                .collect()
+        };
         for (item, it) in block.items.iter().enumerate() {
             match it {
                 BlockItem::Reading(bytes) => {
                     if readings.len() as u64 >= params.max_readings_per_block {
                         return Err(reject("too many readings".into()));
                     }
-                    let d = decode_reading(bytes.clone(), max)
-                        .map_err(|e| reject(format!("reading {item}: {}", e.message)))?;
-                    let c = attach_key(&state, d)
-                        .map_err(|e| reject(format!("reading {item}: {}", e.message)))?;
-                    apply_reading(
-                        &mut state,
-                        &c.d.meta,
-                        c.d.id,
-                        c.key_version,
-                        Some(&mut gaps),
-                    )
-                    .map_err(|e| reject(format!("reading {item}: {}", e.message)))?;
+                    let id = ids[item].expect("a reading has an id");
+                    let fast = known.get(&id).filter(|(meta, kv)| {
+                        state.device(&meta.device).map(|r| r.key_version()) == Some(*kv)
+                    });
+                    let bad = |e: ApiError| reject(format!("reading {item}: {}", e.message));
+                    match fast {
+                        Some((meta, kv)) => {
+                            apply_reading(&mut state, meta, id, *kv, Some(&mut gaps))
+                                .map_err(bad)?;
+                        }
+                        None => {
+                            let d = decode_reading(bytes.clone(), max).map_err(bad)?;
+                            let c = attach_key(&state, d).map_err(bad)?;
+                            apply_reading(
+                                &mut state,
+                                &c.d.meta,
+                                c.d.id,
+                                c.key_version,
+                                Some(&mut gaps),
+                            )
+                            .map_err(bad)?;
+                            to_verify.push(c);
+                        }
+                    }
                     let location = ReadingLocation {
                         height,
                         index: readings.len() as u32,
                         item: item as u32,
                         arrival_ms,
                     };
-                    readings.push((c.d.id.0, location));
-                    to_verify.push(c);
+                    readings.push((id.0, location));
                 }
                 BlockItem::Tx(bytes) => {
                     if txs.len() as u64 >= params.max_transactions_per_block {
@@ -1133,18 +1165,6 @@ impl Chain {
                     tx_leaves.push(iotchain_merkle::leaf_hash(bytes));
                 }
             }
-        }
-        // Readings this node accepted itself were verified then (the id is the hash of the
-        // signed bytes); the rest are verified now, in one batch.
-        {
-            let ingest = self.ingest.lock();
-            to_verify.retain(|c| {
-                ingest
-                    .index
-                    .get(&c.d.id)
-                    .and_then(|seq| ingest.queue.get(seq))
-                    .is_none_or(|q| q.key_version != c.key_version)
-            });
         }
         let checks: Vec<SignatureCheck<'_>> = to_verify
             .iter()
