@@ -15,6 +15,7 @@ use commonware_consensus::{
 };
 use commonware_cryptography::{ed25519, sha256::Digest};
 use commonware_p2p::{Recipients, Sender};
+use commonware_runtime::{Clock, Spawner, Supervisor};
 use commonware_utils::{channel::oneshot, ordered::Set};
 use iotchain_block::{Block, FinalityCertificate};
 use iotchain_node::Chain;
@@ -62,18 +63,50 @@ impl Inbox {
     }
 
     /// Waits up to `timeout` for the block `hash`.
-    async fn wait(&self, hash: &B256, timeout: Duration) -> Option<Arc<Block>> {
-        let deadline = tokio::time::Instant::now() + timeout;
+    async fn wait(&self, clock: &impl Clock, hash: &B256, timeout: Duration) -> Option<Arc<Block>> {
+        let deadline = clock.current() + timeout;
         loop {
             let notified = self.arrived.notified();
             if let Some(b) = self.get(hash) {
                 return Some(b);
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            let left = deadline
+                .duration_since(clock.current())
+                .unwrap_or(Duration::ZERO);
+            if left.is_zero() || within(clock, left, notified).await.is_none() {
                 return None;
             }
         }
     }
+}
+
+/// Runs `f` for at most `timeout` of the runtime's clock (simulated time under the
+/// deterministic runtime).
+pub(crate) async fn within<F: std::future::Future>(
+    clock: &impl Clock,
+    timeout: Duration,
+    f: F,
+) -> Option<F::Output> {
+    let sleep = clock.sleep(timeout);
+    futures::pin_mut!(f);
+    futures::pin_mut!(sleep);
+    match futures::future::select(f, sleep).await {
+        futures::future::Either::Left((out, _)) => Some(out),
+        futures::future::Either::Right(_) => None,
+    }
+}
+
+/// Runs blocking chain work (fsync, signature verification) off the async workers.
+pub(crate) async fn blocking<E: Spawner, T: Send + 'static>(
+    context: &E,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    context
+        .child("blocking")
+        .shared(true)
+        .spawn(move |_| async move { f() })
+        .await
+        .ok()
 }
 
 /// A finalization, as simplex reported it.
@@ -114,8 +147,8 @@ pub(crate) fn certificate_of(
 }
 
 /// The application: proposals, verification, relay and finalization reports.
-#[derive(Clone)]
-pub(crate) struct Application<S> {
+pub(crate) struct Application<E, S> {
+    pub(crate) context: E,
     pub(crate) chain: Arc<Chain>,
     pub(crate) config: ConsensusConfig,
     pub(crate) participants: Set<ed25519::PublicKey>,
@@ -124,7 +157,7 @@ pub(crate) struct Application<S> {
     pub(crate) finalized: mpsc::UnboundedSender<Finalized>,
 }
 
-impl<S: Sender<PublicKey = ed25519::PublicKey>> Automaton for Application<S> {
+impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Automaton for Application<E, S> {
     type Digest = Digest;
     type Context = Context<Digest, ed25519::PublicKey>;
 
@@ -132,13 +165,13 @@ impl<S: Sender<PublicKey = ed25519::PublicKey>> Automaton for Application<S> {
         let (response, receiver) = oneshot::channel();
         let chain = self.chain.clone();
         let config = self.config.clone();
-        tokio::spawn(async move {
+        self.context.child("propose").spawn(move |rt| async move {
             let parent = to_b256(&context.parent.1);
             // The parent's finalization may still be committing: wait for it to be the head.
             let mut head = chain.subscribe_head();
-            if tokio::time::timeout(BLOCK_WAIT, head.wait_for(|h| h.hash == parent))
+            if within(&rt, BLOCK_WAIT, head.wait_for(|h| h.hash == parent))
                 .await
-                .is_err()
+                .is_none()
             {
                 tracing::warn!(%parent, "proposal parent is not this node's head; declining");
                 return;
@@ -148,18 +181,19 @@ impl<S: Sender<PublicKey = ed25519::PublicKey>> Automaton for Application<S> {
             // idle interval) for something to include.
             let since_parent =
                 Duration::from_millis(now_ms().saturating_sub(chain.head().timestamp_ms));
-            tokio::time::sleep(config.block_interval.saturating_sub(since_parent)).await;
-            let idle_deadline = tokio::time::Instant::now() + config.idle_block_interval;
-            while chain.pending_counts() == (0, 0) && tokio::time::Instant::now() < idle_deadline {
-                tokio::time::sleep(config.block_interval).await;
+            rt.sleep(config.block_interval.saturating_sub(since_parent))
+                .await;
+            let idle_deadline = rt.current() + config.idle_block_interval;
+            while chain.pending_counts() == (0, 0) && rt.current() < idle_deadline {
+                rt.sleep(config.block_interval).await;
             }
             let c = chain.clone();
-            match tokio::task::spawn_blocking(move || c.propose_durable(parent)).await {
-                Ok(Ok(header)) => {
+            match blocking(&rt, move || c.propose_durable(parent)).await {
+                Some(Ok(header)) => {
                     let _ = response.send(Digest(header.hash().0));
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot propose"),
-                Err(e) => tracing::error!(error = %e, "proposal task failed"),
+                Some(Err(e)) => tracing::warn!(error = %e, "cannot propose"),
+                None => tracing::error!("proposal task failed"),
             }
         });
         receiver
@@ -175,8 +209,8 @@ impl<S: Sender<PublicKey = ed25519::PublicKey>> Automaton for Application<S> {
         }
         let chain = self.chain.clone();
         let inbox = self.inbox.clone();
-        tokio::spawn(async move {
-            let Some(block) = inbox.wait(&hash, BLOCK_WAIT).await else {
+        self.context.child("verify").spawn(move |rt| async move {
+            let Some(block) = inbox.wait(&rt, &hash, BLOCK_WAIT).await else {
                 tracing::debug!(%hash, "proposed block never arrived");
                 return;
             };
@@ -187,35 +221,47 @@ impl<S: Sender<PublicKey = ed25519::PublicKey>> Automaton for Application<S> {
                 let _ = response.send(false);
                 return;
             }
+            let height = block.header.height;
             let mut head = chain.subscribe_head();
-            if tokio::time::timeout(BLOCK_WAIT, head.wait_for(|h| h.hash == parent))
-                .await
-                .is_err()
+            if within(
+                &rt,
+                BLOCK_WAIT,
+                head.wait_for(|h| h.hash == parent || h.height >= height),
+            )
+            .await
+            .is_none()
             {
                 tracing::debug!(%hash, "parent of the proposal not committed here in time");
                 return;
             }
+            if matches!(chain.store().height_of(&hash), Ok(Some(_))) {
+                // Already final here (block sync got it first): it was checked then.
+                let _ = response.send(true);
+                return;
+            }
             let c = chain.clone();
             let block = (*block).clone();
-            let verdict = tokio::task::spawn_blocking(move || c.verify_block(block)).await;
-            match verdict {
-                Ok(Ok(_)) => {
+            match blocking(&rt, move || c.verify_block(block)).await {
+                Some(Ok(_)) => {
                     let _ = response.send(true);
                 }
-                Ok(Err(e)) => {
+                Some(Err(e)) => {
                     tracing::warn!(%hash, error = %e, "voting against a proposal");
                     let _ = response.send(false);
                 }
-                Err(e) => tracing::error!(error = %e, "verification task failed"),
+                None => tracing::error!("verification task failed"),
             }
         });
         receiver
     }
 }
 
-impl<S: Sender<PublicKey = ed25519::PublicKey>> CertifiableAutomaton for Application<S> {}
+impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> CertifiableAutomaton
+    for Application<E, S>
+{
+}
 
-impl<S: Sender<PublicKey = ed25519::PublicKey>> Relay for Application<S> {
+impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Relay for Application<E, S> {
     type Digest = Digest;
     type PublicKey = ed25519::PublicKey;
     type Plan = Plan<ed25519::PublicKey>;
@@ -236,7 +282,21 @@ impl<S: Sender<PublicKey = ed25519::PublicKey>> Relay for Application<S> {
     }
 }
 
-impl<S> Application<S> {
+impl<E: Supervisor, S: Clone> Clone for Application<E, S> {
+    fn clone(&self) -> Self {
+        Self {
+            context: self.context.child("application"),
+            chain: self.chain.clone(),
+            config: self.config.clone(),
+            participants: self.participants.clone(),
+            inbox: self.inbox.clone(),
+            blocks: self.blocks.clone(),
+            finalized: self.finalized.clone(),
+        }
+    }
+}
+
+impl<E, S> Application<E, S> {
     /// Notes a vote from the validator at `index` of the sorted set.
     fn heard(&self, index: commonware_utils::Participant) {
         if let Some(key) = self.participants.get(usize::from(index)) {
@@ -247,7 +307,7 @@ impl<S> Application<S> {
     }
 }
 
-impl<S: Sender<PublicKey = ed25519::PublicKey>> Reporter for Application<S> {
+impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Reporter for Application<E, S> {
     type Activity = Activity<Scheme, Digest>;
 
     fn report(&mut self, activity: Self::Activity) -> Feedback {
@@ -274,6 +334,7 @@ impl<S: Sender<PublicKey = ed25519::PublicKey>> Reporter for Application<S> {
 /// build or verify (it was down, or the proposal never reached it) is taken from the inbox or,
 /// failing that, left to block sync.
 pub(crate) async fn commit_finalized(
+    context: impl Spawner,
     chain: Arc<Chain>,
     inbox: Arc<Inbox>,
     mut finalized: mpsc::UnboundedReceiver<Finalized>,
@@ -289,7 +350,7 @@ pub(crate) async fn commit_finalized(
         }
         let c = chain.clone();
         let from_peer = inbox.get(&hash);
-        let result = tokio::task::spawn_blocking(move || {
+        let result = blocking(&context, move || {
             let header = match c.proposed_header(&hash) {
                 Some(h) => h,
                 None => {
@@ -303,7 +364,7 @@ pub(crate) async fn commit_finalized(
         })
         .await;
         match result {
-            Ok(Ok((header, readings, txs))) => {
+            Some(Ok((header, readings, txs))) => {
                 tracing::debug!(
                     height = header.height,
                     readings,
@@ -311,11 +372,11 @@ pub(crate) async fn commit_finalized(
                     "block finalized by simplex"
                 )
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 tracing::info!(error = %e, "finalized block not committed here; syncing from peers");
                 sync.notify_one();
             }
-            Err(e) => tracing::error!(error = %e, "finalization task failed"),
+            None => tracing::error!("finalization task failed"),
         }
     }
 }

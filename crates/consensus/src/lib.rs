@@ -36,7 +36,10 @@ use commonware_consensus::{
 use commonware_cryptography::{ChaCha20Poly1305, Sha256, ed25519, sha256::Digest};
 use commonware_p2p::{Address, AddressableManager, Receiver, Sender, authenticated::lookup};
 use commonware_parallel::Sequential;
-use commonware_runtime::{Handle, Quota, Runner as _, Supervisor as _, buffer::paged::CacheRef};
+use commonware_runtime::{
+    Clock, Handle, Metrics, Quota, Runner as _, Spawner, Storage, Supervisor,
+    buffer::paged::CacheRef,
+};
 use commonware_stream::{
     cups::{self, Cups},
     sake::{self, Sake},
@@ -70,6 +73,10 @@ pub struct ConsensusConfig {
     pub p2p_listen: Option<SocketAddr>,
     /// Base URLs of peers' HTTP APIs to fetch missed blocks from (block sync).
     pub sync_peers: Vec<String>,
+    /// How long a view waits for its leader's proposal before moving on.
+    pub leader_timeout: Duration,
+    /// Storage partition of the engine's journal.
+    pub partition: String,
 }
 
 impl ConsensusConfig {
@@ -81,6 +88,8 @@ impl ConsensusConfig {
             idle_block_interval: Duration::from_secs(2),
             p2p_listen: None,
             sync_peers: Vec::new(),
+            leader_timeout: Duration::from_secs(3),
+            partition: "simplex".into(),
         }
     }
 }
@@ -189,53 +198,38 @@ pub fn start(
         .spawn(move || {
             commonware_runtime::tokio::Runner::new(runtime_config).start(|context| async move {
                 let wake_sync = Arc::new(Notify::new());
-                let mut tasks = Vec::new();
-                if !config.sync_peers.is_empty() {
-                    tasks.push(tokio::spawn(sync::run(
-                        chain.clone(),
-                        config.sync_peers.clone(),
-                        wake_sync.clone(),
-                        !is_validator,
-                    )));
-                }
                 let mut handles: Vec<Handle<()>> = Vec::new();
+                if !config.sync_peers.is_empty() {
+                    let source = sync::HttpPeers::new(config.sync_peers.clone());
+                    let (c, w) = (chain.clone(), wake_sync.clone());
+                    handles.push(
+                        context
+                            .child("sync")
+                            .spawn(move |rt| sync::run(rt, c, source, w, !is_validator)),
+                    );
+                }
                 if is_validator {
-                    let inbox = Arc::new(Inbox::default());
-                    let (finalized_tx, finalized_rx) = tokio::sync::mpsc::unbounded_channel();
-                    tasks.push(tokio::spawn(app::commit_finalized(
-                        chain.clone(),
-                        inbox.clone(),
-                        finalized_rx,
-                        wake_sync.clone(),
-                    )));
-                    let scheme = Scheme::signer(NAMESPACE, participants.clone(), signer.clone())
-                        .expect("the key is a participant");
-                    let genesis = Digest(chain.genesis_hash().0);
                     if participants.len() == 1 {
-                        let app = Application {
-                            chain: chain.clone(),
-                            config: config.clone(),
-                            participants: participants.clone(),
-                            inbox,
-                            blocks: loopback::Loopback(me.clone()),
-                            finalized: finalized_tx,
-                        };
-                        handles.push(start_engine(
+                        handles.extend(run_validator(
                             context,
-                            scheme,
+                            chain.clone(),
+                            signer,
+                            config.clone(),
                             loopback::Loopback(me.clone()),
-                            app,
-                            genesis,
-                            loopback::pair(me.clone()),
-                            loopback::pair(me.clone()),
-                            loopback::pair(me),
+                            [
+                                loopback::pair(me.clone()),
+                                loopback::pair(me.clone()),
+                                loopback::pair(me.clone()),
+                                loopback::pair(me),
+                            ],
+                            wake_sync,
                         ));
                     } else {
                         let listen = listen.expect("checked above");
                         let p2p = lookup::Config::local(
                             Cups::<_, ChaCha20Poly1305>::new(
                                 Sake {
-                                    signer,
+                                    signer: signer.clone(),
                                     synchrony_bound: Duration::from_secs(5),
                                     max_handshake_age: Duration::from_secs(10),
                                     version: sake::Version::V1,
@@ -261,26 +255,21 @@ pub fn start(
                         // to what a validator sends: a few votes and blocks per view).
                         let quota =
                             Quota::per_second(std::num::NonZeroU32::new(256).expect("non-zero"));
-                        let votes = network.register(0, quota);
-                        let certs = network.register(1, quota);
-                        let resolver = network.register(2, quota);
-                        let (blocks_tx, blocks_rx) = network.register(3, quota);
+                        let channels = [
+                            network.register(0, quota),
+                            network.register(1, quota),
+                            network.register(2, quota),
+                            network.register(3, quota),
+                        ];
                         handles.push(network.start());
-                        tasks.push(tokio::spawn(receive_blocks(
+                        handles.extend(run_validator(
+                            context,
                             chain.clone(),
-                            inbox.clone(),
-                            blocks_rx,
-                        )));
-                        let app = Application {
-                            chain: chain.clone(),
-                            config: config.clone(),
-                            participants: participants.clone(),
-                            inbox,
-                            blocks: blocks_tx,
-                            finalized: finalized_tx,
-                        };
-                        handles.push(start_engine(
-                            context, scheme, oracle, app, genesis, votes, certs, resolver,
+                            signer,
+                            config.clone(),
+                            oracle,
+                            channels,
+                            wake_sync,
                         ));
                     }
                 }
@@ -294,9 +283,6 @@ pub fn start(
                 let _ = stop_rx.await;
                 for h in handles {
                     h.abort();
-                }
-                for t in tasks {
-                    t.abort();
                 }
             });
         })?;
@@ -321,28 +307,70 @@ async fn receive_blocks(
     }
 }
 
-/// Builds and starts the simplex engine over the given network channels.
-#[allow(clippy::too_many_arguments)]
-fn start_engine<B, S, VS, VR, CS, CR, RS, RR>(
-    context: commonware_runtime::tokio::Context,
-    scheme: Scheme,
+/// What a runtime must offer the validator: tasks and a clock (Commonware's tokio runtime in
+/// production, its deterministic runtime in simulations).
+pub trait Runtime: Spawner + Clock + Supervisor + Send + Sync + 'static {}
+
+impl<T: Spawner + Clock + Supervisor + Send + Sync + 'static> Runtime for T {}
+
+/// Runs a validator on `context` over the given network channels (votes, certificates,
+/// resolver, blocks): the simplex engine, the application over `chain`, the commit of
+/// finalized blocks and the block receiver. Aborting the returned handles stops it (a crash:
+/// the journal under `config.partition` and the chain's stores keep what was durable).
+pub fn run_validator<E, B, S, R>(
+    context: E,
+    chain: Arc<Chain>,
+    signer: ed25519::PrivateKey,
+    config: ConsensusConfig,
     blocker: B,
-    app: Application<S>,
-    genesis: Digest,
-    votes: (VS, VR),
-    certs: (CS, CR),
-    resolver: (RS, RR),
-) -> Handle<()>
+    channels: [(S, R); 4],
+    wake_sync: Arc<Notify>,
+) -> Vec<Handle<()>>
 where
+    E: Runtime + rand_core::CryptoRng + Storage + Metrics,
     B: commonware_p2p::Blocker<PublicKey = ed25519::PublicKey>,
     S: Sender<PublicKey = ed25519::PublicKey>,
-    VS: Sender<PublicKey = ed25519::PublicKey>,
-    VR: Receiver<PublicKey = ed25519::PublicKey>,
-    CS: Sender<PublicKey = ed25519::PublicKey>,
-    CR: Receiver<PublicKey = ed25519::PublicKey>,
-    RS: Sender<PublicKey = ed25519::PublicKey>,
-    RR: Receiver<PublicKey = ed25519::PublicKey>,
+    R: Receiver<PublicKey = ed25519::PublicKey>,
 {
+    let participants = Set::from_iter_dedup(
+        chain
+            .genesis()
+            .validators
+            .iter()
+            .filter_map(|v| ed25519::PublicKey::decode(v.public_key.to_vec()).ok()),
+    );
+    let scheme =
+        Scheme::signer(NAMESPACE, participants.clone(), signer).expect("the key is a participant");
+    let genesis = Digest(chain.genesis_hash().0);
+    let inbox = Arc::new(Inbox::default());
+    let (finalized_tx, finalized_rx) = tokio::sync::mpsc::unbounded_channel();
+    let [votes, certs, resolver, (blocks_tx, blocks_rx)] = channels;
+    let mut handles = Vec::new();
+    {
+        let (c, i, w) = (chain.clone(), inbox.clone(), wake_sync);
+        handles.push(
+            context
+                .child("commit")
+                .spawn(move |rt| app::commit_finalized(rt, c, i, finalized_rx, w)),
+        );
+    }
+    {
+        let (c, i) = (chain.clone(), inbox.clone());
+        handles.push(
+            context
+                .child("blocks")
+                .spawn(move |_| receive_blocks(c, i, blocks_rx)),
+        );
+    }
+    let app = Application {
+        context: context.child("application"),
+        chain,
+        config: config.clone(),
+        participants,
+        inbox,
+        blocks: blocks_tx,
+        finalized: finalized_tx,
+    };
     let engine = simplex::Engine::new(
         context.child("simplex"),
         simplex::Config {
@@ -353,7 +381,7 @@ where
             relay: app.clone(),
             reporter: app,
             strategy: Sequential,
-            partition: "simplex".into(),
+            partition: config.partition.clone(),
             mailbox_size: NonZeroUsize::new(1024).expect("non-zero"),
             epoch: Epoch::zero(),
             floor: simplex::Floor::Genesis(genesis),
@@ -364,9 +392,9 @@ where
                 NonZeroUsize::new(256).expect("non-zero"),
             ),
             // A leader that proposes nothing (down, or partitioned) is passed over after this.
-            leader_timeout: Duration::from_secs(3),
-            certification_timeout: Duration::from_secs(4),
-            timeout_retry: Duration::from_secs(5),
+            leader_timeout: config.leader_timeout,
+            certification_timeout: config.leader_timeout + Duration::from_secs(1),
+            timeout_retry: config.leader_timeout + Duration::from_secs(2),
             view_retention: ViewDelta::new(64),
             skip: simplex::SkipPolicy::Disabled,
             fetch_timeout: commonware_utils::NZDuration!(Duration::from_secs(2)),
@@ -375,5 +403,6 @@ where
             track_historical_votes: false,
         },
     );
-    engine.start(votes, certs, resolver)
+    handles.push(engine.start(votes, certs, resolver));
+    handles
 }

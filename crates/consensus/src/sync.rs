@@ -5,11 +5,52 @@
 //! validator set, then every item re-verified and the state root recomputed
 //! ([`Chain::import_final`]). A peer can withhold blocks but not forge them.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use iotchain_block::SyncBlocks;
 use iotchain_node::Chain;
 use tokio::sync::Notify;
+
+use crate::{Runtime, app::blocking};
+
+/// Where block sync fetches finalized blocks from.
+pub trait BlockSource: Send + Sync + 'static {
+    /// Finalized blocks from height `from` on, waiting up to `wait_ms` for `from` to exist.
+    /// `attempt` counts failed tries so far (a source with several peers moves on).
+    fn fetch(
+        &self,
+        from: u64,
+        wait_ms: u64,
+        attempt: usize,
+    ) -> impl Future<Output = Result<SyncBlocks, String>> + Send;
+}
+
+/// Peers' HTTP APIs (`GET /v1/sync/{height}`), tried in turn.
+#[derive(Debug, Clone)]
+pub struct HttpPeers {
+    client: reqwest::Client,
+    peers: Vec<String>,
+}
+
+impl HttpPeers {
+    /// Fetches from these base URLs.
+    pub fn new(peers: Vec<String>) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            peers,
+        }
+    }
+}
+
+impl BlockSource for HttpPeers {
+    async fn fetch(&self, from: u64, wait_ms: u64, attempt: usize) -> Result<SyncBlocks, String> {
+        if self.peers.is_empty() {
+            return Err("no peers to sync from".into());
+        }
+        let peer = &self.peers[attempt % self.peers.len()];
+        fetch(&self.client, peer, from, wait_ms).await
+    }
+}
 
 /// How long a follower's request waits at the peer for the next block.
 const FOLLOW_WAIT_MS: u64 = 2_000;
@@ -44,19 +85,23 @@ pub async fn fetch(
 
 /// Keeps the chain up to date with its peers: a follower asks continuously (long polls), a
 /// validator when woken (a finalization it could not commit) and every few seconds.
-pub async fn run(chain: Arc<Chain>, peers: Vec<String>, wake: Arc<Notify>, follower: bool) {
-    let client = reqwest::Client::new();
-    let mut next_peer = 0usize;
+pub async fn run<E: Runtime>(
+    context: E,
+    chain: Arc<Chain>,
+    source: impl BlockSource,
+    wake: Arc<Notify>,
+    follower: bool,
+) {
+    let mut attempt = 0usize;
     loop {
         let from = chain.head().height + 1;
-        let peer = &peers[next_peer % peers.len()];
         let wait_ms = if follower { FOLLOW_WAIT_MS } else { 0 };
-        let imported = match fetch(&client, peer, from, wait_ms).await {
+        let imported = match source.fetch(from, wait_ms, attempt).await {
             Ok(page) => {
                 let mut imported = 0usize;
                 for b in page.blocks {
                     let c = chain.clone();
-                    let r = tokio::task::spawn_blocking(move || {
+                    let r = blocking(&context, move || {
                         let block = iotchain_block::Block::decode_rlp(&b.block)
                             .map_err(|e| e.to_string())?;
                         if block.header.height <= c.head().height {
@@ -68,30 +113,30 @@ pub async fn run(chain: Arc<Chain>, peers: Vec<String>, wake: Arc<Notify>, follo
                     })
                     .await;
                     match r {
-                        Ok(Ok(Some((header, readings, _)))) => {
+                        Some(Ok(Some((header, readings, _)))) => {
                             imported += 1;
-                            tracing::debug!(height = header.height, readings, %peer, "synced block");
+                            tracing::debug!(height = header.height, readings, "synced block");
                         }
-                        Ok(Ok(None)) => {}
-                        Ok(Err(e)) => {
-                            tracing::warn!(%peer, error = %e, "block from peer refused");
-                            next_peer += 1;
+                        Some(Ok(None)) => {}
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "block from peer refused");
+                            attempt += 1;
                             break;
                         }
-                        Err(e) => {
-                            tracing::error!(error = %e, "sync task failed");
+                        None => {
+                            tracing::error!("sync task failed");
                             break;
                         }
                     }
                 }
                 if imported > 0 {
-                    tracing::info!(imported, height = chain.head().height, %peer, "caught up blocks");
+                    tracing::info!(imported, height = chain.head().height, "caught up blocks");
                 }
                 imported
             }
             Err(e) => {
                 tracing::debug!(error = %e, "peer unavailable for sync");
-                next_peer += 1;
+                attempt += 1;
                 0
             }
         };
@@ -101,10 +146,7 @@ pub async fn run(chain: Arc<Chain>, peers: Vec<String>, wake: Arc<Notify>, follo
             } else {
                 CHECK_INTERVAL
             };
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(pause) => {}
-            }
+            let _ = crate::app::within(&context, pause, wake.notified()).await;
         }
     }
 }

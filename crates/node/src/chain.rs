@@ -447,6 +447,36 @@ impl Chain {
                 Ok(c) => c,
                 Err(e) => return vec![Err(ApiError::storage(&e))],
             };
+        let (results, max_seq) = match self.accept_readings(checked) {
+            Ok(accepted) => accepted,
+            Err(refused) => return refused,
+        };
+        if max_seq > 0
+            && let Err(e) = self.wait_durable(max_seq).await
+        {
+            return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
+        }
+        if let (Some(originals), Some(forward)) = (originals, self.forward.get()) {
+            let accepted: Vec<Bytes> = originals
+                .into_iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(m, _)| m)
+                .collect();
+            if !accepted.is_empty() {
+                let _ = forward.send(crate::forward::Forward::Readings(accepted));
+            }
+        }
+        results
+    }
+
+    /// Applies checked readings to the pending view and queues them for the log: results in
+    /// order and the last log seq to wait for (0: none), or every result refused (overload).
+    #[allow(clippy::type_complexity)]
+    fn accept_readings(
+        &self,
+        checked: Vec<Result<CheckedReading, ApiError>>,
+    ) -> Result<(Vec<ItemResult>, u64), Vec<ItemResult>> {
         let mut results = Vec::with_capacity(checked.len());
         let mut max_seq = 0;
         {
@@ -454,7 +484,7 @@ impl Chain {
             let ingest = &mut *guard;
             if ingest.queue.len() + checked.len() > self.max_pending {
                 let e = self.overloaded(ingest.queue.len());
-                return checked.into_iter().map(|c| c.and(Err(e.clone()))).collect();
+                return Err(checked.into_iter().map(|c| c.and(Err(e.clone()))).collect());
             }
             for c in checked {
                 let r = c.and_then(|c| {
@@ -501,23 +531,65 @@ impl Chain {
                 }
             };
         }
+        Ok((results, max_seq))
+    }
+
+    /// Like [`Chain::submit_readings`] (without forwarding), blocking the calling thread
+    /// instead of needing an async runtime: for simulations and tools.
+    pub fn submit_readings_blocking(&self, messages: Vec<Bytes>) -> Vec<ItemResult> {
+        let checked = self.check_readings(messages);
+        let (results, max_seq) = match self.accept_readings(checked) {
+            Ok(accepted) => accepted,
+            Err(refused) => return refused,
+        };
         if max_seq > 0
-            && let Err(e) = self.wait_durable(max_seq).await
+            && let Err(e) = self.wait_durable_blocking(max_seq)
         {
             return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
         }
-        if let (Some(originals), Some(forward)) = (originals, self.forward.get()) {
-            let accepted: Vec<Bytes> = originals
-                .into_iter()
-                .zip(&results)
-                .filter(|(_, r)| r.is_ok())
-                .map(|(m, _)| m)
-                .collect();
-            if !accepted.is_empty() {
-                let _ = forward.send(crate::forward::Forward::Readings(accepted));
-            }
+        results
+    }
+
+    /// Queues readings WITHOUT checking their signatures, so that this node proposes blocks
+    /// with forged readings: a Byzantine validator, for simulations only.
+    #[cfg(feature = "byzantine-testing")]
+    pub fn submit_unverified_blocking(&self, messages: Vec<Bytes>) -> Vec<ItemResult> {
+        let max = self.max_reading_bytes();
+        let checked = messages
+            .into_iter()
+            .map(|m| {
+                let d = decode_reading(m, max)?;
+                attach_key(&self.ingest.lock().pending, d)
+            })
+            .collect();
+        let (results, max_seq) = match self.accept_readings(checked) {
+            Ok(accepted) => accepted,
+            Err(refused) => return refused,
+        };
+        if max_seq > 0
+            && let Err(e) = self.wait_durable_blocking(max_seq)
+        {
+            return results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
         }
         results
+    }
+
+    /// Like [`Chain::submit_tx`] (without forwarding), blocking the calling thread.
+    pub fn submit_tx_blocking(&self, raw: Bytes) -> ItemResult {
+        let (hash, seq) = self.accept_tx(raw)?;
+        self.wait_durable_blocking(seq)?;
+        Ok(hash)
+    }
+
+    /// Waits, blocking the thread, until the log has synced item `seq`.
+    fn wait_durable_blocking(&self, seq: u64) -> Result<(), ApiError> {
+        self.wake_flusher.notify_one();
+        let mut rx = self.durable.subscribe();
+        let synced = futures::executor::block_on(rx.wait_for(|d| *d >= seq)).is_ok();
+        if !synced || self.failed.load(Ordering::Relaxed) {
+            return Err(ApiError::storage(&"the item log did not sync"));
+        }
+        Ok(())
     }
 
     /// Decodes, looks up keys and verifies signatures (CPU work, off the async threads).
