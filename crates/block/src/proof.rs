@@ -27,7 +27,12 @@ pub struct ProofBundle {
     pub device_key: DeviceKeyJson,
     /// The block header.
     pub header: Header,
-    /// The header's finality certificate.
+    /// The headers after `header` up to the certified one, oldest first, when the block was
+    /// finalized through a descendant (simplex finalizes a notarized block's uncommitted
+    /// ancestors with it); empty when the certificate is for `header` itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub descendants: Vec<Header>,
+    /// The finality certificate: of `header`, or of the last of `descendants`.
     pub certificate: FinalityCertificate,
 }
 
@@ -102,6 +107,27 @@ pub struct VerifiedReading {
     pub key_is_original: bool,
 }
 
+/// Follows `descendants` from `header` (each the child of the one before, on the same
+/// chain): the hash and height of the last header, the one a certificate must finalize.
+pub(crate) fn certified_tip(
+    header: &Header,
+    descendants: &[Header],
+) -> Result<(B256, u64), ProofError> {
+    let mut hash = header.hash();
+    let mut height = header.height;
+    for d in descendants {
+        if d.parent_hash != hash || d.height != height + 1 || d.chain_id != header.chain_id {
+            return Err(ProofError::Header(format!(
+                "descendant header at height {} does not extend {hash} at height {height}",
+                d.height
+            )));
+        }
+        hash = d.hash();
+        height = d.height;
+    }
+    Ok((hash, height))
+}
+
 impl ProofBundle {
     /// Checks every part of the proof against a genesis (chain id and validator set).
     pub fn verify(&self, genesis: &Genesis) -> Result<VerifiedReading, ProofError> {
@@ -157,12 +183,14 @@ impl ProofBundle {
             )));
         }
         let header_hash = self.header.hash();
-        if self.certificate.header_hash != header_hash
-            || self.certificate.height != self.header.height
+        let (certified_hash, certified_height) = certified_tip(&self.header, &self.descendants)?;
+        if self.certificate.header_hash != certified_hash
+            || self.certificate.height != certified_height
         {
             return Err(ProofError::Header(format!(
-                "header hashes to {header_hash} at height {}, the certificate is for {} at height {}",
-                self.header.height, self.certificate.header_hash, self.certificate.height
+                "the certified header hashes to {certified_hash} at height {certified_height}, \
+                 the certificate is for {} at height {}",
+                self.certificate.header_hash, self.certificate.height
             )));
         }
         self.certificate

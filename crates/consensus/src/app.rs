@@ -96,6 +96,25 @@ pub(crate) async fn within<F: std::future::Future>(
     }
 }
 
+/// Waits up to `timeout` (of the runtime's clock) for `ready` to hold, checking it every
+/// few milliseconds; returns whether it held.
+pub(crate) async fn wait_until(
+    clock: &impl Clock,
+    timeout: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    let deadline = clock.current() + timeout;
+    loop {
+        if ready() {
+            return true;
+        }
+        if clock.current() >= deadline {
+            return false;
+        }
+        clock.sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Runs blocking chain work (fsync, signature verification) off the async workers.
 pub(crate) async fn blocking<E: Spawner, T: Send + 'static>(
     context: &E,
@@ -167,13 +186,10 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Automaton for
         let config = self.config.clone();
         self.context.child("propose").spawn(move |rt| async move {
             let parent = to_b256(&context.parent.1);
-            // The parent's finalization may still be committing: wait for it to be the head.
-            let mut head = chain.subscribe_head();
-            if within(&rt, BLOCK_WAIT, head.wait_for(|h| h.hash == parent))
-                .await
-                .is_none()
-            {
-                tracing::warn!(%parent, "proposal parent is not this node's head; declining");
+            // The parent is the head, or a notarized block not finalized yet (built or
+            // verified here); a parent verified here a moment ago may still be on its way.
+            if !wait_until(&rt, BLOCK_WAIT, || chain.can_extend(&parent)).await {
+                tracing::warn!(%parent, "proposal parent is unknown here; declining");
                 return;
             }
             // Pace blocks: `block_interval` after the parent's time (not after its commit, so
@@ -222,16 +238,12 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Automaton for
                 return;
             }
             let height = block.header.height;
-            let mut head = chain.subscribe_head();
-            if within(
-                &rt,
-                BLOCK_WAIT,
-                head.wait_for(|h| h.hash == parent || h.height >= height),
-            )
+            if !wait_until(&rt, BLOCK_WAIT, || {
+                chain.can_extend(&parent) || chain.head().height >= height
+            })
             .await
-            .is_none()
             {
-                tracing::debug!(%hash, "parent of the proposal not committed here in time");
+                tracing::debug!(%hash, "parent of the proposal unknown here in time");
                 return;
             }
             if matches!(chain.store().height_of(&hash), Ok(Some(_))) {

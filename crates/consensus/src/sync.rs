@@ -108,7 +108,6 @@ pub async fn run<E: Runtime>(
                             return Ok(None); // committed meanwhile through consensus
                         }
                         c.import_final(block, b.certificate)
-                            .map(Some)
                             .map_err(|e| e.to_string())
                     })
                     .await;

@@ -540,7 +540,9 @@ async fn get_sync(
         let head = chain2.head().height;
         let mut out = iotchain_block::SyncBlocks::default();
         let mut bytes = 0usize;
-        for h in from..=head.min(from.saturating_add(max - 1)) {
+        let mut last = head.min(from.saturating_add(max - 1));
+        let mut h = from;
+        while h <= last {
             let storage = |e: iotchain_storage::StorageError| ApiError::storage(&e);
             let (Some(block), Some(certificate)) = (
                 store.block(h).map_err(storage)?,
@@ -550,13 +552,21 @@ async fn get_sync(
             };
             let rlp = block.encode_rlp();
             bytes += rlp.len();
+            // A block finalized through a descendant is only importable with that
+            // descendant: a page never ends between them.
+            let certified_here = certificate.height == h;
             out.blocks.push(iotchain_block::SyncBlock {
                 block: rlp.into(),
                 certificate,
             });
-            if bytes >= SYNC_PAGE_BYTES {
+            if !certified_here {
+                // Reach the certified descendant, past the page's size limits if need be
+                // (at most the depth simplex leaves unfinalized, bounded by the head).
+                last = last.max(h + 1).min(head);
+            } else if bytes >= SYNC_PAGE_BYTES {
                 break;
             }
+            h += 1;
         }
         Ok(out)
     })

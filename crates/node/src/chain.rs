@@ -83,7 +83,10 @@ pub(crate) struct Queued {
     pub(crate) key_version: u32,
 }
 
-/// A block built on the head and everything committing it will write.
+/// A block built or verified here, not yet committed, and everything committing it will
+/// write. Its parent is the head or another proposal: simplex lets a leader build on a
+/// notarized block before that block is finalized, and finalizing a block finalizes its
+/// uncommitted ancestors with it.
 struct Proposal {
     block: Block,
     /// The state after the block.
@@ -96,6 +99,21 @@ struct Proposal {
     /// empty for a block received from another validator.
     consumed: Vec<u64>,
 }
+
+/// What a new block builds on: the head, or a proposal not yet committed.
+struct Base {
+    height: u64,
+    hash: B256,
+    timestamp_ms: u64,
+    /// The state after the parent.
+    state: State,
+    /// Queue items already in uncommitted ancestors (between the head and the parent).
+    excluded_seqs: HashSet<u64>,
+    excluded_ids: HashSet<B256>,
+}
+
+/// How many uncommitted blocks may sit between the head and a new block's parent.
+const MAX_UNCOMMITTED_DEPTH: usize = 64;
 
 struct Ingest {
     /// Committed state plus every queued item.
@@ -822,14 +840,23 @@ impl Chain {
         self.failed.load(Ordering::Relaxed)
     }
 
-    /// The oldest durable queued items for the next block.
-    fn next_batch(&self) -> Vec<Queued> {
+    /// The oldest durable queued items for a block on `base` (leaving out those already in
+    /// its uncommitted ancestors).
+    fn next_batch(&self, base: &Base) -> Vec<Queued> {
         let durable = *self.durable.borrow();
         let params = &self.genesis.params;
         let ingest = self.ingest.lock();
         let (mut readings, mut txs) = (0u64, 0u64);
         let mut out = Vec::new();
-        for q in ingest.queue.values().take_while(|q| q.seq <= durable) {
+        let fresh = |q: &&Queued| {
+            !base.excluded_seqs.contains(&q.seq) && !base.excluded_ids.contains(&q.id)
+        };
+        for q in ingest
+            .queue
+            .values()
+            .take_while(|q| q.seq <= durable)
+            .filter(fresh)
+        {
             let (count, max) = match q.kind {
                 ItemKind::Reading => (&mut readings, params.max_readings_per_block),
                 ItemKind::Tx => (&mut txs, params.max_transactions_per_block),
@@ -843,25 +870,74 @@ impl Chain {
         out
     }
 
-    /// Builds a block on `parent` (which must be the head) from the oldest durable queued
-    /// items, without committing it: it waits for [`Chain::finalize`] with a certificate.
-    /// Returns `None` when there is nothing to include and `allow_empty` is false.
+    /// Builds a block on `parent` (the head, or a block proposed or verified here and not
+    /// yet committed) from the oldest durable queued items, without committing it: it waits
+    /// for [`Chain::finalize`] with a certificate. Returns `None` when there is nothing to
+    /// include and `allow_empty` is false.
     ///
     /// This is the proposer's half of consensus; [`Chain::finalize`] is the reporter's half.
     pub fn propose(&self, parent: B256, allow_empty: bool) -> Result<Option<Header>, NodeError> {
-        let head = self.head();
-        if parent != head.hash {
-            return Err(NodeError::Consensus(format!(
-                "cannot build on {parent}: the head is {} at height {}",
+        let base = self.base(parent).ok_or_else(|| {
+            let head = self.head();
+            NodeError::Consensus(format!(
+                "cannot build on {parent}: neither the head ({} at height {}) nor a block \
+                 proposed or verified here",
                 head.hash, head.height
-            )));
-        }
-        let items = self.next_batch();
+            ))
+        })?;
+        let items = self.next_batch(&base);
         if items.is_empty() && !allow_empty {
             return Ok(None);
         }
-        let timestamp_ms = now_ms().max(head.timestamp_ms);
-        self.build(head, items, timestamp_ms).map(Some)
+        let timestamp_ms = now_ms().max(base.timestamp_ms);
+        self.build(base, items, timestamp_ms).map(Some)
+    }
+
+    /// Whether a block can be built on (or verified against) `parent` now: it is the head,
+    /// or a block proposed or verified here and not yet committed.
+    pub fn can_extend(&self, parent: &B256) -> bool {
+        self.head().hash == *parent || self.proposed_header(parent).is_some()
+    }
+
+    /// What a block on `parent` builds on, if `parent` is the head or a proposal (restored
+    /// from the store after a restart if need be).
+    fn base(&self, parent: B256) -> Option<Base> {
+        let head = self.head();
+        if parent == head.hash {
+            return Some(Base {
+                height: head.height,
+                hash: head.hash,
+                timestamp_ms: head.timestamp_ms,
+                state: self.committed.read().clone(),
+                excluded_seqs: HashSet::new(),
+                excluded_ids: HashSet::new(),
+            });
+        }
+        self.proposed_header(&parent)?;
+        let proposals = self.proposals.lock();
+        let tip = proposals.get(&parent)?;
+        let mut base = Base {
+            height: tip.block.header.height,
+            hash: parent,
+            timestamp_ms: tip.block.header.timestamp_ms,
+            state: tip.state.clone(),
+            excluded_seqs: HashSet::new(),
+            excluded_ids: HashSet::new(),
+        };
+        // Walk back to the head: every ancestor must be an uncommitted proposal.
+        let mut at = parent;
+        for _ in 0..MAX_UNCOMMITTED_DEPTH {
+            if at == head.hash {
+                return Some(base);
+            }
+            let p = proposals.get(&at)?;
+            base.excluded_seqs.extend(p.consumed.iter().copied());
+            base.excluded_ids
+                .extend(p.readings.iter().map(|(id, _)| B256::from(*id)));
+            base.excluded_ids.extend(p.txs.iter().map(|(h, _)| *h));
+            at = p.block.header.parent_hash;
+        }
+        None
     }
 
     /// Like [`Chain::propose`], and records the proposal durably (header and item count)
@@ -874,26 +950,31 @@ impl Chain {
         Ok(header)
     }
 
-    /// The header of a block proposed here and not yet finalized, restoring it from the store
-    /// after a restart.
+    /// The header of a block proposed or verified here and not yet finalized, restoring a
+    /// proposal of this node from the store after a restart (with its uncommitted ancestors).
     pub fn proposed_header(&self, hash: &B256) -> Option<Header> {
+        self.restore_proposal(hash, MAX_UNCOMMITTED_DEPTH)
+    }
+
+    fn restore_proposal(&self, hash: &B256, depth: usize) -> Option<Header> {
         if let Some(p) = self.proposals.lock().get(hash) {
             return Some(p.block.header.clone());
         }
         let (header, consumed) = self.store.proposal(hash).ok().flatten()?;
-        let head = self.head();
-        if header.parent_hash != head.hash {
-            return None;
+        if header.parent_hash != self.head().hash {
+            // Built on an uncommitted block of its own: restore that one first.
+            self.restore_proposal(&header.parent_hash, depth.checked_sub(1)?)?;
         }
+        let base = self.base(header.parent_hash)?;
         let items: Vec<Queued> = self
-            .next_batch()
+            .next_batch(&base)
             .into_iter()
             .take(consumed as usize)
             .collect();
         if items.len() != consumed as usize {
             return None;
         }
-        let rebuilt = self.build(head, items, header.timestamp_ms).ok()?;
+        let rebuilt = self.build(base, items, header.timestamp_ms).ok()?;
         (rebuilt.hash() == *hash).then_some(rebuilt)
     }
 
@@ -908,17 +989,17 @@ impl Chain {
         self.proposed_header(hash).is_some()
     }
 
-    /// Applies `items` (a prefix of the queue) on the head's state and keeps the resulting
-    /// block as a proposal.
+    /// Applies `items` (the oldest queue items not in `base`'s ancestors) on `base`'s state
+    /// and keeps the resulting block as a proposal.
     fn build(
         &self,
-        head: HeadInfo,
+        base: Base,
         items: Vec<Queued>,
         timestamp_ms: u64,
     ) -> Result<Header, NodeError> {
-        let parent = head.hash;
-        let height = head.height + 1;
-        let mut state = self.committed.read().clone();
+        let parent = base.hash;
+        let height = base.height + 1;
+        let mut state = base.state;
         let mut block_items = Vec::with_capacity(items.len());
         let mut readings: Vec<([u8; 32], ReadingLocation)> = Vec::new();
         let mut txs: Vec<(B256, TxLocation)> = Vec::new();
@@ -998,24 +1079,79 @@ impl Chain {
     /// ([`Chain::verify_block`]); its items leave this node's queue either way, and items of
     /// the queue that no longer apply after it (a reading replayed by another node's block,
     /// say) are dropped.
+    ///
+    /// Uncommitted ancestors of the block (a leader may build on a notarized block before it
+    /// is finalized) are committed first, in order: a finalization finalizes every ancestor.
+    /// Each ancestor is stored with this block's certificate; its proofs carry the headers
+    /// that link it to the certified one.
     pub fn finalize(
         &self,
         hash: B256,
         certificate: FinalityCertificate,
     ) -> Result<(Header, usize, usize), NodeError> {
         let _commit = self.commit_lock.lock();
+        let path = {
+            let proposals = self.proposals.lock();
+            let head = self.head().hash;
+            let mut path = Vec::new();
+            let mut at = hash;
+            while at != head {
+                let p = proposals.get(&at).ok_or_else(|| {
+                    NodeError::Consensus(if at == hash {
+                        format!("block {hash} was neither proposed nor verified here")
+                    } else {
+                        format!(
+                            "block {hash} extends {at}, which is neither committed nor known here"
+                        )
+                    })
+                })?;
+                if path.len() > MAX_UNCOMMITTED_DEPTH {
+                    return Err(NodeError::Consensus(format!(
+                        "block {hash} is more than {MAX_UNCOMMITTED_DEPTH} blocks past the head"
+                    )));
+                }
+                path.push(at);
+                at = p.block.header.parent_hash;
+            }
+            path
+        };
+        let tip_height = self
+            .proposals
+            .lock()
+            .get(&hash)
+            .map(|p| p.block.header.height);
+        if certificate.header_hash != hash || Some(certificate.height) != tip_height {
+            return Err(NodeError::Consensus(format!(
+                "the certificate for {} at height {} is not for block {hash}",
+                certificate.header_hash, certificate.height
+            )));
+        }
+        let (mut readings, mut txs) = (0, 0);
+        let mut last = None;
+        for block in path.into_iter().rev() {
+            let (header, r, t) = self.commit_proposal(block, &certificate)?;
+            readings += r;
+            txs += t;
+            last = Some(header);
+        }
+        let header =
+            last.ok_or_else(|| NodeError::Consensus(format!("block {hash} is already the head")))?;
+        Ok((header, readings, txs))
+    }
+
+    /// Commits one proposal whose parent is the head.
+    fn commit_proposal(
+        &self,
+        hash: B256,
+        certificate: &FinalityCertificate,
+    ) -> Result<(Header, usize, usize), NodeError> {
         let proposal = self.proposals.lock().remove(&hash).ok_or_else(|| {
-            NodeError::Consensus(format!(
-                "block {hash} was neither proposed nor verified here"
-            ))
+            NodeError::Consensus(format!("block {hash} is no longer a proposal here"))
         })?;
         let head = self.head();
-        if proposal.block.header.parent_hash != head.hash
-            || certificate.header_hash != hash
-            || certificate.height != proposal.block.header.height
-        {
+        if proposal.block.header.parent_hash != head.hash {
             return Err(NodeError::Consensus(format!(
-                "block {hash} does not extend the head {} or its certificate is for another block",
+                "block {hash} does not extend the head {}",
                 head.hash
             )));
         }
@@ -1041,7 +1177,7 @@ impl Chain {
         .max(self.store.log_done()?);
         let commit = BlockCommit {
             block: &proposal.block,
-            certificate: &certificate,
+            certificate,
             readings: &proposal.readings,
             txs: &proposal.txs,
             devices: &proposal.records.devices,
@@ -1055,8 +1191,12 @@ impl Chain {
         }
         *self.committed.write() = proposal.state;
         self.settle_queue(&included, &proposal.consumed);
-        // Other proposals built on the old head can no longer be finalized.
-        self.proposals.lock().clear();
+        // Proposals at or below the new head can no longer be finalized; those above it may
+        // (if they descend from it).
+        let height = proposal.block.header.height;
+        self.proposals
+            .lock()
+            .retain(|_, p| p.block.header.height > height);
         self.log.lock().prune(log_done)?;
         let header = proposal.block.header;
         self.consensus_stats.last_finality_ms.store(
@@ -1126,19 +1266,25 @@ impl Chain {
     /// that passes is kept for [`Chain::finalize`]; the error says why one does not.
     pub fn verify_block(&self, block: Block) -> Result<Header, NodeError> {
         let reject = |why: String| NodeError::Consensus(format!("block rejected: {why}"));
-        let head = self.head();
         let header = block.header.clone();
         let hash = header.hash();
         if header.chain_id != self.genesis.chain_id {
             return Err(reject(format!("chain id {}", header.chain_id)));
         }
-        if header.parent_hash != head.hash || header.height != head.height + 1 {
+        let Some(base) = self.base(header.parent_hash) else {
+            let head = self.head();
             return Err(reject(format!(
-                "height {} on {} does not extend the head {} at height {}",
-                header.height, header.parent_hash, head.hash, head.height
+                "parent {} does not extend the head {} at height {} nor a block known here",
+                header.parent_hash, head.hash, head.height
+            )));
+        };
+        if header.height != base.height + 1 {
+            return Err(reject(format!(
+                "height {} does not follow its parent's height {}",
+                header.height, base.height
             )));
         }
-        if header.timestamp_ms < head.timestamp_ms
+        if header.timestamp_ms < base.timestamp_ms
             || header.timestamp_ms > now_ms() + MAX_CLOCK_DRIFT_MS
         {
             return Err(reject(format!(
@@ -1155,7 +1301,7 @@ impl Chain {
         let params = &self.genesis.params;
         let max = self.max_reading_bytes();
         let height = header.height;
-        let mut state = self.committed.read().clone();
+        let mut state = base.state;
         let mut readings: Vec<([u8; 32], ReadingLocation)> = Vec::new();
         let mut txs: Vec<(B256, TxLocation)> = Vec::new();
         let mut gaps: Vec<(DeviceAddress, Gap)> = Vec::new();
@@ -1294,16 +1440,22 @@ impl Chain {
 
     /// Commits a block another node finalized (block sync): checks its certificate against
     /// the validator set, then verifies and commits it like any other block.
+    ///
+    /// A block finalized through a descendant carries the descendant's certificate (a
+    /// higher height): it is verified and held, and committed when that descendant is
+    /// imported (`Ok(None)` until then; sync pages end at a block certified for itself).
     pub fn import_final(
         &self,
         block: Block,
         certificate: FinalityCertificate,
-    ) -> Result<(Header, usize, usize), NodeError> {
+    ) -> Result<Option<(Header, usize, usize)>, NodeError> {
         let hash = block.header.hash();
-        if certificate.header_hash != hash || certificate.height != block.header.height {
+        let height = block.header.height;
+        let for_descendant = certificate.height > height;
+        if !for_descendant && (certificate.header_hash != hash || certificate.height != height) {
             return Err(NodeError::Consensus(format!(
-                "certificate for {} at height {} does not match block {hash} at height {}",
-                certificate.header_hash, certificate.height, block.header.height
+                "certificate for {} at height {} does not match block {hash} at height {height}",
+                certificate.header_hash, certificate.height
             )));
         }
         certificate
@@ -1312,7 +1464,10 @@ impl Chain {
         if !self.proposals.lock().contains_key(&hash) {
             self.verify_block(block)?;
         }
-        self.finalize(hash, certificate)
+        if for_descendant {
+            return Ok(None);
+        }
+        self.finalize(hash, certificate).map(Some)
     }
 
     /// Where a reading stands, if the node knows it.
@@ -1378,6 +1533,14 @@ impl Chain {
             .certificate(location.height)
             .map_err(storage)?
             .ok_or_else(|| ApiError::storage(&"certificate missing"))?;
+        let descendants = (location.height + 1..=certificate.height)
+            .map(|h| {
+                self.store
+                    .header(h)
+                    .map_err(storage)?
+                    .ok_or_else(|| ApiError::storage(&"descendant header missing"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let ids = block.reading_ids();
         let audit_path = iotchain_merkle::audit_path(&ids, location.index as usize)
             .into_iter()
@@ -1410,6 +1573,7 @@ impl Chain {
             audit_path,
             device_key: DeviceKeyJson::from_key(&key),
             header: block.header,
+            descendants,
             certificate,
         })
     }

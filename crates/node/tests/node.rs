@@ -227,3 +227,37 @@ async fn proofs_name_the_tampered_part() {
         matches!(e, ProofError::Certificate(_))
     });
 }
+
+/// A validator crashed with two recorded proposals, the second built on the first before the
+/// first was final (what simplex does when a finalize vote was lost); after the restart, the
+/// finalization of the second (replayed from the consensus journal) commits both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_recorded_proposals_is_restored_and_committed_after_a_restart() {
+    let f = fixture();
+    let key = ValidatorKey::from_secret(&[2; 32]);
+    let chain = Chain::open(&f.config).unwrap();
+    register(&chain, &f).await;
+    drain(&chain);
+    let start = chain.head();
+    let first_ids = submit(&chain, &f, 0..5).await;
+    let first = chain.propose_durable(start.hash).unwrap();
+    let second_ids = submit(&chain, &f, 5..8).await;
+    let second = chain.propose_durable(first.hash()).unwrap();
+    assert_eq!(second.parent_hash, first.hash());
+    assert_eq!((first.reading_count, second.reading_count), (5, 3));
+    chain.shutdown();
+    drop(chain);
+
+    let chain = Chain::open(&f.config).unwrap();
+    assert_eq!(chain.head(), start);
+    assert_eq!(chain.proposed_header(&second.hash()), Some(second.clone()));
+    assert_eq!(chain.proposed_header(&first.hash()), Some(first.clone()));
+    let cert = iotchain_block::FinalityCertificate::new(second.height, second.hash(), 0, 9, 8)
+        .signed_by(&key);
+    chain.finalize(second.hash(), cert).unwrap();
+    assert_eq!(chain.head().hash, second.hash());
+    assert_eq!(chain.pending_counts(), (0, 0));
+    for id in first_ids.iter().chain(&second_ids) {
+        chain.proof(id).unwrap().verify(&f.config.genesis).unwrap();
+    }
+}

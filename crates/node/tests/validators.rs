@@ -2,6 +2,9 @@
 //! before it could vote (forged, replayed and unregistered-device readings, a wrong state root,
 //! a foreign proposer are refused, each with its reason), and a reading both hold is included
 //! once: the second validator drops it from its queue when the first one's block commits.
+//! A block built on a notarized parent that is not final yet commits its parent with it, by
+//! consensus and by block sync, and the parent's proofs verify through the child's
+//! certificate.
 
 use std::sync::Arc;
 
@@ -219,5 +222,97 @@ async fn sync_imports_only_certified_blocks() {
     other.header_hash = B256::repeat_byte(3);
     assert!(net.b.import_final(block.clone(), other).is_err());
     net.b.import_final(block, full).unwrap();
+    assert_eq!(net.a.head(), net.b.head());
+}
+
+/// `a` builds block A on the head and block B on A (A notarized, not finalized: what simplex
+/// does after a finalize vote was lost); returns both with B's certificate.
+async fn a_and_child(net: &Net) -> (Block, Block, FinalityCertificate) {
+    for r in net
+        .a
+        .submit_readings(vec![reading(net, 0), reading(net, 1)])
+        .await
+    {
+        r.unwrap();
+    }
+    let a = net.a.propose(net.a.head().hash, false).unwrap().unwrap();
+    net.a.submit_readings(vec![reading(net, 2)]).await[0]
+        .clone()
+        .unwrap();
+    let b = net.a.propose(a.hash(), false).unwrap().unwrap();
+    assert_eq!(b.parent_hash, a.hash());
+    let (a, b) = (
+        net.a.proposed_block(&a.hash()).unwrap(),
+        net.a.proposed_block(&b.hash()).unwrap(),
+    );
+    // B holds only what A did not: the queue's items are included once along the branch.
+    assert_eq!(a.items.len(), 2);
+    assert_eq!(b.items, vec![BlockItem::Reading(reading(net, 2))]);
+    let cert = certify(net, &b, 3);
+    (a, b, cert)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finalizing_a_child_commits_its_notarized_parent() {
+    let net = setup().await;
+    let start = net.a.head().height;
+    let (a, b, cert) = a_and_child(&net).await;
+    // `b` verifies the child against the parent's state before the parent is final.
+    net.b.verify_block(a.clone()).unwrap();
+    net.b.verify_block(b.clone()).unwrap();
+    for c in [&net.a, &net.b] {
+        let (header, readings, _) = c.finalize(b.header.hash(), cert.clone()).unwrap();
+        assert_eq!(header, b.header);
+        assert_eq!(readings, 3, "both blocks' readings committed");
+        assert_eq!(c.head().height, start + 2);
+        assert_eq!(c.pending_counts(), (0, 0));
+        assert_eq!(c.store().header(start + 1).unwrap().unwrap(), a.header);
+    }
+    // A reading of the parent proves finality through the child's header and certificate.
+    let id = B256::from(iotchain_reading::reading_id(&reading(&net, 0)));
+    let proof = net.b.proof(&id).unwrap();
+    assert_eq!(proof.header, a.header);
+    assert_eq!(proof.descendants, vec![b.header.clone()]);
+    proof.verify(net.b.genesis()).unwrap();
+    // Without the linking header, or with a header that does not link, it fails.
+    let mut cut = proof.clone();
+    cut.descendants.clear();
+    let why = cut.verify(net.b.genesis()).unwrap_err().to_string();
+    assert!(why.starts_with("header:"), "{why}");
+    let mut unlinked = proof.clone();
+    unlinked.descendants[0].parent_hash = B256::repeat_byte(5);
+    let why = unlinked.verify(net.b.genesis()).unwrap_err().to_string();
+    assert!(why.contains("does not extend"), "{why}");
+    // The chain goes on from the child.
+    round(&net, 4);
+    assert_eq!(net.a.head(), net.b.head());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_holds_a_parent_until_its_certified_child_arrives() {
+    let net = setup().await;
+    let start = net.b.head().height;
+    let (a, b, cert) = a_and_child(&net).await;
+    net.a.finalize(b.header.hash(), cert).unwrap();
+    // What `a` serves for the parent is the child's certificate.
+    let parent_cert = net.a.store().certificate(start + 1).unwrap().unwrap();
+    assert_eq!(parent_cert.header_hash, b.header.hash());
+    let child_cert = net.a.store().certificate(start + 2).unwrap().unwrap();
+    assert_eq!(parent_cert, child_cert);
+    // A forged certificate for the parent is still refused.
+    let mut half = parent_cert.clone();
+    half.signatures.truncate(1);
+    assert!(net.b.import_final(a.clone(), half).is_err());
+    assert!(
+        net.b
+            .import_final(a.clone(), parent_cert)
+            .unwrap()
+            .is_none(),
+        "held until the child"
+    );
+    assert_eq!(net.b.head().height, start);
+    let (header, readings, _) = net.b.import_final(b.clone(), child_cert).unwrap().unwrap();
+    assert_eq!(header, b.header);
+    assert_eq!(readings, 3);
     assert_eq!(net.a.head(), net.b.head());
 }
