@@ -19,10 +19,41 @@ import pytest
 BIN = os.environ.get("IOTCHAIN_BIN", str(Path(__file__).resolve().parents[2] / "target/debug/iotchain"))
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections and `bind(0)`."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(offsets) -> int:
+    """A base port such that base+k is free for every k in `offsets`.
+
+    Taken below the kernel's ephemeral range: a port from `bind(0)` can be handed to an
+    outgoing connection before a node (re)binds it, which made tests fail now and then."""
+    import random
+
+    top = _ephemeral_low() - max(offsets) - 1
+    for _ in range(100):
+        base = random.randrange(10000, top)
+        socks = []
+        try:
+            for k in offsets:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + k))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no free port range")
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports([0])
 
 
 def cli(*args, check=True):
@@ -41,25 +72,48 @@ class Node:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
+        # Everything the node prints, kept beside its data directory (appended across
+        # restarts) and shown when an assertion about the node fails.
+        self.log_path = Path(str(data_dir) + ".log")
 
     def start(self):
         self.proc = subprocess.Popen(
             [BIN, "dev", "--no-sim", "--data-dir", str(self.data_dir),
              "--http-addr", f"127.0.0.1:{self.port}", "--block-interval-ms", "50"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn,iotchain=debug")},
         )
+        log = open(self.log_path, "a")
+        log.write(f"--- start (pid {self.proc.pid})\n")
         # The node prints its API line once it listens: wait for that event, not for time.
         lines = []
         for line in self.proc.stdout:
             lines.append(line)
+            log.write(line)
             if "API:" in line:
                 break
         else:
+            log.close()
             raise AssertionError("node exited before serving:\n" + "".join(lines))
+        log.flush()
+
         # Keep draining output so the node never blocks on a full pipe.
+        def drain(out, log):
+            with log:
+                for line in out:
+                    log.write(line)
+                    log.flush()
+
         import threading
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        threading.Thread(target=drain, args=(self.proc.stdout, log), daemon=True).start()
         return self
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last lines the node printed (for failure messages)."""
+        try:
+            return "".join(self.log_path.read_text().splitlines(keepends=True)[-lines:])
+        except OSError:
+            return ""
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
@@ -104,7 +158,7 @@ class Node:
     def wait_final(self, reading_id: str) -> dict:
         status, body = self.get(f"/v1/readings/{reading_id}?wait_ms=20000")
         assert status == 200, body
-        assert body["status"] == "final", body
+        assert body["status"] == "final", f"{body}\nnode log (tail):\n{self.log_tail()}"
         return body
 
 

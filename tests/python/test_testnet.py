@@ -7,9 +7,7 @@ verify against the genesis.
 """
 
 import json
-import random
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -17,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Node, cli
+from conftest import BIN, Node, cli, free_ports
 from cose_device import cbor_array
 from helpers import register
 from cose_device import Device
@@ -25,22 +23,7 @@ from cose_device import Device
 
 def free_base_port() -> int:
     """A base port whose HTTP (base+i) and p2p (base+100+i) ports are all free."""
-    for _ in range(50):
-        base = random.randrange(20000, 60000, 200)
-        ports = [base + i for i in range(5)] + [base + 100 + i for i in range(5)]
-        try:
-            socks = []
-            for p in ports:
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            for s in socks:
-                s.close()
-            return base
-        except OSError:
-            for s in socks:
-                s.close()
-    raise AssertionError("no free port range")
+    return free_ports([i for i in range(5)] + [100 + i for i in range(5)])
 
 
 class TestnetNode(Node):
