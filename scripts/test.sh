@@ -28,6 +28,14 @@ else
   cargo test --workspace --no-fail-fast
 fi
 
-step "independent client tests (pycose)"
+step "C example of the device SDK (static library + cbindgen header, system gcc)"
+cargo build --quiet -p iotchain-device-ffi
+gcc -std=c11 -Wall -Wextra -Werror -I crates/device-ffi/include examples/c/sign_reading.c \
+  target/debug/libiotchain_device_ffi.a -lpthread -ldl -lm -o target/debug/sign_reading
+git diff --exit-code -- crates/device-ffi/include/iotchain_device.h \
+  || { echo "the committed C header is stale: commit the regenerated one"; exit 1; }
+
+step "independent client tests (pycose, the C device, several validators)"
 cargo build --quiet --bin iotchain
-IOTCHAIN_BIN="$root/target/debug/iotchain" .venv/bin/python -m pytest -q tests/python
+IOTCHAIN_BIN="$root/target/debug/iotchain" IOTCHAIN_C_EXAMPLE="$root/target/debug/sign_reading" \
+  .venv/bin/python -m pytest -q tests/python

@@ -90,6 +90,7 @@ pub fn root(leaves: &[Hash]) -> Hash {
     level[0]
 }
 
+#[cfg(feature = "alloc")]
 fn pair(chunk: &[Hash]) -> Hash {
     match chunk {
         [l, r] => node_hash(l, r),
