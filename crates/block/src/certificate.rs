@@ -9,11 +9,7 @@ use alloy_primitives::{B256, Bytes};
 use iotchain_crypto::ValidatorKey;
 use serde::{Deserialize, Serialize};
 
-/// The namespace simplex signs every iotchain vote under.
-pub const SIMPLEX_NAMESPACE: &[u8] = b"iotchain/simplex/v1";
-
-/// Suffix simplex appends to the namespace for finalize votes.
-pub const FINALIZE_SUFFIX: &[u8] = b"_FINALIZE";
+pub use iotchain_light::{FINALIZE_SUFFIX, SIMPLEX_NAMESPACE};
 
 /// One validator's signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,24 +40,7 @@ pub struct FinalityCertificate {
     pub signatures: Vec<ValidatorSignature>,
 }
 
-/// Number of distinct validator signatures that finalize a block among `n` validators:
-/// `n - f` where `f = (n - 1) / 3` faults are tolerated.
-pub fn quorum(n: usize) -> usize {
-    n - n.saturating_sub(1) / 3
-}
-
-/// Appends `value` as an unsigned LEB128 varint (Commonware's `UInt` encoding).
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
+pub use iotchain_light::quorum;
 
 impl FinalityCertificate {
     /// A certificate with no signatures yet, for the proposal at `(epoch, view)` on a parent
@@ -81,16 +60,9 @@ impl FinalityCertificate {
     /// `varint(len(ns)) ‖ ns ‖ varint(epoch) ‖ varint(view) ‖ varint(parent_view) ‖ header_hash`
     /// with `ns = SIMPLEX_NAMESPACE ‖ FINALIZE_SUFFIX` (varints are unsigned LEB128).
     pub fn signing_bytes(epoch: u64, view: u64, parent_view: u64, header_hash: &B256) -> Vec<u8> {
-        let ns_len = SIMPLEX_NAMESPACE.len() + FINALIZE_SUFFIX.len();
-        let mut out = Vec::with_capacity(ns_len + 64);
-        put_varint(&mut out, ns_len as u64);
-        out.extend_from_slice(SIMPLEX_NAMESPACE);
-        out.extend_from_slice(FINALIZE_SUFFIX);
-        put_varint(&mut out, epoch);
-        put_varint(&mut out, view);
-        put_varint(&mut out, parent_view);
-        out.extend_from_slice(header_hash.as_slice());
-        out
+        let mut out = [0u8; iotchain_light::MAX_SIGNING_BYTES];
+        let n = iotchain_light::signing_bytes(epoch, view, parent_view, &header_hash.0, &mut out);
+        out[..n].to_vec()
     }
 
     /// This certificate's signed bytes.
@@ -111,37 +83,39 @@ impl FinalityCertificate {
     /// Checks the certificate against a validator set: every signature is by a distinct member
     /// of the set and valid, and there are at least [`quorum`] of them.
     pub fn verify(&self, validators: &[B256]) -> Result<(), String> {
-        let message = self.message();
-        let mut seen: Vec<B256> = Vec::with_capacity(self.signatures.len());
-        for s in &self.signatures {
-            if !validators.contains(&s.validator) {
-                return Err(format!(
-                    "signer {} is not a validator of this chain",
-                    s.validator
-                ));
-            }
-            if seen.contains(&s.validator) {
-                return Err(format!("validator {} signed twice", s.validator));
-            }
-            let sig: [u8; 64] = s
-                .signature
-                .as_ref()
-                .try_into()
-                .map_err(|_| format!("signature of {} is not 64 bytes", s.validator))?;
-            if !ValidatorKey::verify(&s.validator.0, &message, &sig) {
-                return Err(format!("signature of validator {} is invalid", s.validator));
-            }
-            seen.push(s.validator);
+        let signatures = self
+            .signatures
+            .iter()
+            .map(|s| {
+                let signature: [u8; 64] = s
+                    .signature
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| format!("signature of {} is not 64 bytes", s.validator))?;
+                Ok(iotchain_light::ValidatorSignature {
+                    validator: s.validator.0,
+                    signature,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let validators: Vec<[u8; 32]> = validators.iter().map(|v| v.0).collect();
+        iotchain_light::verify_certificate(&self.as_light(&signatures), &validators)
+            .map_err(|e| e.to_string())
+    }
+
+    /// This certificate for the light client, over `signatures` (its own, converted).
+    pub(crate) fn as_light<'a>(
+        &self,
+        signatures: &'a [iotchain_light::ValidatorSignature],
+    ) -> iotchain_light::Certificate<'a> {
+        iotchain_light::Certificate {
+            height: self.height,
+            header_hash: self.header_hash.0,
+            epoch: self.epoch,
+            view: self.view,
+            parent_view: self.parent_view,
+            signatures,
         }
-        let need = quorum(validators.len());
-        if seen.len() < need {
-            return Err(format!(
-                "{} valid signatures, {need} of {} validators needed",
-                seen.len(),
-                validators.len()
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -159,12 +133,9 @@ mod tests {
 
     #[test]
     fn varints_are_leb128() {
-        let mut out = Vec::new();
-        put_varint(&mut out, 0);
-        put_varint(&mut out, 127);
-        put_varint(&mut out, 128);
-        put_varint(&mut out, 300);
-        assert_eq!(out, [0x00, 0x7f, 0x80, 0x01, 0xac, 0x02]);
+        let bytes = FinalityCertificate::signing_bytes(128, 300, 0, &B256::ZERO);
+        let ns = SIMPLEX_NAMESPACE.len() + FINALIZE_SUFFIX.len();
+        assert_eq!(&bytes[1 + ns..1 + ns + 5], [0x80, 0x01, 0xac, 0x02, 0x00]);
     }
 
     #[test]

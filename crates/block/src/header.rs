@@ -38,6 +38,22 @@ impl Header {
         keccak256(alloy_rlp::encode(self))
     }
 
+    /// The header as the light client sees it (the same fields, the same hash).
+    pub fn to_light(&self) -> iotchain_light::Header {
+        iotchain_light::Header {
+            chain_id: self.chain_id,
+            height: self.height,
+            parent_hash: self.parent_hash.0,
+            timestamp_ms: self.timestamp_ms,
+            proposer: self.proposer.0,
+            readings_root: self.readings_root.0,
+            reading_count: self.reading_count,
+            transactions_root: self.transactions_root.0,
+            transaction_count: self.transaction_count,
+            state_root: self.state_root.0,
+        }
+    }
+
     /// RLP encoding.
     pub fn encode_rlp(&self) -> Vec<u8> {
         alloy_rlp::encode(self)
@@ -208,5 +224,25 @@ mod tests {
         changed.reading_count += 1;
         assert_ne!(h.hash(), changed.hash());
         assert_eq!(Header::decode_rlp(&h.encode_rlp()).unwrap(), h);
+    }
+
+    proptest::proptest! {
+        /// The light client's no_std RLP gives the same hash as alloy-rlp, for any values
+        /// (small and large integers take different RLP forms).
+        #[test]
+        fn light_client_hashes_headers_alike(
+            a in proptest::prelude::any::<[u64; 5]>(),
+            small in 0u64..200,
+            h in proptest::prelude::any::<[[u8; 32]; 5]>(),
+        ) {
+            let header = Header {
+                chain_id: a[0], height: small, parent_hash: B256::from(h[0]),
+                timestamp_ms: a[1], proposer: B256::from(h[1]),
+                readings_root: B256::from(h[2]), reading_count: a[2] >> (a[3] % 64),
+                transactions_root: B256::from(h[3]), transaction_count: a[4] % 3,
+                state_root: B256::from(h[4]),
+            };
+            proptest::prop_assert_eq!(header.to_light().hash(), header.hash().0);
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! Proof bundles: everything needed to check offline that a reading was finalized.
 
 use alloy_primitives::{B256, Bytes};
-use iotchain_crypto::{DevicePublicKey, SignatureCheck, verify_signatures};
+use iotchain_crypto::DevicePublicKey;
 use serde::{Deserialize, Serialize};
 
 use crate::{FinalityCertificate, Genesis, Header};
@@ -107,27 +107,6 @@ pub struct VerifiedReading {
     pub key_is_original: bool,
 }
 
-/// Follows `descendants` from `header` (each the child of the one before, on the same
-/// chain): the hash and height of the last header, the one a certificate must finalize.
-pub(crate) fn certified_tip(
-    header: &Header,
-    descendants: &[Header],
-) -> Result<(B256, u64), ProofError> {
-    let mut hash = header.hash();
-    let mut height = header.height;
-    for d in descendants {
-        if d.parent_hash != hash || d.height != height + 1 || d.chain_id != header.chain_id {
-            return Err(ProofError::Header(format!(
-                "descendant header at height {} does not extend {hash} at height {height}",
-                d.height
-            )));
-        }
-        hash = d.hash();
-        height = d.height;
-    }
-    Ok((hash, height))
-}
-
 impl ProofBundle {
     /// Checks every part of the proof against a genesis (chain id and validator set).
     pub fn verify(&self, genesis: &Genesis) -> Result<VerifiedReading, ProofError> {
@@ -137,73 +116,71 @@ impl ProofBundle {
                 self.version
             )));
         }
-        let reading = iotchain_reading::decode(&self.message)
-            .map_err(|e| ProofError::Message(e.to_string()))?;
-        let id = iotchain_reading::reading_id(&self.message);
-        if id != self.reading_id.0 {
-            return Err(ProofError::ReadingId(format!(
-                "leaf hash of the message is {}, the proof claims {}",
-                B256::from(id),
-                self.reading_id
-            )));
-        }
         let key = self
             .device_key
             .to_key()
             .map_err(ProofError::DeviceSignature)?;
-        if key.alg() != reading.alg {
-            return Err(ProofError::DeviceSignature(
-                "key algorithm differs from the message's".into(),
-            ));
-        }
-        let sig_structure = iotchain_reading::sig_structure(reading.protected, reading.payload);
-        let ok = verify_signatures(&[SignatureCheck {
-            key: &key,
-            message: &sig_structure,
-            signature: reading.signature,
-        }]);
-        if !ok[0] {
-            return Err(ProofError::DeviceSignature(
-                "the message is not signed by the device key".into(),
-            ));
-        }
-        let key_is_original = key.address() == reading.device;
-        iotchain_merkle::verify_inclusion(
-            &id,
-            self.index,
-            self.header.reading_count,
-            &self.audit_path.iter().map(|h| h.0).collect::<Vec<_>>(),
-            &self.header.readings_root.0,
-        )
-        .map_err(|e| ProofError::AuditPath(e.to_string()))?;
-        if self.header.chain_id != genesis.chain_id {
-            return Err(ProofError::Header(format!(
-                "chain id {} is not the genesis chain id {}",
-                self.header.chain_id, genesis.chain_id
-            )));
-        }
-        let header_hash = self.header.hash();
-        let (certified_hash, certified_height) = certified_tip(&self.header, &self.descendants)?;
-        if self.certificate.header_hash != certified_hash
-            || self.certificate.height != certified_height
-        {
-            return Err(ProofError::Header(format!(
-                "the certified header hashes to {certified_hash} at height {certified_height}, \
-                 the certificate is for {} at height {}",
-                self.certificate.header_hash, self.certificate.height
-            )));
-        }
-        self.certificate
-            .verify(&genesis.validator_keys())
-            .map_err(ProofError::Certificate)?;
+        let signatures = self
+            .certificate
+            .signatures
+            .iter()
+            .map(|s| {
+                let signature: [u8; 64] = s.signature.as_ref().try_into().map_err(|_| {
+                    ProofError::Certificate(format!("signature of {} is not 64 bytes", s.validator))
+                })?;
+                Ok(iotchain_light::ValidatorSignature {
+                    validator: s.validator.0,
+                    signature,
+                })
+            })
+            .collect::<Result<Vec<_>, ProofError>>()?;
+        let audit_path: Vec<[u8; 32]> = self.audit_path.iter().map(|h| h.0).collect();
+        let descendants: Vec<iotchain_light::Header> =
+            self.descendants.iter().map(Header::to_light).collect();
+        let key_bytes = key.to_bytes();
+        let proof = iotchain_light::Proof {
+            reading_id: self.reading_id.0,
+            message: &self.message,
+            index: self.index,
+            audit_path: &audit_path,
+            key_alg: key.alg(),
+            device_key: &key_bytes,
+            header: self.header.to_light(),
+            descendants: &descendants,
+            certificate: self.certificate.as_light(&signatures),
+        };
+        let validators: Vec<[u8; 32]> = genesis.validator_keys().iter().map(|v| v.0).collect();
+        let mut scratch = vec![0u8; self.message.len() + 64];
+        let verified =
+            iotchain_light::verify_proof(&proof, genesis.chain_id, &validators, &mut scratch)
+                .map_err(ProofError::from_light)?;
         Ok(VerifiedReading {
-            device: reading.device.to_string(),
-            seq: reading.seq,
-            ts: reading.ts,
-            stream: reading.stream.to_string(),
-            height: self.header.height,
-            header_hash,
-            key_is_original,
+            device: verified.device.to_string(),
+            seq: verified.seq,
+            ts: verified.ts,
+            stream: verified.stream.to_string(),
+            height: verified.height,
+            header_hash: B256::from(verified.header_hash),
+            key_is_original: verified.key_is_original,
         })
+    }
+}
+
+impl ProofError {
+    /// The light client's verdict, with the part it names.
+    fn from_light(e: iotchain_light::ProofError) -> Self {
+        use iotchain_light::ProofError as L;
+        match e {
+            L::Message(e) => Self::Message(e.to_string()),
+            L::ReadingId { computed } => Self::ReadingId(format!(
+                "leaf hash of the message is {}, the proof claims another",
+                B256::from(computed)
+            )),
+            L::DeviceSignature(why) => Self::DeviceSignature(why.into()),
+            L::ScratchTooSmall => Self::Message("message too long".into()),
+            L::AuditPath(e) => Self::AuditPath(e.to_string()),
+            L::Header(e) => Self::Header(e.to_string()),
+            L::Certificate(e) => Self::Certificate(e.to_string()),
+        }
     }
 }
