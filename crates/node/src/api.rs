@@ -293,8 +293,9 @@ async fn get_reading(
     .await?;
     match chain.reading_status(&id)? {
         None => Err(ApiError::not_found(format!("reading {id} is unknown"))),
-        Some(ReadingStatus::Pending { arrival_ms }) => Ok(Json(json!({
-            "id": id, "status": "pending", "arrival_ms": arrival_ms,
+        Some(ReadingStatus::Pending { arrival_ms, ts }) => Ok(Json(json!({
+            "id": id, "status": "pending", "arrival_ms": arrival_ms, "ts": ts,
+            "delay_ms": iotchain_storage::delay_ms(arrival_ms, ts),
         }))),
         Some(ReadingStatus::Final {
             location,
@@ -305,6 +306,8 @@ async fn get_reading(
             "height": location.height,
             "index": location.index,
             "arrival_ms": location.arrival_ms,
+            "ts": location.ts,
+            "delay_ms": location.delay_ms(),
             "block_time_ms": block_time_ms,
         }))),
     }

@@ -60,6 +60,8 @@ pub enum ReadingStatus {
     Pending {
         /// When it was accepted.
         arrival_ms: u64,
+        /// The device's time in the reading.
+        ts: u64,
     },
     /// In a final block.
     Final {
@@ -1018,6 +1020,7 @@ impl Chain {
                                 index: ids.len() as u32,
                                 item,
                                 arrival_ms: q.arrival_ms,
+                                ts: Some(meta.ts),
                             };
                             readings.push((q.id.0, location));
                             ids.push(q.id.0);
@@ -1340,10 +1343,11 @@ impl Chain {
                         state.device(&meta.device).map(|r| r.key_version()) == Some(*kv)
                     });
                     let bad = |e: ApiError| reject(format!("reading {item}: {}", e.message));
-                    match fast {
+                    let ts = match fast {
                         Some((meta, kv)) => {
                             apply_reading(&mut state, meta, id, *kv, Some(&mut gaps))
                                 .map_err(bad)?;
+                            meta.ts
                         }
                         None => {
                             let d = decode_reading(bytes.clone(), max).map_err(bad)?;
@@ -1356,14 +1360,17 @@ impl Chain {
                                 Some(&mut gaps),
                             )
                             .map_err(bad)?;
+                            let ts = c.d.meta.ts;
                             to_verify.push(c);
+                            ts
                         }
-                    }
+                    };
                     let location = ReadingLocation {
                         height,
                         index: readings.len() as u32,
                         item: item as u32,
                         arrival_ms,
+                        ts: Some(ts),
                     };
                     readings.push((id.0, location));
                 }
@@ -1478,7 +1485,8 @@ impl Chain {
             ingest
                 .index
                 .get(id)
-                .and_then(|seq| ingest.queue.get(seq).map(|q| q.arrival_ms))
+                .and_then(|seq| ingest.queue.get(seq))
+                .map(|q| (q.arrival_ms, q.meta.map_or(0, |m| m.ts)))
         };
         if let Some(location) = self
             .store
@@ -1496,7 +1504,7 @@ impl Chain {
                 block_time_ms,
             }));
         }
-        Ok(pending.map(|arrival_ms| ReadingStatus::Pending { arrival_ms }))
+        Ok(pending.map(|(arrival_ms, ts)| ReadingStatus::Pending { arrival_ms, ts }))
     }
 
     /// Whether a transaction is final (`Some(location)`), pending (`None` inside `Ok(true)`).

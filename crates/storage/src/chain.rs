@@ -16,7 +16,11 @@ const HEADERS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("headers")
 const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");
 const CERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("certificates");
 const HASHES: TableDefinition<'_, [u8; 32], u64> = TableDefinition::new("header_hashes");
-const READINGS: TableDefinition<'_, [u8; 32], [u8; 24]> = TableDefinition::new("readings");
+/// Reading id → location (with the device's `ts`, so a reading's delay is known).
+const READINGS: TableDefinition<'_, [u8; 32], [u8; 32]> = TableDefinition::new("reading_locations");
+/// The index of data directories written before the device time was kept: read, never
+/// written.
+const LEGACY_READINGS: TableDefinition<'_, [u8; 32], [u8; 24]> = TableDefinition::new("readings");
 const TXS: TableDefinition<'_, [u8; 32], [u8; 12]> = TableDefinition::new("transactions");
 const DEVICES: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("devices");
 const OWNERS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("owners");
@@ -38,23 +42,51 @@ pub struct ReadingLocation {
     pub item: u32,
     /// When the node accepted it, ms since the Unix epoch.
     pub arrival_ms: u64,
+    /// The device's time in the reading (`ts`), ms since the Unix epoch; `None` for readings
+    /// indexed before it was kept.
+    pub ts: Option<u64>,
+}
+
+/// Arrival time minus device time, in ms (negative when the device's clock is ahead).
+pub fn delay_ms(arrival_ms: u64, ts: u64) -> i64 {
+    (i128::from(arrival_ms) - i128::from(ts)).clamp(i128::from(i64::MIN), i128::from(i64::MAX))
+        as i64
 }
 
 impl ReadingLocation {
-    fn encode(&self) -> [u8; 24] {
-        let mut out = [0u8; 24];
+    /// How far the device's clock was behind the node's when the reading arrived: large
+    /// for readings a device buffered while offline and sent later.
+    pub fn delay_ms(&self) -> Option<i64> {
+        self.ts.map(|ts| delay_ms(self.arrival_ms, ts))
+    }
+
+    fn encode(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
         out[..8].copy_from_slice(&self.height.to_be_bytes());
         out[8..12].copy_from_slice(&self.index.to_be_bytes());
         out[12..16].copy_from_slice(&self.item.to_be_bytes());
-        out[16..].copy_from_slice(&self.arrival_ms.to_be_bytes());
+        out[16..24].copy_from_slice(&self.arrival_ms.to_be_bytes());
+        out[24..].copy_from_slice(&self.ts.unwrap_or(u64::MAX).to_be_bytes());
         out
     }
-    fn decode(b: [u8; 24]) -> Self {
+
+    fn decode(b: [u8; 32]) -> Self {
+        let mut legacy = [0u8; 24];
+        legacy.copy_from_slice(&b[..24]);
+        let ts = u64::from_be_bytes(b[24..].try_into().expect("8 bytes"));
+        Self {
+            ts: (ts != u64::MAX).then_some(ts),
+            ..Self::decode_legacy(legacy)
+        }
+    }
+
+    fn decode_legacy(b: [u8; 24]) -> Self {
         Self {
             height: u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
             index: u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")),
             item: u32::from_be_bytes(b[12..16].try_into().expect("4 bytes")),
             arrival_ms: u64::from_be_bytes(b[16..].try_into().expect("8 bytes")),
+            ts: None,
         }
     }
 }
@@ -263,9 +295,16 @@ impl ChainStore {
     /// Where a final reading is.
     pub fn reading(&self, id: &[u8; 32]) -> Result<Option<ReadingLocation>> {
         let r = self.db.begin_read()?;
-        Ok(r.open_table(READINGS)?
-            .get(*id)?
-            .map(|v| ReadingLocation::decode(v.value())))
+        if let Some(v) = r.open_table(READINGS)?.get(*id)? {
+            return Ok(Some(ReadingLocation::decode(v.value())));
+        }
+        Ok(match r.open_table(LEGACY_READINGS) {
+            Ok(t) => t
+                .get(*id)?
+                .map(|v| ReadingLocation::decode_legacy(v.value())),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        })
     }
 
     /// Where a final transaction is.
@@ -340,7 +379,12 @@ mod tests {
             index: 1,
             item: 2,
             arrival_ms: 1_700_000_000_000,
+            ts: Some(1_699_999_000_000),
         };
         assert_eq!(ReadingLocation::decode(loc.encode()), loc);
+        assert_eq!(loc.delay_ms(), Some(1_000_000));
+        let unknown = ReadingLocation { ts: None, ..loc };
+        assert_eq!(ReadingLocation::decode(unknown.encode()), unknown);
+        assert_eq!(unknown.delay_ms(), None);
     }
 }
