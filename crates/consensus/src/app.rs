@@ -329,6 +329,14 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Reporter for 
             Activity::Finalize(v) => self.heard(v.signer()),
             Activity::Notarization(n) => stats.observe_view(n.proposal.round.view().get()),
             Activity::Finalization(f) => stats.observe_view(f.proposal.round.view().get()),
+            Activity::ConflictingNotarize(_)
+            | Activity::ConflictingFinalize(_)
+            | Activity::NullifyFinalize(_) => {
+                stats
+                    .faults
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(activity = ?activity, "a validator equivocated");
+            }
             _ => {}
         }
         if let Activity::Finalization(f) = activity {

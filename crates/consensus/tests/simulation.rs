@@ -2,7 +2,8 @@
 //! simplex on Commonware's deterministic runtime over its simulated network (seeded message
 //! loss, latency and jitter). For many seeds, under loss, a partition that isolates one
 //! validator and heals, a validator whose engine crashes and restarts from its journal, and
-//! every validator crashing at once and restarting:
+//! every validator crashing at once and restarting, and a Byzantine validator that proposes
+//! forged readings or equivocates:
 //! the validators keep finalizing, no two of them ever commit different blocks at a height, and
 //! every accepted reading is final exactly once.
 //!
@@ -20,12 +21,14 @@ use std::{
 
 use alloy_primitives::{B256, Bytes};
 use commonware_codec::DecodeExt;
-use commonware_cryptography::ed25519;
+use commonware_consensus::simplex::mocks::conflicter::Conflicter;
+use commonware_cryptography::{Sha256, ed25519};
 use commonware_p2p::simulated::{self, Link, Network};
 use commonware_runtime::{Clock, Handle, Quota, Runner, Spawner, Supervisor, deterministic};
+use commonware_utils::ordered::Set;
 use iotchain_block::{DeviceOp, Genesis, GenesisValidator, SignedTx, SyncBlock, SyncBlocks};
 use iotchain_consensus::{
-    ConsensusConfig, run_validator,
+    ConsensusConfig, NAMESPACE, Scheme, run_validator,
     sync::{self, BlockSource},
 };
 use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey, ValidatorKey};
@@ -50,6 +53,10 @@ enum Scenario {
     AllCrash,
     /// Validator 3 is Byzantine: every block it proposes carries forged readings.
     Byzantine,
+    /// Validator 3 is Byzantine: it equivocates, signing a notarize and a finalize vote for a
+    /// random block beside each one it receives (Commonware's `Conflicter`), and follows
+    /// the chain by block sync.
+    Equivocate,
 }
 
 /// Block sync between the simulated validators: reads the peers' stores directly (the
@@ -177,6 +184,7 @@ fn simulate(
         let start = |i: usize, context: &deterministic::Context| {
             let oracle = oracle.clone();
             let pk = pks[i].clone();
+            let pks = pks.clone();
             let signer = signers[i].clone();
             let chain = chains[i].clone();
             let ctx = context.child("validator");
@@ -185,6 +193,15 @@ fn simulate(
                 let mut channels = Vec::new();
                 for c in 0..4 {
                     channels.push(control.register(c, quota).await.unwrap());
+                }
+                if scenario == Scenario::Equivocate && i == 3 {
+                    let participants = Set::from_iter_dedup(pks.iter().cloned());
+                    let scheme = Scheme::signer(NAMESPACE, participants, signer).unwrap();
+                    let conflicter = Conflicter::<_, _, Sha256>::new(
+                        ctx,
+                        commonware_consensus::simplex::mocks::conflicter::Config { scheme },
+                    );
+                    return vec![conflicter.start(channels.swap_remove(0))];
                 }
                 let channels: [_; 4] = channels.try_into().map_err(|_| ()).unwrap();
                 let mut config = ConsensusConfig::new(Default::default());
@@ -250,6 +267,7 @@ fn simulate(
             context.sleep(Duration::from_millis(50)).await;
         }
         // Each device streams to its own validator (as a device talks to its gateway).
+        let byzantine = matches!(scenario, Scenario::Byzantine | Scenario::Equivocate);
         let mut accepted = Vec::new();
         let mut forged = Vec::new();
         let mut seq = [0u64; N + 1];
@@ -271,12 +289,8 @@ fn simulate(
                 }
             }
             for (i, d) in devices.iter().take(N).enumerate() {
-                // Under the Byzantine scenario, honest readings avoid the Byzantine validator.
-                let i_node = if scenario == Scenario::Byzantine && i == 3 {
-                    0
-                } else {
-                    i
-                };
+                // Under the Byzantine scenarios, honest readings avoid the Byzantine validator.
+                let i_node = if byzantine && i == 3 { 0 } else { i };
                 let messages = (0..5)
                     .map(|k| Bytes::from(d.sign_reading(seq[i] + k, round, None, &[0x01])))
                     .collect();
@@ -344,11 +358,7 @@ fn simulate(
             }
         }
         // Everything accepted becomes final everywhere.
-        let honest = if scenario == Scenario::Byzantine {
-            3
-        } else {
-            N
-        };
+        let honest = if byzantine { 3 } else { N };
         for _ in 0..6_000 {
             if chains[..honest]
                 .iter()
@@ -435,6 +445,14 @@ fn check(seed: u64, scenario: Scenario) {
     if scenario == Scenario::Byzantine {
         assert!(!outcome.forged.is_empty());
     }
+    if scenario == Scenario::Equivocate {
+        // The conflicting votes were seen (and reported) by the honest validators.
+        let faults: u64 = chains[..3]
+            .iter()
+            .map(|c| c.consensus_stats().faults.load(Ordering::Relaxed))
+            .sum();
+        assert!(faults > 0, "seed {seed}: no equivocation was detected");
+    }
     for c in &chains {
         c.shutdown();
     }
@@ -465,6 +483,13 @@ fn crash_and_restart_many_seeds() {
 fn every_validator_crashes_at_once_and_restarts_many_seeds() {
     for seed in 400..404 {
         check(seed, Scenario::AllCrash);
+    }
+}
+
+#[test]
+fn an_equivocating_validator_neither_breaks_safety_nor_stops_the_others_many_seeds() {
+    for seed in 500..503 {
+        check(seed, Scenario::Equivocate);
     }
 }
 

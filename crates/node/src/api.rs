@@ -130,6 +130,7 @@ async fn status(AxState(chain): Shared) -> Json<Value> {
             "view": chain.consensus_stats().view.load(std::sync::atomic::Ordering::Relaxed),
             "validators_heard_10s": chain.consensus_stats().peers_seen(Duration::from_secs(10)),
             "last_finality_ms": chain.consensus_stats().last_finality_ms.load(std::sync::atomic::Ordering::Relaxed),
+            "faults": chain.consensus_stats().faults.load(std::sync::atomic::Ordering::Relaxed),
         },
         "version": env!("CARGO_PKG_VERSION"),
     }))
@@ -584,7 +585,13 @@ async fn metrics(AxState(chain): Shared) -> impl IntoResponse {
     let head = chain.head();
     let (pr, pt) = chain.pending_counts();
     let stats = chain.consensus_stats();
-    let series: [(&str, &str, &str, u64); 12] = [
+    let series: [(&str, &str, &str, u64); 13] = [
+        (
+            "iotchain_consensus_faults_total",
+            "Validator misbehaviour seen by simplex: conflicting votes in one view.",
+            "counter",
+            stats.faults.load(Relaxed),
+        ),
         (
             "iotchain_consensus_view",
             "Latest simplex view seen notarized or finalized.",

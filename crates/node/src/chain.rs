@@ -150,6 +150,9 @@ pub struct ConsensusStats {
     seen: Mutex<HashMap<B256, std::time::Instant>>,
     /// Milliseconds from the last committed block's proposal time to its commit here.
     pub last_finality_ms: AtomicU64,
+    /// Proofs of validator misbehaviour simplex has seen: conflicting notarize or finalize
+    /// votes, or a finalize vote beside a nullify vote, in one view.
+    pub faults: AtomicU64,
 }
 
 impl ConsensusStats {
