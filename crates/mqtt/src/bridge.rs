@@ -3,7 +3,10 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, atomic::Ordering::Relaxed},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     time::Duration,
 };
 
@@ -64,12 +67,14 @@ impl Bridge {
         let (stop, stop_rx) = watch::channel(false);
         let (disconnect, disconnect_rx) = watch::channel(false);
         let (tx, rx) = mpsc::unbounded_channel();
+        let epoch = Arc::new(AtomicU64::new(0));
         let connection = tokio::spawn(run_connection(
             link,
             client.clone(),
             topics.filter().to_string(),
             tx,
             metrics.clone(),
+            epoch.clone(),
             disconnect_rx,
         ));
         let processor = Processor {
@@ -81,6 +86,7 @@ impl Bridge {
             max_message: config.max_message_bytes,
             awaiting_final: HashMap::new(),
             stop: stop_rx,
+            epoch,
         };
         let task = tokio::spawn(async move {
             processor.run(rx).await;
@@ -113,14 +119,27 @@ impl Bridge {
     }
 }
 
+/// A message and the connection it arrived on.
+struct Delivery {
+    received: Received,
+    /// [`run_connection`]'s epoch when it arrived.
+    epoch: u64,
+}
+
 /// Drives the event loop: forwards messages to the processor, resubscribes on every
 /// connection, reconnects with exponential backoff.
+///
+/// `epoch` changes whenever the connection comes up or goes down. A PUBACK is only sent for a
+/// message of the current epoch: one received on an earlier connection is redelivered by the
+/// broker on the new one (with a packet id the broker may since have given to another message,
+/// which a late PUBACK would acknowledge unprocessed).
 async fn run_connection(
     mut link: Link,
     client: Client,
     filter: String,
-    messages: mpsc::UnboundedSender<Received>,
+    messages: mpsc::UnboundedSender<Delivery>,
     metrics: Arc<BridgeMetrics>,
+    epoch: Arc<AtomicU64>,
     mut disconnect: watch::Receiver<bool>,
 ) {
     let mut backoff = BACKOFF_MIN;
@@ -131,6 +150,7 @@ async fn run_connection(
         };
         match event {
             Ok(LinkEvent::Connected { session_present }) => {
+                epoch.fetch_add(1, Relaxed);
                 backoff = BACKOFF_MIN;
                 metrics.connected.store(1, Relaxed);
                 metrics.connections.fetch_add(1, Relaxed);
@@ -142,13 +162,19 @@ async fn run_connection(
             }
             Ok(LinkEvent::Message(m)) => {
                 metrics.messages_received.fetch_add(1, Relaxed);
-                if messages.send(m).is_err() {
+                let d = Delivery {
+                    received: m,
+                    epoch: epoch.load(Relaxed),
+                };
+                if messages.send(d).is_err() {
                     break;
                 }
             }
             Ok(LinkEvent::Other) => {}
             Err(e) => {
-                metrics.connected.store(0, Relaxed);
+                if metrics.connected.swap(0, Relaxed) == 1 {
+                    epoch.fetch_add(1, Relaxed);
+                }
                 metrics.connection_errors.fetch_add(1, Relaxed);
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "mqtt connection lost or refused");
                 tokio::select! {
@@ -173,6 +199,7 @@ async fn run_connection(
 /// One received message on its way through the chain.
 struct Work {
     received: Received,
+    epoch: u64,
     /// Where its acks go (`None`: the topic did not match the filter).
     ack_topic: Option<Arc<str>>,
     /// The whole payload was refused before any reading was looked at.
@@ -193,10 +220,12 @@ struct Processor {
     /// Height up to which blocks were searched for awaited readings.
     head: u64,
     stop: watch::Receiver<bool>,
+    /// The connection's epoch (see [`run_connection`]).
+    epoch: Arc<AtomicU64>,
 }
 
 impl Processor {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Received>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Delivery>) {
         let mut heads = self.chain.subscribe_head();
         let mut stop = self.stop.clone();
         loop {
@@ -225,10 +254,10 @@ impl Processor {
     /// Submits the readings of a group of messages and answers each message: the ack, then
     /// the PUBACK. `Err` when stopping before the group could be answered (the broker keeps
     /// the messages).
-    async fn handle(&mut self, group: Vec<Received>) -> std::result::Result<(), ()> {
+    async fn handle(&mut self, group: Vec<Delivery>) -> std::result::Result<(), ()> {
         let mut works = Vec::with_capacity(group.len());
         let mut readings: Vec<Bytes> = Vec::new();
-        for received in group {
+        for Delivery { received, epoch } in group {
             let ack_topic = self
                 .topics
                 .device(&received.topic())
@@ -257,6 +286,7 @@ impl Processor {
             works.push(Work {
                 count: readings.len() - first,
                 received,
+                epoch,
                 ack_topic,
                 refused,
                 first,
@@ -287,6 +317,10 @@ impl Processor {
                     .readings_rejected
                     .fetch_add(ack.rejected as u64, Relaxed);
                 self.publish(topic, &ack).await;
+            }
+            if w.epoch != self.epoch.load(Relaxed) {
+                tracing::debug!("message from an earlier connection: the broker redelivers it");
+                continue;
             }
             if let Err(e) = self.client.ack(&w.received).await {
                 tracing::error!(error = %e, "mqtt puback not queued");
