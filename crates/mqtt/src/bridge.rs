@@ -41,6 +41,9 @@ fn is_transient(e: &ApiError) -> bool {
     matches!(e.code, "overloaded" | "storage_unavailable")
 }
 
+/// Final acks to publish: by block height and ack topic, the block time and the results.
+type Finals = BTreeMap<(u64, Arc<str>), (u64, Vec<AckResult>)>;
+
 /// Resolves once the flag is set (or its sender is gone).
 async fn stopped(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|s| *s).await;
@@ -163,7 +166,7 @@ async fn run_connection(
             Ok(LinkEvent::Message(m)) => {
                 metrics.messages_received.fetch_add(1, Relaxed);
                 let d = Delivery {
-                    received: m,
+                    received: *m,
                     epoch: epoch.load(Relaxed),
                 };
                 if messages.send(d).is_err() {
@@ -293,7 +296,7 @@ impl Processor {
             });
         }
         let outcomes = self.submit(&readings).await?;
-        let mut finals: BTreeMap<(u64, Arc<str>), (u64, Vec<AckResult>)> = BTreeMap::new();
+        let mut finals: Finals = BTreeMap::new();
         for w in works {
             if let Some(topic) = &w.ack_topic {
                 let results = match &w.refused {
@@ -396,7 +399,7 @@ impl Processor {
         message: &Bytes,
         outcome: &ItemResult,
         topic: &Arc<str>,
-        finals: &mut BTreeMap<(u64, Arc<str>), (u64, Vec<AckResult>)>,
+        finals: &mut Finals,
     ) -> AckResult {
         let e = match outcome {
             Ok(id) => {
@@ -466,7 +469,7 @@ impl Processor {
         }
     }
 
-    async fn publish_finals(&self, finals: BTreeMap<(u64, Arc<str>), (u64, Vec<AckResult>)>) {
+    async fn publish_finals(&self, finals: Finals) {
         for ((height, topic), (block_time_ms, results)) in finals {
             self.metrics
                 .readings_final_acked
@@ -505,7 +508,7 @@ impl Processor {
                 }
                 Err(_) => break,
             };
-            let mut finals: BTreeMap<(u64, Arc<str>), (u64, Vec<AckResult>)> = BTreeMap::new();
+            let mut finals: Finals = BTreeMap::new();
             let readings = block.items.iter().filter_map(|i| match i {
                 BlockItem::Reading(r) => Some(r),
                 BlockItem::Tx(_) => None,

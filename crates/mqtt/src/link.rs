@@ -53,13 +53,13 @@ impl Received {
 /// What the event loop reports.
 pub(crate) enum LinkEvent {
     Connected { session_present: bool },
-    Message(Received),
+    Message(Box<Received>),
     Other,
 }
 
 /// The event loop of either protocol version.
 pub(crate) enum Link {
-    V4(rumqttc::EventLoop),
+    V4(Box<rumqttc::EventLoop>),
     V5(Box<v5::EventLoop>),
 }
 
@@ -72,7 +72,9 @@ impl Link {
                 Ok(Event::Incoming(Packet::ConnAck(c))) => Ok(LinkEvent::Connected {
                     session_present: c.session_present,
                 }),
-                Ok(Event::Incoming(Packet::Publish(p))) => Ok(LinkEvent::Message(Received::V4(p))),
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    Ok(LinkEvent::Message(Box::new(Received::V4(p))))
+                }
                 Ok(_) => Ok(LinkEvent::Other),
                 Err(e) => Err(e.to_string()),
             },
@@ -81,7 +83,7 @@ impl Link {
                     session_present: c.session_present,
                 }),
                 Ok(v5::Event::Incoming(p5::Packet::Publish(p))) => {
-                    Ok(LinkEvent::Message(Received::V5(p)))
+                    Ok(LinkEvent::Message(Box::new(Received::V5(p))))
                 }
                 Ok(_) => Ok(LinkEvent::Other),
                 Err(e) => Err(e.to_string()),
@@ -175,7 +177,7 @@ pub(crate) fn connect(config: &MqttConfig) -> Result<(Client, Link)> {
                 o.set_credentials(u, p);
             }
             let (c, l) = rumqttc::AsyncClient::new(o, REQUEST_QUEUE);
-            Ok((Client::V4(c), Link::V4(l)))
+            Ok((Client::V4(c), Link::V4(Box::new(l))))
         }
         Protocol::V5 => {
             let mut o = v5::MqttOptions::new(config.client_id(), host, port);
