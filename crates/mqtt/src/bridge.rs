@@ -32,6 +32,10 @@ const RETRY_MIN: Duration = Duration::from_millis(20);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 /// Most readings submitted to the chain in one call (several messages are grouped).
 const MAX_READINGS_PER_SUBMIT: usize = 20_000;
+/// Waiting messages are grouped into one submission up to about this many payload bytes
+/// (some 8,000 readings: a few hundred ms of verification) or this many messages.
+const GROUP_BYTES: usize = 1 << 20;
+const GROUP_MESSAGES: usize = 1024;
 /// How long [`Bridge::stop`] waits for in-flight work and the clean disconnect.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -236,11 +240,16 @@ impl Processor {
                 _ = stopped(&mut stop) => break,
                 m = rx.recv() => {
                     let Some(first) = m else { break };
+                    // Group what already waits: one submission, one log sync for all of it;
+                    // but not so much that the first message waits long for its ack.
+                    let mut bytes = first.received.payload_len();
                     let mut batch = vec![first];
-                    // Group what already waits: one submission, one log sync for all of it.
-                    while batch.len() < 1024 {
+                    while bytes < GROUP_BYTES && batch.len() < GROUP_MESSAGES {
                         match rx.try_recv() {
-                            Ok(m) => batch.push(m),
+                            Ok(m) => {
+                                bytes += m.received.payload_len();
+                                batch.push(m);
+                            }
                             Err(_) => break,
                         }
                     }

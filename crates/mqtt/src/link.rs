@@ -41,6 +41,13 @@ impl Received {
         }
     }
 
+    pub(crate) fn payload_len(&self) -> usize {
+        match self {
+            Self::V4(p) => p.payload.len(),
+            Self::V5(p) => p.payload.len(),
+        }
+    }
+
     /// MQTT 5 content type, if any.
     pub(crate) fn content_type(&self) -> Option<&str> {
         match self {
