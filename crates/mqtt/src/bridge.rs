@@ -1,5 +1,6 @@
-//! The bridge's two tasks: the connection (event loop, reconnection with backoff) and the
-//! processor (submit readings, publish acks, PUBACK, report finality).
+//! The bridge's tasks: the connection (event loop, reconnection with backoff), lanes that
+//! submit readings and publish acks, the acker (PUBACKs in arrival order) and the finality
+//! watcher (final acks).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -85,14 +86,15 @@ impl Bridge {
             disconnect_rx,
         ));
         let processor = Processor {
-            head: chain.head().height,
-            chain,
-            client,
-            topics,
-            metrics: metrics.clone(),
-            max_message: config.max_message_bytes,
-            awaiting_final: HashMap::new(),
-            stop: stop_rx,
+            shared: Arc::new(Shared {
+                chain,
+                client,
+                topics,
+                metrics: metrics.clone(),
+                max_message: config.max_message_bytes,
+                stop: stop_rx,
+                awaiting: std::sync::Mutex::new(HashMap::new()),
+            }),
             epoch,
         };
         let task = tokio::spawn(async move {
@@ -205,8 +207,9 @@ async fn run_connection(
 
 /// One received message on its way through the chain.
 struct Work {
-    received: Received,
-    epoch: u64,
+    /// Position among received messages: PUBACKs go out in this order.
+    seq: u64,
+    delivery: Delivery,
     /// Where its acks go (`None`: the topic did not match the filter).
     ack_topic: Option<Arc<str>>,
     /// The whole payload was refused before any reading was looked at.
@@ -216,318 +219,489 @@ struct Work {
     count: usize,
 }
 
-struct Processor {
+/// A reading waiting for its block.
+struct Awaited {
+    topic: Arc<str>,
+    /// Its submission came back accepted (before that it is registered tentatively, so
+    /// that a block finalized meanwhile is not missed).
+    confirmed: bool,
+    /// Found in a final block before it was confirmed: (height, block time, block index).
+    found: Option<(u64, u64, u64)>,
+}
+
+/// What the lanes and the finality task share.
+struct Shared {
     chain: Arc<Chain>,
     client: Client,
     topics: TopicFilter,
     metrics: Arc<BridgeMetrics>,
     max_message: usize,
-    /// Accepted readings not yet final, with the topic their final ack goes to.
-    awaiting_final: HashMap<B256, Arc<str>>,
-    /// Height up to which blocks were searched for awaited readings.
-    head: u64,
     stop: watch::Receiver<bool>,
+    /// Readings awaited in blocks, by id.
+    awaiting: std::sync::Mutex<HashMap<B256, Awaited>>,
+}
+
+impl Shared {
+    fn awaiting(&self) -> std::sync::MutexGuard<'_, HashMap<B256, Awaited>> {
+        self.awaiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Messages of one topic always go to the same lane, so one device's readings keep their
+/// order; lanes run side by side, so one lane's log sync and acks overlap another's
+/// verification.
+const LANES: usize = 4;
+
+struct Processor {
+    shared: Arc<Shared>,
     /// The connection's epoch (see [`run_connection`]).
     epoch: Arc<AtomicU64>,
 }
 
 impl Processor {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Delivery>) {
-        let mut heads = self.chain.subscribe_head();
-        let mut stop = self.stop.clone();
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Delivery>) {
+        let shared = self.shared;
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let acker = tokio::spawn(run_acker(
+            shared.client.clone(),
+            shared.metrics.clone(),
+            self.epoch,
+            done_rx,
+        ));
+        let finality = tokio::spawn(run_finality(shared.clone()));
+        let mut lanes = Vec::with_capacity(LANES);
+        let mut lane_tasks = Vec::with_capacity(LANES);
+        for _ in 0..LANES {
+            let (tx, rx) = mpsc::unbounded_channel();
+            lanes.push(tx);
+            lane_tasks.push(tokio::spawn(run_lane(shared.clone(), rx, done_tx.clone())));
+        }
+        drop(done_tx);
+        let mut stop = shared.stop.clone();
+        let mut seq = 0u64;
         loop {
-            tokio::select! {
+            let d = tokio::select! {
                 _ = stopped(&mut stop) => break,
-                m = rx.recv() => {
-                    let Some(first) = m else { break };
-                    // Group what already waits: one submission, one log sync for all of it;
-                    // but not so much that the first message waits long for its ack.
-                    let mut bytes = first.received.payload_len();
-                    let mut batch = vec![first];
-                    while bytes < GROUP_BYTES && batch.len() < GROUP_MESSAGES {
-                        match rx.try_recv() {
-                            Ok(m) => {
-                                bytes += m.received.payload_len();
-                                batch.push(m);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    if self.handle(batch).await.is_err() {
-                        break;
-                    }
-                }
-                changed = heads.changed() => if changed.is_err() { break },
+                d = rx.recv() => match d { Some(d) => d, None => break },
+            };
+            seq += 1;
+            let lane = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                d.received.topic().hash(&mut h);
+                (h.finish() % LANES as u64) as usize
+            };
+            if lanes[lane].send((seq, d)).is_err() {
+                break;
             }
-            self.report_finality().await;
         }
+        drop(lanes);
+        for t in lane_tasks {
+            let _ = t.await;
+        }
+        let _ = acker.await;
+        finality.abort();
     }
+}
 
-    /// Submits the readings of a group of messages and answers each message: the ack, then
-    /// the PUBACK. `Err` when stopping before the group could be answered (the broker keeps
-    /// the messages).
-    async fn handle(&mut self, group: Vec<Delivery>) -> std::result::Result<(), ()> {
-        let mut works = Vec::with_capacity(group.len());
-        let mut readings: Vec<Bytes> = Vec::new();
-        for Delivery { received, epoch } in group {
-            let ack_topic = self
-                .topics
-                .device(&received.topic())
-                .map(|d| Arc::<str>::from(self.topics.ack_topic(d)));
-            let payload = received.payload();
-            let mut refused = None;
-            let first = readings.len();
-            if ack_topic.is_none() {
-                tracing::warn!(topic = %received.topic(), "mqtt message on a topic outside the filter; dropped");
-            } else if payload.len() > self.max_message {
-                refused = Some(ApiError::new(
-                    iotchain_node::StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!(
-                        "message of {} bytes exceeds the node's limit of {}",
-                        payload.len(),
-                        self.max_message
-                    ),
-                ));
-            } else {
-                match split_payload(&payload, received.content_type(), self.chain.max_batch()) {
-                    Ok(p) => readings.extend(p.into_messages()),
-                    Err(e) => refused = Some(e),
-                }
-            }
-            works.push(Work {
-                count: readings.len() - first,
-                received,
-                epoch,
-                ack_topic,
-                refused,
-                first,
-            });
-        }
-        let outcomes = self.submit(&readings).await?;
-        let mut finals: Finals = BTreeMap::new();
-        for w in works {
-            if let Some(topic) = &w.ack_topic {
-                let results = match &w.refused {
-                    Some(e) => vec![AckResult::Rejected {
-                        index: 0,
-                        id: None,
-                        error: e.into(),
-                    }],
-                    None => (0..w.count)
-                        .map(|i| {
-                            let k = w.first + i;
-                            self.result(i, &readings[k], &outcomes[k], topic, &mut finals)
-                        })
-                        .collect(),
-                };
-                let ack = MessageAck::new(results);
-                self.metrics
-                    .readings_accepted
-                    .fetch_add(ack.accepted as u64, Relaxed);
-                self.metrics
-                    .readings_rejected
-                    .fetch_add(ack.rejected as u64, Relaxed);
-                self.publish(topic, &ack).await;
-            }
-            if w.epoch != self.epoch.load(Relaxed) {
+/// Sends PUBACKs in the order the messages arrived, whichever lane finished first.
+async fn run_acker(
+    client: Client,
+    metrics: Arc<BridgeMetrics>,
+    epoch: Arc<AtomicU64>,
+    mut done: mpsc::UnboundedReceiver<(u64, Delivery)>,
+) {
+    let mut next = 1u64;
+    let mut ready: BTreeMap<u64, Delivery> = BTreeMap::new();
+    while let Some((seq, d)) = done.recv().await {
+        ready.insert(seq, d);
+        while let Some(d) = ready.remove(&next) {
+            next += 1;
+            if d.epoch != epoch.load(Relaxed) {
                 tracing::debug!("message from an earlier connection: the broker redelivers it");
                 continue;
             }
-            if let Err(e) = self.client.ack(&w.received).await {
+            if let Err(e) = client.ack(&d.received).await {
                 tracing::error!(error = %e, "mqtt puback not queued");
-                return Err(());
-            }
-            self.metrics.messages_acked.fetch_add(1, Relaxed);
-        }
-        self.publish_finals(finals).await;
-        Ok(())
-    }
-
-    /// Submits readings until each has a definitive outcome (transient refusals are retried
-    /// with backoff). `Err` if asked to stop meanwhile.
-    async fn submit(&self, readings: &[Bytes]) -> std::result::Result<Vec<ItemResult>, ()> {
-        let mut outcomes: Vec<Option<ItemResult>> = vec![None; readings.len()];
-        let mut retry = RETRY_MIN;
-        loop {
-            let todo: Vec<usize> = outcomes
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| match o {
-                    None => true,
-                    Some(Err(e)) => is_transient(e),
-                    Some(Ok(_)) => false,
-                })
-                .map(|(i, _)| i)
-                .collect();
-            if todo.is_empty() {
-                break;
-            }
-            if outcomes.iter().any(Option::is_some) {
-                if *self.stop.borrow() {
-                    return Err(());
-                }
-                tracing::debug!(
-                    readings = todo.len(),
-                    retry_ms = retry.as_millis() as u64,
-                    "node busy; resubmitting"
-                );
-                let mut stop = self.stop.clone();
-                tokio::select! {
-                    _ = stopped(&mut stop) => return Err(()),
-                    _ = tokio::time::sleep(retry) => {}
-                }
-                retry = (retry * 2).min(RETRY_MAX);
-            }
-            for part in todo.chunks(MAX_READINGS_PER_SUBMIT) {
-                let messages: Vec<Bytes> = part.iter().map(|&i| readings[i].clone()).collect();
-                let results = self.chain.submit_readings(messages).await;
-                if results.len() != part.len() {
-                    // The submission failed as a whole (e.g. a worker panicked): all again.
-                    let e = ApiError::storage(&"reading submission failed");
-                    for &i in part {
-                        outcomes[i] = Some(Err(e.clone()));
-                    }
-                    continue;
-                }
-                for (&i, r) in part.iter().zip(results) {
-                    outcomes[i] = Some(r);
-                }
-            }
-        }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(ApiError::storage(&"no outcome"))))
-            .collect())
-    }
-
-    /// One reading's ack result; a replay of a reading the node holds counts as accepted.
-    fn result(
-        &mut self,
-        index: usize,
-        message: &Bytes,
-        outcome: &ItemResult,
-        topic: &Arc<str>,
-        finals: &mut Finals,
-    ) -> AckResult {
-        let e = match outcome {
-            Ok(id) => {
-                self.awaiting_final.insert(*id, topic.clone());
-                return AckResult::Accepted {
-                    index,
-                    id: *id,
-                    duplicate: false,
-                };
-            }
-            Err(e) => e,
-        };
-        let id = B256::from(iotchain_reading::reading_id(message));
-        if e.code == "replayed_seq" {
-            match self.chain.reading_status(&id) {
-                Ok(Some(ReadingStatus::Pending { .. })) => {
-                    self.metrics.readings_duplicate.fetch_add(1, Relaxed);
-                    self.awaiting_final.insert(id, topic.clone());
-                    return AckResult::Accepted {
-                        index,
-                        id,
-                        duplicate: true,
-                    };
-                }
-                Ok(Some(ReadingStatus::Final {
-                    location,
-                    block_time_ms,
-                })) => {
-                    self.metrics.readings_duplicate.fetch_add(1, Relaxed);
-                    finals
-                        .entry((location.height, topic.clone()))
-                        .or_insert_with(|| (block_time_ms, Vec::new()))
-                        .1
-                        .push(AckResult::Final {
-                            id,
-                            height: location.height,
-                            block_index: location.index as u64,
-                        });
-                    return AckResult::Accepted {
-                        index,
-                        id,
-                        duplicate: true,
-                    };
-                }
-                _ => {}
-            }
-        }
-        AckResult::Rejected {
-            index,
-            id: Some(id),
-            error: AckError::from(e),
-        }
-    }
-
-    /// Publishes an ack as JSON; a failure to queue it is logged (the readings' fate is in
-    /// the chain either way, and HTTP tells it).
-    async fn publish<T: serde::Serialize>(&self, topic: &str, ack: &T) {
-        let json = match serde_json::to_vec(ack) {
-            Ok(j) => j,
-            Err(e) => {
-                tracing::error!(error = %e, "ack does not serialize");
                 return;
             }
+            metrics.messages_acked.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// One lane: groups the messages waiting in it into one submission, answers each.
+async fn run_lane(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<(u64, Delivery)>,
+    done: mpsc::UnboundedSender<(u64, Delivery)>,
+) {
+    let mut stop = shared.stop.clone();
+    loop {
+        let first = tokio::select! {
+            _ = stopped(&mut stop) => break,
+            m = rx.recv() => match m { Some(m) => m, None => break },
         };
-        if let Err(e) = self.client.publish(topic.to_string(), json).await {
-            tracing::warn!(error = %e, %topic, "mqtt ack not queued");
+        // Group what already waits: one submission, one log sync for all of it; but not so
+        // much that the first message waits long for its ack.
+        let mut bytes = first.1.received.payload_len();
+        let mut group = vec![first];
+        while bytes < GROUP_BYTES && group.len() < GROUP_MESSAGES {
+            match rx.try_recv() {
+                Ok(m) => {
+                    bytes += m.1.received.payload_len();
+                    group.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+        match handle(&shared, group).await {
+            Ok(answered) => {
+                for a in answered {
+                    if done.send(a).is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(()) => break,
         }
     }
+}
 
-    async fn publish_finals(&self, finals: Finals) {
-        for ((height, topic), (block_time_ms, results)) in finals {
-            self.metrics
-                .readings_final_acked
-                .fetch_add(results.len() as u64, Relaxed);
-            let ack = FinalAck {
-                status: "final".into(),
-                height,
-                block_time_ms,
-                results,
+/// Submits the readings of a group of messages and publishes each message's ack; returns the
+/// messages to PUBACK. `Err` when stopping before the group could be answered (the broker
+/// keeps the messages).
+async fn handle(
+    shared: &Shared,
+    group: Vec<(u64, Delivery)>,
+) -> std::result::Result<Vec<(u64, Delivery)>, ()> {
+    let mut works = Vec::with_capacity(group.len());
+    let mut readings: Vec<Bytes> = Vec::new();
+    for (seq, delivery) in group {
+        let received = &delivery.received;
+        let ack_topic = shared
+            .topics
+            .device(&received.topic())
+            .map(|d| Arc::<str>::from(shared.topics.ack_topic(d)));
+        let payload = received.payload();
+        let mut refused = None;
+        let first = readings.len();
+        if ack_topic.is_none() {
+            tracing::warn!(topic = %received.topic(), "mqtt message on a topic outside the filter; dropped");
+        } else if payload.len() > shared.max_message {
+            refused = Some(ApiError::new(
+                iotchain_node::StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "message of {} bytes exceeds the node's limit of {}",
+                    payload.len(),
+                    shared.max_message
+                ),
+            ));
+        } else {
+            match split_payload(&payload, received.content_type(), shared.chain.max_batch()) {
+                Ok(p) => readings.extend(p.into_messages()),
+                Err(e) => refused = Some(e),
+            }
+        }
+        works.push(Work {
+            seq,
+            count: readings.len() - first,
+            delivery,
+            ack_topic,
+            refused,
+            first,
+        });
+    }
+    // Register every reading before submitting it: a block that takes it may be final
+    // before the submission returns.
+    let ids: Vec<B256> = readings
+        .iter()
+        .map(|m| B256::from(iotchain_reading::reading_id(m)))
+        .collect();
+    {
+        let mut awaiting = shared.awaiting();
+        for w in &works {
+            if let (Some(topic), None) = (&w.ack_topic, &w.refused) {
+                for id in &ids[w.first..w.first + w.count] {
+                    awaiting.entry(*id).or_insert_with(|| Awaited {
+                        topic: topic.clone(),
+                        confirmed: false,
+                        found: None,
+                    });
+                }
+            }
+        }
+    }
+    let outcomes = match submit(shared, &readings).await {
+        Ok(o) => o,
+        Err(()) => {
+            let mut awaiting = shared.awaiting();
+            for id in &ids {
+                if awaiting.get(id).is_some_and(|a| !a.confirmed) {
+                    awaiting.remove(id);
+                }
+            }
+            return Err(());
+        }
+    };
+    let mut finals = Finals::new();
+    let mut answered = Vec::with_capacity(works.len());
+    for w in works {
+        if let Some(topic) = &w.ack_topic {
+            let results = match &w.refused {
+                Some(e) => vec![AckResult::Rejected {
+                    index: 0,
+                    id: None,
+                    error: e.into(),
+                }],
+                None => (0..w.count)
+                    .map(|i| {
+                        let k = w.first + i;
+                        result(shared, i, ids[k], &outcomes[k], topic, &mut finals)
+                    })
+                    .collect(),
             };
-            self.publish(&topic, &ack).await;
+            let ack = MessageAck::new(results);
+            shared
+                .metrics
+                .readings_accepted
+                .fetch_add(ack.accepted as u64, Relaxed);
+            shared
+                .metrics
+                .readings_rejected
+                .fetch_add(ack.rejected as u64, Relaxed);
+            publish(shared, topic, &ack).await;
+        }
+        answered.push((w.seq, w.delivery));
+    }
+    publish_finals(shared, finals).await;
+    Ok(answered)
+}
+
+/// Submits readings until each has a definitive outcome (transient refusals are retried
+/// with backoff). `Err` if asked to stop meanwhile.
+async fn submit(shared: &Shared, readings: &[Bytes]) -> std::result::Result<Vec<ItemResult>, ()> {
+    let mut outcomes: Vec<Option<ItemResult>> = vec![None; readings.len()];
+    let mut retry = RETRY_MIN;
+    loop {
+        let todo: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| match o {
+                None => true,
+                Some(Err(e)) => is_transient(e),
+                Some(Ok(_)) => false,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if todo.is_empty() {
+            break;
+        }
+        if outcomes.iter().any(Option::is_some) {
+            if *shared.stop.borrow() {
+                return Err(());
+            }
+            tracing::debug!(
+                readings = todo.len(),
+                retry_ms = retry.as_millis() as u64,
+                "node busy; resubmitting"
+            );
+            let mut stop = shared.stop.clone();
+            tokio::select! {
+                _ = stopped(&mut stop) => return Err(()),
+                _ = tokio::time::sleep(retry) => {}
+            }
+            retry = (retry * 2).min(RETRY_MAX);
+        }
+        for part in todo.chunks(MAX_READINGS_PER_SUBMIT) {
+            let messages: Vec<Bytes> = part.iter().map(|&i| readings[i].clone()).collect();
+            let results = shared.chain.submit_readings(messages).await;
+            if results.len() != part.len() {
+                // The submission failed as a whole (e.g. a worker panicked): all again.
+                let e = ApiError::storage(&"reading submission failed");
+                for &i in part {
+                    outcomes[i] = Some(Err(e.clone()));
+                }
+                continue;
+            }
+            for (&i, r) in part.iter().zip(results) {
+                outcomes[i] = Some(r);
+            }
         }
     }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(ApiError::storage(&"no outcome"))))
+        .collect())
+}
 
-    /// Looks through the blocks finalized since the last look for awaited readings, and
-    /// publishes one final ack per block and topic: work per block, not per reading.
-    async fn report_finality(&mut self) {
-        let head = self.chain.head().height;
-        if head <= self.head {
+/// One reading's ack result; confirms or drops its registration. A replay of a reading the
+/// node holds counts as accepted.
+fn result(
+    shared: &Shared,
+    index: usize,
+    id: B256,
+    outcome: &ItemResult,
+    topic: &Arc<str>,
+    finals: &mut Finals,
+) -> AckResult {
+    let mut push_final = |height: u64, block_time_ms: u64, block_index: u64| {
+        finals
+            .entry((height, topic.clone()))
+            .or_insert_with(|| (block_time_ms, Vec::new()))
+            .1
+            .push(AckResult::Final {
+                id,
+                height,
+                block_index,
+            });
+    };
+    // Confirms the registration; a block found meanwhile is reported now.
+    let confirm = |push_final: &mut dyn FnMut(u64, u64, u64)| {
+        let mut awaiting = shared.awaiting();
+        let found = match awaiting.get_mut(&id) {
+            Some(a) => {
+                a.confirmed = true;
+                a.found
+            }
+            None => None,
+        };
+        if let Some((height, time, index)) = found {
+            awaiting.remove(&id);
+            push_final(height, time, index);
+        }
+    };
+    let e = match outcome {
+        Ok(_) => {
+            confirm(&mut push_final);
+            return AckResult::Accepted {
+                index,
+                id,
+                duplicate: false,
+            };
+        }
+        Err(e) => e,
+    };
+    if e.code == "replayed_seq" {
+        match shared.chain.reading_status(&id) {
+            Ok(Some(ReadingStatus::Pending { .. })) => {
+                shared.metrics.readings_duplicate.fetch_add(1, Relaxed);
+                confirm(&mut push_final);
+                return AckResult::Accepted {
+                    index,
+                    id,
+                    duplicate: true,
+                };
+            }
+            Ok(Some(ReadingStatus::Final {
+                location,
+                block_time_ms,
+            })) => {
+                shared.metrics.readings_duplicate.fetch_add(1, Relaxed);
+                shared.awaiting().remove(&id);
+                push_final(location.height, block_time_ms, location.index as u64);
+                return AckResult::Accepted {
+                    index,
+                    id,
+                    duplicate: true,
+                };
+            }
+            _ => {}
+        }
+    }
+    {
+        let mut awaiting = shared.awaiting();
+        if awaiting.get(&id).is_some_and(|a| !a.confirmed) {
+            awaiting.remove(&id);
+        }
+    }
+    AckResult::Rejected {
+        index,
+        id: Some(id),
+        error: AckError::from(e),
+    }
+}
+
+/// Publishes an ack as JSON; a failure to queue it is logged (the readings' fate is in the
+/// chain either way, and HTTP tells it).
+async fn publish<T: serde::Serialize>(shared: &Shared, topic: &str, ack: &T) {
+    let json = match serde_json::to_vec(ack) {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(error = %e, "ack does not serialize");
             return;
         }
-        if self.awaiting_final.is_empty() {
-            self.head = head;
-            return;
-        }
-        for height in self.head + 1..=head {
-            let chain = self.chain.clone();
+    };
+    if let Err(e) = shared.client.publish(topic.to_string(), json).await {
+        tracing::warn!(error = %e, %topic, "mqtt ack not queued");
+    }
+}
+
+async fn publish_finals(shared: &Shared, finals: Finals) {
+    for ((height, topic), (block_time_ms, results)) in finals {
+        shared
+            .metrics
+            .readings_final_acked
+            .fetch_add(results.len() as u64, Relaxed);
+        let ack = FinalAck {
+            status: "final".into(),
+            height,
+            block_time_ms,
+            results,
+        };
+        publish(shared, &topic, &ack).await;
+    }
+}
+
+/// At every new head, looks through the blocks finalized since the last look for awaited
+/// readings and publishes one final ack per block and topic: work per block, not per
+/// reading.
+async fn run_finality(shared: Arc<Shared>) {
+    let mut heads = shared.chain.subscribe_head();
+    let mut scanned = shared.chain.head().height;
+    loop {
+        let head = shared.chain.head().height;
+        while scanned < head {
+            if shared.awaiting().is_empty() {
+                // Readings registered from now on are taken by later blocks.
+                scanned = head;
+                break;
+            }
+            let height = scanned + 1;
+            let chain = shared.chain.clone();
             let block = match tokio::task::spawn_blocking(move || chain.store().block(height)).await
             {
                 Ok(Ok(Some(b))) => b,
-                Ok(Ok(None)) => break, // not stored yet: look again at the next head
+                Ok(Ok(None)) | Err(_) => break, // not readable yet: look again at the next head
                 Ok(Err(e)) => {
                     tracing::error!(height, error = %e, "cannot read a final block; finality acks for it skipped");
-                    self.head = height;
+                    scanned = height;
                     continue;
                 }
-                Err(_) => break,
             };
-            let mut finals: Finals = BTreeMap::new();
-            let readings = block.items.iter().filter_map(|i| match i {
-                BlockItem::Reading(r) => Some(r),
-                BlockItem::Tx(_) => None,
-            });
-            for (block_index, r) in readings.enumerate() {
-                let id = B256::from(iotchain_reading::reading_id(r));
-                if let Some(topic) = self.awaiting_final.remove(&id) {
+            let time = block.header.timestamp_ms;
+            let mut finals = Finals::new();
+            {
+                let mut awaiting = shared.awaiting();
+                let readings = block.items.iter().filter_map(|i| match i {
+                    BlockItem::Reading(r) => Some(r),
+                    BlockItem::Tx(_) => None,
+                });
+                for (block_index, r) in readings.enumerate() {
+                    let id = B256::from(iotchain_reading::reading_id(r));
+                    let Some(a) = awaiting.get_mut(&id) else {
+                        continue;
+                    };
+                    if !a.confirmed {
+                        a.found = Some((height, time, block_index as u64));
+                        continue;
+                    }
+                    let topic = a.topic.clone();
+                    awaiting.remove(&id);
                     finals
                         .entry((height, topic))
-                        .or_insert_with(|| (block.header.timestamp_ms, Vec::new()))
+                        .or_insert_with(|| (time, Vec::new()))
                         .1
                         .push(AckResult::Final {
                             id,
@@ -536,12 +710,11 @@ impl Processor {
                         });
                 }
             }
-            self.publish_finals(finals).await;
-            self.head = height;
-            if self.awaiting_final.is_empty() {
-                self.head = head;
-                break;
-            }
+            publish_finals(&shared, finals).await;
+            scanned = height;
+        }
+        if heads.changed().await.is_err() {
+            return;
         }
     }
 }
