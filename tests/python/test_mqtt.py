@@ -188,3 +188,38 @@ def test_mqtt5_bridge(tmp_path):
             c.close()
         n.stop()
         b.stop()
+
+
+def test_node_killed_mid_stream_loses_nothing(tmp_path):
+    """SIGKILL the node while messages are in flight: what it had not PUBACKed, the broker
+    delivers again after the restart; every reading ends up final exactly once."""
+    b = Broker(tmp_path / "mosquitto").start()
+    mark = b.mark()
+    n = Node(tmp_path / "devnet", extra_args=["--mqtt", b.url, "--mqtt-client-id", "iotchain-test-kill"]).start()
+    c = None
+    try:
+        b.wait_line("iotchain-test-kill", "iotchain/+/readings", after=mark)
+        c = AckClient(b, "test-device-kill").start()
+        d = new_device(n)
+        messages = [d.sign() for _ in range(200)]
+        for i in range(0, 100, 5):
+            c.publish(topic(d), cbor_array(messages[i:i + 5]))
+        n.kill()
+        # Published while the node is down: the broker queues them in the node's session.
+        for i in range(100, 200, 5):
+            c.publish(topic(d), cbor_array(messages[i:i + 5]))
+        mark = b.mark()
+        n.start()
+        b.wait_line("as iotchain-test-kill", after=mark)
+        for m in messages:
+            c.result_for(reading_id(m), "accepted", timeout=60)
+            assert n.wait_final(reading_id(m))["status"] == "final"
+        status, info = n.get(f"/v1/devices/{d.address}")
+        assert status == 200, info
+        assert (info["reading_count"], info["last_seq"], info["gap_count"]) == (200, 199, 0), info
+        assert not [r for r in c.results("rejected") if r.get("id") in {reading_id(m) for m in messages}]
+    finally:
+        if c:
+            c.close()
+        n.stop()
+        b.stop()
