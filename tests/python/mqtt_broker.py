@@ -51,7 +51,11 @@ class Broker:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
-        self.wait_line("version", "running", after=start_index, timeout=20)
+        try:
+            self.wait_line("version", "running", after=start_index, timeout=20)
+        except AssertionError:
+            self.proc.kill()
+            raise
         return self
 
     def _read(self, proc):
