@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every iotchain test: formatting, lints, the Rust suites (unit, property, integration,
-# crash/restart) and the independent-client tests in Python (pycose + cbor2 from PyPI).
+# crash/restart) and the independent-client tests in Python (pycose + cbor2 + paho-mqtt from
+# PyPI, and a real Mosquitto broker from Debian's `mosquitto` package for the MQTT bridge).
 # Installs what the tests need on first use; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +9,15 @@ root=$(pwd)
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "python test environment (.venv: pycose, cbor2<6, pytest)"
+step "mosquitto (the MQTT broker of the bridge's end-to-end tests)"
+if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mosquitto mosquitto-clients
+fi
+
+step "python test environment (.venv: pycose, cbor2<6, paho-mqtt, pytest)"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
@@ -35,7 +44,7 @@ gcc -std=c11 -Wall -Wextra -Werror -I crates/device-ffi/include examples/c/sign_
 git diff --exit-code -- crates/device-ffi/include/iotchain_device.h \
   || { echo "the committed C header is stale: commit the regenerated one"; exit 1; }
 
-step "independent client tests (pycose, the C device, several validators)"
+step "independent client tests (pycose, the C device, several validators, paho-mqtt with Mosquitto)"
 cargo build --quiet --bin iotchain
 IOTCHAIN_BIN="$root/target/debug/iotchain" IOTCHAIN_C_EXAMPLE="$root/target/debug/sign_reading" \
   .venv/bin/python -m pytest -q tests/python

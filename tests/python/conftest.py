@@ -67,8 +67,9 @@ def cli(*args, check=True):
 class Node:
     """A running `iotchain dev --no-sim` process."""
 
-    def __init__(self, data_dir: Path, port: int | None = None):
+    def __init__(self, data_dir: Path, port: int | None = None, extra_args=()):
         self.data_dir = data_dir
+        self.extra_args = list(extra_args)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -79,7 +80,7 @@ class Node:
     def start(self):
         self.proc = subprocess.Popen(
             [BIN, "dev", "--no-sim", "--data-dir", str(self.data_dir),
-             "--http-addr", f"127.0.0.1:{self.port}", "--block-interval-ms", "50"],
+             "--http-addr", f"127.0.0.1:{self.port}", "--block-interval-ms", "50", *self.extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn,iotchain=debug")},
         )

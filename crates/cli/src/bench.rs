@@ -72,6 +72,11 @@ pub(crate) struct BenchArgs {
     /// them: latency is then measured below saturation, not in a queue.
     #[arg(long)]
     rate: Option<f64>,
+    /// Send the readings through this MQTT broker (mqtt://host:port, e.g. a local Mosquitto)
+    /// instead of HTTP: the node bridges the broker, the bench publishes batches (CBOR arrays)
+    /// with QoS 1 and times each batch until its final ack arrives on the ack topic.
+    #[arg(long, value_name = "URL")]
+    mqtt: Option<String>,
 }
 
 /// Results of one phase.
@@ -173,6 +178,21 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         block_interval_ms: a.block_interval_ms,
     };
     crate::testnet::setup(&layout)?;
+    if let Some(url) = &a.mqtt {
+        if layout.validators != 1 {
+            bail!("--mqtt benchmarks one node: use --validators 1");
+        }
+        // A fresh session name per run: a previous run's queued messages are not replayed.
+        let n = &crate::testnet::nodes(&layout)[0];
+        let mut config = std::fs::read_to_string(n.config())?;
+        config.push_str(&format!(
+            "\n[mqtt]\nurl = \"{url}\"\nclient_id = \"iotchain-bench-{}-{}\"\n",
+            std::process::id(),
+            crate::send::now_ms()
+        ));
+        std::fs::write(n.config(), config)?;
+        println!("readings go through the MQTT broker at {url}");
+    }
     let owner = KeyFile::read(&dir.join("owner.key"))?;
     let mut children = Vec::new();
     let mut clients = Vec::new();
@@ -312,6 +332,23 @@ async fn run_phase(
         })
         .await?
     };
+    if let Some(url) = &a.mqtt {
+        println!("{alg:>8}: publishing from {clients} topics in batches of {batch} via {url}…");
+        let me = std::process::id();
+        let cpu_before = (cpu_all(), cpu_seconds(me));
+        let start = Instant::now();
+        let (latencies, rejected) = crate::bench_mqtt::send(url, signed, batch, a.rate).await?;
+        let seconds = start.elapsed().as_secs_f64();
+        return Ok(Phase {
+            readings: per_client * clients - rejected,
+            seconds,
+            p50_ms: percentile(&latencies, 0.5),
+            p99_ms: percentile(&latencies, 0.99),
+            rejected,
+            node_cpu: cpu_all().zip(cpu_before.0).map(|(a, b)| a - b),
+            bench_cpu: cpu_seconds(me).zip(cpu_before.1).map(|(a, b)| a - b),
+        });
+    }
     println!("{alg:>8}: sending from {clients} clients in batches of {batch}…");
     let start = Instant::now();
     let me = std::process::id();

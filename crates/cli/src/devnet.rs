@@ -39,6 +39,19 @@ pub(crate) struct DevArgs {
     /// Time between blocks, ms.
     #[arg(long, default_value_t = 200)]
     block_interval_ms: u64,
+    /// Bridge an MQTT broker: mqtt://[user[:password]@]host[:port] (mqtts:// for TLS). The
+    /// node subscribes to `iotchain/+/readings` and acknowledges on `iotchain/<device>/acks`.
+    #[arg(long, value_name = "URL")]
+    mqtt: Option<String>,
+    /// MQTT protocol version: v4 (3.1.1) or v5.
+    #[arg(long, default_value = "v4", requires = "mqtt")]
+    mqtt_protocol: iotchain_mqtt::Protocol,
+    /// MQTT client id (names the broker's persistent session for this node).
+    #[arg(long, default_value = "iotchain-dev", requires = "mqtt")]
+    mqtt_client_id: String,
+    /// MQTT topic filter for readings (one `+` level: the device address).
+    #[arg(long, default_value = "iotchain/+/readings", requires = "mqtt")]
+    mqtt_topic: String,
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +81,8 @@ struct NodeFile {
     peers: Vec<String>,
     /// p2p listen address (default: this validator's address in the genesis).
     p2p_listen: Option<SocketAddr>,
+    /// MQTT bridge (`[mqtt]` table).
+    mqtt: Option<iotchain_mqtt::MqttConfig>,
 }
 
 fn default_http() -> SocketAddr {
@@ -126,6 +141,14 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
     config.http_addr = a.http_addr;
     config.block_interval = Duration::from_millis(a.block_interval_ms.max(10));
     let (node, consensus) = start_with_consensus(config, None).await?;
+    let mqtt = a.mqtt.as_ref().map(|url| {
+        let mut m = iotchain_mqtt::MqttConfig::new(url.clone());
+        m.protocol = a.mqtt_protocol;
+        m.client_id = Some(a.mqtt_client_id.clone());
+        m.topic = a.mqtt_topic.clone();
+        m
+    });
+    let bridge = start_bridge(&node, mqtt)?;
     let url = format!("http://{}", node.http_addr);
     println!(
         "iotchain devnet {} (chain id {})",
@@ -140,6 +163,12 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
         owner.address
     );
     println!("  API:         {url}/v1/status");
+    if let Some(m) = &a.mqtt {
+        println!(
+            "  MQTT:        {m} (readings on {}, acks on iotchain/<device>/acks)",
+            a.mqtt_topic
+        );
+    }
     println!("  try:         iotchain device list --node {url}");
     println!("  stop:        Ctrl-C (everything acknowledged is kept)");
 
@@ -173,6 +202,9 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
     };
     shutdown_signal().await?;
     println!("stopping…");
+    if let Some(b) = bridge {
+        b.stop().await;
+    }
     tokio::task::spawn_blocking(move || consensus.stop()).await?;
     if let Some(s) = sim {
         s.abort();
@@ -277,6 +309,7 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
     };
     let genesis = Genesis::read(&resolve(&file.genesis))?;
     let key = KeyFile::read(&resolve(&file.validator_key))?.validator_key()?;
+    let validator_public = key.public_key();
     let is_validator = genesis.validator_keys().contains(&key.public_key().into());
     if !is_validator && file.peers.is_empty() {
         bail!(
@@ -299,7 +332,15 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(mb) = file.db_cache_mb {
         config.db_cache_bytes = mb.max(1) * 1024 * 1024;
     }
+    let mqtt = file.mqtt.clone().map(|mut m| {
+        m.ca_file = m.ca_file.as_ref().map(&resolve);
+        // One session per node on a shared broker: name it after the validator key.
+        m.client_id
+            .get_or_insert_with(|| format!("iotchain-{}", &hex::encode(validator_public)[..16]));
+        m
+    });
     let (node, consensus) = start_with_consensus(config, file.p2p_listen).await?;
+    let bridge = start_bridge(&node, mqtt)?;
     println!(
         "iotchain {} serving http://{}",
         if is_validator {
@@ -321,10 +362,23 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
         }
     });
     shutdown_signal().await?;
+    if let Some(b) = bridge {
+        b.stop().await;
+    }
     tokio::task::spawn_blocking(move || consensus.stop()).await?;
     node.stop().await;
     printer.abort();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the MQTT bridge if configured (a broker that is down is retried in the background).
+fn start_bridge(
+    node: &Node,
+    config: Option<iotchain_mqtt::MqttConfig>,
+) -> anyhow::Result<Option<iotchain_mqtt::Bridge>> {
+    config
+        .map(|c| iotchain_mqtt::Bridge::start(node.chain.clone(), c).context("mqtt bridge"))
+        .transpose()
 }
 
 /// Starts the node with blocks proposed and finalized by simplex (its journal under

@@ -1,6 +1,7 @@
 //! The iotchain command: devnet, node, keys, devices, readings, proofs and benchmarks.
 
 mod bench;
+mod bench_mqtt;
 mod client;
 mod device;
 mod devnet;

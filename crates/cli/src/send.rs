@@ -31,6 +31,10 @@ pub(crate) struct SendArgs {
     /// Wait until each reading is final and print its height.
     #[arg(long)]
     wait: bool,
+    /// Write the signed reading (with --count > 1: a CBOR array of them) to this file instead
+    /// of sending it, e.g. for `mosquitto_pub -f FILE`. Needs --seq or a reachable node.
+    #[arg(long, conflicts_with = "wait")]
+    out: Option<PathBuf>,
 }
 
 /// JSON text to CBOR bytes.
@@ -63,6 +67,24 @@ pub(crate) async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
             info["pending_last_seq"].as_u64().map_or(0, |s| s + 1)
         }
     };
+    if let Some(out) = &a.out {
+        let messages: Vec<Vec<u8>> = (first..first + a.count)
+            .map(|seq| signer.sign_reading(seq, now_ms(), a.stream.as_deref(), &data))
+            .collect();
+        let bytes = match messages.as_slice() {
+            [one] => one.clone(),
+            many => crate::client::cbor_batch(many),
+        };
+        std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+        for (m, seq) in messages.iter().zip(first..) {
+            let id = iotchain_block::hex0x(iotchain_reading::reading_id(m));
+            println!(
+                "{}",
+                serde_json::json!({"id": id, "seq": seq, "status": "signed"})
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut failed = false;
     for seq in first..first + a.count {
         let message = signer.sign_reading(seq, now_ms(), a.stream.as_deref(), &data);

@@ -679,5 +679,6 @@ async fn metrics(AxState(chain): Shared) -> impl IntoResponse {
     for (code, n) in m.rejected.lock().iter() {
         let _ = writeln!(out, "iotchain_rejected_total{{code=\"{code}\"}} {n}");
     }
+    chain.render_metrics_sources(&mut out);
     ([(CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

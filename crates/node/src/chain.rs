@@ -203,6 +203,14 @@ pub struct Chain {
     forward: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::forward::Forward>>,
     flusher: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub(crate) metrics: Metrics,
+    /// Other parts' counters appended to `/metrics` (e.g. the MQTT bridge).
+    metrics_sources: RwLock<Vec<Arc<dyn MetricsSource>>>,
+}
+
+/// A part of the node outside this crate that reports counters at `/metrics`.
+pub trait MetricsSource: Send + Sync {
+    /// Appends Prometheus text-format series (with `# HELP` and `# TYPE`) to `out`.
+    fn render(&self, out: &mut String);
 }
 
 impl std::fmt::Debug for Chain {
@@ -362,6 +370,7 @@ impl Chain {
             forward: std::sync::OnceLock::new(),
             flusher: Mutex::new(None),
             metrics: Metrics::default(),
+            metrics_sources: RwLock::new(Vec::new()),
         });
         let flusher = chain.clone();
         let handle = std::thread::Builder::new()
@@ -436,6 +445,18 @@ impl Chain {
     /// Runs `f` on the pending view (committed state plus queued items).
     pub fn with_pending<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         f(&self.ingest.lock().pending)
+    }
+
+    /// Adds counters to `/metrics`.
+    pub fn add_metrics_source(&self, source: Arc<dyn MetricsSource>) {
+        self.metrics_sources.write().push(source);
+    }
+
+    /// Appends every added source's series to `out`.
+    pub(crate) fn render_metrics_sources(&self, out: &mut String) {
+        for s in self.metrics_sources.read().iter() {
+            s.render(out);
+        }
     }
 
     fn count_rejection(&self, code: &'static str) {

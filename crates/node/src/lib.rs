@@ -17,7 +17,9 @@ mod forward;
 mod producer;
 
 pub use api::router;
-pub use chain::{Chain, ConsensusStats, HeadInfo, ItemResult, ReadingStatus};
+/// HTTP status of an [`ApiError`].
+pub use axum::http::StatusCode;
+pub use chain::{Chain, ConsensusStats, HeadInfo, ItemResult, MetricsSource, ReadingStatus};
 pub use config::NodeConfig;
 pub use error::{ApiError, NodeError};
 pub use forward::FORWARDED_HEADER;
