@@ -13,6 +13,7 @@ mod api;
 mod chain;
 mod config;
 mod error;
+mod eth;
 mod forward;
 mod producer;
 
@@ -20,6 +21,7 @@ pub use api::router;
 pub use chain::{Chain, ConsensusStats, HeadInfo, ItemResult, ReadingStatus};
 pub use config::NodeConfig;
 pub use error::{ApiError, NodeError};
+pub use eth::StoredReceipt;
 pub use forward::FORWARDED_HEADER;
 pub use producer::BlockEvent;
 

@@ -33,6 +33,7 @@ fn net() -> Net {
             .map(|k| GenesisValidator {
                 public_key: B256::from(k.public_key()),
                 address: None,
+                fee_recipient: None,
             })
             .collect(),
         ..Genesis::single_validator(9, 1, B256::ZERO, vec![owner.address()])
