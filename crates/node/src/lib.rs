@@ -16,6 +16,7 @@ mod error;
 mod eth;
 mod forward;
 mod producer;
+mod rpc;
 
 pub use api::router;
 pub use chain::{Chain, ConsensusStats, HeadInfo, ItemResult, ReadingStatus};
