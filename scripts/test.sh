@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every iotchain test: formatting, lints, the Rust suites (unit, property, integration,
-# crash/restart) and the independent-client tests in Python (pycose + cbor2 from PyPI).
+# crash/restart), the independent-client tests in Python (pycose + cbor2 from PyPI) and the
+# real Ethereum clients in JavaScript (ethers v6, solc, @ethereumjs/trie, ws from npm).
 # Installs what the tests need on first use; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,3 +32,7 @@ fi
 step "independent client tests (pycose)"
 cargo build --quiet --bin iotchain
 IOTCHAIN_BIN="$root/target/debug/iotchain" .venv/bin/python -m pytest -q tests/python
+
+step "real Ethereum clients (npm ci: ethers v6, solc, @ethereumjs/trie, ws; node --test)"
+(cd tests/eth && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/eth && IOTCHAIN_BIN="$root/target/debug/iotchain" node --test eth.test.js)
