@@ -884,7 +884,8 @@ enum Subscription {
 
 async fn ws_session(chain: Arc<Chain>, mut socket: axum::extract::ws::WebSocket) {
     use axum::extract::ws::Message;
-    let mut subs: std::collections::BTreeMap<String, Subscription> = Default::default();
+    // Each subscription with the head height when it was made: it reports later blocks only.
+    let mut subs: Subscriptions = Default::default();
     let mut heads = chain.subscribe_head();
     let mut seen = chain.head().height;
     let mut next_id = 1u64;
@@ -908,7 +909,10 @@ async fn ws_session(chain: Arc<Chain>, mut socket: axum::extract::ws::WebSocket)
                 }
                 let head = heads.borrow_and_update().height;
                 for height in seen + 1..=head {
-                    for (id, sub) in &subs {
+                    for (id, (since, sub)) in &subs {
+                        if height <= *since {
+                            continue;
+                        }
                         let results = match sub {
                             Subscription::NewHeads => block_json(&chain, height, false)
                                 .map(|mut b| {
@@ -942,13 +946,16 @@ async fn ws_session(chain: Arc<Chain>, mut socket: axum::extract::ws::WebSocket)
     }
 }
 
+/// A WebSocket session's subscriptions by id, each with the head height it was made at.
+type Subscriptions = std::collections::BTreeMap<String, (u64, Subscription)>;
+
 /// Most subscriptions one WebSocket session may hold.
 const MAX_SUBSCRIPTIONS: usize = 64;
 
 async fn ws_request(
     chain: &Arc<Chain>,
     text: &str,
-    subs: &mut std::collections::BTreeMap<String, Subscription>,
+    subs: &mut Subscriptions,
     next_id: &mut u64,
 ) -> Value {
     let request: Value = match serde_json::from_str(text) {
@@ -989,7 +996,7 @@ async fn ws_request(
                 Ok(s) => {
                     let sid = format!("{:#x}", *next_id);
                     *next_id += 1;
-                    subs.insert(sid.clone(), s);
+                    subs.insert(sid.clone(), (chain.head().height, s));
                     Ok(json!(sid))
                 }
                 Err(e) => Err(e),
