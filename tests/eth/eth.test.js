@@ -57,7 +57,8 @@ before(async () => {
     });
   });
   const key = JSON.parse(readFileSync(join(dataDir, "dev-owner.key"), "utf8"));
-  provider = new ethers.JsonRpcProvider(url, undefined, { staticNetwork: true, pollingInterval: 50 });
+  // No response cache: a nonce read 250 ms ago may be stale after the last transaction.
+  provider = new ethers.JsonRpcProvider(url, undefined, { staticNetwork: true, pollingInterval: 50, cacheTimeout: -1 });
   wallet = new ethers.Wallet(key.secret_key, provider);
 });
 
