@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every iotchain test: formatting, lints, the Rust suites (unit, property, integration,
-# crash/restart) and the independent-client tests in Python (pycose + cbor2 + paho-mqtt from
-# PyPI, and a real Mosquitto broker from Debian's `mosquitto` package for the MQTT bridge).
+# crash/restart), the independent-client tests in Python (pycose + cbor2 + paho-mqtt from
+# PyPI, and a real Mosquitto broker from Debian's `mosquitto` package for the MQTT bridge) and
+# the real Ethereum clients in JavaScript (ethers v6, solc, @ethereumjs/trie, ws from npm).
 # Installs what the tests need on first use; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,3 +49,7 @@ step "independent client tests (pycose, the C device, several validators, paho-m
 cargo build --quiet --bin iotchain
 IOTCHAIN_BIN="$root/target/debug/iotchain" IOTCHAIN_C_EXAMPLE="$root/target/debug/sign_reading" \
   .venv/bin/python -m pytest -q tests/python
+
+step "real Ethereum clients (npm ci: ethers v6, solc, @ethereumjs/trie, ws; node --test)"
+(cd tests/eth && npm ci --no-audit --no-fund --loglevel=error)
+(cd tests/eth && IOTCHAIN_BIN="$root/target/debug/iotchain" node --test eth.test.js)

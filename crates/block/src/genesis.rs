@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use alloy_primitives::{Address, B256};
+use std::collections::BTreeMap;
+
+use alloy_primitives::{Address, B256, U256, keccak256};
 use serde::{Deserialize, Serialize};
 
 use crate::{BlockError, Result};
@@ -15,6 +17,24 @@ pub struct GenesisValidator {
     /// Network address (`host:port`) for peers; unused by a single-validator chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Account that receives the priority fees of the blocks this validator proposes;
+    /// by default [`GenesisValidator::default_fee_recipient`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_recipient: Option<Address>,
+}
+
+impl GenesisValidator {
+    /// The fee recipient derived from the validator key: the last 20 bytes of
+    /// `keccak256(public_key)`.
+    pub fn default_fee_recipient(public_key: &B256) -> Address {
+        Address::from_slice(&keccak256(public_key)[12..])
+    }
+
+    /// The account that collects this validator's priority fees.
+    pub fn fee_recipient(&self) -> Address {
+        self.fee_recipient
+            .unwrap_or_else(|| Self::default_fee_recipient(&self.public_key))
+    }
 }
 
 /// Consensus-relevant limits.
@@ -27,6 +47,12 @@ pub struct ChainParams {
     pub max_transactions_per_block: u64,
     /// Largest reading message accepted, in bytes.
     pub max_reading_bytes: u64,
+    /// Gas limit of a block's Ethereum transactions (their summed gas limits).
+    pub block_gas_limit: u64,
+    /// Lowest EIP-1559 base fee, in wei: the base fee never falls below it.
+    pub min_base_fee: u64,
+    /// Largest raw Ethereum transaction accepted, in bytes.
+    pub max_eth_tx_bytes: u64,
 }
 
 impl Default for ChainParams {
@@ -35,6 +61,9 @@ impl Default for ChainParams {
             max_readings_per_block: 20_000,
             max_transactions_per_block: 2_000,
             max_reading_bytes: 16 * 1024,
+            block_gas_limit: 30_000_000,
+            min_base_fee: 1_000_000_000,
+            max_eth_tx_bytes: 128 * 1024,
         }
     }
 }
@@ -53,6 +82,9 @@ pub struct Genesis {
     /// Chain parameters.
     #[serde(default)]
     pub params: ChainParams,
+    /// Initial balances of Ethereum accounts, in wei.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alloc: BTreeMap<Address, U256>,
 }
 
 impl Genesis {
@@ -70,9 +102,11 @@ impl Genesis {
             validators: vec![GenesisValidator {
                 public_key: validator,
                 address: None,
+                fee_recipient: None,
             }],
             owners,
             params: ChainParams::default(),
+            alloc: BTreeMap::new(),
         }
     }
 
@@ -109,6 +143,16 @@ impl Genesis {
             return Err(BlockError::Genesis("params allow no readings".into()));
         }
         Ok(())
+    }
+
+    /// The account that collects the priority fees of blocks proposed by `validator`
+    /// (the zero address for a key that is not a validator).
+    pub fn fee_recipient(&self, validator: &B256) -> Address {
+        self.validators
+            .iter()
+            .find(|v| v.public_key == *validator)
+            .map(GenesisValidator::fee_recipient)
+            .unwrap_or(Address::ZERO)
     }
 
     /// The validators' public keys, in genesis order.

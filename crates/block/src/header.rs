@@ -76,11 +76,15 @@ pub enum BlockItem {
     Reading(Bytes),
     /// An owner transaction: its RLP bytes.
     Tx(Bytes),
+    /// An Ethereum transaction: its EIP-2718 bytes exactly as signed (legacy RLP or a typed
+    /// envelope).
+    EthTx(Bytes),
 }
 
 impl BlockItem {
     const READING: u8 = 0;
     const TX: u8 = 1;
+    const ETH_TX: u8 = 2;
 }
 
 impl Encodable for BlockItem {
@@ -88,6 +92,7 @@ impl Encodable for BlockItem {
         let (kind, bytes) = match self {
             Self::Reading(b) => (Self::READING, b),
             Self::Tx(b) => (Self::TX, b),
+            Self::EthTx(b) => (Self::ETH_TX, b),
         };
         let header = alloy_rlp::Header {
             list: true,
@@ -101,6 +106,7 @@ impl Encodable for BlockItem {
         let (kind, bytes) = match self {
             Self::Reading(b) => (Self::READING, b),
             Self::Tx(b) => (Self::TX, b),
+            Self::EthTx(b) => (Self::ETH_TX, b),
         };
         let payload = kind.length() + bytes.length();
         payload + alloy_rlp::length_of_length(payload)
@@ -126,6 +132,7 @@ impl Decodable for BlockItem {
         match kind {
             Self::READING => Ok(Self::Reading(bytes)),
             Self::TX => Ok(Self::Tx(bytes)),
+            Self::ETH_TX => Ok(Self::EthTx(bytes)),
             _ => Err(alloy_rlp::Error::Custom("unknown block item kind")),
         }
     }
@@ -147,17 +154,18 @@ impl Block {
             .iter()
             .filter_map(|i| match i {
                 BlockItem::Reading(m) => Some(iotchain_reading::reading_id(m)),
-                BlockItem::Tx(_) => None,
+                BlockItem::Tx(_) | BlockItem::EthTx(_) => None,
             })
             .collect()
     }
 
-    /// The leaf hashes of the block's transactions, in order: the leaves of `transactions_root`.
+    /// The leaf hashes of the block's transactions (owner and Ethereum), in order: the leaves
+    /// of `transactions_root`.
     pub fn transaction_leaves(&self) -> Vec<[u8; 32]> {
         self.items
             .iter()
             .filter_map(|i| match i {
-                BlockItem::Tx(t) => Some(iotchain_merkle::leaf_hash(t)),
+                BlockItem::Tx(t) | BlockItem::EthTx(t) => Some(iotchain_merkle::leaf_hash(t)),
                 BlockItem::Reading(_) => None,
             })
             .collect()

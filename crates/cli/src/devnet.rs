@@ -19,6 +19,10 @@ use crate::{client::Client, default_data_dir};
 /// Chain id of devnets created by `iotchain dev`.
 const DEV_CHAIN_ID: u64 = 1337;
 
+/// The dev owner account's genesis balance: one million ether (10^24 wei).
+const DEV_OWNER_BALANCE: alloy_primitives::U256 =
+    alloy_primitives::U256::from_limbs([0x1bce_cced_a100_0000, 0xd3c2, 0, 0]);
+
 #[derive(Debug, Args)]
 pub(crate) struct DevArgs {
     /// Data directory (created if missing; an existing devnet there is resumed).
@@ -118,12 +122,16 @@ fn devnet_setup(dir: &Path) -> anyhow::Result<(Genesis, KeyFile, KeyFile, bool)>
     }
     let owner = KeyFile::generate(KeyAlg::Secp256k1);
     let validator = KeyFile::generate(KeyAlg::Ed25519);
-    let genesis = Genesis::single_validator(
+    let mut genesis = Genesis::single_validator(
         DEV_CHAIN_ID,
         crate::send::now_ms(),
         validator.validator_key()?.public_key().into(),
         vec![owner.owner_key()?.address()],
     );
+    // The owner key is also the devnet's funded Ethereum account (secp256k1, same address).
+    genesis
+        .alloc
+        .insert(owner.owner_key()?.address(), DEV_OWNER_BALANCE);
     owner.write(&files.owner_key)?;
     validator.write(&files.validator_key)?;
     genesis.write(&files.genesis)?;
@@ -162,6 +170,11 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
         files.owner_key.display(),
         owner.address
     );
+    println!(
+        "  eth account: {} (secret in the owner key file)",
+        owner.address
+    );
+    println!("  JSON-RPC:    {url}/ (chain id {})", genesis.chain_id);
     println!("  API:         {url}/v1/status");
     if let Some(m) = &a.mqtt {
         println!(

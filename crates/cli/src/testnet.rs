@@ -128,6 +128,7 @@ pub(crate) fn setup(a: &Layout) -> anyhow::Result<(Genesis, bool)> {
             validators.push(GenesisValidator {
                 public_key: key.validator_key()?.public_key().into(),
                 address: Some(format!("127.0.0.1:{}", a.base_port + 100 + i as u16)),
+                fee_recipient: None,
             });
         }
     }
@@ -137,6 +138,7 @@ pub(crate) fn setup(a: &Layout) -> anyhow::Result<(Genesis, bool)> {
         validators,
         owners: vec![owner.owner_key()?.address()],
         params: ChainParams::default(),
+        alloc: Default::default(),
     };
     genesis.write(&genesis_path)?;
     for n in &all {

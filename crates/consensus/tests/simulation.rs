@@ -118,6 +118,7 @@ fn simulate(
             .map(|k| GenesisValidator {
                 public_key: B256::from(k.public_key()),
                 address: None,
+                fee_recipient: None,
             })
             .collect(),
         ..Genesis::single_validator(42, 1, B256::ZERO, vec![owner.address()])

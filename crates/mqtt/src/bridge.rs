@@ -686,7 +686,7 @@ async fn run_finality(shared: Arc<Shared>) {
                 let mut awaiting = shared.awaiting();
                 let readings = block.items.iter().filter_map(|i| match i {
                     BlockItem::Reading(r) => Some(r),
-                    BlockItem::Tx(_) => None,
+                    BlockItem::Tx(_) | BlockItem::EthTx(_) => None,
                 });
                 for (block_index, r) in readings.enumerate() {
                     let id = B256::from(iotchain_reading::reading_id(r));

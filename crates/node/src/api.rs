@@ -26,6 +26,7 @@ type Shared = AxState<Arc<Chain>>;
 pub fn router(chain: Arc<Chain>) -> Router {
     let limit = chain.max_body();
     Router::new()
+        .route("/", post(crate::rpc::handle).get(crate::rpc::ws))
         .route("/v1/status", get(status))
         .route("/v1/readings", post(post_readings))
         .route("/v1/readings/{id}", get(get_reading))

@@ -15,18 +15,26 @@ use iotchain_block::{
     Block, BlockItem, DeviceKeyJson, FinalityCertificate, Genesis, Header, ProofBundle, SignedTx,
 };
 use iotchain_crypto::{DevicePublicKey, SignatureCheck, ValidatorKey, verify_signatures};
+use iotchain_evm::{BlockExecutor, EthTx};
 use iotchain_reading::DeviceAddress;
 use iotchain_state::{DeviceRecord, Gap, State};
 use iotchain_storage::{
-    BlockCommit, ChainStore, ItemKind, ItemLog, LogItem, ReadingLocation, TxLocation,
+    BlockCommit, BlockGas, ChainStore, ItemKind, ItemLog, LogItem, ReadingLocation, TxLocation,
 };
 use parking_lot::{Condvar, Mutex, RwLock};
 use tokio::sync::watch;
 
-use crate::{ApiError, NodeConfig, NodeError};
+use crate::{
+    ApiError, NodeConfig, NodeError,
+    eth::{StoreHashes, StoredReceipt, block_context, next_base_fee},
+};
 
 /// How long a submission waits for its log sync before reporting the store unavailable.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a proposer holds back a reading that skips seqs of its device, when other
+/// validators may hold the skipped ones (see [`Chain::next_batch`]).
+const GAP_GRACE_MS: u64 = 5_000;
 
 /// How far ahead of this node's clock a block's time may be.
 const MAX_CLOCK_DRIFT_MS: u64 = 5_000;
@@ -83,6 +91,8 @@ pub(crate) struct Queued {
     pub(crate) bytes: Bytes,
     pub(crate) arrival_ms: u64,
     pub(crate) key_version: u32,
+    /// An Ethereum transaction, decoded and its sender recovered.
+    pub(crate) eth: Option<Arc<EthTx>>,
 }
 
 /// A block built or verified here, not yet committed, and everything committing it will
@@ -97,6 +107,10 @@ struct Proposal {
     readings: Vec<([u8; 32], ReadingLocation)>,
     txs: Vec<(B256, TxLocation)>,
     gaps: Vec<(DeviceAddress, Gap)>,
+    /// Receipts of the Ethereum transactions, encoded for the store.
+    receipts: Vec<(B256, Vec<u8>)>,
+    /// Base fee and gas used.
+    gas: BlockGas,
     /// Item-log seqs of the queue items a block built here consumed (a prefix of the queue);
     /// empty for a block received from another validator.
     consumed: Vec<u64>,
@@ -109,6 +123,10 @@ struct Base {
     timestamp_ms: u64,
     /// The state after the parent.
     state: State,
+    /// Base fee and gas used of the parent.
+    gas: BlockGas,
+    /// Heights and hashes of the uncommitted ancestors, parent included (for `BLOCKHASH`).
+    branch: Vec<(u64, B256)>,
     /// Queue items already in uncommitted ancestors (between the head and the parent).
     excluded_seqs: HashSet<u64>,
     excluded_ids: HashSet<B256>,
@@ -190,6 +208,8 @@ pub struct Chain {
     ingest: Mutex<Ingest>,
     wake_flusher: Condvar,
     committed: RwLock<State>,
+    /// Base fee and gas used of the head block.
+    head_gas: RwLock<BlockGas>,
     log: Mutex<ItemLog>,
     durable: watch::Sender<u64>,
     head: watch::Sender<HeadInfo>,
@@ -257,16 +277,20 @@ impl Chain {
                 };
                 let cert = FinalityCertificate::new(0, genesis_hash, 0, 0, 0);
                 let mut state = State::genesis(&genesis);
-                let iotchain_state::StateRecords { devices, owners } = state.changed_records();
+                let records = state.changed_records();
                 state.root();
                 store.commit_block(&BlockCommit {
                     block: &block,
                     certificate: &cert,
                     readings: &[],
                     txs: &[],
-                    devices: &devices,
-                    owners: &owners,
+                    state: &records,
                     gaps: &[],
+                    receipts: &[],
+                    gas: BlockGas {
+                        base_fee: genesis.params.min_base_fee,
+                        gas_used: 0,
+                    },
                     log_done: 0,
                 })?;
                 (state, gheader)
@@ -285,8 +309,19 @@ impl Chain {
                 let header = store
                     .header(h)?
                     .ok_or_else(|| NodeError::DataDir(format!("head block {h} missing")))?;
-                let iotchain_state::StateRecords { devices, owners } = store.state_records()?;
-                let mut state = State::from_records(devices, owners);
+                let iotchain_state::StateRecords {
+                    devices,
+                    owners,
+                    accounts,
+                    storage,
+                    code,
+                    ..
+                } = store.state_records()?;
+                let mut state = State::from_records(devices, owners).with_accounts(
+                    accounts.into_iter().filter_map(|(a, acc)| Some((a, acc?))),
+                    storage,
+                    code,
+                );
                 let root = state.root();
                 if root != header.state_root {
                     return Err(NodeError::DataDir(format!(
@@ -298,6 +333,10 @@ impl Chain {
             }
         };
         committed.root();
+        let head_gas = store.block_gas(head.height)?.unwrap_or(BlockGas {
+            base_fee: genesis.params.min_base_fee,
+            gas_used: 0,
+        });
         let log_done = store.log_done()?;
         let (log, items) = ItemLog::open(&config.data_dir.join("log"), log_done)?;
         let mut ingest = Ingest {
@@ -309,19 +348,33 @@ impl Chain {
             stopping: false,
         };
         let recovered = items.len();
+        let pending_ctx = block_context(
+            &genesis,
+            head.height + 1,
+            now_ms(),
+            head.hash(),
+            &B256::from(config.validator_key.public_key()),
+            next_base_fee(&genesis, head_gas),
+        );
         for item in items {
             ingest.next_seq = item.seq + 1;
             let bytes = item.bytes;
             let applied = match item.kind {
                 ItemKind::Reading => ReadingMeta::decode(&bytes).and_then(|(meta, id)| {
                     apply_reading(&mut ingest.pending, &meta, id, item.key_version, None)?;
-                    Ok((id, Some(meta)))
+                    Ok((id, Some(meta), None))
                 }),
                 ItemKind::Tx => apply_tx_bytes(&mut ingest.pending, &bytes, genesis.chain_id, 0)
-                    .map(|id| (id, None)),
+                    .map(|id| (id, None, None)),
+                ItemKind::EthTx => decode_eth(&genesis, &bytes).and_then(|tx| {
+                    BlockExecutor::new(pending_ctx, &())
+                        .execute(&mut ingest.pending, &tx)
+                        .map_err(|e| ApiError::from_evm(&e))?;
+                    Ok((tx.hash, None, Some(Arc::new(tx))))
+                }),
             };
             match applied {
-                Ok((id, meta)) => {
+                Ok((id, meta, eth)) => {
                     ingest.index.insert(id, item.seq);
                     ingest.queue.insert(
                         item.seq,
@@ -333,6 +386,7 @@ impl Chain {
                             bytes,
                             arrival_ms: item.arrival_ms,
                             key_version: item.key_version,
+                            eth,
                         },
                     );
                 }
@@ -356,6 +410,7 @@ impl Chain {
             ingest: Mutex::new(ingest),
             wake_flusher: Condvar::new(),
             committed: RwLock::new(committed),
+            head_gas: RwLock::new(head_gas),
             log: Mutex::new(log),
             durable: watch::Sender::new(durable_seq),
             head: watch::Sender::new(HeadInfo {
@@ -432,7 +487,7 @@ impl Chain {
         let txs = ingest
             .queue
             .values()
-            .filter(|q| q.kind == ItemKind::Tx)
+            .filter(|q| q.kind != ItemKind::Reading)
             .count();
         (ingest.queue.len() - txs, txs)
     }
@@ -555,6 +610,7 @@ impl Chain {
                             bytes: d.bytes,
                             arrival_ms,
                             key_version,
+                            eth: None,
                         },
                     );
                     max_seq = seq;
@@ -796,6 +852,125 @@ impl Chain {
                 bytes: raw,
                 arrival_ms,
                 key_version: 0,
+                eth: None,
+            },
+        );
+        Ok((hash, seq))
+    }
+
+    /// Accepts an Ethereum transaction (EIP-2718 bytes, as `eth_sendRawTransaction` takes
+    /// them): decoded and its sender recovered, then executed on the pending view, so that
+    /// its nonce, funds and fee cap are checked against every transaction accepted before
+    /// it. Durable when this returns; forwarded to the other nodes.
+    pub async fn submit_eth_tx(self: &Arc<Self>, raw: Bytes) -> ItemResult {
+        self.submit_eth_tx_from(raw, true).await
+    }
+
+    /// Like [`Chain::submit_eth_tx`]; `forward` false for a transaction another node
+    /// forwarded.
+    pub async fn submit_eth_tx_from(self: &Arc<Self>, raw: Bytes, forward: bool) -> ItemResult {
+        let r = {
+            let chain = self.clone();
+            let raw = raw.clone();
+            match tokio::task::spawn_blocking(move || chain.accept_eth_tx(raw)).await {
+                Ok(r) => r,
+                Err(e) => Err(ApiError::storage(&e)),
+            }
+        };
+        match &r {
+            Ok(_) => {
+                self.metrics.txs_accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.count_rejection(e.code),
+        }
+        let (hash, seq) = r?;
+        self.wait_durable(seq).await?;
+        if let (true, Some(f)) = (forward, self.forward.get()) {
+            let _ = f.send(crate::forward::Forward::EthTx(raw));
+        }
+        Ok(hash)
+    }
+
+    /// Like [`Chain::submit_eth_tx`] (without forwarding), blocking the calling thread.
+    pub fn submit_eth_tx_blocking(&self, raw: Bytes) -> ItemResult {
+        let (hash, seq) = self.accept_eth_tx(raw)?;
+        self.wait_durable_blocking(seq)?;
+        Ok(hash)
+    }
+
+    /// The context the pending view executes Ethereum transactions in: the next block, as
+    /// this node would propose it now.
+    pub fn pending_block_context(&self) -> iotchain_evm::BlockContext {
+        let head = self.head();
+        block_context(
+            &self.genesis,
+            head.height + 1,
+            now_ms().max(head.timestamp_ms),
+            head.hash,
+            &B256::from(self.validator.public_key()),
+            self.next_base_fee(),
+        )
+    }
+
+    /// A queued (not yet final) Ethereum transaction.
+    pub fn pending_eth_tx(&self, hash: &B256) -> Option<EthTx> {
+        let ingest = self.ingest.lock();
+        let q = ingest.queue.get(ingest.index.get(hash)?)?;
+        q.eth.as_deref().cloned()
+    }
+
+    /// The base fee of the next block.
+    pub fn next_base_fee(&self) -> u64 {
+        next_base_fee(&self.genesis, *self.head_gas.read())
+    }
+
+    fn accept_eth_tx(&self, raw: Bytes) -> Result<(B256, u64), ApiError> {
+        let tx = Arc::new(decode_eth(&self.genesis, &raw)?);
+        let hash = tx.hash;
+        let ctx = self.pending_block_context();
+        let mut guard = self.ingest.lock();
+        let ingest = &mut *guard;
+        if ingest.queue.len() >= self.max_pending {
+            return Err(self.overloaded(ingest.queue.len()));
+        }
+        if ingest.index.contains_key(&hash)
+            || self
+                .store
+                .transaction(&hash)
+                .map_err(|e| ApiError::storage(&e))?
+                .is_some()
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "known_transaction",
+                format!("already known: transaction {hash} was already accepted"),
+            ));
+        }
+        BlockExecutor::new(ctx, &())
+            .execute(&mut ingest.pending, &tx)
+            .map_err(|e| ApiError::from_evm(&e))?;
+        let seq = ingest.next_seq;
+        ingest.next_seq += 1;
+        let arrival_ms = now_ms();
+        ingest.unsynced.push(LogItem {
+            seq,
+            kind: ItemKind::EthTx,
+            arrival_ms,
+            key_version: 0,
+            bytes: raw.clone(),
+        });
+        ingest.index.insert(hash, seq);
+        ingest.queue.insert(
+            seq,
+            Queued {
+                seq,
+                kind: ItemKind::EthTx,
+                meta: None,
+                id: hash,
+                bytes: raw,
+                arrival_ms,
+                key_version: 0,
+                eth: Some(tx),
             },
         );
         Ok((hash, seq))
@@ -866,14 +1041,28 @@ impl Chain {
         self.failed.load(Ordering::Relaxed)
     }
 
-    /// The oldest durable queued items for a block on `base` (leaving out those already in
-    /// its uncommitted ancestors).
-    fn next_batch(&self, base: &Base) -> Vec<Queued> {
+    /// How long a reading that skips seqs waits before it is proposed: nothing with one
+    /// validator (no one else can hold the skipped ones), [`GAP_GRACE_MS`] with several.
+    fn gap_grace_ms(&self) -> u64 {
+        if self.genesis.validators.len() > 1 {
+            GAP_GRACE_MS
+        } else {
+            0
+        }
+    }
+
+    /// The oldest durable queue items a block on `base` with time `at_ms` takes, within the
+    /// block's limits, leaving out those already in its uncommitted ancestors. Deterministic in the queue, `base` and `at_ms`, so a recorded
+    /// proposal can be rebuilt after a restart.
+    fn next_batch(&self, base: &Base, at_ms: u64) -> Vec<Queued> {
         let durable = *self.durable.borrow();
         let params = &self.genesis.params;
+        let grace = self.gap_grace_ms();
         let ingest = self.ingest.lock();
-        let (mut readings, mut txs) = (0u64, 0u64);
+        let (mut readings, mut txs, mut gas) = (0u64, 0u64, 0u64);
         let mut out = Vec::new();
+        // The last seq per device once the readings chosen so far apply.
+        let mut last_seq: HashMap<DeviceAddress, Option<u64>> = HashMap::new();
         let fresh = |q: &&Queued| {
             !base.excluded_seqs.contains(&q.seq) && !base.excluded_ids.contains(&q.id)
         };
@@ -883,12 +1072,32 @@ impl Chain {
             .take_while(|q| q.seq <= durable)
             .filter(fresh)
         {
+            if let Some(meta) = &q.meta {
+                let last = *last_seq
+                    .entry(meta.device)
+                    .or_insert_with(|| base.state.device(&meta.device).and_then(|d| d.last_seq));
+                // A reading that skips seqs waits `grace` first: the skipped ones may be
+                // held by another validator (accepted there, its forward to us lost), and
+                // including this one first would make them replays.
+                let gap = last.is_some_and(|l| meta.seq > l.saturating_add(1));
+                if gap && at_ms < q.arrival_ms.saturating_add(grace) {
+                    continue;
+                }
+                last_seq.insert(meta.device, Some(meta.seq));
+            }
             let (count, max) = match q.kind {
                 ItemKind::Reading => (&mut readings, params.max_readings_per_block),
-                ItemKind::Tx => (&mut txs, params.max_transactions_per_block),
+                ItemKind::Tx | ItemKind::EthTx => (&mut txs, params.max_transactions_per_block),
             };
             if *count >= max {
                 break;
+            }
+            // Ethereum transactions fill the block by their gas limits.
+            if let Some(tx) = &q.eth {
+                if gas + tx.gas_limit() > params.block_gas_limit {
+                    break;
+                }
+                gas += tx.gas_limit();
             }
             *count += 1;
             out.push(q.clone());
@@ -911,11 +1120,11 @@ impl Chain {
                 head.hash, head.height
             ))
         })?;
-        let items = self.next_batch(&base);
+        let timestamp_ms = now_ms().max(base.timestamp_ms);
+        let items = self.next_batch(&base, timestamp_ms);
         if items.is_empty() && !allow_empty {
             return Ok(None);
         }
-        let timestamp_ms = now_ms().max(base.timestamp_ms);
         self.build(base, items, timestamp_ms).map(Some)
     }
 
@@ -935,6 +1144,8 @@ impl Chain {
                 hash: head.hash,
                 timestamp_ms: head.timestamp_ms,
                 state: self.committed.read().clone(),
+                gas: *self.head_gas.read(),
+                branch: Vec::new(),
                 excluded_seqs: HashSet::new(),
                 excluded_ids: HashSet::new(),
             });
@@ -947,6 +1158,8 @@ impl Chain {
             hash: parent,
             timestamp_ms: tip.block.header.timestamp_ms,
             state: tip.state.clone(),
+            gas: tip.gas,
+            branch: Vec::new(),
             excluded_seqs: HashSet::new(),
             excluded_ids: HashSet::new(),
         };
@@ -957,6 +1170,7 @@ impl Chain {
                 return Some(base);
             }
             let p = proposals.get(&at)?;
+            base.branch.push((p.block.header.height, at));
             base.excluded_seqs.extend(p.consumed.iter().copied());
             base.excluded_ids
                 .extend(p.readings.iter().map(|(id, _)| B256::from(*id)));
@@ -993,7 +1207,7 @@ impl Chain {
         }
         let base = self.base(header.parent_hash)?;
         let items: Vec<Queued> = self
-            .next_batch(&base)
+            .next_batch(&base, header.timestamp_ms)
             .into_iter()
             .take(consumed as usize)
             .collect();
@@ -1026,6 +1240,24 @@ impl Chain {
         let parent = base.hash;
         let height = base.height + 1;
         let mut state = base.state;
+        let proposer = B256::from(self.validator.public_key());
+        let base_fee = next_base_fee(&self.genesis, base.gas);
+        let ctx = block_context(
+            &self.genesis,
+            height,
+            timestamp_ms,
+            parent,
+            &proposer,
+            base_fee,
+        );
+        let hashes = StoreHashes {
+            store: &self.store,
+            number: height,
+            branch: &base.branch,
+        };
+        let mut executor = BlockExecutor::new(ctx, &hashes);
+        let mut receipts: Vec<(B256, Vec<u8>)> = Vec::new();
+        let mut log_count = 0u32;
         let mut block_items = Vec::with_capacity(items.len());
         let mut readings: Vec<([u8; 32], ReadingLocation)> = Vec::new();
         let mut txs: Vec<(B256, TxLocation)> = Vec::new();
@@ -1067,15 +1299,49 @@ impl Chain {
                         }
                     }
                 }
+                ItemKind::EthTx => {
+                    let tx = match &q.eth {
+                        Some(tx) => tx.clone(),
+                        None => match decode_eth(&self.genesis, &q.bytes) {
+                            Ok(tx) => Arc::new(tx),
+                            Err(e) => {
+                                tracing::error!(hash = %q.id, error = %e.message, "accepted transaction does not decode; dropped");
+                                continue;
+                            }
+                        },
+                    };
+                    match executor.execute(&mut state, &tx) {
+                        Ok(receipt) => {
+                            let stored = StoredReceipt {
+                                height,
+                                tx_index: receipts.len() as u32,
+                                first_log_index: log_count,
+                                receipt,
+                            };
+                            log_count += stored.receipt.logs.len() as u32;
+                            receipts.push((tx.hash, stored.encode()));
+                            txs.push((tx.hash, TxLocation { height, item }));
+                            tx_leaves.push(iotchain_merkle::leaf_hash(&q.bytes));
+                            block_items.push(BlockItem::EthTx(q.bytes.clone()));
+                        }
+                        Err(e) => {
+                            tracing::error!(hash = %q.id, error = %e, "accepted transaction no longer applies; dropped")
+                        }
+                    }
+                }
             }
         }
+        let gas = BlockGas {
+            base_fee,
+            gas_used: executor.gas_used(),
+        };
         let records = state.changed_records();
         let header = Header {
             chain_id: self.genesis.chain_id,
             height,
             parent_hash: parent,
             timestamp_ms,
-            proposer: B256::from(self.validator.public_key()),
+            proposer,
             readings_root: B256::from(iotchain_merkle::root(&ids)),
             reading_count: ids.len() as u64,
             transactions_root: B256::from(iotchain_merkle::root(&tx_leaves)),
@@ -1092,6 +1358,8 @@ impl Chain {
             readings,
             txs,
             gaps,
+            receipts,
+            gas,
             consumed: items.iter().map(|q| q.seq).collect(),
         };
         self.proposals.lock().insert(header.hash(), proposal);
@@ -1207,9 +1475,10 @@ impl Chain {
             certificate,
             readings: &proposal.readings,
             txs: &proposal.txs,
-            devices: &proposal.records.devices,
-            owners: &proposal.records.owners,
+            state: &proposal.records,
             gaps: &proposal.gaps,
+            receipts: &proposal.receipts,
+            gas: proposal.gas,
             log_done,
         };
         if let Err(e) = self.store.commit_block(&commit) {
@@ -1217,7 +1486,8 @@ impl Chain {
             return Err(e.into());
         }
         *self.committed.write() = proposal.state;
-        self.settle_queue(&included, &proposal.consumed);
+        *self.head_gas.write() = proposal.gas;
+        self.settle_queue(&included, &proposal.consumed, !proposal.receipts.is_empty());
         // Proposals at or below the new head can no longer be finalized; those above it may
         // (if they descend from it).
         let height = proposal.block.header.height;
@@ -1247,9 +1517,12 @@ impl Chain {
     /// of the queue, so the pending view (committed state plus queue) is unchanged; after
     /// another validator's block it is rebuilt on the new committed state, dropping queued
     /// items that no longer apply.
-    fn settle_queue(&self, included: &HashSet<B256>, consumed: &[u64]) {
+    ///
+    /// The pending view executed Ethereum transactions in a guessed context (time, base fee),
+    /// so after a block with Ethereum transactions it is rebuilt too.
+    fn settle_queue(&self, included: &HashSet<B256>, consumed: &[u64], had_eth: bool) {
         let built_here = !consumed.is_empty() || included.is_empty();
-        let base = (!built_here).then(|| self.committed.read().clone());
+        let base = (!built_here || had_eth).then(|| self.committed.read().clone());
         let mut guard = self.ingest.lock();
         let ingest = &mut *guard;
         // A block built here may have left out queued items that no longer applied.
@@ -1267,12 +1540,17 @@ impl Chain {
             return;
         };
         let chain_id = self.genesis.chain_id;
+        let ctx = self.pending_block_context();
         let mut dropped = Vec::new();
         for q in ingest.queue.values() {
-            let applied = match (&q.kind, &q.meta) {
-                (ItemKind::Reading, Some(meta)) => {
+            let applied = match (&q.kind, &q.meta, &q.eth) {
+                (ItemKind::Reading, Some(meta), _) => {
                     apply_reading(&mut pending, meta, q.id, q.key_version, None)
                 }
+                (ItemKind::EthTx, _, Some(tx)) => BlockExecutor::new(ctx, &())
+                    .execute(&mut pending, tx)
+                    .map(|_| ())
+                    .map_err(|e| ApiError::from_evm(&e)),
                 _ => apply_tx_bytes(&mut pending, &q.bytes, chain_id, 0).map(|_| ()),
             };
             if let Err(e) = applied {
@@ -1329,6 +1607,23 @@ impl Chain {
         let max = self.max_reading_bytes();
         let height = header.height;
         let mut state = base.state;
+        let base_fee = next_base_fee(&self.genesis, base.gas);
+        let ctx = block_context(
+            &self.genesis,
+            height,
+            header.timestamp_ms,
+            header.parent_hash,
+            &header.proposer,
+            base_fee,
+        );
+        let hashes = StoreHashes {
+            store: &self.store,
+            number: height,
+            branch: &base.branch,
+        };
+        let mut executor = BlockExecutor::new(ctx, &hashes);
+        let mut receipts: Vec<(B256, Vec<u8>)> = Vec::new();
+        let mut log_count = 0u32;
         let mut readings: Vec<([u8; 32], ReadingLocation)> = Vec::new();
         let mut txs: Vec<(B256, TxLocation)> = Vec::new();
         let mut gaps: Vec<(DeviceAddress, Gap)> = Vec::new();
@@ -1343,18 +1638,40 @@ impl Chain {
             .iter()
             .map(|it| match it {
                 BlockItem::Reading(b) => Some(B256::from(iotchain_reading::reading_id(b))),
-                BlockItem::Tx(_) => None,
+                BlockItem::Tx(_) | BlockItem::EthTx(_) => None,
             })
             .collect();
-        let known: HashMap<B256, (ReadingMeta, u32)> = {
+        let eth_hashes: Vec<Option<B256>> = block
+            .items
+            .iter()
+            .map(|it| match it {
+                BlockItem::EthTx(b) => Some(alloy_primitives::keccak256(b)),
+                _ => None,
+            })
+            .collect();
+        // Ethereum transactions this node accepted were decoded and their senders recovered
+        // then (the hash is of the signed bytes).
+        type Known = HashMap<B256, (ReadingMeta, u32)>;
+        type KnownEth = HashMap<B256, Arc<EthTx>>;
+        let (known, known_eth): (Known, KnownEth) = {
             let ingest = self.ingest.lock();
-            ids.iter()
+            let known = ids
+                .iter()
                 .flatten()
                 .filter_map(|id| {
                     let q = ingest.queue.get(ingest.index.get(id)?)?;
                     Some((*id, (q.meta?, q.key_version)))
                 })
-                .collect()
+                .collect();
+            let known_eth = eth_hashes
+                .iter()
+                .flatten()
+                .filter_map(|h| {
+                    let q = ingest.queue.get(ingest.index.get(h)?)?;
+                    Some((*h, q.eth.clone()?))
+                })
+                .collect();
+            (known, known_eth)
         };
         for (item, it) in block.items.iter().enumerate() {
             match it {
@@ -1413,8 +1730,43 @@ impl Chain {
                     ));
                     tx_leaves.push(iotchain_merkle::leaf_hash(bytes));
                 }
+                BlockItem::EthTx(bytes) => {
+                    if txs.len() as u64 >= params.max_transactions_per_block {
+                        return Err(reject("too many transactions".into()));
+                    }
+                    let bad = |e: String| reject(format!("transaction {item}: {e}"));
+                    let tx = match eth_hashes[item].and_then(|h| known_eth.get(&h)) {
+                        Some(tx) => tx.clone(),
+                        None => {
+                            Arc::new(decode_eth(&self.genesis, bytes).map_err(|e| bad(e.message))?)
+                        }
+                    };
+                    let receipt = executor
+                        .execute(&mut state, &tx)
+                        .map_err(|e| bad(e.to_string()))?;
+                    let stored = StoredReceipt {
+                        height,
+                        tx_index: receipts.len() as u32,
+                        first_log_index: log_count,
+                        receipt,
+                    };
+                    log_count += stored.receipt.logs.len() as u32;
+                    receipts.push((tx.hash, stored.encode()));
+                    txs.push((
+                        tx.hash,
+                        TxLocation {
+                            height,
+                            item: item as u32,
+                        },
+                    ));
+                    tx_leaves.push(iotchain_merkle::leaf_hash(bytes));
+                }
             }
         }
+        let gas = BlockGas {
+            base_fee,
+            gas_used: executor.gas_used(),
+        };
         let checks: Vec<SignatureCheck<'_>> = to_verify
             .iter()
             .map(|c| SignatureCheck {
@@ -1463,6 +1815,8 @@ impl Chain {
                 readings,
                 txs,
                 gaps,
+                receipts,
+                gas,
                 consumed: Vec::new(),
             },
         );
@@ -1736,4 +2090,14 @@ fn apply_tx_bytes(
         .apply_tx(&tx, height)
         .map_err(|e| ApiError::from_state(&e))?;
     Ok(tx.hash())
+}
+
+/// Decodes an Ethereum transaction of this chain and recovers its sender.
+fn decode_eth(genesis: &Genesis, bytes: &[u8]) -> Result<EthTx, ApiError> {
+    EthTx::decode(
+        bytes,
+        genesis.chain_id,
+        genesis.params.max_eth_tx_bytes as usize,
+    )
+    .map_err(|e| ApiError::from_evm(&e))
 }

@@ -66,6 +66,18 @@ impl ApiError {
         Self::new(status, e.code(), e.to_string())
     }
 
+    /// An Ethereum transaction or call refused by the contract lane.
+    pub fn from_evm(e: &iotchain_evm::EvmError) -> Self {
+        use iotchain_evm::EvmError as E;
+        let status = match e {
+            E::NonceTooLow { .. } => StatusCode::CONFLICT,
+            E::InsufficientFunds { .. } | E::BadSignature => StatusCode::FORBIDDEN,
+            E::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, e.code(), e.to_string())
+    }
+
     /// A storage failure: logged, reported without internals.
     pub fn storage(e: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %e, "storage failure");

@@ -27,6 +27,8 @@ pub(crate) enum Forward {
     Readings(Vec<Bytes>),
     /// A raw owner transaction.
     Tx(Bytes),
+    /// A raw Ethereum transaction (sent to the peer's JSON-RPC endpoint).
+    EthTx(Bytes),
 }
 
 /// Sends what `items` delivers to every peer until the channel closes.
@@ -38,10 +40,11 @@ pub(crate) async fn run(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<F
         .collect();
     while let Some(first) = items.recv().await {
         let mut readings: Vec<Bytes> = Vec::new();
-        let mut txs: Vec<Bytes> = Vec::new();
-        let add = |f: Forward, readings: &mut Vec<Bytes>, txs: &mut Vec<Bytes>| match f {
+        let mut txs: Vec<(bool, Bytes)> = Vec::new();
+        let add = |f: Forward, readings: &mut Vec<Bytes>, txs: &mut Vec<(bool, Bytes)>| match f {
             Forward::Readings(r) => readings.extend(r),
-            Forward::Tx(t) => txs.push(t),
+            Forward::Tx(t) => txs.push((false, t)),
+            Forward::EthTx(t) => txs.push((true, t)),
         };
         add(first, &mut readings, &mut txs);
         let deadline = tokio::time::Instant::now() + LINGER;
@@ -71,11 +74,23 @@ pub(crate) async fn run(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<F
                         tracing::debug!(%peer, error = %e, "forwarding readings failed");
                     }
                 }
-                for tx in txs {
+                for (eth, tx) in txs {
+                    let (url, body) = if eth {
+                        let raw = format!("0x{}", hex::encode(&tx));
+                        (
+                            format!("{peer}/"),
+                            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction", "params": [raw]}),
+                        )
+                    } else {
+                        (
+                            format!("{peer}/v1/transactions"),
+                            serde_json::json!({ "raw": tx }),
+                        )
+                    };
                     let r = client
-                        .post(format!("{peer}/v1/transactions"))
+                        .post(url)
                         .header(FORWARDED_HEADER, "1")
-                        .json(&serde_json::json!({ "raw": tx }))
+                        .json(&body)
                         .timeout(Duration::from_secs(10))
                         .send()
                         .await;

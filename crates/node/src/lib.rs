@@ -13,8 +13,10 @@ mod api;
 mod chain;
 mod config;
 mod error;
+mod eth;
 mod forward;
 mod producer;
+mod rpc;
 
 pub use api::router;
 /// HTTP status of an [`ApiError`].
@@ -22,6 +24,7 @@ pub use axum::http::StatusCode;
 pub use chain::{Chain, ConsensusStats, HeadInfo, ItemResult, MetricsSource, ReadingStatus};
 pub use config::NodeConfig;
 pub use error::{ApiError, NodeError};
+pub use eth::StoredReceipt;
 pub use forward::FORWARDED_HEADER;
 pub use producer::BlockEvent;
 

@@ -36,6 +36,7 @@ fn net() -> Net {
             .map(|k| GenesisValidator {
                 public_key: B256::from(k.public_key()),
                 address: None,
+                fee_recipient: None,
             })
             .collect(),
         ..Genesis::single_validator(9, 1, B256::ZERO, vec![owner.address()])
@@ -196,6 +197,36 @@ async fn a_reading_held_by_two_validators_is_included_once() {
     net.a.finalize(header.hash(), cert).unwrap();
     assert_eq!(net.a.head(), net.b.head());
     assert_eq!(net.b.pending_counts(), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_that_skips_seqs_held_elsewhere_waits_for_them() {
+    let net = setup().await;
+    net.a.submit_readings(vec![reading(&net, 0)]).await[0]
+        .clone()
+        .unwrap();
+    round(&net, 2);
+    // `a` accepted seqs 1 and 2; their forward to `b` was lost, `b` got seq 3 only.
+    for r in net
+        .a
+        .submit_readings(vec![reading(&net, 1), reading(&net, 2)])
+        .await
+    {
+        r.unwrap();
+    }
+    net.b.submit_readings(vec![reading(&net, 3)]).await[0]
+        .clone()
+        .unwrap();
+    // Were `b` to propose seq 3 now, seqs 1 and 2 (acknowledged by `a`) would become replays.
+    assert_eq!(net.b.propose(net.b.head().hash, false).unwrap(), None);
+    let empty = net.b.propose(net.b.head().hash, true).unwrap().unwrap();
+    assert_eq!(empty.reading_count, 0);
+    // Once `a`'s block has them, seq 3 follows without a gap.
+    let block = round(&net, 3);
+    assert_eq!(block.header.reading_count, 2);
+    let header = net.b.propose(net.b.head().hash, false).unwrap().unwrap();
+    let block = net.b.proposed_block(&header.hash()).unwrap();
+    assert_eq!(block.items, vec![BlockItem::Reading(reading(&net, 3))]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

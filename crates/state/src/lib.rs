@@ -1,5 +1,5 @@
-//! The authenticated iotchain state: device registry, owners and per-device reading heads
-//! under a Merkle Patricia trie root.
+//! The authenticated iotchain state: device registry, owners, per-device reading heads and
+//! Ethereum accounts under one Merkle Patricia trie root.
 //!
 //! The same [`State`] type serves two purposes: the committed state of the last final block,
 //! and the node's pending view (committed state plus every accepted but not yet final item),
@@ -7,10 +7,12 @@
 //! items in the same order with the same rules, an item accepted into the pending view always
 //! applies when its block is built.
 
+pub mod account;
 mod error;
 mod record;
 mod state;
 
+pub use account::Account;
 pub use error::{Result, StateError};
 pub use record::{DeviceRecord, DeviceStatus, OwnerRecord};
-pub use state::{AppliedReading, Gap, State, StateRecords};
+pub use state::{AccountProof, AppliedReading, Gap, State, StateRecords};

@@ -2,12 +2,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use alloy_primitives::{Address, B256, keccak256};
-use alloy_trie::{HashBuilder, Nibbles};
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy_trie::{HashBuilder, Nibbles, proof::ProofRetainer};
 use iotchain_block::{DeviceOp, Genesis, SignedTx};
 use iotchain_reading::DeviceAddress;
 
-use crate::{DeviceRecord, DeviceStatus, OwnerRecord, Result, StateError};
+use crate::{
+    Account, DeviceRecord, DeviceStatus, OwnerRecord, Result, StateError,
+    account::{code_hash, storage_key, storage_root},
+};
 
 /// Trie key prefix of device records.
 const DEVICE_PREFIX: u8 = 0x01;
@@ -23,13 +26,34 @@ pub struct Gap {
     pub to: u64,
 }
 
-/// Device and owner records, as stored.
+/// Device, owner and account records, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateRecords {
     /// Device records.
     pub devices: Vec<DeviceRecord>,
     /// Owner records.
     pub owners: Vec<(Address, OwnerRecord)>,
+    /// Accounts; `None` for an account that was deleted (its storage is wiped too).
+    pub accounts: Vec<(Address, Option<Account>)>,
+    /// Accounts whose whole storage is cleared before `storage` is applied.
+    pub wiped: Vec<Address>,
+    /// Storage slots: `(account, slot, value)`; a zero value deletes the slot.
+    pub storage: Vec<(Address, U256, U256)>,
+    /// Contract code by hash.
+    pub code: Vec<(B256, Bytes)>,
+}
+
+/// An EIP-1186 proof of one account and some of its storage slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountProof {
+    /// The account, if it exists.
+    pub account: Option<Account>,
+    /// The root of its storage trie.
+    pub storage_root: B256,
+    /// Trie nodes from the state root to the account's leaf (or to where it would be).
+    pub proof: Vec<Bytes>,
+    /// For each requested slot: the slot, its value and the storage-trie nodes to it.
+    pub storage: Vec<(U256, U256, Vec<Bytes>)>,
 }
 
 /// What applying a reading did.
@@ -39,18 +63,30 @@ pub struct AppliedReading {
     pub gap: Option<Gap>,
 }
 
-/// Device registry, owners and reading heads, with a Merkle Patricia trie root.
+/// Device registry, owners, reading heads and Ethereum accounts, with one Merkle Patricia
+/// trie root.
 ///
-/// Trie keys are `keccak256(0x01 ‖ device address)` for devices and
-/// `keccak256(0x02 ‖ owner address)` for owners; values are the records' RLP.
+/// Trie keys are `keccak256(0x01 ‖ device address)` for devices,
+/// `keccak256(0x02 ‖ owner address)` for owners (values: the records' RLP) and, as in
+/// Ethereum, `keccak256(address)` for accounts (value: `[nonce, balance, storage_root,
+/// code_hash]`, with each account's storage in its own trie).
 #[derive(Debug, Clone, Default)]
 pub struct State {
     devices: BTreeMap<DeviceAddress, DeviceRecord>,
     owners: BTreeMap<Address, OwnerRecord>,
+    accounts: BTreeMap<Address, Account>,
+    storage: BTreeMap<Address, BTreeMap<U256, U256>>,
+    code: BTreeMap<B256, Bytes>,
+    /// Storage roots of the accounts, kept up to date lazily from `dirty_accounts`.
+    storage_roots: BTreeMap<Address, B256>,
     /// Encoded trie leaves, kept up to date lazily from `dirty_*`.
     leaves: BTreeMap<B256, Vec<u8>>,
     dirty_devices: BTreeSet<DeviceAddress>,
     dirty_owners: BTreeSet<Address>,
+    dirty_accounts: BTreeSet<Address>,
+    dirty_slots: BTreeSet<(Address, U256)>,
+    wiped: BTreeSet<Address>,
+    new_code: BTreeSet<B256>,
 }
 
 fn device_key(a: &DeviceAddress) -> B256 {
@@ -68,12 +104,16 @@ fn owner_key(a: &Address) -> B256 {
 }
 
 impl State {
-    /// The state at genesis: the authorised owners, no devices.
+    /// The state at genesis: the authorised owners, the allocated balances, no devices.
     pub fn genesis(genesis: &Genesis) -> Self {
-        Self::from_records(
+        let mut state = Self::from_records(
             [],
             genesis.owners.iter().map(|o| (*o, OwnerRecord::default())),
-        )
+        );
+        for (address, balance) in &genesis.alloc {
+            state.set_account(*address, Some(Account::with_balance(*balance)));
+        }
+        state
     }
 
     /// Rebuilds a state from stored records.
@@ -91,6 +131,103 @@ impl State {
             state.owners.insert(a, o);
         }
         state
+    }
+
+    /// Adds stored accounts, storage slots and code (to rebuild the state on start).
+    pub fn with_accounts(
+        mut self,
+        accounts: impl IntoIterator<Item = (Address, Account)>,
+        storage: impl IntoIterator<Item = (Address, U256, U256)>,
+        code: impl IntoIterator<Item = (B256, Bytes)>,
+    ) -> Self {
+        for (a, account) in accounts {
+            self.set_account(a, Some(account));
+        }
+        for (a, slot, value) in storage {
+            self.set_storage(a, slot, value);
+        }
+        for (_, c) in code {
+            self.insert_code(c);
+        }
+        self
+    }
+
+    /// An account, if it exists.
+    pub fn account(&self, address: &Address) -> Option<&Account> {
+        self.accounts.get(address)
+    }
+
+    /// A storage slot of an account (zero when unset).
+    pub fn storage_slot(&self, address: &Address, slot: &U256) -> U256 {
+        self.storage
+            .get(address)
+            .and_then(|s| s.get(slot))
+            .copied()
+            .unwrap_or(U256::ZERO)
+    }
+
+    /// Contract code by hash.
+    pub fn code(&self, hash: &B256) -> Option<&Bytes> {
+        self.code.get(hash)
+    }
+
+    /// The code of an account (empty when it has none).
+    pub fn account_code(&self, address: &Address) -> Bytes {
+        self.accounts
+            .get(address)
+            .and_then(|a| self.code.get(&a.code_hash))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Creates, updates or (with `None`) deletes an account; deleting also clears its
+    /// storage.
+    pub fn set_account(&mut self, address: Address, account: Option<Account>) {
+        match account {
+            Some(a) => {
+                self.accounts.insert(address, a);
+            }
+            None => {
+                self.accounts.remove(&address);
+                self.wipe_storage(address);
+            }
+        }
+        self.dirty_accounts.insert(address);
+    }
+
+    /// Clears an account's whole storage (a contract created anew at a used address).
+    pub fn wipe_storage(&mut self, address: Address) {
+        if self.storage.remove(&address).is_some() {
+            self.wiped.insert(address);
+            self.dirty_slots.retain(|(a, _)| *a != address);
+        }
+        self.dirty_accounts.insert(address);
+    }
+
+    /// Sets one storage slot; zero deletes it.
+    pub fn set_storage(&mut self, address: Address, slot: U256, value: U256) {
+        if value.is_zero() {
+            if let Some(s) = self.storage.get_mut(&address) {
+                s.remove(&slot);
+                if s.is_empty() {
+                    self.storage.remove(&address);
+                }
+            }
+        } else {
+            self.storage.entry(address).or_default().insert(slot, value);
+        }
+        self.dirty_slots.insert((address, slot));
+        self.dirty_accounts.insert(address);
+    }
+
+    /// Stores contract code; returns its hash.
+    pub fn insert_code(&mut self, code: Bytes) -> B256 {
+        let hash = code_hash(&code);
+        if !code.is_empty() && !self.code.contains_key(&hash) {
+            self.code.insert(hash, code);
+            self.new_code.insert(hash);
+        }
+        hash
     }
 
     /// A device's record.
@@ -291,6 +428,22 @@ impl State {
                 .iter()
                 .map(|a| (*a, self.owners[a].clone()))
                 .collect(),
+            accounts: self
+                .dirty_accounts
+                .iter()
+                .map(|a| (*a, self.accounts.get(a).copied()))
+                .collect(),
+            wiped: self.wiped.iter().copied().collect(),
+            storage: self
+                .dirty_slots
+                .iter()
+                .map(|(a, slot)| (*a, *slot, self.storage_slot(a, slot)))
+                .collect(),
+            code: self
+                .new_code
+                .iter()
+                .map(|h| (*h, self.code[h].clone()))
+                .collect(),
         }
     }
 
@@ -304,12 +457,91 @@ impl State {
             self.leaves
                 .insert(owner_key(&a), alloy_rlp::encode(&self.owners[&a]));
         }
+        self.dirty_slots.clear();
+        self.wiped.clear();
+        self.new_code.clear();
+        for a in std::mem::take(&mut self.dirty_accounts) {
+            let key = keccak256(a);
+            match self.accounts.get(&a) {
+                Some(account) => {
+                    let root = storage_root(self.storage.get(&a).into_iter().flatten());
+                    self.storage_roots.insert(a, root);
+                    self.leaves.insert(key, account.trie_value(root));
+                }
+                None => {
+                    self.storage_roots.remove(&a);
+                    self.leaves.remove(&key);
+                }
+            }
+        }
         let mut hb = HashBuilder::default();
         for (k, v) in &self.leaves {
             hb.add_leaf(Nibbles::unpack(k), v);
         }
         hb.root()
     }
+
+    /// Whether every change has been folded into the trie by [`State::root`].
+    pub fn is_clean(&self) -> bool {
+        self.dirty_devices.is_empty()
+            && self.dirty_owners.is_empty()
+            && self.dirty_accounts.is_empty()
+    }
+
+    /// An EIP-1186 proof of `address` and `slots` against [`State::root`]. The state must be
+    /// clean (see [`State::is_clean`]): the committed state always is.
+    pub fn account_proof(&self, address: &Address, slots: &[U256]) -> AccountProof {
+        debug_assert!(self.is_clean(), "proof of a state with unfolded changes");
+        let target = Nibbles::unpack(keccak256(address));
+        let proof = proof_nodes(self.leaves.iter().map(|(k, v)| (*k, v.clone())), target);
+        let empty = BTreeMap::new();
+        let slots_map = self.storage.get(address).unwrap_or(&empty);
+        let storage_leaves: BTreeMap<B256, Vec<u8>> = slots_map
+            .iter()
+            .map(|(k, v)| (storage_key(*k), alloy_rlp::encode(v)))
+            .collect();
+        let storage = slots
+            .iter()
+            .map(|slot| {
+                let nodes = proof_nodes(
+                    storage_leaves.iter().map(|(k, v)| (*k, v.clone())),
+                    Nibbles::unpack(storage_key(*slot)),
+                );
+                (*slot, self.storage_slot(address, slot), nodes)
+            })
+            .collect();
+        AccountProof {
+            account: self.accounts.get(address).copied(),
+            storage_root: self
+                .storage_roots
+                .get(address)
+                .copied()
+                .unwrap_or(alloy_trie::EMPTY_ROOT_HASH),
+            proof,
+            storage,
+        }
+    }
+}
+
+/// The trie nodes on the path to `target` in the trie of `leaves` (sorted by key).
+fn proof_nodes(leaves: impl Iterator<Item = (B256, Vec<u8>)>, target: Nibbles) -> Vec<Bytes> {
+    let mut hb = HashBuilder::default().with_proof_retainer(ProofRetainer::new(vec![target]));
+    let mut any = false;
+    for (k, v) in leaves {
+        hb.add_leaf(Nibbles::unpack(k), &v);
+        any = true;
+    }
+    hb.root();
+    let nodes = hb.take_proof_nodes();
+    if !any {
+        // As geth: the empty trie's proof is empty (its root is keccak256(0x80)).
+        return Vec::new();
+    }
+    nodes
+        .matching_nodes_sorted(&target)
+        .into_iter()
+        .map(|(_, node)| node)
+        .collect()
 }
 
 #[cfg(test)]

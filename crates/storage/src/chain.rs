@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, B256, Bytes, U256};
 use iotchain_block::{Block, FinalityCertificate, Header};
 use iotchain_reading::DeviceAddress;
-use iotchain_state::{DeviceRecord, Gap, OwnerRecord, StateRecords};
+use iotchain_state::{Account, DeviceRecord, Gap, OwnerRecord, StateRecords};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::{Result, StorageError};
@@ -25,6 +25,16 @@ const TXS: TableDefinition<'_, [u8; 32], [u8; 12]> = TableDefinition::new("trans
 const DEVICES: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("devices");
 const OWNERS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("owners");
 const GAPS: TableDefinition<'_, [u8; 28], u64> = TableDefinition::new("gaps");
+/// Ethereum accounts: address → RLP `[nonce, balance, code_hash]`.
+const ACCOUNTS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("accounts");
+/// Contract storage: address ‖ slot → value (32 bytes, big-endian); zero values absent.
+const STORAGE: TableDefinition<'_, [u8; 52], [u8; 32]> = TableDefinition::new("storage");
+/// Contract code by its keccak256.
+const CODE: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("code");
+/// Receipts of Ethereum transactions by transaction hash (bytes encoded by the node).
+const RECEIPTS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("receipts");
+/// Per block: the EIP-1559 base fee and the gas its Ethereum transactions used.
+const GAS: TableDefinition<'_, u64, [u8; 16]> = TableDefinition::new("block_gas");
 /// Blocks proposed to consensus and not yet final: header RLP ‖ consumed item count (u32 BE).
 const PROPOSALS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("proposals");
 
@@ -111,14 +121,32 @@ pub struct BlockCommit<'a> {
     pub readings: &'a [([u8; 32], ReadingLocation)],
     /// Transaction hashes with their locations.
     pub txs: &'a [(B256, TxLocation)],
-    /// Changed device records.
-    pub devices: &'a [DeviceRecord],
-    /// Changed owner records.
-    pub owners: &'a [(Address, OwnerRecord)],
     /// Seq gaps recorded in this block.
     pub gaps: &'a [(DeviceAddress, Gap)],
+    /// Changed device, owner and account records, storage slots and code.
+    pub state: &'a StateRecords,
+    /// Receipts of the block's Ethereum transactions, by transaction hash.
+    pub receipts: &'a [(B256, Vec<u8>)],
+    /// The block's base fee and the gas its Ethereum transactions used.
+    pub gas: BlockGas,
     /// The highest item-log seq this block consumed.
     pub log_done: u64,
+}
+
+/// A block's EIP-1559 figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockGas {
+    /// The base fee of the block, in wei.
+    pub base_fee: u64,
+    /// Gas used by its Ethereum transactions.
+    pub gas_used: u64,
+}
+
+fn storage_key(a: &Address, slot: &U256) -> [u8; 52] {
+    let mut k = [0u8; 52];
+    k[..20].copy_from_slice(a.as_slice());
+    k[20..].copy_from_slice(&slot.to_be_bytes::<32>());
+    k
 }
 
 /// The chain database.
@@ -153,6 +181,11 @@ impl ChainStore {
             w.open_table(OWNERS)?;
             w.open_table(GAPS)?;
             w.open_table(PROPOSALS)?;
+            w.open_table(ACCOUNTS)?;
+            w.open_table(STORAGE)?;
+            w.open_table(CODE)?;
+            w.open_table(RECEIPTS)?;
+            w.open_table(GAS)?;
         }
         w.commit()?;
         Ok(Self { db })
@@ -203,17 +236,54 @@ impl ChainStore {
                 txs.insert(hash.0, v)?;
             }
             let mut devices = w.open_table(DEVICES)?;
-            for d in c.devices {
+            for d in &c.state.devices {
                 devices.insert(d.address.0, d.encode_rlp().as_slice())?;
             }
             let mut owners = w.open_table(OWNERS)?;
-            for (a, o) in c.owners {
+            for (a, o) in &c.state.owners {
                 owners.insert(a.0.0, alloy_rlp::encode(o).as_slice())?;
             }
             let mut gaps = w.open_table(GAPS)?;
             for (device, gap) in c.gaps {
                 gaps.insert(gap_key(device, gap.from), gap.to)?;
             }
+            let mut accounts = w.open_table(ACCOUNTS)?;
+            let mut storage = w.open_table(STORAGE)?;
+            for a in &c.state.wiped {
+                let (lo, hi) = (storage_key(a, &U256::ZERO), storage_key(a, &U256::MAX));
+                storage.retain_in(lo..=hi, |_, _| false)?;
+            }
+            for (a, account) in &c.state.accounts {
+                match account {
+                    Some(account) => {
+                        accounts.insert(a.0.0, alloy_rlp::encode(account).as_slice())?;
+                    }
+                    None => {
+                        accounts.remove(a.0.0)?;
+                        let (lo, hi) = (storage_key(a, &U256::ZERO), storage_key(a, &U256::MAX));
+                        storage.retain_in(lo..=hi, |_, _| false)?;
+                    }
+                }
+            }
+            for (a, slot, value) in &c.state.storage {
+                if value.is_zero() {
+                    storage.remove(storage_key(a, slot))?;
+                } else {
+                    storage.insert(storage_key(a, slot), value.to_be_bytes::<32>())?;
+                }
+            }
+            let mut code = w.open_table(CODE)?;
+            for (hash, bytes) in &c.state.code {
+                code.insert(hash.0, bytes.as_ref())?;
+            }
+            let mut receipts = w.open_table(RECEIPTS)?;
+            for (hash, bytes) in c.receipts {
+                receipts.insert(hash.0, bytes.as_slice())?;
+            }
+            let mut gas = [0u8; 16];
+            gas[..8].copy_from_slice(&c.gas.base_fee.to_be_bytes());
+            gas[8..].copy_from_slice(&c.gas.gas_used.to_be_bytes());
+            w.open_table(GAS)?.insert(height, gas)?;
             // A final block supersedes every pending proposal.
             w.open_table(PROPOSALS)?.retain(|_, _| false)?;
             let mut meta = w.open_table(META)?;
@@ -357,7 +427,57 @@ impl ChainStore {
                 .map_err(|e| StorageError::Corrupt(e.to_string()))?;
             owners.push((Address::from(k.value()), o));
         }
-        Ok(StateRecords { devices, owners })
+        let mut accounts = Vec::new();
+        for entry in r.open_table(ACCOUNTS)?.iter()? {
+            let (k, v) = entry?;
+            let mut bytes = v.value();
+            let a = <Account as alloy_rlp::Decodable>::decode(&mut bytes)
+                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            accounts.push((Address::from(k.value()), Some(a)));
+        }
+        let mut storage = Vec::new();
+        for entry in r.open_table(STORAGE)?.iter()? {
+            let (k, v) = entry?;
+            let k = k.value();
+            storage.push((
+                Address::from_slice(&k[..20]),
+                U256::from_be_slice(&k[20..]),
+                U256::from_be_bytes(v.value()),
+            ));
+        }
+        let mut code = Vec::new();
+        for entry in r.open_table(CODE)?.iter()? {
+            let (k, v) = entry?;
+            code.push((B256::from(k.value()), Bytes::copy_from_slice(v.value())));
+        }
+        Ok(StateRecords {
+            devices,
+            owners,
+            accounts,
+            wiped: Vec::new(),
+            storage,
+            code,
+        })
+    }
+
+    /// The stored receipt bytes of an Ethereum transaction.
+    pub fn receipt(&self, hash: &B256) -> Result<Option<Vec<u8>>> {
+        let r = self.db.begin_read()?;
+        Ok(r.open_table(RECEIPTS)?
+            .get(hash.0)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// A block's base fee and gas used (`None` before the contract lane existed).
+    pub fn block_gas(&self, height: u64) -> Result<Option<BlockGas>> {
+        let r = self.db.begin_read()?;
+        Ok(r.open_table(GAS)?.get(height)?.map(|v| {
+            let v = v.value();
+            BlockGas {
+                base_fee: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+                gas_used: u64::from_be_bytes(v[8..].try_into().expect("8 bytes")),
+            }
+        }))
     }
 }
 

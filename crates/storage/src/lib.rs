@@ -12,6 +12,6 @@ mod chain;
 mod error;
 mod log;
 
-pub use chain::{BlockCommit, ChainStore, ReadingLocation, TxLocation, delay_ms};
+pub use chain::{BlockCommit, BlockGas, ChainStore, ReadingLocation, TxLocation, delay_ms};
 pub use error::{Result, StorageError};
 pub use log::{ItemKind, ItemLog, LogItem};

@@ -25,6 +25,8 @@ pub enum ItemKind {
     Reading,
     /// An RLP owner transaction.
     Tx,
+    /// An Ethereum transaction (EIP-2718 bytes).
+    EthTx,
 }
 
 /// One accepted item.
@@ -228,6 +230,7 @@ fn encode(item: &LogItem, out: &mut Vec<u8>) {
     out.push(match item.kind {
         ItemKind::Reading => 0,
         ItemKind::Tx => 1,
+        ItemKind::EthTx => 2,
     });
     out.extend_from_slice(&item.arrival_ms.to_le_bytes());
     out.extend_from_slice(&item.key_version.to_le_bytes());
@@ -252,6 +255,7 @@ fn parse(bytes: &[u8]) -> (Vec<LogItem>, usize) {
         let kind = match body[8] {
             0 => ItemKind::Reading,
             1 => ItemKind::Tx,
+            2 => ItemKind::EthTx,
             _ => break,
         };
         items.push(LogItem {

@@ -1,0 +1,471 @@
+//! Executing transactions and calls with revm against an [`iotchain_state::State`].
+
+use std::convert::Infallible;
+
+use alloy_primitives::{Address, B256, Bloom, Bytes, Log, TxKind, U256};
+use iotchain_state::{Account, State};
+use revm::{
+    Context, DatabaseRef, ExecuteEvm, MainBuilder, MainContext,
+    bytecode::Bytecode,
+    context::{
+        BlockEnv, TxEnv,
+        result::{EVMError, ExecutionResult, InvalidTransaction},
+    },
+    database_interface::WrapDatabaseRef,
+    state::{AccountInfo, EvmState},
+};
+
+use crate::{EthTx, EvmError, Result, SPEC};
+
+/// Hashes of earlier blocks, for the `BLOCKHASH` opcode.
+pub trait BlockHashes {
+    /// The hash of the block at `number` (zero when unknown).
+    fn block_hash(&self, number: u64) -> B256;
+}
+
+impl BlockHashes for () {
+    fn block_hash(&self, _: u64) -> B256 {
+        B256::ZERO
+    }
+}
+
+/// The block a transaction executes in: what revm's `BlockEnv` needs, all derived from the
+/// chain so every validator derives the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockContext {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Block height.
+    pub number: u64,
+    /// Block time in seconds.
+    pub timestamp: u64,
+    /// Receives the priority fees: the proposer's fee recipient.
+    pub beneficiary: Address,
+    /// EIP-1559 base fee in wei.
+    pub base_fee: u64,
+    /// The block gas limit.
+    pub gas_limit: u64,
+    /// `PREVRANDAO`: the parent block's hash (no randomness beacon here).
+    pub prevrandao: B256,
+}
+
+impl BlockContext {
+    fn env(&self) -> BlockEnv {
+        BlockEnv {
+            number: U256::from(self.number),
+            beneficiary: self.beneficiary,
+            timestamp: U256::from(self.timestamp),
+            gas_limit: self.gas_limit,
+            basefee: self.base_fee,
+            difficulty: U256::ZERO,
+            prevrandao: Some(self.prevrandao),
+            ..BlockEnv::default()
+        }
+    }
+}
+
+/// What one executed transaction did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Receipt {
+    /// Transaction hash.
+    pub tx_hash: B256,
+    /// EIP-2718 type.
+    pub tx_type: u8,
+    /// Sender.
+    pub from: Address,
+    /// Call target (`None` for a creation).
+    pub to: Option<Address>,
+    /// The created contract, for a successful creation.
+    pub contract_address: Option<Address>,
+    /// Success (true) or revert/halt (false).
+    pub status: bool,
+    /// Gas this transaction used.
+    pub gas_used: u64,
+    /// Gas used in the block up to and including this transaction.
+    pub cumulative_gas_used: u64,
+    /// Price per gas paid.
+    pub effective_gas_price: u128,
+    /// Logs emitted (none when it failed).
+    pub logs: Vec<Log>,
+    /// Bloom filter of the logs.
+    pub logs_bloom: Bloom,
+}
+
+/// Executes a block's transactions in order against a state, keeping the block's gas count.
+#[derive(Debug)]
+pub struct BlockExecutor<'h, H: ?Sized> {
+    ctx: BlockContext,
+    hashes: &'h H,
+    gas_used: u64,
+}
+
+/// revm's view of the state: reads go straight to the [`State`].
+struct StateDb<'a, H: ?Sized> {
+    state: &'a State,
+    hashes: &'a H,
+}
+
+impl<H: BlockHashes + ?Sized> DatabaseRef for StateDb<'_, H> {
+    type Error = Infallible;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Infallible> {
+        Ok(self.state.account(&address).map(|a| {
+            let code = self
+                .state
+                .code(&a.code_hash)
+                .map(|c| Bytecode::new_raw(c.clone()));
+            AccountInfo::new(a.balance, a.nonce, a.code_hash, code.unwrap_or_default())
+        }))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Infallible> {
+        Ok(self
+            .state
+            .code(&code_hash)
+            .map(|c| Bytecode::new_raw(c.clone()))
+            .unwrap_or_default())
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Infallible> {
+        Ok(self.state.storage_slot(&address, &index))
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Infallible> {
+        Ok(self.hashes.block_hash(number))
+    }
+}
+
+/// Writes revm's changes into the state (in address order, so the state's change sets are
+/// the same on every validator).
+fn apply(state: &mut State, changes: EvmState) {
+    let mut changes: Vec<_> = changes.into_iter().collect();
+    changes.sort_unstable_by_key(|(a, _)| *a);
+    for (address, account) in changes {
+        if !account.is_touched() {
+            continue;
+        }
+        if account.is_selfdestructed() {
+            state.set_account(address, None);
+            continue;
+        }
+        if account.is_created() {
+            state.wipe_storage(address);
+        }
+        let mut code_hash = account.info.code_hash;
+        if let Some(code) = &account.info.code {
+            let bytes = code.original_bytes();
+            if !bytes.is_empty() {
+                code_hash = state.insert_code(bytes);
+            }
+        }
+        let info = Account {
+            nonce: account.info.nonce,
+            balance: account.info.balance,
+            code_hash,
+        };
+        // EIP-161: a touched account that ends empty is deleted.
+        if info.is_empty() {
+            state.set_account(address, None);
+            continue;
+        }
+        state.set_account(address, Some(info));
+        let mut slots: Vec<_> = account
+            .storage
+            .into_iter()
+            .filter(|(_, s)| s.is_changed())
+            .collect();
+        slots.sort_unstable_by_key(|(k, _)| *k);
+        for (slot, value) in slots {
+            state.set_storage(address, slot, value.present_value());
+        }
+    }
+}
+
+fn tx_env(tx: &EthTx) -> TxEnv {
+    use alloy_consensus::Transaction;
+    let e = &tx.envelope;
+    TxEnv {
+        tx_type: tx.tx_type(),
+        caller: tx.sender,
+        gas_limit: e.gas_limit(),
+        gas_price: e.max_fee_per_gas(),
+        kind: e.kind(),
+        value: e.value(),
+        data: e.input().clone(),
+        nonce: e.nonce(),
+        chain_id: e.chain_id(),
+        access_list: e.access_list().cloned().unwrap_or_default(),
+        gas_priority_fee: e.max_priority_fee_per_gas(),
+        ..TxEnv::default()
+    }
+}
+
+fn invalid(tx: &TxEnv, base_fee: u64, e: InvalidTransaction, balance: U256) -> EvmError {
+    match e {
+        InvalidTransaction::NonceTooLow { tx: got, state } => EvmError::NonceTooLow {
+            sender: tx.caller,
+            got,
+            expected: state,
+        },
+        InvalidTransaction::NonceTooHigh { tx: got, state } => EvmError::NonceTooHigh {
+            sender: tx.caller,
+            got,
+            expected: state,
+        },
+        InvalidTransaction::LackOfFundForMaxFee { fee, .. } => EvmError::InsufficientFunds {
+            sender: tx.caller,
+            balance,
+            cost: *fee,
+        },
+        InvalidTransaction::CallerGasLimitMoreThanBlock => EvmError::GasAboveBlockLimit {
+            gas: tx.gas_limit,
+            limit: 0,
+        },
+        InvalidTransaction::GasPriceLessThanBasefee => EvmError::FeeCapTooLow {
+            max_fee: tx.gas_price,
+            base_fee,
+        },
+        InvalidTransaction::CallGasCostMoreThanGasLimit { initial_gas, .. }
+        | InvalidTransaction::GasFloorMoreThanGasLimit {
+            gas_floor: initial_gas,
+            ..
+        } => EvmError::IntrinsicGasTooLow {
+            gas: tx.gas_limit,
+            needed: initial_gas,
+        },
+        InvalidTransaction::InvalidChainId | InvalidTransaction::MissingChainId => {
+            EvmError::WrongChainId {
+                got: tx.chain_id,
+                expected: 0,
+            }
+        }
+        other => EvmError::Invalid(other.to_string()),
+    }
+}
+
+fn evm_error(
+    state: &State,
+    tx: &TxEnv,
+    ctx: &BlockContext,
+    e: EVMError<Infallible, InvalidTransaction>,
+) -> EvmError {
+    match e {
+        EVMError::Transaction(t) => {
+            let balance = state
+                .account(&tx.caller)
+                .map(|a| a.balance)
+                .unwrap_or_default();
+            match invalid(tx, ctx.base_fee, t, balance) {
+                EvmError::GasAboveBlockLimit { gas, .. } => EvmError::GasAboveBlockLimit {
+                    gas,
+                    limit: ctx.gas_limit,
+                },
+                EvmError::WrongChainId { got, .. } => EvmError::WrongChainId {
+                    got,
+                    expected: ctx.chain_id,
+                },
+                other => other,
+            }
+        }
+        other => EvmError::Invalid(other.to_string()),
+    }
+}
+
+/// Runs revm on `state` without changing it.
+fn run(
+    state: &State,
+    hashes: &(impl BlockHashes + ?Sized),
+    ctx: &BlockContext,
+    tx: TxEnv,
+    for_call: bool,
+) -> Result<(ExecutionResult, EvmState)> {
+    let db = WrapDatabaseRef(StateDb { state, hashes });
+    let mut block = ctx.env();
+    if for_call {
+        // As geth's eth_call: a call without a gas price is not held to the base fee.
+        block.basefee = 0;
+    }
+    let mut evm = Context::mainnet()
+        .with_db(db)
+        .with_block(block)
+        .modify_cfg_chained(|cfg| {
+            cfg.set_spec_and_mainnet_gas_params(SPEC);
+            cfg.chain_id = ctx.chain_id;
+            cfg.disable_nonce_check = for_call;
+        })
+        .build_mainnet();
+    let out = evm
+        .transact(tx.clone())
+        .map_err(|e| evm_error(state, &tx, ctx, e))?;
+    Ok((out.result, out.state))
+}
+
+impl<'h, H: BlockHashes + ?Sized> BlockExecutor<'h, H> {
+    /// An executor for a block with no gas used yet.
+    pub fn new(ctx: BlockContext, hashes: &'h H) -> Self {
+        Self {
+            ctx,
+            hashes,
+            gas_used: 0,
+        }
+    }
+
+    /// The block this executor executes in.
+    pub fn context(&self) -> &BlockContext {
+        &self.ctx
+    }
+
+    /// Gas used by the transactions executed so far.
+    pub fn gas_used(&self) -> u64 {
+        self.gas_used
+    }
+
+    /// Checks that `tx` fits in the rest of the block (its whole gas limit, as Ethereum
+    /// requires of a block's transactions).
+    pub fn check_fits(&self, tx: &EthTx) -> Result<()> {
+        if tx.gas_limit() > self.ctx.gas_limit {
+            return Err(EvmError::GasAboveBlockLimit {
+                gas: tx.gas_limit(),
+                limit: self.ctx.gas_limit,
+            });
+        }
+        let left = self.ctx.gas_limit - self.gas_used;
+        if tx.gas_limit() > left {
+            return Err(EvmError::BlockFull {
+                left,
+                gas: tx.gas_limit(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Executes `tx` on `state` and writes its effects into it. A transaction that reverts
+    /// or runs out of gas still applies (nonce, fee) and gets a failed receipt; an invalid
+    /// one (nonce, funds, fee cap, gas) is refused with the state unchanged.
+    pub fn execute(&mut self, state: &mut State, tx: &EthTx) -> Result<Receipt> {
+        self.check_fits(tx)?;
+        let env = tx_env(tx);
+        let (result, changes) = run(state, self.hashes, &self.ctx, env, false)?;
+        apply(state, changes);
+        let gas_used = result.tx_gas_used();
+        self.gas_used += gas_used;
+        let status = result.is_success();
+        let contract_address = result.created_address();
+        let logs = match result {
+            ExecutionResult::Success { logs, .. } => logs,
+            _ => Vec::new(),
+        };
+        let mut logs_bloom = Bloom::ZERO;
+        for log in &logs {
+            logs_bloom.accrue_log(log);
+        }
+        Ok(Receipt {
+            tx_hash: tx.hash,
+            tx_type: tx.tx_type(),
+            from: tx.sender,
+            to: tx.to(),
+            contract_address,
+            status,
+            gas_used,
+            cumulative_gas_used: self.gas_used,
+            effective_gas_price: tx.effective_gas_price(self.ctx.base_fee),
+            logs,
+            logs_bloom,
+        })
+    }
+}
+
+/// A call that changes nothing (`eth_call`, `eth_estimateGas`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallRequest {
+    /// Caller (zero address when absent).
+    pub from: Option<Address>,
+    /// Target; `None` runs `input` as init code.
+    pub to: Option<Address>,
+    /// Gas limit (the block gas limit when absent).
+    pub gas: Option<u64>,
+    /// Price per gas (zero when absent: no fee is charged).
+    pub gas_price: Option<u128>,
+    /// Value in wei.
+    pub value: Option<U256>,
+    /// Call data.
+    pub input: Bytes,
+}
+
+/// What a call returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOutcome {
+    /// Return data.
+    pub output: Bytes,
+    /// Gas used.
+    pub gas_used: u64,
+}
+
+/// Executes a call on `state` without changing it: the return data, or
+/// [`EvmError::Reverted`] with the revert data, or [`EvmError::Halted`].
+pub fn call(
+    state: &State,
+    hashes: &(impl BlockHashes + ?Sized),
+    ctx: &BlockContext,
+    req: &CallRequest,
+) -> Result<CallOutcome> {
+    let from = req.from.unwrap_or(Address::ZERO);
+    let tx = TxEnv {
+        tx_type: 2,
+        caller: from,
+        gas_limit: req.gas.unwrap_or(ctx.gas_limit).min(ctx.gas_limit),
+        gas_price: req.gas_price.unwrap_or(0),
+        gas_priority_fee: Some(0),
+        kind: req.to.map_or(TxKind::Create, TxKind::Call),
+        value: req.value.unwrap_or_default(),
+        data: req.input.clone(),
+        nonce: state.account(&from).map_or(0, |a| a.nonce),
+        chain_id: Some(ctx.chain_id),
+        ..TxEnv::default()
+    };
+    let (result, _) = run(state, hashes, ctx, tx, true)?;
+    let gas_used = result.tx_gas_used();
+    match result {
+        ExecutionResult::Success { output, .. } => Ok(CallOutcome {
+            output: output.into_data(),
+            gas_used,
+        }),
+        ExecutionResult::Revert { output, .. } => Err(EvmError::Reverted(output)),
+        ExecutionResult::Halt { reason, .. } => Err(EvmError::Halted(format!("{reason:?}"))),
+    }
+}
+
+/// The smallest gas limit with which the call succeeds (binary search, as geth does), or the
+/// error of the call at the block gas limit.
+pub fn estimate_gas(
+    state: &State,
+    hashes: &(impl BlockHashes + ?Sized),
+    ctx: &BlockContext,
+    req: &CallRequest,
+) -> Result<u64> {
+    let cap = req.gas.unwrap_or(ctx.gas_limit).min(ctx.gas_limit);
+    let at = |gas: u64| {
+        call(
+            state,
+            hashes,
+            ctx,
+            &CallRequest {
+                gas: Some(gas),
+                ..req.clone()
+            },
+        )
+    };
+    at(cap)?;
+    let (mut lo, mut hi) = (20_999u64, cap);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match at(mid) {
+            Ok(_) => hi = mid,
+            Err(
+                EvmError::Reverted(_) | EvmError::Halted(_) | EvmError::IntrinsicGasTooLow { .. },
+            ) => lo = mid,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(hi)
+}

@@ -1,0 +1,93 @@
+//! The node's side of the contract lane: block contexts, block hashes for `BLOCKHASH`, and
+//! receipts as stored.
+
+use alloy_primitives::{Address, B256};
+use iotchain_block::Genesis;
+use iotchain_evm::{BlockContext, BlockHashes, Receipt};
+use iotchain_storage::{BlockGas, ChainStore};
+use serde::{Deserialize, Serialize};
+
+/// A receipt with its place in the block, as stored by transaction hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredReceipt {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// Block height.
+    pub height: u64,
+    /// Position among the block's Ethereum transactions.
+    pub tx_index: u32,
+    /// Index of its first log among the block's logs.
+    pub first_log_index: u32,
+}
+
+impl StoredReceipt {
+    /// JSON bytes for the store.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("receipts serialize")
+    }
+
+    /// Decodes [`StoredReceipt::encode`].
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// Block hashes from the chain store, for heights below the block being executed (the 256
+/// most recent, as the `BLOCKHASH` opcode allows).
+pub(crate) struct StoreHashes<'a> {
+    pub(crate) store: &'a ChainStore,
+    pub(crate) number: u64,
+    /// Blocks between the last final block and `number`, not yet in the store.
+    pub(crate) branch: &'a [(u64, B256)],
+}
+
+impl BlockHashes for StoreHashes<'_> {
+    fn block_hash(&self, number: u64) -> B256 {
+        if number >= self.number || self.number - number > 256 {
+            return B256::ZERO;
+        }
+        if let Some((_, hash)) = self.branch.iter().find(|(n, _)| *n == number) {
+            return *hash;
+        }
+        self.store
+            .header(number)
+            .ok()
+            .flatten()
+            .map(|h| h.hash())
+            .unwrap_or_default()
+    }
+}
+
+/// The base fee of the block after a block with `parent` gas figures.
+pub(crate) fn next_base_fee(genesis: &Genesis, parent: BlockGas) -> u64 {
+    iotchain_evm::next_base_fee(
+        parent.base_fee,
+        parent.gas_used,
+        genesis.params.block_gas_limit,
+        genesis.params.min_base_fee,
+    )
+}
+
+/// The execution context of a block at `height` on `parent_hash`, proposed by `proposer`.
+pub(crate) fn block_context(
+    genesis: &Genesis,
+    height: u64,
+    timestamp_ms: u64,
+    parent_hash: B256,
+    proposer: &B256,
+    base_fee: u64,
+) -> BlockContext {
+    BlockContext {
+        chain_id: genesis.chain_id,
+        number: height,
+        timestamp: timestamp_ms / 1000,
+        beneficiary: fee_recipient(genesis, proposer),
+        base_fee,
+        gas_limit: genesis.params.block_gas_limit,
+        prevrandao: parent_hash,
+    }
+}
+
+fn fee_recipient(genesis: &Genesis, proposer: &B256) -> Address {
+    genesis.fee_recipient(proposer)
+}

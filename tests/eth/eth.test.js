@@ -1,0 +1,328 @@
+// Real Ethereum clients against a running `iotchain dev --no-sim` node: ethers v6 sends a
+// transfer, solc compiles the ERC-20 in contracts/, ethers deploys and transfers it and reads
+// receipts and logs, @ethereumjs/trie checks eth_getProof against the block's stateRoot, and
+// bad input gets the JSON-RPC errors these clients expect while the node stays up.
+//
+// The node binary is IOTCHAIN_BIN (default: target/debug/iotchain of this repository).
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+import { Trie } from "@ethereumjs/trie";
+import { ethers } from "ethers";
+import solc from "solc";
+import WebSocket from "ws";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const BIN = process.env.IOTCHAIN_BIN ?? resolve(here, "../../target/debug/iotchain");
+
+let node;
+let dataDir;
+let url;
+let provider;
+let wallet;
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once("error", fail);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => ok(port));
+    });
+  });
+}
+
+before(async () => {
+  dataDir = mkdtempSync(join(tmpdir(), "iotchain-eth-"));
+  const port = await freePort();
+  url = `http://127.0.0.1:${port}`;
+  node = spawn(BIN, [
+    "dev", "--no-sim", "--data-dir", dataDir,
+    "--http-addr", `127.0.0.1:${port}`, "--block-interval-ms", "50",
+  ], { stdio: ["ignore", "pipe", "inherit"] });
+  // The node prints its API line once it listens: wait for that event, not for time.
+  const lines = createInterface({ input: node.stdout });
+  await new Promise((ok, fail) => {
+    node.once("exit", (code) => fail(new Error(`node exited (${code}) before serving`)));
+    lines.on("line", (line) => {
+      if (line.includes("API:")) ok();
+    });
+  });
+  const key = JSON.parse(readFileSync(join(dataDir, "dev-owner.key"), "utf8"));
+  // No response cache: a nonce read 250 ms ago may be stale after the last transaction.
+  provider = new ethers.JsonRpcProvider(url, undefined, { staticNetwork: true, pollingInterval: 50, cacheTimeout: -1 });
+  wallet = new ethers.Wallet(key.secret_key, provider);
+});
+
+after(async () => {
+  provider?.destroy();
+  if (node && node.exitCode === null) {
+    const exited = new Promise((ok) => node.once("exit", ok));
+    node.kill("SIGINT");
+    await exited;
+  }
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+/// A raw JSON-RPC call: the whole response object (result or error).
+async function rpc(method, params = [], body = undefined) {
+  const res = await fetch(url + "/", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: body ?? JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+  });
+  assert.equal(res.status, 200);
+  return res.json();
+}
+
+function compile() {
+  const source = readFileSync(join(here, "contracts/Token.sol"), "utf8");
+  const input = {
+    language: "Solidity",
+    sources: { "Token.sol": { content: source } },
+    settings: {
+      evmVersion: "cancun",
+      optimizer: { enabled: true, runs: 200 },
+      outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } },
+    },
+  };
+  const out = JSON.parse(solc.compile(JSON.stringify(input)));
+  const errors = (out.errors ?? []).filter((e) => e.severity === "error");
+  assert.deepEqual(errors, []);
+  const c = out.contracts["Token.sol"].Token;
+  return { abi: c.abi, bytecode: "0x" + c.evm.bytecode.object };
+}
+
+let token;
+
+test("chain id, client version and a plain transfer", async () => {
+  const net = await provider.getNetwork();
+  assert.equal(net.chainId, 1337n);
+  assert.match((await rpc("web3_clientVersion")).result, /^iotchain\//);
+  const to = ethers.Wallet.createRandom().address;
+  const before = await provider.getBalance(wallet.address);
+  const tx = await wallet.sendTransaction({ to, value: ethers.parseEther("1.5") });
+  const receipt = await tx.wait();
+  assert.equal(receipt.status, 1);
+  assert.equal(receipt.gasUsed, 21000n);
+  assert.equal(await provider.getBalance(to), ethers.parseEther("1.5"));
+  const fee = receipt.gasUsed * receipt.gasPrice;
+  assert.equal(await provider.getBalance(wallet.address), before - ethers.parseEther("1.5") - fee);
+  const block = await provider.getBlock(receipt.blockNumber);
+  assert.equal(block.hash, receipt.blockHash);
+  assert.ok(block.transactions.includes(tx.hash));
+  assert.ok(block.baseFeePerGas >= 1_000_000_000n);
+  const got = await provider.getTransaction(tx.hash);
+  assert.equal(got.from, wallet.address);
+  assert.equal(got.to, to);
+});
+
+test("an ERC-20 compiled with solc is deployed, transferred and its logs read", async () => {
+  const { abi, bytecode } = compile();
+  const factory = new ethers.ContractFactory(abi, bytecode, wallet);
+  const supply = ethers.parseUnits("1000000", 18);
+  const deployed = await factory.deploy("Sensor Credit", "SNS", supply);
+  await deployed.waitForDeployment();
+  token = deployed;
+  const address = await token.getAddress();
+  assert.notEqual(await provider.getCode(address), "0x");
+  assert.equal(await token.symbol(), "SNS");
+  assert.equal(await token.balanceOf(wallet.address), supply);
+
+  const bob = ethers.Wallet.createRandom().address;
+  const tx = await token.transfer(bob, ethers.parseUnits("250", 18));
+  const receipt = await tx.wait();
+  assert.equal(receipt.status, 1);
+  const [log] = receipt.logs;
+  const parsed = token.interface.parseLog(log);
+  assert.equal(parsed.name, "Transfer");
+  assert.equal(parsed.args.from, wallet.address);
+  assert.equal(parsed.args.to, bob);
+  assert.equal(parsed.args.value, ethers.parseUnits("250", 18));
+  assert.equal(await token.balanceOf(bob), ethers.parseUnits("250", 18));
+
+  // eth_getLogs by block range, address and topics.
+  const logs = await provider.getLogs({
+    address,
+    fromBlock: 0,
+    toBlock: "latest",
+    topics: [token.interface.getEvent("Transfer").topicHash, null, ethers.zeroPadValue(bob, 32)],
+  });
+  assert.equal(logs.length, 1);
+  assert.equal(logs[0].transactionHash, tx.hash);
+  const events = await token.queryFilter(token.filters.Transfer(), 0, "latest");
+  assert.equal(events.length, 2, "the mint and the transfer");
+
+  // A call that reverts carries its reason (JSON-RPC error 3 with the revert data).
+  await assert.rejects(
+    token.transfer.staticCall(bob, supply * 2n),
+    (e) => e.code === "CALL_EXCEPTION" && e.reason === "insufficient balance",
+  );
+  const est = await token.transfer.estimateGas(bob, 1n);
+  assert.ok(est > 21000n && est < 100000n, `estimate ${est}`);
+});
+
+test("eth_getProof verifies against the block's stateRoot with @ethereumjs/trie", async () => {
+  assert.ok(token, "the ERC-20 test ran first");
+  const address = await token.getAddress();
+  // Slot of balanceOf[wallet]: keccak256(pad(wallet) ‖ pad(3)).
+  const slot = ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(["address", "uint256"], [wallet.address, 3]));
+  const block = await rpc("eth_getBlockByNumber", ["latest", false]);
+  const { result: proof, error } = await rpc("eth_getProof", [address, [slot], block.result.number]);
+  assert.equal(error, undefined);
+  const stateRoot = ethers.getBytes(block.result.stateRoot);
+  const trie = new Trie({ useKeyHashing: true });
+  const leaf = await trie.verifyProof(stateRoot, ethers.getBytes(address), proof.accountProof.map(ethers.getBytes));
+  assert.ok(leaf, "the account is in the state trie");
+  const [nonce, balance, storageHash, codeHash] = ethers.decodeRlp(leaf);
+  assert.equal(BigInt(nonce === "0x" ? 0 : nonce), BigInt(proof.nonce));
+  assert.equal(BigInt(balance === "0x" ? 0 : balance), BigInt(proof.balance));
+  assert.equal(storageHash, proof.storageHash);
+  assert.equal(codeHash, proof.codeHash);
+  assert.equal(codeHash, ethers.keccak256(await provider.getCode(address)));
+
+  const [sp] = proof.storageProof;
+  const value = await trie.verifyProof(ethers.getBytes(proof.storageHash), ethers.getBytes(slot), sp.proof.map(ethers.getBytes));
+  assert.ok(value, "the balance slot is in the storage trie");
+  assert.equal(BigInt(ethers.decodeRlp(value)), await token.balanceOf(wallet.address));
+  assert.equal(BigInt(sp.value), await token.balanceOf(wallet.address));
+
+  // An account that does not exist: the proof shows its absence.
+  const nobody = ethers.Wallet.createRandom().address;
+  const { result: absent } = await rpc("eth_getProof", [nobody, [], block.result.number]);
+  const none = await trie.verifyProof(stateRoot, ethers.getBytes(nobody), absent.accountProof.map(ethers.getBytes));
+  assert.equal(none, null);
+});
+
+test("bad input gets clear JSON-RPC errors and the node stays up", async () => {
+  const network = await provider.getNetwork();
+  const nonce = await provider.getTransactionCount(wallet.address, "pending");
+  const feeData = await provider.getFeeData();
+  const base = {
+    to: ethers.Wallet.createRandom().address,
+    value: 1n,
+    gasLimit: 21000n,
+    maxFeePerGas: feeData.maxFeePerGas,
+    maxPriorityFeePerGas: feeData.maxPriorityFeePerGas,
+    chainId: network.chainId,
+    type: 2,
+  };
+  const send = async (raw) => rpc("eth_sendRawTransaction", [raw]);
+  const expectError = async (raw, code, pattern) => {
+    const r = await send(raw);
+    assert.ok(r.error, `expected an error, got ${JSON.stringify(r)}`);
+    assert.equal(r.error.code, code, JSON.stringify(r.error));
+    assert.match(r.error.message, pattern);
+  };
+
+  await expectError("0xdeadbeef", -32000, /malformed transaction/);
+  await expectError("0x02c0", -32000, /malformed transaction/);
+  await expectError("0xzz", -32602, /invalid hex/);
+  await expectError(await wallet.signTransaction({ ...base, nonce, chainId: 1n }), -32000, /chain id/);
+  const good = await wallet.signTransaction({ ...base, nonce });
+  const forged = good.slice(0, -64) + "f".repeat(64);
+  await expectError(forged, -32000, /signature/);
+  await expectError(await wallet.signTransaction({ ...base, nonce: nonce + 5 }), -32000, /nonce too high/);
+  await expectError(await wallet.signTransaction({ ...base, nonce, gasLimit: 30_000_001n }), -32000, /exceeds block gas limit/);
+  await expectError(
+    await wallet.signTransaction({ ...base, nonce, gasLimit: 29_000_000n, data: "0x" + "01".repeat(200_000) }),
+    -32000,
+    /limit is 131072/,
+  );
+  const poor = ethers.Wallet.createRandom();
+  await expectError(await poor.signTransaction({ ...base, nonce: 0 }), -32000, /insufficient funds/);
+
+  // The good one is accepted once; the replay and a reused nonce are refused.
+  const first = await send(good);
+  assert.equal(first.error, undefined, JSON.stringify(first));
+  await expectError(good, -32000, /already known/);
+  await expectError(await wallet.signTransaction({ ...base, nonce, value: 2n }), -32000, /nonce too low/);
+  await provider.waitForTransaction(first.result);
+
+  // Not JSON, not a request, unknown method, bad params.
+  assert.equal((await rpc(null, null, "{not json")).error.code, -32700);
+  assert.equal((await rpc(null, null, JSON.stringify({ id: 1 }))).error.code, -32600);
+  assert.equal((await rpc("eth_nope")).error.code, -32601);
+  assert.equal((await rpc("eth_getBalance", ["0x1234"])).error.code, -32602);
+  const batch = await rpc(null, null, JSON.stringify([
+    { jsonrpc: "2.0", id: 1, method: "eth_chainId" },
+    { jsonrpc: "2.0", id: 2, method: "eth_blockNumber" },
+  ]));
+  assert.equal(batch.length, 2);
+  assert.equal(batch[0].result, "0x539");
+
+  // Still serving and producing blocks.
+  const height = await provider.getBlockNumber();
+  const tx = await wallet.sendTransaction({ to: base.to, value: 1n });
+  const receipt = await tx.wait();
+  assert.ok(receipt.blockNumber > height);
+});
+
+test("eth_subscribe newHeads and logs over WebSocket", async () => {
+  assert.ok(token, "the ERC-20 test ran first");
+  const socket = new WebSocket(url.replace("http://", "ws://") + "/");
+  await new Promise((ok, fail) => {
+    socket.once("open", ok);
+    socket.once("error", fail);
+  });
+  // Replies and notifications, in arrival order.
+  const waiting = [];
+  const inbox = [];
+  socket.on("message", (data) => {
+    const msg = JSON.parse(data.toString());
+    const i = waiting.findIndex((w) => w.match(msg));
+    if (i >= 0) waiting.splice(i, 1)[0].ok(msg);
+    else inbox.push(msg);
+  });
+  const next = (match) => {
+    const i = inbox.findIndex(match);
+    if (i >= 0) return Promise.resolve(inbox.splice(i, 1)[0]);
+    return new Promise((ok) => waiting.push({ match, ok }));
+  };
+  let id = 0;
+  const call = async (method, params) => {
+    id += 1;
+    const want = id;
+    socket.send(JSON.stringify({ jsonrpc: "2.0", id: want, method, params }));
+    const reply = await next((m) => m.id === want);
+    assert.equal(reply.error, undefined, JSON.stringify(reply));
+    return reply.result;
+  };
+  try {
+    // The subscription exists once its id is returned: no race with what follows.
+    const carol = ethers.Wallet.createRandom().address;
+    const address = await token.getAddress();
+    const heads = await call("eth_subscribe", ["newHeads"]);
+    const logs = await call("eth_subscribe", ["logs", {
+      address,
+      topics: [token.interface.getEvent("Transfer").topicHash, null, ethers.zeroPadValue(carol, 32)],
+    }]);
+    assert.equal(await call("eth_chainId", []), "0x539");
+    const tx = await token.transfer(carol, 5n);
+    const receipt = await tx.wait();
+    const log = await next((m) => m.params?.subscription === logs);
+    assert.equal(log.params.result.transactionHash, tx.hash);
+    assert.equal(BigInt(log.params.result.data), 5n);
+    const head = await next((m) => m.params?.subscription === heads
+      && BigInt(m.params.result.number) === BigInt(receipt.blockNumber));
+    assert.equal(head.params.result.hash, receipt.blockHash);
+    assert.equal(await call("eth_unsubscribe", [logs]), true);
+    const bad = await new Promise((ok) => {
+      id += 1;
+      const want = id;
+      socket.send(JSON.stringify({ jsonrpc: "2.0", id: want, method: "eth_subscribe", params: ["pendingNothing"] }));
+      next((m) => m.id === want).then(ok);
+    });
+    assert.equal(bad.error.code, -32602);
+  } finally {
+    socket.close();
+  }
+});
