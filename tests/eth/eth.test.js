@@ -7,7 +7,7 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -83,22 +83,36 @@ async function rpc(method, params = [], body = undefined) {
   return res.json();
 }
 
-function compile() {
-  const source = readFileSync(join(here, "contracts/Token.sol"), "utf8");
+const repo = resolve(here, "../..");
+
+/// Compiles a Solidity file of this repository (path relative to its root) with solc from
+/// npm, resolving its imports in the repository: the ABI and creation bytecode of `name`.
+function compileFile(path, name) {
   const input = {
     language: "Solidity",
-    sources: { "Token.sol": { content: source } },
+    sources: { [path]: { content: readFileSync(join(repo, path), "utf8") } },
     settings: {
       evmVersion: "cancun",
       optimizer: { enabled: true, runs: 200 },
       outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } },
     },
   };
-  const out = JSON.parse(solc.compile(JSON.stringify(input)));
+  const findImports = (p) => {
+    try {
+      return { contents: readFileSync(join(repo, p), "utf8") };
+    } catch (e) {
+      return { error: String(e) };
+    }
+  };
+  const out = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
   const errors = (out.errors ?? []).filter((e) => e.severity === "error");
   assert.deepEqual(errors, []);
-  const c = out.contracts["Token.sol"].Token;
+  const c = out.contracts[path][name];
   return { abi: c.abi, bytecode: "0x" + c.evm.bytecode.object };
+}
+
+function compile() {
+  return compileFile("tests/eth/contracts/Token.sol", "Token");
 }
 
 let token;
@@ -325,4 +339,185 @@ test("eth_subscribe newHeads and logs over WebSocket", async () => {
   } finally {
     socket.close();
   }
+});
+
+// The IoT precompile, reading hooks and the cold-chain example (contracts/IIoT.sol,
+// contracts/IReadingHook.sol, examples/coldchain/ColdChainEscrow.sol).
+
+const IOT = "0x0000000000000000000000000000000000001070";
+const COSE_EDDSA = -8;
+
+function iotchain(...args) {
+  return execFileSync(BIN, args, { encoding: "utf8" });
+}
+
+/// A new Ed25519 device key file: its path and contents.
+function newDeviceKey(name) {
+  const file = join(dataDir, `${name}.key`);
+  iotchain("keys", "new", "--alg", "ed25519", "--out", file);
+  return { file, ...JSON.parse(readFileSync(file, "utf8")) };
+}
+
+/// Readings signed by the device (not sent by any account), waited on until final.
+function sendReadings(key, stream, values) {
+  for (const v of values) {
+    iotchain("send", "--node", url, "--device-key", key.file, "--stream", stream,
+      "--data", JSON.stringify(v), "--wait");
+  }
+}
+
+async function iotContract(runner) {
+  const { abi } = compileFile("contracts/IIoT.sol", "IIoT");
+  return new ethers.Contract(IOT, abi, runner);
+}
+
+test("contracts register, read and revoke devices through the IoT precompile", async () => {
+  const iot = await iotContract(wallet);
+  const key = newDeviceKey("precompile");
+  const tx = await iot.registerDevice(COSE_EDDSA, key.public_key, "cold-sensor");
+  const receipt = await tx.wait();
+  assert.equal(receipt.status, 1);
+  // The change is an event of the precompile, applied when the transaction succeeded.
+  const registered = receipt.logs.map((l) => iot.interface.parseLog(l)).find((e) => e?.name === "DeviceRegistered");
+  assert.equal(registered.args.device.toLowerCase(), key.address);
+  const d = await iot.device(key.address);
+  assert.equal(d.registered, true);
+  assert.equal(d.owner, wallet.address);
+  assert.equal(d.status, 0n);
+  assert.equal(d.alg, BigInt(COSE_EDDSA));
+  assert.equal(d.hasSeq, false);
+  // The readings lane sees the same registry: the device's readings are accepted.
+  sendReadings(key, "temp", [4.25]);
+  const api = await (await fetch(`${url}/v1/devices/${key.address}`)).json();
+  assert.equal(api.owner.toLowerCase(), wallet.address.toLowerCase());
+  const after = await iot.device(key.address);
+  assert.equal(after.hasSeq, true);
+  assert.equal(after.lastSeq, BigInt(api.last_seq));
+  const latest = await iot.latestReading(key.address, "temp");
+  assert.equal(latest.found, true);
+  assert.equal(latest.hasValue, true);
+  assert.equal(latest.value, 4_250_000n);
+  assert.equal((await iot.latestReading(key.address, "humidity")).found, false);
+  // Someone else's device: refused with the registry's reason, nothing changes.
+  const stranger = ethers.Wallet.createRandom().connect(provider);
+  await (await wallet.sendTransaction({ to: stranger.address, value: ethers.parseEther("1") })).wait();
+  await assert.rejects(iot.connect(stranger).revokeDevice(key.address), /not authorised|belongs to/);
+  // A second registration of the same key is refused before it is sent.
+  await assert.rejects(iot.registerDevice(COSE_EDDSA, key.public_key, "again"), /already registered/);
+  await (await iot.revokeDevice(key.address)).wait();
+  assert.equal((await iot.device(key.address)).status, 1n);
+  assert.throws(() => sendReadings(key, "temp", [4.5]), /revoked/);
+});
+
+async function deployEscrow(sensor, carrier, payment, maxMicro, readings) {
+  const { abi, bytecode } = compileFile("examples/coldchain/ColdChainEscrow.sol", "ColdChainEscrow");
+  const factory = new ethers.ContractFactory(abi, bytecode, wallet);
+  const escrow = await factory.deploy(carrier, sensor, "temp", maxMicro, readings, { value: payment });
+  await escrow.waitForDeployment();
+  return escrow;
+}
+
+async function registerSensor(name) {
+  const key = newDeviceKey(name);
+  iotchain("device", "register", "--node", url, "--owner-key", join(dataDir, "dev-owner.key"),
+    "--device-key", key.file);
+  return key;
+}
+
+test("cold chain: readings under the threshold release the escrow to the carrier", async () => {
+  const iot = await iotContract(wallet);
+  const sensor = await registerSensor("shipment-1");
+  const carrier = ethers.Wallet.createRandom().address;
+  const payment = ethers.parseEther("2");
+  const escrow = await deployEscrow(sensor.address, carrier, payment, 8_000_000n, 3n);
+  const address = await escrow.getAddress();
+  const deposit = ethers.parseEther("0.1");
+  await (await iot.attachHook(sensor.address, "temp", address, 300_000n, { value: deposit })).wait();
+  const hook = await iot.hook(sensor.address, "temp");
+  assert.equal(hook.hookContract, address);
+  assert.equal(hook.deposit, deposit);
+  // Nobody but the chain can feed the escrow a reading.
+  await assert.rejects(
+    escrow.onReading(sensor.address, "temp", 1n, 1n, true, 1n, ethers.ZeroHash),
+    /only the chain calls hooks/,
+  );
+  sendReadings(sensor, "temp", [4.5, 5, 7.75]);
+  assert.equal(await escrow.state(), 1n); // Released
+  assert.equal(await provider.getBalance(carrier), payment);
+  assert.equal(await provider.getBalance(address), 0n);
+  assert.equal(await escrow.goodReadings(), 3n);
+  assert.equal(await escrow.hottest(), 7_750_000n);
+  // Each call has a receipt (id keccak256(readingId ++ hook)), paid from the deposit.
+  const latest = await iot.latestReading(sensor.address, "temp");
+  const id = ethers.keccak256(ethers.concat([latest.readingId, address]));
+  const receipt = await provider.getTransactionReceipt(id);
+  assert.equal(receipt.status, 1);
+  assert.equal(receipt.from.toLowerCase(), IOT);
+  assert.equal(receipt.to, address);
+  const released = receipt.logs.map((l) => escrow.interface.parseLog(l)).find((e) => e?.name === "Released");
+  assert.equal(released.args.amount, payment);
+  const left = (await iot.hook(sensor.address, "temp")).deposit;
+  assert.ok(left < deposit && left > 0n, `deposit left ${left}`);
+  // The hook's logs are found by eth_getLogs like any contract's.
+  const logs = await provider.getLogs({ address, fromBlock: 0, toBlock: "latest" });
+  assert.equal(logs.filter((l) => escrow.interface.parseLog(l)?.name === "Reading").length, 3);
+});
+
+test("cold chain: one reading above the threshold refunds the shipper", async () => {
+  const iot = await iotContract(wallet);
+  const sensor = await registerSensor("shipment-2");
+  const carrier = ethers.Wallet.createRandom().address;
+  const payment = ethers.parseEther("3");
+  const escrow = await deployEscrow(sensor.address, carrier, payment, 8_000_000n, 5n);
+  const address = await escrow.getAddress();
+  await (await iot.attachHook(sensor.address, "temp", address, 300_000n, { value: ethers.parseEther("0.1") })).wait();
+  const before = await provider.getBalance(wallet.address);
+  sendReadings(sensor, "temp", [4, 9.5, 3]);
+  assert.equal(await escrow.state(), 2n); // Refunded
+  assert.equal(await provider.getBalance(carrier), 0n);
+  assert.equal(await provider.getBalance(address), 0n);
+  // The shipper got the payment back (and sent no transaction meanwhile).
+  assert.equal(await provider.getBalance(wallet.address), before + payment);
+  const refund = (await provider.getLogs({ address, fromBlock: 0, toBlock: "latest" }))
+    .map((l) => escrow.interface.parseLog(l))
+    .find((e) => e?.name === "Refunded");
+  assert.equal(refund.args.value, 9_500_000n);
+});
+
+test("a hook that reverts or runs out of gas never blocks the readings", async () => {
+  const iot = await iotContract(wallet);
+  const sensor = await registerSensor("shipment-3");
+  // An escrow for another sensor reverts every call ("not this shipment's sensor").
+  const other = ethers.Wallet.createRandom().address;
+  const escrow = await deployEscrow(other, other, 1n, 8_000_000n, 1n);
+  const address = await escrow.getAddress();
+  await (await iot.attachHook(sensor.address, "temp", address, 300_000n, { value: ethers.parseEther("0.1") })).wait();
+  sendReadings(sensor, "temp", [4]);
+  let latest = await iot.latestReading(sensor.address, "temp");
+  let receipt = await provider.getTransactionReceipt(ethers.keccak256(ethers.concat([latest.readingId, address])));
+  assert.equal(receipt.status, 0);
+  // Too little gas: out of gas, a failed receipt, the reading final all the same.
+  await (await iot.attachHook(sensor.address, "temp", address, 21_500n)).wait();
+  sendReadings(sensor, "temp", [5]);
+  latest = await iot.latestReading(sensor.address, "temp");
+  assert.equal(latest.value, 5_000_000n);
+  receipt = await provider.getTransactionReceipt(ethers.keccak256(ethers.concat([latest.readingId, address])));
+  assert.equal(receipt.status, 0);
+  // Attaching a hook to a device one does not own, or to nothing, is refused.
+  const stranger = ethers.Wallet.createRandom().connect(provider);
+  await (await wallet.sendTransaction({ to: stranger.address, value: ethers.parseEther("1") })).wait();
+  await assert.rejects(iot.connect(stranger).attachHook(sensor.address, "temp", address, 100_000n), /belongs to/);
+  await assert.rejects(iot.attachHook(sensor.address, "temp", ethers.ZeroAddress, 100_000n), /needs a contract/);
+});
+
+test("the cold-chain bytecode `iotchain dev` deploys is what solc compiles from its source", () => {
+  const { bytecode } = compileFile("examples/coldchain/ColdChainEscrow.sol", "ColdChainEscrow");
+  const committed = readFileSync(join(repo, "examples/coldchain/ColdChainEscrow.bin"), "utf8").trim();
+  assert.equal("0x" + committed, bytecode, "regenerate examples/coldchain/ColdChainEscrow.bin (docs/contracts.md)");
+});
+
+test("the ERC-20 bytecode `iotchain bench --erc20` deploys is what solc compiles from its source", () => {
+  const { bytecode } = compile();
+  const committed = readFileSync(join(repo, "crates/cli/src/token.bin"), "utf8").trim();
+  assert.equal("0x" + committed, bytecode, "regenerate crates/cli/src/token.bin (docs/contracts.md)");
 });

@@ -15,7 +15,13 @@ use revm::{
     state::{AccountInfo, EvmState},
 };
 
-use crate::{EthTx, EvmError, Result, SPEC};
+use crate::{
+    EthTx, EvmError, Result, SPEC,
+    iot::{IOT_ADDRESS, IotPrecompiles, OnReadingCall, StateAccess, apply_events},
+};
+use alloy_sol_types::SolCall;
+use iotchain_reading::DeviceAddress;
+use iotchain_state::StreamHead;
 
 /// Hashes of earlier blocks, for the `BLOCKHASH` opcode.
 pub trait BlockHashes {
@@ -132,6 +138,12 @@ impl<H: BlockHashes + ?Sized> DatabaseRef for StateDb<'_, H> {
 
     fn block_hash_ref(&self, number: u64) -> Result<B256, Infallible> {
         Ok(self.hashes.block_hash(number))
+    }
+}
+
+impl<H: BlockHashes + ?Sized> StateAccess for WrapDatabaseRef<StateDb<'_, H>> {
+    fn state(&self) -> &State {
+        self.0.state
     }
 }
 
@@ -272,6 +284,7 @@ fn evm_error(
 }
 
 /// Runs revm on `state` without changing it.
+/// `for_call`: no fee and no nonce check (`eth_call`, and the chain's own hook calls).
 fn run(
     state: &State,
     hashes: &(impl BlockHashes + ?Sized),
@@ -293,7 +306,8 @@ fn run(
             cfg.chain_id = ctx.chain_id;
             cfg.disable_nonce_check = for_call;
         })
-        .build_mainnet();
+        .build_mainnet()
+        .with_precompiles(IotPrecompiles::new(SPEC));
     let out = evm
         .transact(tx.clone())
         .map_err(|e| evm_error(state, &tx, ctx, e))?;
@@ -355,10 +369,7 @@ impl<'h, H: BlockHashes + ?Sized> BlockExecutor<'h, H> {
             ExecutionResult::Success { logs, .. } => logs,
             _ => Vec::new(),
         };
-        let mut logs_bloom = Bloom::ZERO;
-        for log in &logs {
-            logs_bloom.accrue_log(log);
-        }
+        apply_events(state, &logs, self.ctx.number);
         Ok(Receipt {
             tx_hash: tx.hash,
             tx_type: tx.tx_type(),
@@ -369,10 +380,98 @@ impl<'h, H: BlockHashes + ?Sized> BlockExecutor<'h, H> {
             gas_used,
             cumulative_gas_used: self.gas_used,
             effective_gas_price: tx.effective_gas_price(self.ctx.base_fee),
+            logs_bloom: bloom(&logs),
             logs,
-            logs_bloom,
         })
     }
+
+    /// Calls the hook on the stream of a reading a block includes, if its device has one:
+    /// `onReading` from [`IOT_ADDRESS`] with the hook's gas limit (the 21,000 base
+    /// included), paid at the block's base fee from the owner's deposit (burned). A hook
+    /// whose deposit does not cover its gas limit is not called; one that reverts or runs
+    /// out of gas gets a failed receipt. Either way the reading stays in the block. Hook
+    /// gas does not count toward the block's gas. Returns the receipt, whose `tx_hash` is
+    /// [`hook_call_id`].
+    pub fn run_hook(
+        &mut self,
+        state: &mut State,
+        device: &DeviceAddress,
+        head: &StreamHead,
+    ) -> Option<Receipt> {
+        let hook = state.hook(device, &head.stream)?.clone();
+        let fee_cap = U256::from(hook.gas_limit) * U256::from(self.ctx.base_fee);
+        let call = OnReadingCall {
+            device: Address::from(device.0),
+            stream: head.stream.clone(),
+            seq: head.seq,
+            ts: head.ts,
+            hasValue: head.value.is_some(),
+            value: head.value.unwrap_or_default(),
+            readingId: head.id,
+        };
+        let mut receipt = Receipt {
+            tx_hash: hook_call_id(&head.id, &hook.contract),
+            tx_type: 0,
+            from: IOT_ADDRESS,
+            to: Some(hook.contract),
+            contract_address: None,
+            status: false,
+            gas_used: 0,
+            cumulative_gas_used: self.gas_used,
+            effective_gas_price: u128::from(self.ctx.base_fee),
+            logs: Vec::new(),
+            logs_bloom: Bloom::ZERO,
+        };
+        if hook.deposit < fee_cap {
+            return Some(receipt);
+        }
+        let env = TxEnv {
+            tx_type: 0,
+            caller: IOT_ADDRESS,
+            gas_limit: hook.gas_limit,
+            gas_price: 0,
+            kind: TxKind::Call(hook.contract),
+            data: call.abi_encode().into(),
+            nonce: state.account(&IOT_ADDRESS).map_or(0, |a| a.nonce),
+            chain_id: Some(self.ctx.chain_id),
+            ..TxEnv::default()
+        };
+        let Ok((result, changes)) = run(state, self.hashes, &self.ctx, env, true) else {
+            // Refused before it ran (its gas limit is below the call's intrinsic gas).
+            return Some(receipt);
+        };
+        apply(state, changes);
+        receipt.gas_used = result.tx_gas_used();
+        receipt.status = result.is_success();
+        if let ExecutionResult::Success { logs, .. } = result {
+            apply_events(state, &logs, self.ctx.number);
+            receipt.logs_bloom = bloom(&logs);
+            receipt.logs = logs;
+        }
+        let fee = U256::from(receipt.gas_used) * U256::from(self.ctx.base_fee);
+        let taken = state.charge_hook(device, &head.stream, fee);
+        if let Some(mut iot) = state.account(&IOT_ADDRESS).copied() {
+            iot.balance = iot.balance.saturating_sub(taken);
+            state.set_account(IOT_ADDRESS, (!iot.is_empty()).then_some(iot));
+        }
+        Some(receipt)
+    }
+}
+
+/// The id of a hook call (its receipt's `tx_hash`): `keccak256(reading id ‖ hook contract)`.
+pub fn hook_call_id(reading_id: &B256, contract: &Address) -> B256 {
+    let mut buf = [0u8; 52];
+    buf[..32].copy_from_slice(reading_id.as_slice());
+    buf[32..].copy_from_slice(contract.as_slice());
+    alloy_primitives::keccak256(buf)
+}
+
+fn bloom(logs: &[Log]) -> Bloom {
+    let mut bloom = Bloom::ZERO;
+    for log in logs {
+        bloom.accrue_log(log);
+    }
+    bloom
 }
 
 /// A call that changes nothing (`eth_call`, `eth_estimateGas`).

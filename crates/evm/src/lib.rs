@@ -7,17 +7,24 @@
 //! it and its changes are written back into it, so the device registry and the accounts stay
 //! under one state root. Fees follow EIP-1559: the base fee ([`next_base_fee`]) is burned, the
 //! priority fee goes to the proposer's fee recipient.
+//!
+//! Contracts reach the device registry and the latest readings through the IoT precompile
+//! at [`IOT_ADDRESS`], and a block calls the reading hooks of the streams whose readings it
+//! includes ([`BlockExecutor::run_hook`]).
 
 mod error;
 mod execute;
 mod fees;
+mod iot;
 mod tx;
 
 pub use error::{EvmError, Result};
 pub use execute::{
-    BlockContext, BlockExecutor, BlockHashes, CallOutcome, CallRequest, Receipt, call, estimate_gas,
+    BlockContext, BlockExecutor, BlockHashes, CallOutcome, CallRequest, Receipt, call,
+    estimate_gas, hook_call_id,
 };
 pub use fees::next_base_fee;
+pub use iot::{IIoT, IOT_ADDRESS, IReadingHook};
 pub use tx::{EthTx, key_address, sign_tx};
 
 /// The hard fork whose rules the EVM follows.

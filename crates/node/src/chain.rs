@@ -9,7 +9,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use alloy_primitives::{B256, Bytes};
+use alloy_primitives::{B256, Bytes, I256};
 use axum::http::StatusCode;
 use iotchain_block::{
     Block, BlockItem, DeviceKeyJson, FinalityCertificate, Genesis, Header, ProofBundle, SignedTx,
@@ -17,7 +17,7 @@ use iotchain_block::{
 use iotchain_crypto::{DevicePublicKey, SignatureCheck, ValidatorKey, verify_signatures};
 use iotchain_evm::{BlockExecutor, EthTx};
 use iotchain_reading::DeviceAddress;
-use iotchain_state::{DeviceRecord, Gap, State};
+use iotchain_state::{DeviceRecord, Gap, State, StreamHead};
 use iotchain_storage::{
     BlockCommit, BlockGas, ChainStore, ItemKind, ItemLog, LogItem, ReadingLocation, TxLocation,
 };
@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::{
     ApiError, NodeConfig, NodeError,
-    eth::{StoreHashes, StoredReceipt, block_context, next_base_fee},
+    eth::{BlockReceipts, StoreHashes, block_context, next_base_fee},
 };
 
 /// How long a submission waits for its log sync before reporting the store unavailable.
@@ -1137,19 +1137,27 @@ impl Chain {
     /// What a block on `parent` builds on, if `parent` is the head or a proposal (restored
     /// from the store after a restart if need be).
     fn base(&self, parent: B256) -> Option<Base> {
+        // A finalization committing `parent` while this looks for it among the proposals
+        // makes it the head instead: look once more.
+        self.try_base(parent).or_else(|| self.try_base(parent))
+    }
+
+    fn try_base(&self, parent: B256) -> Option<Base> {
+        let committed = self.committed.read();
         let head = self.head();
         if parent == head.hash {
             return Some(Base {
                 height: head.height,
                 hash: head.hash,
                 timestamp_ms: head.timestamp_ms,
-                state: self.committed.read().clone(),
+                state: committed.clone(),
                 gas: *self.head_gas.read(),
                 branch: Vec::new(),
                 excluded_seqs: HashSet::new(),
                 excluded_ids: HashSet::new(),
             });
         }
+        drop(committed);
         self.proposed_header(&parent)?;
         let proposals = self.proposals.lock();
         let tip = proposals.get(&parent)?;
@@ -1256,8 +1264,8 @@ impl Chain {
             branch: &base.branch,
         };
         let mut executor = BlockExecutor::new(ctx, &hashes);
-        let mut receipts: Vec<(B256, Vec<u8>)> = Vec::new();
-        let mut log_count = 0u32;
+        let mut receipts = BlockReceipts::default();
+        let mut hook_calls: Vec<(DeviceAddress, StreamHead)> = Vec::new();
         let mut block_items = Vec::with_capacity(items.len());
         let mut readings: Vec<([u8; 32], ReadingLocation)> = Vec::new();
         let mut txs: Vec<(B256, TxLocation)> = Vec::new();
@@ -1271,6 +1279,7 @@ impl Chain {
                     let meta = q.meta.as_ref().expect("queued readings carry their meta");
                     match apply_reading(&mut state, meta, q.id, q.key_version, Some(&mut gaps)) {
                         Ok(()) => {
+                            hooked(&state, meta, q.id, &mut hook_calls);
                             let location = ReadingLocation {
                                 height,
                                 index: ids.len() as u32,
@@ -1312,14 +1321,7 @@ impl Chain {
                     };
                     match executor.execute(&mut state, &tx) {
                         Ok(receipt) => {
-                            let stored = StoredReceipt {
-                                height,
-                                tx_index: receipts.len() as u32,
-                                first_log_index: log_count,
-                                receipt,
-                            };
-                            log_count += stored.receipt.logs.len() as u32;
-                            receipts.push((tx.hash, stored.encode()));
+                            receipts.push(height, receipt);
                             txs.push((tx.hash, TxLocation { height, item }));
                             tx_leaves.push(iotchain_merkle::leaf_hash(&q.bytes));
                             block_items.push(BlockItem::EthTx(q.bytes.clone()));
@@ -1331,6 +1333,7 @@ impl Chain {
                 }
             }
         }
+        receipts.run_hooks(&mut executor, &mut state, &hook_calls, height);
         let gas = BlockGas {
             base_fee,
             gas_used: executor.gas_used(),
@@ -1358,7 +1361,7 @@ impl Chain {
             readings,
             txs,
             gaps,
-            receipts,
+            receipts: receipts.encoded,
             gas,
             consumed: items.iter().map(|q| q.seq).collect(),
         };
@@ -1485,26 +1488,31 @@ impl Chain {
             self.failed.store(true, Ordering::Relaxed);
             return Err(e.into());
         }
-        *self.committed.write() = proposal.state;
-        *self.head_gas.write() = proposal.gas;
+        let header = proposal.block.header;
+        {
+            // The committed state, its gas figures and the head change together: `base`
+            // reads them under the same lock.
+            let mut committed = self.committed.write();
+            *committed = proposal.state;
+            *self.head_gas.write() = proposal.gas;
+            self.head.send_replace(HeadInfo {
+                height: header.height,
+                hash,
+                timestamp_ms: header.timestamp_ms,
+            });
+        }
         self.settle_queue(&included, &proposal.consumed, !proposal.receipts.is_empty());
         // Proposals at or below the new head can no longer be finalized; those above it may
-        // (if they descend from it).
-        let height = proposal.block.header.height;
+        // (if they descend from it). Removed only now that the head has moved, so a block
+        // on this one always finds its parent as the head or as a proposal.
         self.proposals
             .lock()
-            .retain(|_, p| p.block.header.height > height);
+            .retain(|_, p| p.block.header.height > header.height);
         self.log.lock().prune(log_done)?;
-        let header = proposal.block.header;
         self.consensus_stats.last_finality_ms.store(
             now_ms().saturating_sub(header.timestamp_ms),
             Ordering::Relaxed,
         );
-        self.head.send_replace(HeadInfo {
-            height: header.height,
-            hash,
-            timestamp_ms: header.timestamp_ms,
-        });
         let (readings, txs) = (proposal.readings.len(), proposal.txs.len());
         self.metrics.blocks.fetch_add(1, Ordering::Relaxed);
         self.metrics
@@ -1622,8 +1630,8 @@ impl Chain {
             branch: &base.branch,
         };
         let mut executor = BlockExecutor::new(ctx, &hashes);
-        let mut receipts: Vec<(B256, Vec<u8>)> = Vec::new();
-        let mut log_count = 0u32;
+        let mut receipts = BlockReceipts::default();
+        let mut hook_calls: Vec<(DeviceAddress, StreamHead)> = Vec::new();
         let mut readings: Vec<([u8; 32], ReadingLocation)> = Vec::new();
         let mut txs: Vec<(B256, TxLocation)> = Vec::new();
         let mut gaps: Vec<(DeviceAddress, Gap)> = Vec::new();
@@ -1660,7 +1668,7 @@ impl Chain {
                 .flatten()
                 .filter_map(|id| {
                     let q = ingest.queue.get(ingest.index.get(id)?)?;
-                    Some((*id, (q.meta?, q.key_version)))
+                    Some((*id, (q.meta.clone()?, q.key_version)))
                 })
                 .collect();
             let known_eth = eth_hashes
@@ -1688,6 +1696,7 @@ impl Chain {
                         Some((meta, kv)) => {
                             apply_reading(&mut state, meta, id, *kv, Some(&mut gaps))
                                 .map_err(bad)?;
+                            hooked(&state, meta, id, &mut hook_calls);
                             meta.ts
                         }
                         None => {
@@ -1701,6 +1710,7 @@ impl Chain {
                                 Some(&mut gaps),
                             )
                             .map_err(bad)?;
+                            hooked(&state, &c.d.meta, c.d.id, &mut hook_calls);
                             let ts = c.d.meta.ts;
                             to_verify.push(c);
                             ts
@@ -1744,14 +1754,7 @@ impl Chain {
                     let receipt = executor
                         .execute(&mut state, &tx)
                         .map_err(|e| bad(e.to_string()))?;
-                    let stored = StoredReceipt {
-                        height,
-                        tx_index: receipts.len() as u32,
-                        first_log_index: log_count,
-                        receipt,
-                    };
-                    log_count += stored.receipt.logs.len() as u32;
-                    receipts.push((tx.hash, stored.encode()));
+                    receipts.push(height, receipt);
                     txs.push((
                         tx.hash,
                         TxLocation {
@@ -1763,6 +1766,7 @@ impl Chain {
                 }
             }
         }
+        receipts.run_hooks(&mut executor, &mut state, &hook_calls, height);
         let gas = BlockGas {
             base_fee,
             gas_used: executor.gas_used(),
@@ -1815,7 +1819,7 @@ impl Chain {
                 readings,
                 txs,
                 gaps,
-                receipts,
+                receipts: receipts.encoded,
                 gas,
                 consumed: Vec::new(),
             },
@@ -1864,7 +1868,7 @@ impl Chain {
                 .index
                 .get(id)
                 .and_then(|seq| ingest.queue.get(seq))
-                .map(|q| (q.arrival_ms, q.meta.map_or(0, |m| m.ts)))
+                .map(|q| (q.arrival_ms, q.meta.as_ref().map_or(0, |m| m.ts)))
         };
         if let Some(location) = self
             .store
@@ -1990,11 +1994,26 @@ pub(crate) struct Decoded {
 }
 
 /// What block production needs of a reading, kept so it is not decoded again.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ReadingMeta {
     device: DeviceAddress,
     seq: u64,
     ts: u64,
+    stream: Box<str>,
+    /// `data` in micro-units when it is a CBOR number.
+    value: Option<I256>,
+}
+
+impl From<&iotchain_reading::Reading<'_>> for ReadingMeta {
+    fn from(r: &iotchain_reading::Reading<'_>) -> Self {
+        Self {
+            device: r.device,
+            seq: r.seq,
+            ts: r.ts,
+            stream: r.stream.into(),
+            value: iotchain_state::micro_units(r.data),
+        }
+    }
 }
 
 fn decode_reading(message: Bytes, max: usize) -> Result<Decoded, ApiError> {
@@ -2008,11 +2027,7 @@ fn decode_reading(message: Bytes, max: usize) -> Result<Decoded, ApiError> {
     let r = iotchain_reading::decode(&message).map_err(|e| ApiError::from_reading(&e))?;
     Ok(Decoded {
         alg: r.alg,
-        meta: ReadingMeta {
-            device: r.device,
-            seq: r.seq,
-            ts: r.ts,
-        },
+        meta: ReadingMeta::from(&r),
         id: B256::from(iotchain_reading::reading_id(&message)),
         sig_structure: iotchain_reading::sig_structure(r.protected, r.payload),
         signature: *r.signature,
@@ -2051,12 +2066,33 @@ impl ReadingMeta {
     /// Decodes a stored reading's meta and id.
     fn decode(bytes: &[u8]) -> Result<(Self, B256), ApiError> {
         let r = iotchain_reading::decode(bytes).map_err(|e| ApiError::from_reading(&e))?;
-        let meta = Self {
-            device: r.device,
-            seq: r.seq,
-            ts: r.ts,
-        };
-        Ok((meta, B256::from(iotchain_reading::reading_id(bytes))))
+        Ok((
+            Self::from(&r),
+            B256::from(iotchain_reading::reading_id(bytes)),
+        ))
+    }
+}
+
+/// Notes a reading just applied to `state` when its device has a hook on its stream: the
+/// hook is called once the block's items are applied.
+fn hooked(
+    state: &State,
+    meta: &ReadingMeta,
+    id: B256,
+    calls: &mut Vec<(DeviceAddress, StreamHead)>,
+) {
+    if state.hook(&meta.device, &meta.stream).is_some() {
+        calls.push((meta.device, stream_head(meta, id)));
+    }
+}
+
+fn stream_head(meta: &ReadingMeta, id: B256) -> StreamHead {
+    StreamHead {
+        stream: meta.stream.to_string(),
+        seq: meta.seq,
+        ts: meta.ts,
+        id,
+        value: meta.value,
     }
 }
 
@@ -2074,6 +2110,7 @@ fn apply_reading(
     if let (Some(gaps), Some(gap)) = (gaps, applied.gap) {
         gaps.push((meta.device, gap));
     }
+    state.record_stream(&meta.device, stream_head(meta, id));
     Ok(())
 }
 

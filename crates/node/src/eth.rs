@@ -32,6 +32,71 @@ impl StoredReceipt {
     }
 }
 
+/// The key under which the receipts table keeps the ids of a block's hook calls
+/// (concatenated 32-byte [`iotchain_evm::hook_call_id`]s, in call order).
+pub(crate) fn hooks_key(height: u64) -> B256 {
+    let mut buf = [0u8; 22];
+    buf[..14].copy_from_slice(b"iotchain-hooks");
+    buf[14..].copy_from_slice(&height.to_be_bytes());
+    alloy_primitives::keccak256(buf)
+}
+
+/// The ids of the hook calls a block made, in order.
+pub(crate) fn hook_ids(store: &ChainStore, height: u64) -> iotchain_storage::Result<Vec<B256>> {
+    Ok(store
+        .receipt(&hooks_key(height))?
+        .unwrap_or_default()
+        .chunks_exact(32)
+        .map(B256::from_slice)
+        .collect())
+}
+
+/// Receipts of the block being built or verified: Ethereum transactions first, in order,
+/// then the hook calls.
+#[derive(Debug, Default)]
+pub(crate) struct BlockReceipts {
+    /// (hash, encoded [`StoredReceipt`]), plus the hook index entry once hooks ran.
+    pub(crate) encoded: Vec<(B256, Vec<u8>)>,
+    log_count: u32,
+    count: u32,
+}
+
+impl BlockReceipts {
+    /// Adds a receipt of the block at `height`.
+    pub(crate) fn push(&mut self, height: u64, receipt: Receipt) {
+        let stored = StoredReceipt {
+            height,
+            tx_index: self.count,
+            first_log_index: self.log_count,
+            receipt,
+        };
+        self.count += 1;
+        self.log_count += stored.receipt.logs.len() as u32;
+        self.encoded.push((stored.receipt.tx_hash, stored.encode()));
+    }
+
+    /// Calls the hooks of `calls` (readings of hooked streams, in block order) after the
+    /// block's items, and records their receipts and the block's hook index.
+    pub(crate) fn run_hooks<H: BlockHashes + ?Sized>(
+        &mut self,
+        executor: &mut iotchain_evm::BlockExecutor<'_, H>,
+        state: &mut iotchain_state::State,
+        calls: &[(iotchain_reading::DeviceAddress, iotchain_state::StreamHead)],
+        height: u64,
+    ) {
+        let mut ids = Vec::new();
+        for (device, head) in calls {
+            if let Some(receipt) = executor.run_hook(state, device, head) {
+                ids.extend_from_slice(receipt.tx_hash.as_slice());
+                self.push(height, receipt);
+            }
+        }
+        if !ids.is_empty() {
+            self.encoded.push((hooks_key(height), ids));
+        }
+    }
+}
+
 /// Block hashes from the chain store, for heights below the block being executed (the 256
 /// most recent, as the `BLOCKHASH` opcode allows).
 pub(crate) struct StoreHashes<'a> {

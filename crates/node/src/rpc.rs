@@ -20,7 +20,10 @@ use iotchain_evm::{CallRequest, EthTx, EvmError};
 use iotchain_state::State;
 use serde_json::{Value, json};
 
-use crate::{ApiError, Chain, StoredReceipt, eth::StoreHashes};
+use crate::{
+    ApiError, Chain, StoredReceipt,
+    eth::{StoreHashes, hook_ids},
+};
 
 /// Priority fee the node suggests (`eth_maxPriorityFeePerGas`), in wei.
 pub(crate) const SUGGESTED_TIP: u64 = 1_000_000_000;
@@ -553,9 +556,10 @@ fn transaction_by_hash(chain: &Chain, hash: &B256) -> RpcResult {
             .unwrap_or_default()
             .base_fee;
         let txs = eth_txs(chain, r.height)?;
-        let tx = txs
-            .get(r.tx_index as usize)
-            .ok_or_else(|| storage("receipt index outside its block"))?;
+        let Some(tx) = txs.get(r.tx_index as usize).filter(|t| t.hash == *hash) else {
+            // A hook call: it has a receipt, and no transaction.
+            return Ok(Value::Null);
+        };
         return Ok(tx_json(
             tx,
             Some((header.hash(), r.height, r.tx_index, base_fee)),
@@ -755,12 +759,18 @@ fn get_logs(chain: &Chain, filter: &Value) -> RpcResult {
     let mut out = Vec::new();
     for height in f.from..=f.to {
         let gas = chain.store().block_gas(height).map_err(storage)?;
-        if gas.is_none_or(|g| g.gas_used == 0) {
+        let mut ids: Vec<B256> = Vec::new();
+        if gas.is_some_and(|g| g.gas_used > 0) {
+            ids.extend(eth_txs(chain, height)?.iter().map(|tx| tx.hash));
+        }
+        // Reading hooks log too; their calls use no block gas.
+        ids.extend(hook_ids(chain.store(), height).map_err(storage)?);
+        if ids.is_empty() {
             continue;
         }
         let hash = header_at(chain, height)?.hash();
-        for tx in eth_txs(chain, height)? {
-            let Some(r) = stored_receipt(chain, &tx.hash)? else {
+        for id in ids {
+            let Some(r) = stored_receipt(chain, &id)? else {
                 continue;
             };
             for (i, log) in r.receipt.logs.iter().enumerate() {

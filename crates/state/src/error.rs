@@ -56,6 +56,12 @@ pub enum StateError {
     /// The rotation keeps the same key or changes the algorithm's address binding wrongly.
     #[error("invalid key rotation: {0}")]
     BadRotation(String),
+    /// A device has a hook on as many streams as it may.
+    #[error("device {0} already has hooks on the most streams allowed")]
+    TooManyHooks(DeviceAddress),
+    /// A hook names an empty or too long stream.
+    #[error("a hook's stream name must be 1 to 64 bytes, not {0}")]
+    BadStream(usize),
 }
 
 impl StateError {
@@ -71,6 +77,8 @@ impl StateError {
             Self::DeviceExists(_) => "device_exists",
             Self::NotOwner { .. } => "not_owner",
             Self::BadRotation(_) => "bad_rotation",
+            Self::TooManyHooks(_) => "too_many_hooks",
+            Self::BadStream(_) => "bad_stream",
         }
     }
 }

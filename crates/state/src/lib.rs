@@ -14,5 +14,7 @@ mod state;
 
 pub use account::Account;
 pub use error::{Result, StateError};
-pub use record::{DeviceRecord, DeviceStatus, OwnerRecord};
-pub use state::{AccountProof, AppliedReading, Gap, State, StateRecords};
+pub use record::{
+    DeviceRecord, DeviceStatus, Hook, MAX_STREAMS, OwnerRecord, StreamHead, micro_units,
+};
+pub use state::{AccountProof, AppliedReading, Gap, MAX_STREAM_NAME, State, StateRecords};

@@ -1,6 +1,6 @@
 //! Records stored in the state trie and their RLP encodings.
 
-use alloy_primitives::{Address, B256, Bytes};
+use alloy_primitives::{Address, B256, Bytes, I256, U256};
 use alloy_rlp::{Decodable, RlpDecodable, RlpEncodable};
 use iotchain_crypto::DevicePublicKey;
 use iotchain_reading::{Alg, DeviceAddress};
@@ -49,6 +49,42 @@ pub struct DeviceRecord {
     pub gap_count: u64,
     /// Total skipped seq values.
     pub missing_count: u64,
+    /// The latest reading of each stream, by stream name (at most [`MAX_STREAMS`]).
+    pub streams: Vec<StreamHead>,
+    /// Contracts called when a block includes a reading of a stream, by stream name.
+    pub hooks: Vec<Hook>,
+}
+
+/// Most streams whose latest reading a device record keeps; readings of further streams
+/// are accepted, and not tracked.
+pub const MAX_STREAMS: usize = 32;
+
+/// The latest reading of a device stream, as the IoT precompile shows it to contracts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamHead {
+    /// Stream name.
+    pub stream: String,
+    /// The reading's seq.
+    pub seq: u64,
+    /// The reading's device time, ms since the Unix epoch.
+    pub ts: u64,
+    /// The reading's id.
+    pub id: B256,
+    /// The reading's `data` in micro-units, when it is a CBOR integer or float that fits.
+    pub value: Option<I256>,
+}
+
+/// A reading hook: a contract the chain calls with each reading of a device stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hook {
+    /// Stream name.
+    pub stream: String,
+    /// The contract called (`onReading`).
+    pub contract: Address,
+    /// Gas limit of each call.
+    pub gas_limit: u64,
+    /// What is left of the owner's deposit, in wei (held by the IoT precompile's account).
+    pub deposit: U256,
 }
 
 impl DeviceRecord {
@@ -74,6 +110,24 @@ struct KeyRlp {
 }
 
 #[derive(RlpEncodable, RlpDecodable)]
+struct StreamRlp {
+    stream: String,
+    seq: u64,
+    ts: u64,
+    id: B256,
+    has_value: bool,
+    value: U256,
+}
+
+#[derive(RlpEncodable, RlpDecodable)]
+struct HookRlp {
+    stream: String,
+    contract: Address,
+    gas_limit: u64,
+    deposit: U256,
+}
+
+#[derive(RlpEncodable, RlpDecodable)]
 struct LabelRlp {
     key: String,
     value: String,
@@ -81,8 +135,10 @@ struct LabelRlp {
 
 /// RLP shape: `[address, owner, key, previous_keys, status, model, firmware_hash, labels,
 /// registered_at, has_seq, last_seq, last_ts, last_reading_id, reading_count, gap_count,
-/// missing_count]`.
+/// missing_count, streams?, hooks?]`; the two trailing lists are left out while both are
+/// empty (so records written before they existed keep their encoding).
 #[derive(RlpEncodable, RlpDecodable)]
+#[rlp(trailing)]
 struct DeviceRlp {
     address: Address,
     owner: Address,
@@ -100,6 +156,8 @@ struct DeviceRlp {
     reading_count: u64,
     gap_count: u64,
     missing_count: u64,
+    streams: Option<Vec<StreamRlp>>,
+    hooks: Option<Vec<HookRlp>>,
 }
 
 fn key_rlp(k: &DevicePublicKey) -> KeyRlp {
@@ -144,6 +202,30 @@ impl DeviceRecord {
             reading_count: self.reading_count,
             gap_count: self.gap_count,
             missing_count: self.missing_count,
+            streams: (!self.streams.is_empty() || !self.hooks.is_empty()).then(|| {
+                self.streams
+                    .iter()
+                    .map(|h| StreamRlp {
+                        stream: h.stream.clone(),
+                        seq: h.seq,
+                        ts: h.ts,
+                        id: h.id,
+                        has_value: h.value.is_some(),
+                        value: h.value.map_or(U256::ZERO, |v| v.into_raw()),
+                    })
+                    .collect()
+            }),
+            hooks: (!self.hooks.is_empty()).then(|| {
+                self.hooks
+                    .iter()
+                    .map(|h| HookRlp {
+                        stream: h.stream.clone(),
+                        contract: h.contract,
+                        gas_limit: h.gas_limit,
+                        deposit: h.deposit,
+                    })
+                    .collect()
+            }),
         })
     }
 
@@ -174,6 +256,127 @@ impl DeviceRecord {
             reading_count: r.reading_count,
             gap_count: r.gap_count,
             missing_count: r.missing_count,
+            streams: r
+                .streams
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| StreamHead {
+                    stream: h.stream,
+                    seq: h.seq,
+                    ts: h.ts,
+                    id: h.id,
+                    value: h.has_value.then(|| I256::from_raw(h.value)),
+                })
+                .collect(),
+            hooks: r
+                .hooks
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| Hook {
+                    stream: h.stream,
+                    contract: h.contract,
+                    gas_limit: h.gas_limit,
+                    deposit: h.deposit,
+                })
+                .collect(),
         })
+    }
+}
+
+/// A reading's `data` in micro-units (× 10⁶), when it is a single CBOR integer or float
+/// (half, single or double precision) whose scaled value fits in 128 bits; `None` otherwise
+/// (maps, strings, NaN, infinities, trailing bytes).
+pub fn micro_units(data: &[u8]) -> Option<I256> {
+    const SCALE: i128 = 1_000_000;
+    let (&first, rest) = data.split_first()?;
+    let (major, info) = (first >> 5, first & 0x1f);
+    let width = match info {
+        0..=23 => 0,
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    if rest.len() != width {
+        return None;
+    }
+    let mut arg = u64::from(info);
+    if width > 0 {
+        let mut buf = [0u8; 8];
+        buf[8 - width..].copy_from_slice(rest);
+        arg = u64::from_be_bytes(buf);
+    }
+    let value: f64 = match (major, width) {
+        (0, _) => return I256::try_from(i128::from(arg) * SCALE).ok(),
+        (1, _) => return I256::try_from((-1 - i128::from(arg)) * SCALE).ok(),
+        (7, 2) => half_to_f64(arg as u16),
+        (7, 4) => f64::from(f32::from_bits(arg as u32)),
+        (7, 8) => f64::from_bits(arg),
+        _ => return None,
+    };
+    let scaled = (value * SCALE as f64).round();
+    // 2^120 keeps well inside i128 and inside f64's exact range for the check.
+    if !scaled.is_finite() || scaled.abs() >= 2f64.powi(120) {
+        return None;
+    }
+    I256::try_from(scaled as i128).ok()
+}
+
+fn half_to_f64(h: u16) -> f64 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = i32::from((h >> 10) & 0x1f);
+    let frac = f64::from(h & 0x3ff);
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 if frac == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        _ => (1.0 + frac / 1024.0) * 2f64.powi(exp - 15),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn micro(v: i128) -> Option<I256> {
+        Some(I256::try_from(v).unwrap())
+    }
+
+    #[test]
+    fn cbor_numbers_become_micro_units() {
+        assert_eq!(micro_units(&[0x05]), micro(5_000_000));
+        assert_eq!(micro_units(&[0x18, 0x64]), micro(100_000_000));
+        assert_eq!(micro_units(&[0x20]), micro(-1_000_000));
+        assert_eq!(micro_units(&[0x38, 0x63]), micro(-100_000_000));
+        // 4.5 as half, single and double precision.
+        assert_eq!(micro_units(&[0xf9, 0x44, 0x80]), micro(4_500_000));
+        assert_eq!(micro_units(&[0xfa, 0x40, 0x90, 0, 0]), micro(4_500_000));
+        let mut d = vec![0xfb];
+        d.extend_from_slice(&(-8.25f64).to_bits().to_be_bytes());
+        assert_eq!(micro_units(&d), micro(-8_250_000));
+        let mut max = vec![0x1b];
+        max.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(micro_units(&max), micro(i128::from(u64::MAX) * 1_000_000));
+    }
+
+    #[test]
+    fn other_data_has_no_value() {
+        for data in [
+            &[][..],
+            &[0x05, 0x00],       // trailing byte
+            &[0x18],             // truncated
+            &[0x61, 0x61],       // text
+            &[0xa0],             // map
+            &[0xf9, 0x7e, 0x00], // NaN
+            &[0xf9, 0x7c, 0x00], // infinity
+            &[0xf5],             // true
+            &[0x1c],             // reserved
+        ] {
+            assert_eq!(micro_units(data), None, "{data:02x?}");
+        }
+        let mut huge = vec![0xfb];
+        huge.extend_from_slice(&1e300f64.to_bits().to_be_bytes());
+        assert_eq!(micro_units(&huge), None);
     }
 }

@@ -8,7 +8,8 @@ use iotchain_block::{DeviceOp, Genesis, SignedTx};
 use iotchain_reading::DeviceAddress;
 
 use crate::{
-    Account, DeviceRecord, DeviceStatus, OwnerRecord, Result, StateError,
+    Account, DeviceRecord, DeviceStatus, Hook, MAX_STREAMS, OwnerRecord, Result, StateError,
+    StreamHead,
     account::{code_hash, storage_key, storage_root},
 };
 
@@ -55,6 +56,9 @@ pub struct AccountProof {
     /// For each requested slot: the slot, its value and the storage-trie nodes to it.
     pub storage: Vec<(U256, U256, Vec<Bytes>)>,
 }
+
+/// Longest stream name a hook may name.
+pub const MAX_STREAM_NAME: usize = 64;
 
 /// What applying a reading did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,6 +302,106 @@ impl State {
         Ok(AppliedReading { gap })
     }
 
+    /// Records `head` as the latest reading of its stream on `device` (a registered device;
+    /// a device already tracking [`MAX_STREAMS`] other streams keeps them and skips this one).
+    pub fn record_stream(&mut self, device: &DeviceAddress, head: StreamHead) {
+        let Some(record) = self.devices.get_mut(device) else {
+            return;
+        };
+        match record
+            .streams
+            .binary_search_by(|h| h.stream.as_str().cmp(&head.stream))
+        {
+            Ok(i) => record.streams[i] = head,
+            Err(i) if record.streams.len() < MAX_STREAMS => record.streams.insert(i, head),
+            Err(_) => return,
+        }
+        self.dirty_devices.insert(*device);
+    }
+
+    /// The hook on a device stream, if any.
+    pub fn hook(&self, device: &DeviceAddress, stream: &str) -> Option<&Hook> {
+        self.devices
+            .get(device)?
+            .hooks
+            .iter()
+            .find(|h| h.stream == stream)
+    }
+
+    /// Attaches (or replaces) the hook on a device stream for `owner`, adding `deposit` to
+    /// what is left of an earlier deposit on that stream.
+    pub fn attach_hook(
+        &mut self,
+        owner: Address,
+        device: &DeviceAddress,
+        stream: &str,
+        contract: Address,
+        gas_limit: u64,
+        deposit: U256,
+    ) -> Result<()> {
+        self.check_hook(owner, device, stream)?;
+        let record = self.devices.get_mut(device).expect("checked");
+        match record.hooks.iter_mut().find(|h| h.stream == stream) {
+            Some(h) => {
+                h.contract = contract;
+                h.gas_limit = gas_limit;
+                h.deposit = h.deposit.saturating_add(deposit);
+            }
+            None => {
+                record.hooks.push(Hook {
+                    stream: stream.to_string(),
+                    contract,
+                    gas_limit,
+                    deposit,
+                });
+                record.hooks.sort_by(|a, b| a.stream.cmp(&b.stream));
+            }
+        }
+        self.dirty_devices.insert(*device);
+        Ok(())
+    }
+
+    /// Checks that `owner` may attach a hook to a stream of `device`: it owns the active
+    /// device, and the stream name is a valid one.
+    pub fn check_hook(&self, owner: Address, device: &DeviceAddress, stream: &str) -> Result<()> {
+        let record = self
+            .devices
+            .get(device)
+            .ok_or(StateError::UnknownDevice(*device))?;
+        if record.owner != owner {
+            return Err(StateError::NotOwner {
+                device: *device,
+                owner: record.owner,
+            });
+        }
+        if record.status == DeviceStatus::Revoked {
+            return Err(StateError::RevokedDevice(*device));
+        }
+        if stream.is_empty() || stream.len() > MAX_STREAM_NAME {
+            return Err(StateError::BadStream(stream.len()));
+        }
+        if record.hooks.len() >= MAX_STREAMS && !record.hooks.iter().any(|h| h.stream == stream) {
+            return Err(StateError::TooManyHooks(*device));
+        }
+        Ok(())
+    }
+
+    /// Takes `amount` from the deposit of the hook on a device stream (all that is left when
+    /// it is less); returns what was taken.
+    pub fn charge_hook(&mut self, device: &DeviceAddress, stream: &str, amount: U256) -> U256 {
+        let Some(hook) = self
+            .devices
+            .get_mut(device)
+            .and_then(|r| r.hooks.iter_mut().find(|h| h.stream == stream))
+        else {
+            return U256::ZERO;
+        };
+        let taken = amount.min(hook.deposit);
+        hook.deposit -= taken;
+        self.dirty_devices.insert(*device);
+        taken
+    }
+
     /// Checks an owner transaction against the state without applying it.
     pub fn check_tx(&self, tx: &SignedTx) -> Result<()> {
         self.validate_tx(tx)
@@ -306,7 +410,28 @@ impl State {
     /// Checks and applies an owner transaction at block `height`.
     pub fn apply_tx(&mut self, tx: &SignedTx, height: u64) -> Result<()> {
         self.validate_tx(tx)?;
-        match &tx.op {
+        self.apply_valid_op(tx.owner, &tx.op, height);
+        self.owners.get_mut(&tx.owner).expect("validated").nonce += 1;
+        self.dirty_owners.insert(tx.owner);
+        Ok(())
+    }
+
+    /// Checks a registry operation by `owner` made from a contract call (the owner is the
+    /// caller; Ethereum's account nonce, not the owner record's, orders these).
+    pub fn check_op(&self, owner: Address, op: &DeviceOp) -> Result<()> {
+        self.validate_op(owner, op)
+    }
+
+    /// Checks and applies a registry operation by `owner` made from a contract call.
+    pub fn apply_op(&mut self, owner: Address, op: &DeviceOp, height: u64) -> Result<()> {
+        self.validate_op(owner, op)?;
+        self.apply_valid_op(owner, op, height);
+        self.dirty_owners.insert(owner);
+        Ok(())
+    }
+
+    fn apply_valid_op(&mut self, owner: Address, op: &DeviceOp, height: u64) {
+        match op {
             DeviceOp::Register {
                 public_key,
                 model,
@@ -318,7 +443,7 @@ impl State {
                     address,
                     DeviceRecord {
                         address,
-                        owner: tx.owner,
+                        owner,
                         public_key: public_key.clone(),
                         previous_keys: vec![],
                         status: DeviceStatus::Active,
@@ -332,13 +457,12 @@ impl State {
                         reading_count: 0,
                         gap_count: 0,
                         missing_count: 0,
+                        streams: vec![],
+                        hooks: vec![],
                     },
                 );
                 self.dirty_devices.insert(address);
-                self.owners
-                    .get_mut(&tx.owner)
-                    .expect("validated")
-                    .device_count += 1;
+                self.owners.get_mut(&owner).expect("validated").device_count += 1;
             }
             DeviceOp::Rotate { device, public_key } => {
                 let record = self.devices.get_mut(device).expect("validated");
@@ -351,9 +475,6 @@ impl State {
                 self.dirty_devices.insert(*device);
             }
         }
-        self.owners.get_mut(&tx.owner).expect("validated").nonce += 1;
-        self.dirty_owners.insert(tx.owner);
-        Ok(())
     }
 
     /// Checks an owner transaction: authorised owner, next nonce, and the operation's rules.
@@ -369,12 +490,20 @@ impl State {
                 expected: owner.nonce,
             });
         }
+        self.validate_op(tx.owner, &tx.op)
+    }
+
+    /// Checks an operation's rules: an authorised owner that owns the (active) device.
+    fn validate_op(&self, owner: Address, op: &DeviceOp) -> Result<()> {
+        if !self.owners.contains_key(&owner) {
+            return Err(StateError::UnauthorisedOwner(owner));
+        }
         let owned = |device: &DeviceAddress| -> Result<&DeviceRecord> {
             let record = self
                 .devices
                 .get(device)
                 .ok_or(StateError::UnknownDevice(*device))?;
-            if record.owner != tx.owner {
+            if record.owner != owner {
                 return Err(StateError::NotOwner {
                     device: *device,
                     owner: record.owner,
@@ -385,7 +514,7 @@ impl State {
             }
             Ok(record)
         };
-        match &tx.op {
+        match op {
             DeviceOp::Register { public_key, .. } => {
                 let address = public_key.address();
                 if self.devices.contains_key(&address) {
