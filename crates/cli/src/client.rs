@@ -52,6 +52,42 @@ impl Client {
         }
     }
 
+    /// One Ethereum JSON-RPC call at `/`: its result, or its error as an error.
+    pub(crate) async fn rpc(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let reply = self.rpc_batch(&[body]).await?.pop().unwrap_or_default();
+        if let Some(e) = reply.get("error") {
+            bail!("{method}: {e}");
+        }
+        Ok(reply["result"].clone())
+    }
+
+    /// A JSON-RPC batch at `/`: one response object per request, in request order.
+    pub(crate) async fn rpc_batch(&self, requests: &[Value]) -> anyhow::Result<Vec<Value>> {
+        let reply: Value = self
+            .http
+            .post(format!("{}/", self.base))
+            .json(&requests)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?
+            .json()
+            .await?;
+        let Value::Array(mut replies) = reply else {
+            bail!("JSON-RPC batch answered with {reply}");
+        };
+        replies.sort_by_key(|r| r["id"].as_u64().unwrap_or(u64::MAX));
+        Ok(replies)
+    }
+
+    /// A JSON-RPC quantity result (0x-hex) as a number.
+    pub(crate) async fn rpc_quantity(&self, method: &str, params: Value) -> anyhow::Result<u128> {
+        let v = self.rpc(method, params).await?;
+        let s = v.as_str().context("a quantity")?;
+        Ok(u128::from_str_radix(s.trim_start_matches("0x"), 16)?)
+    }
+
     pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let resp = self
             .http

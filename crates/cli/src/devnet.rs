@@ -20,7 +20,7 @@ use crate::{client::Client, default_data_dir};
 const DEV_CHAIN_ID: u64 = 1337;
 
 /// The dev owner account's genesis balance: one million ether (10^24 wei).
-const DEV_OWNER_BALANCE: alloy_primitives::U256 =
+pub(crate) const DEV_OWNER_BALANCE: alloy_primitives::U256 =
     alloy_primitives::U256::from_limbs([0x1bce_cced_a100_0000, 0xd3c2, 0, 0]);
 
 #[derive(Debug, Args)]
@@ -205,10 +205,16 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
         None
     } else {
         let dir = a.data_dir.join("devices");
+        // A fresh devnet gets the cold-chain example, driven by the first two thermometers.
+        let coldchain = (fresh && a.devices >= 2)
+            .then(|| owner.secret())
+            .transpose()?;
+        let chain_id = genesis.chain_id;
         let owner = owner.owner_key()?;
         let (n, rate) = (a.devices, a.rate);
         Some(tokio::spawn(async move {
-            if let Err(e) = simulate(&url, &dir, &owner, n, rate).await {
+            let coldchain = coldchain.map(|secret| (secret, chain_id));
+            if let Err(e) = simulate(&url, &dir, &owner, n, rate, coldchain).await {
                 eprintln!("simulated devices stopped: {e:#}");
             }
         }))
@@ -228,13 +234,16 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Registers `n` simulated devices (reusing their keys across restarts) and has each send
-/// `rate` temperature readings per second, batched per tick.
+/// `rate` temperature readings per second (a CBOR float in °C on the `temperature` stream),
+/// batched per tick. With `coldchain` (the owner's secret and the chain id), first deploys
+/// the cold-chain example on the first two devices.
 async fn simulate(
     url: &str,
     dir: &Path,
     owner: &iotchain_crypto::OwnerKey,
     n: usize,
     rate: f64,
+    coldchain: Option<([u8; 32], u64)>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let client = Client::new(url);
@@ -279,6 +288,21 @@ async fn simulate(
     if devices.is_empty() {
         return Ok(());
     }
+    if let (Some((secret, chain_id)), [first, second, ..]) = (coldchain, devices.as_slice()) {
+        let shipments = [
+            ("shipment 1 (vaccines)", first.0.address(), 8.0, 20, 1),
+            ("shipment 2 (fish)", second.0.address(), 5.0, 120, 2),
+        ];
+        let deployed = crate::coldchain::deploy(url, &secret, chain_id, &shipments)
+            .await
+            .context("deploying the cold-chain example")?;
+        let url = url.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = crate::coldchain::watch(&url, deployed).await {
+                eprintln!("cold-chain watcher stopped: {e:#}");
+            }
+        });
+    }
     let period = Duration::from_secs_f64(1.0 / rate.max(0.01));
     let mut tick = tokio::time::interval(period);
     let mut t = 0f64;
@@ -290,10 +314,13 @@ async fn simulate(
             .enumerate()
             .map(|(i, (signer, seq))| {
                 let temp = 4.0 + 1.5 * (t / 30.0 + i as f64).sin();
-                let data = crate::send::json_to_cbor(&format!("{{\"temp_c\": {temp:.2}}}"))
-                    .expect("valid json");
-                let m =
-                    signer.sign_reading(*seq, crate::send::now_ms(), Some("temperature"), &data);
+                let data = crate::send::json_to_cbor(&format!("{temp:.2}")).expect("a number");
+                let m = signer.sign_reading(
+                    *seq,
+                    crate::send::now_ms(),
+                    Some(crate::coldchain::STREAM),
+                    &data,
+                );
                 *seq += 1;
                 m
             })

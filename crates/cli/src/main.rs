@@ -1,8 +1,10 @@
 //! The iotchain command: devnet, node, keys, devices, readings, proofs and benchmarks.
 
 mod bench;
+mod bench_eth;
 mod bench_mqtt;
 mod client;
+mod coldchain;
 mod device;
 mod devnet;
 mod keys;
