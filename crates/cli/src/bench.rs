@@ -77,6 +77,19 @@ pub(crate) struct BenchArgs {
     /// with QoS 1 and times each batch until its final ack arrives on the ack topic.
     #[arg(long, value_name = "URL")]
     mqtt: Option<String>,
+    /// Also send this many Ethereum transfers (JSON-RPC `eth_sendRawTransaction` batches) while
+    /// the first readings phase sends its readings, and report transfers/s and latency.
+    #[arg(long, default_value_t = 0)]
+    transfers: usize,
+    /// Make the transfers ERC-20 `transfer` calls instead of plain value transfers.
+    #[arg(long, requires = "transfers")]
+    erc20: bool,
+    /// Accounts sending the transfers (each sends its share in nonce order).
+    #[arg(long, default_value_t = 400)]
+    senders: usize,
+    /// Block gas limit of the benchmarked chain (21,000 gas per plain transfer).
+    #[arg(long, default_value_t = 30_000_000)]
+    block_gas_limit: u64,
 }
 
 /// Results of one phase.
@@ -90,7 +103,7 @@ struct Phase {
     bench_cpu: Option<f64>,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -178,6 +191,12 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         block_interval_ms: a.block_interval_ms,
     };
     crate::testnet::setup(&layout)?;
+    if a.block_gas_limit != iotchain_block::ChainParams::default().block_gas_limit {
+        let path = dir.join("genesis.json");
+        let mut genesis = iotchain_block::Genesis::read(&path)?;
+        genesis.params.block_gas_limit = a.block_gas_limit;
+        genesis.write(&path)?;
+    }
     if let Some(url) = &a.mqtt {
         if layout.validators != 1 {
             bail!("--mqtt benchmarks one node: use --validators 1");
@@ -223,8 +242,32 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             (KeyAlg::P256, a.p256_readings),
         ],
     };
-    for (alg, total) in phases {
-        let phase = run_phase(&clients, &owner_key, &mut nonce, alg, total, &a, &pids).await?;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let eth = (a.transfers > 0).then(|| {
+        let clients = clients.clone();
+        let secret = owner.secret();
+        let b = crate::bench_eth::EthBench {
+            total: a.transfers,
+            senders: a.senders,
+            clients: a.clients,
+            erc20: a.erc20,
+        };
+        let started = started.clone();
+        tokio::spawn(async move { crate::bench_eth::run(&clients, &secret?, &b, started).await })
+    });
+    for (i, (alg, total)) in phases.into_iter().enumerate() {
+        // The transfers go with the first readings phase.
+        let start = (i == 0).then(|| started.clone());
+        let phase = run_phase(
+            &clients,
+            &owner_key,
+            &mut nonce,
+            (alg, total),
+            &a,
+            &pids,
+            start,
+        )
+        .await?;
         let rate = phase.readings as f64 / phase.seconds;
         println!(
             "{alg:>8}: {} readings final in {:.2} s = {rate:.0} readings/s; submit→final p50 {:.0} ms, p99 {:.0} ms; rejected {}",
@@ -246,6 +289,22 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         results.push((alg, rate));
     }
+    if let Some(eth) = eth {
+        let p = eth.await??;
+        println!(
+            "     eth: {} {} final in {:.2} s = {:.0} transfers/s; submit→final p50 {:.0} ms, p99 {:.0} ms",
+            p.transfers,
+            if a.erc20 {
+                "ERC-20 transfers"
+            } else {
+                "plain transfers"
+            },
+            p.seconds,
+            p.transfers as f64 / p.seconds,
+            p.p50_ms,
+            p.p99_ms
+        );
+    }
     for (i, pid) in pids.iter().enumerate() {
         if let Some(kib) = peak_rss_kib(*pid) {
             println!("node {i} peak RSS: {:.1} MiB", kib as f64 / 1024.0);
@@ -261,10 +320,10 @@ async fn run_phase(
     nodes: &[Client],
     owner: &iotchain_crypto::OwnerKey,
     nonce: &mut u64,
-    alg: KeyAlg,
-    total: usize,
+    (alg, total): (KeyAlg, usize),
     a: &BenchArgs,
     node_pids: &[u32],
+    started: Option<Arc<tokio::sync::Notify>>,
 ) -> anyhow::Result<Phase> {
     let client = &nodes[0];
     let cpu_all = || -> Option<f64> { node_pids.iter().map(|p| cpu_seconds(*p)).sum() };
@@ -337,6 +396,9 @@ async fn run_phase(
         let me = std::process::id();
         let cpu_before = (cpu_all(), cpu_seconds(me));
         let start = Instant::now();
+        if let Some(s) = &started {
+            s.notify_one();
+        }
         let (latencies, rejected) = crate::bench_mqtt::send(url, signed, batch, a.rate).await?;
         let seconds = start.elapsed().as_secs_f64();
         return Ok(Phase {
@@ -350,6 +412,9 @@ async fn run_phase(
         });
     }
     println!("{alg:>8}: sending from {clients} clients in batches of {batch}…");
+    if let Some(s) = &started {
+        s.notify_one();
+    }
     let start = Instant::now();
     let me = std::process::id();
     let cpu_before = (cpu_all(), cpu_seconds(me));

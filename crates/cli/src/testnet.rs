@@ -138,7 +138,12 @@ pub(crate) fn setup(a: &Layout) -> anyhow::Result<(Genesis, bool)> {
         validators,
         owners: vec![owner.owner_key()?.address()],
         params: ChainParams::default(),
-        alloc: Default::default(),
+        // The owner key is also the testnet's funded Ethereum account, as on the devnet.
+        alloc: [(
+            owner.owner_key()?.address(),
+            crate::devnet::DEV_OWNER_BALANCE,
+        )]
+        .into(),
     };
     genesis.write(&genesis_path)?;
     for n in &all {

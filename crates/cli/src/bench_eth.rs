@@ -1,0 +1,278 @@
+//! `iotchain bench --transfers N`: Ethereum transfers through JSON-RPC, end to end (signed
+//! here, sent in JSON-RPC batches, final on the chain), measured while the readings phase
+//! sends readings at the same time.
+//!
+//! Senders are funded from the testnet owner's genesis allocation first. Each client owns a
+//! disjoint set of senders and sends one transaction per sender per batch, so a sender's
+//! nonces arrive in order. With `--erc20`, each transfer is an ERC-20 `transfer` of a token
+//! every sender holds (tests/eth/contracts/Token.sol, compiled by solc from npm into
+//! `crates/cli/src/token.bin`).
+
+use std::{sync::Arc, time::Instant};
+
+use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_sol_types::{SolCall, SolConstructor, sol};
+use anyhow::{Context, bail};
+use iotchain_evm::{key_address, sign_tx};
+use k256::ecdsa::SigningKey;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::{bench::percentile, client::Client};
+
+/// Creation bytecode of tests/eth/contracts/Token.sol (see the module doc).
+const TOKEN_BIN: &str = include_str!("token.bin");
+
+sol! {
+    contract Token {
+        constructor(string name_, string symbol_, uint256 supply);
+        function transfer(address to, uint256 amount) external returns (bool);
+    }
+}
+
+/// What the transfers phase measured.
+pub(crate) struct EthPhase {
+    pub(crate) transfers: usize,
+    pub(crate) seconds: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+}
+
+/// How the transfers phase runs.
+pub(crate) struct EthBench {
+    pub(crate) total: usize,
+    pub(crate) senders: usize,
+    pub(crate) clients: usize,
+    pub(crate) erc20: bool,
+}
+
+fn sender_key(i: usize) -> SigningKey {
+    let mut secret = [0u8; 32];
+    secret[0] = 0x5e;
+    secret[24..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+    SigningKey::from_slice(&secret).expect("a valid secret")
+}
+
+/// Signs EIP-1559 transactions for one chain at one fee cap.
+#[derive(Clone, Copy)]
+struct Signer {
+    chain_id: u64,
+    max_fee: u128,
+}
+
+impl Signer {
+    fn sign(
+        self,
+        key: &SigningKey,
+        nonce: u64,
+        to: TxKind,
+        value: U256,
+        input: Vec<u8>,
+        gas_limit: u64,
+    ) -> anyhow::Result<String> {
+        let Self { chain_id, max_fee } = self;
+        let tx = alloy_consensus::TxEip1559 {
+            chain_id,
+            nonce,
+            gas_limit,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: 1,
+            to,
+            value,
+            input: Bytes::from(input),
+            access_list: Default::default(),
+        };
+        Ok(sign_tx(key, tx)?.to_string())
+    }
+}
+
+/// Sends raw transactions in one JSON-RPC batch; their hashes (an error refuses the batch).
+async fn send_batch(client: &Client, raws: &[String]) -> anyhow::Result<Vec<String>> {
+    let requests: Vec<Value> = raws
+        .iter()
+        .enumerate()
+        .map(|(i, r)| json!({"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction", "params": [r]}))
+        .collect();
+    let mut hashes = Vec::new();
+    for reply in client.rpc_batch(&requests).await? {
+        match reply["result"].as_str() {
+            Some(h) => hashes.push(h.to_string()),
+            None => bail!("transaction refused: {}", reply["error"]),
+        }
+    }
+    Ok(hashes)
+}
+
+/// Waits until the transaction `hash` is final (long poll on the REST API).
+async fn wait_final(client: &Client, hash: &str) -> anyhow::Result<()> {
+    let s = client
+        .get(&format!("/v1/transactions/{hash}?wait_ms=60000"))
+        .await?;
+    if s["status"] != "final" {
+        bail!("transaction {hash} not final after 60 s: {s}");
+    }
+    Ok(())
+}
+
+/// Funds the senders (and with `--erc20` deploys the token and hands it out), signs every
+/// transfer, waits for `start`, then sends them and waits for all to be final.
+pub(crate) async fn run(
+    nodes: &[Client],
+    owner_secret: &[u8; 32],
+    b: &EthBench,
+    start: Arc<Notify>,
+) -> anyhow::Result<EthPhase> {
+    let client = &nodes[0];
+    let owner = SigningKey::from_slice(owner_secret).context("the owner key")?;
+    let owner_address = key_address(&owner);
+    let chain_id = client.rpc_quantity("eth_chainId", json!([])).await? as u64;
+    // Room for a rising base fee while blocks are full.
+    let max_fee = client.rpc_quantity("eth_gasPrice", json!([])).await? * 50;
+    let signer = Signer { chain_id, max_fee };
+    let senders: Vec<SigningKey> = (0..b.senders.max(1)).map(sender_key).collect();
+    let mut nonce = client
+        .rpc_quantity(
+            "eth_getTransactionCount",
+            json!([owner_address.to_string(), "pending"]),
+        )
+        .await? as u64;
+    println!("   eth: funding {} senders…", senders.len());
+    let ether = U256::from(10u64).pow(U256::from(18));
+    let mut setup = Vec::new();
+    let token = owner_address.create(nonce);
+    if b.erc20 {
+        let mut code = hex::decode(TOKEN_BIN.trim()).context("the token bytecode")?;
+        code.extend(
+            Token::constructorCall {
+                name_: "Bench".into(),
+                symbol_: "BNCH".into(),
+                supply: U256::from(10u64).pow(U256::from(30)),
+            }
+            .abi_encode(),
+        );
+        setup.push(signer.sign(&owner, nonce, TxKind::Create, U256::ZERO, code, 3_000_000)?);
+        nonce += 1;
+    }
+    for k in &senders {
+        let to = key_address(k);
+        setup.push(signer.sign(
+            &owner,
+            nonce,
+            TxKind::Call(to),
+            ether * U256::from(1000),
+            vec![],
+            21_000,
+        )?);
+        nonce += 1;
+        if b.erc20 {
+            let give = Token::transferCall {
+                to,
+                amount: U256::from(10u64).pow(U256::from(24)),
+            };
+            setup.push(signer.sign(
+                &owner,
+                nonce,
+                TxKind::Call(token),
+                U256::ZERO,
+                give.abi_encode(),
+                100_000,
+            )?);
+            nonce += 1;
+        }
+    }
+    let mut last = None;
+    for chunk in setup.chunks(100) {
+        last = send_batch(client, chunk).await?.pop();
+    }
+    if let Some(h) = last {
+        wait_final(client, &h).await?;
+    }
+
+    let per_sender = b.total.div_ceil(senders.len());
+    println!("   eth: signing {} transfers…", per_sender * senders.len());
+    let sink = Address::repeat_byte(0x5b);
+    let erc20 = b.erc20;
+    let keys = senders.clone();
+    // rounds[r][s]: sender s's transfer with nonce r.
+    let rounds: Vec<Vec<String>> = tokio::task::spawn_blocking(move || {
+        (0..per_sender as u64)
+            .map(|n| {
+                keys.iter()
+                    .map(|k| {
+                        if erc20 {
+                            let call = Token::transferCall {
+                                to: sink,
+                                amount: U256::from(1),
+                            };
+                            signer.sign(
+                                k,
+                                n,
+                                TxKind::Call(token),
+                                U256::ZERO,
+                                call.abi_encode(),
+                                60_000,
+                            )
+                        } else {
+                            signer.sign(k, n, TxKind::Call(sink), U256::from(1), vec![], 21_000)
+                        }
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await??;
+    let rounds = Arc::new(rounds);
+    start.notified().await;
+    println!(
+        "   eth: sending {} {} from {} clients…",
+        per_sender * senders.len(),
+        if erc20 {
+            "ERC-20 transfers"
+        } else {
+            "plain transfers"
+        },
+        b.clients
+    );
+    let t0 = Instant::now();
+    let clients = b.clients.max(1);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let client = nodes[c % nodes.len()].clone();
+        let rounds = rounds.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut waiters = Vec::new();
+            for round in rounds.iter() {
+                let mine: Vec<String> = round.iter().skip(c).step_by(clients).cloned().collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let sent = Instant::now();
+                let hashes = send_batch(&client, &mine).await?;
+                if let Some(h) = hashes.last().cloned() {
+                    let client = client.clone();
+                    waiters.push(tokio::spawn(async move {
+                        wait_final(&client, &h).await?;
+                        Ok::<_, anyhow::Error>(sent.elapsed().as_secs_f64() * 1e3)
+                    }));
+                }
+            }
+            let mut latencies = Vec::new();
+            for w in waiters {
+                latencies.push(w.await??);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    latencies.sort_by(|x, y| x.total_cmp(y));
+    Ok(EthPhase {
+        transfers: per_sender * senders.len(),
+        seconds,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+    })
+}
