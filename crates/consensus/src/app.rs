@@ -28,6 +28,9 @@ use crate::{ConsensusConfig, Scheme};
 /// against it by timing out.
 const BLOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// How many times a leader tries to build its block before giving up the view.
+const PROPOSE_ATTEMPTS: u32 = 3;
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -203,13 +206,24 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Automaton for
             while chain.pending_counts() == (0, 0) && rt.current() < idle_deadline {
                 rt.sleep(config.block_interval).await;
             }
-            let c = chain.clone();
-            match blocking(&rt, move || c.propose_durable(parent)).await {
-                Some(Ok(header)) => {
-                    let _ = response.send(Digest(header.hash().0));
+            // A finalization committing the parent's branch at this moment can hide the
+            // parent for an instant (it moves from the proposals to the head): look again
+            // before giving up the view, which would cost a whole leader timeout.
+            for attempt in 1..=PROPOSE_ATTEMPTS {
+                let c = chain.clone();
+                match blocking(&rt, move || c.propose_durable(parent)).await {
+                    Some(Ok(header)) => {
+                        let _ = response.send(Digest(header.hash().0));
+                    }
+                    Some(Err(e)) if attempt < PROPOSE_ATTEMPTS => {
+                        tracing::debug!(error = %e, attempt, "cannot propose yet; retrying");
+                        rt.sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                    Some(Err(e)) => tracing::warn!(error = %e, "cannot propose"),
+                    None => tracing::error!("proposal task failed"),
                 }
-                Some(Err(e)) => tracing::warn!(error = %e, "cannot propose"),
-                None => tracing::error!("proposal task failed"),
+                break;
             }
         });
         receiver

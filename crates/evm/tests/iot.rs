@@ -164,8 +164,8 @@ fn views_show_the_readings_lane_and_refuse_malformed_calls() {
     assert!(s.send(IOT_ADDRESS, register(&key)));
     s.state.record_stream(
         &device,
-        StreamHead {
-            stream: "temp".into(),
+        &StreamHead {
+            stream: "temp",
             seq: 9,
             ts: 1234,
             id: B256::repeat_byte(7),

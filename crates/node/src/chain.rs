@@ -1137,9 +1137,12 @@ impl Chain {
     /// What a block on `parent` builds on, if `parent` is the head or a proposal (restored
     /// from the store after a restart if need be).
     fn base(&self, parent: B256) -> Option<Base> {
-        // A finalization committing `parent` while this looks for it among the proposals
-        // makes it the head instead: look once more.
-        self.try_base(parent).or_else(|| self.try_base(parent))
+        // A finalization in flight takes the blocks it commits out of the proposals before
+        // the head moves to them: wait for it to finish, then look once more.
+        self.try_base(parent).or_else(|| {
+            drop(self.commit_lock.lock());
+            self.try_base(parent)
+        })
     }
 
     fn try_base(&self, parent: B256) -> Option<Base> {
@@ -1501,7 +1504,16 @@ impl Chain {
                 timestamp_ms: header.timestamp_ms,
             });
         }
-        self.settle_queue(&included, &proposal.consumed, !proposal.receipts.is_empty());
+        // What the block changed, when it is only device records (readings): the pending
+        // view is then rebuilt for those devices alone.
+        let r = &proposal.records;
+        let only_devices = (proposal.txs.is_empty()
+            && r.owners.is_empty()
+            && r.accounts.is_empty()
+            && r.storage.is_empty()
+            && r.wiped.is_empty())
+        .then(|| r.devices.iter().map(|d| d.address).collect::<Vec<_>>());
+        self.settle_queue(&included, &proposal.consumed, only_devices.as_deref());
         // Proposals at or below the new head can no longer be finalized; those above it may
         // (if they descend from it). Removed only now that the head has moved, so a block
         // on this one always finds its parent as the head or as a proposal.
@@ -1528,9 +1540,13 @@ impl Chain {
     ///
     /// The pending view executed Ethereum transactions in a guessed context (time, base fee),
     /// so after a block with Ethereum transactions it is rebuilt too.
-    fn settle_queue(&self, included: &HashSet<B256>, consumed: &[u64], had_eth: bool) {
+    fn settle_queue(
+        &self,
+        included: &HashSet<B256>,
+        consumed: &[u64],
+        only_devices: Option<&[DeviceAddress]>,
+    ) {
         let built_here = !consumed.is_empty() || included.is_empty();
-        let base = (!built_here || had_eth).then(|| self.committed.read().clone());
         let mut guard = self.ingest.lock();
         let ingest = &mut *guard;
         // A block built here may have left out queued items that no longer applied.
@@ -1544,9 +1560,38 @@ impl Chain {
                 ingest.queue.remove(&seq);
             }
         }
-        let Some(mut pending) = base else {
+        if built_here && only_devices.is_some() {
             return;
-        };
+        }
+        let committed = self.committed.read();
+        let queue_has_txs = ingest.queue.values().any(|q| q.kind != ItemKind::Reading);
+        if let (Some(devices), false) = (only_devices, queue_has_txs) {
+            // Only these devices changed, and only readings are queued: rebuild the pending
+            // view of these devices alone (re-applying the whole queue on a copy of the whole
+            // state, every block, costs more the longer the queue is).
+            let touched: HashSet<DeviceAddress> = devices.iter().copied().collect();
+            for d in &touched {
+                ingest.pending.copy_device_from(&committed, d);
+            }
+            let mut dropped = Vec::new();
+            for q in ingest.queue.values() {
+                let Some(meta) = q.meta.as_ref().filter(|m| touched.contains(&m.device)) else {
+                    continue;
+                };
+                if let Err(e) = apply_reading(&mut ingest.pending, meta, q.id, q.key_version, None)
+                {
+                    tracing::info!(id = %q.id, error = %e.message, "queued reading no longer applies after another validator's block; dropped");
+                    dropped.push((q.seq, q.id));
+                }
+            }
+            for (seq, id) in dropped {
+                ingest.queue.remove(&seq);
+                ingest.index.remove(&id);
+            }
+            return;
+        }
+        let mut pending = committed.clone();
+        drop(committed);
         let chain_id = self.genesis.chain_id;
         let ctx = self.pending_block_context();
         let mut dropped = Vec::new();
@@ -2110,7 +2155,16 @@ fn apply_reading(
     if let (Some(gaps), Some(gap)) = (gaps, applied.gap) {
         gaps.push((meta.device, gap));
     }
-    state.record_stream(&meta.device, stream_head(meta, id));
+    state.record_stream(
+        &meta.device,
+        &StreamHead {
+            stream: &*meta.stream,
+            seq: meta.seq,
+            ts: meta.ts,
+            id,
+            value: meta.value,
+        },
+    );
     Ok(())
 }
 

@@ -61,9 +61,9 @@ pub const MAX_STREAMS: usize = 32;
 
 /// The latest reading of a device stream, as the IoT precompile shows it to contracts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StreamHead {
+pub struct StreamHead<S = String> {
     /// Stream name.
-    pub stream: String,
+    pub stream: S,
     /// The reading's seq.
     pub seq: u64,
     /// The reading's device time, ms since the Unix epoch.

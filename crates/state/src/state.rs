@@ -304,17 +304,47 @@ impl State {
 
     /// Records `head` as the latest reading of its stream on `device` (a registered device;
     /// a device already tracking [`MAX_STREAMS`] other streams keeps them and skips this one).
-    pub fn record_stream(&mut self, device: &DeviceAddress, head: StreamHead) {
+    /// Takes the head by reference: a stream already tracked is updated in place, without
+    /// allocating (this runs for every reading).
+    pub fn record_stream(&mut self, device: &DeviceAddress, head: &StreamHead<&str>) {
         let Some(record) = self.devices.get_mut(device) else {
             return;
         };
         match record
             .streams
-            .binary_search_by(|h| h.stream.as_str().cmp(&head.stream))
+            .binary_search_by(|h| h.stream.as_str().cmp(head.stream))
         {
-            Ok(i) => record.streams[i] = head,
-            Err(i) if record.streams.len() < MAX_STREAMS => record.streams.insert(i, head),
+            Ok(i) => {
+                let h = &mut record.streams[i];
+                (h.seq, h.ts, h.id, h.value) = (head.seq, head.ts, head.id, head.value);
+            }
+            Err(i) if record.streams.len() < MAX_STREAMS => {
+                record.streams.insert(
+                    i,
+                    StreamHead {
+                        stream: head.stream.to_string(),
+                        seq: head.seq,
+                        ts: head.ts,
+                        id: head.id,
+                        value: head.value,
+                    },
+                );
+            }
             Err(_) => return,
+        }
+        self.dirty_devices.insert(*device);
+    }
+
+    /// Makes `device`'s record what it is in `other` (for a pending view rebuilt one device
+    /// at a time).
+    pub fn copy_device_from(&mut self, other: &State, device: &DeviceAddress) {
+        match other.devices.get(device) {
+            Some(r) => {
+                self.devices.insert(*device, r.clone());
+            }
+            None => {
+                self.devices.remove(device);
+            }
         }
         self.dirty_devices.insert(*device);
     }
