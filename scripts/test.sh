@@ -18,6 +18,14 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mosquitto mosquitto-clients
 fi
 
+step "node and npm (the Ethereum-client tests run ethers and solc from npm)"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm
+fi
+
 step "python test environment (.venv: pycose, cbor2<6, paho-mqtt, pytest)"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
