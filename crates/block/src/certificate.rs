@@ -83,8 +83,18 @@ impl FinalityCertificate {
     /// Checks the certificate against a validator set: every signature is by a distinct member
     /// of the set and valid, and there are at least [`quorum`] of them.
     pub fn verify(&self, validators: &[B256]) -> Result<(), String> {
-        let signatures = self
-            .signatures
+        let signatures = self.light_signatures()?;
+        let validators: Vec<[u8; 32]> = validators.iter().map(|v| v.0).collect();
+        iotchain_light::verify_certificate(&self.as_light(&signatures), &validators)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The signatures as the light client takes them (each 64 bytes, or an error naming the
+    /// validator whose signature is not).
+    pub(crate) fn light_signatures(
+        &self,
+    ) -> Result<Vec<iotchain_light::ValidatorSignature>, String> {
+        self.signatures
             .iter()
             .map(|s| {
                 let signature: [u8; 64] = s
@@ -97,10 +107,7 @@ impl FinalityCertificate {
                     signature,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
-        let validators: Vec<[u8; 32]> = validators.iter().map(|v| v.0).collect();
-        iotchain_light::verify_certificate(&self.as_light(&signatures), &validators)
-            .map_err(|e| e.to_string())
+            .collect()
     }
 
     /// This certificate for the light client, over `signatures` (its own, converted).

@@ -122,18 +122,8 @@ impl ProofBundle {
             .map_err(ProofError::DeviceSignature)?;
         let signatures = self
             .certificate
-            .signatures
-            .iter()
-            .map(|s| {
-                let signature: [u8; 64] = s.signature.as_ref().try_into().map_err(|_| {
-                    ProofError::Certificate(format!("signature of {} is not 64 bytes", s.validator))
-                })?;
-                Ok(iotchain_light::ValidatorSignature {
-                    validator: s.validator.0,
-                    signature,
-                })
-            })
-            .collect::<Result<Vec<_>, ProofError>>()?;
+            .light_signatures()
+            .map_err(ProofError::Certificate)?;
         let audit_path: Vec<[u8; 32]> = self.audit_path.iter().map(|h| h.0).collect();
         let descendants: Vec<iotchain_light::Header> =
             self.descendants.iter().map(Header::to_light).collect();

@@ -7,7 +7,7 @@
 //! API's `Content-Type` does. Batches are split by the same function the HTTP API uses.
 
 use alloy_primitives::Bytes;
-use iotchain_node::{ApiError, StatusCode};
+use iotchain_node::ApiError;
 
 /// The readings of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,14 +49,8 @@ pub fn split_payload(
     if !batch {
         return Ok(Payload::Single(payload.clone()));
     }
-    let parts = iotchain_reading::decode_batch(payload, max_batch).map_err(|e| {
-        let status = if e.code() == "batch_too_large" {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        ApiError::new(status, e.code(), e.to_string())
-    })?;
+    let parts =
+        iotchain_reading::decode_batch(payload, max_batch).map_err(|e| ApiError::from_batch(&e))?;
     Ok(Payload::Batch(
         parts.into_iter().map(|m| payload.slice_ref(m)).collect(),
     ))

@@ -206,15 +206,8 @@ async fn post_readings(
             }
         }
         "application/cbor" => {
-            let messages =
-                iotchain_reading::decode_batch(&body, chain.max_batch()).map_err(|e| {
-                    let status = if e.code() == "batch_too_large" {
-                        StatusCode::PAYLOAD_TOO_LARGE
-                    } else {
-                        StatusCode::BAD_REQUEST
-                    };
-                    ApiError::new(status, e.code(), e.to_string())
-                })?;
+            let messages = iotchain_reading::decode_batch(&body, chain.max_batch())
+                .map_err(|e| ApiError::from_batch(&e))?;
             let body = Bytes::from(body.clone());
             let messages: Vec<Bytes> = messages.into_iter().map(|m| body.slice_ref(m)).collect();
             let results = chain

@@ -218,6 +218,9 @@ pub struct Chain {
     proposals: Mutex<HashMap<B256, Proposal>>,
     /// Held while a block commits, so blocks from consensus and from sync commit one at a time.
     commit_lock: Mutex<()>,
+    /// Recorded proposals that did not rebuild to their hash after a restart, so they are not
+    /// rebuilt again each time consensus asks about them.
+    unrestorable: Mutex<HashSet<B256>>,
     consensus_stats: ConsensusStats,
     /// Where accepted items go to reach the other nodes (when there are peers).
     forward: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<crate::forward::Forward>>,
@@ -421,6 +424,7 @@ impl Chain {
             failed: AtomicBool::new(false),
             proposals: Mutex::new(HashMap::new()),
             commit_lock: Mutex::new(()),
+            unrestorable: Mutex::new(HashSet::new()),
             consensus_stats: ConsensusStats::default(),
             forward: std::sync::OnceLock::new(),
             flusher: Mutex::new(None),
@@ -1211,6 +1215,9 @@ impl Chain {
         if let Some(p) = self.proposals.lock().get(hash) {
             return Some(p.block.header.clone());
         }
+        if self.unrestorable.lock().contains(hash) {
+            return None;
+        }
         let (header, consumed) = self.store.proposal(hash).ok().flatten()?;
         if header.parent_hash != self.head().hash {
             // Built on an uncommitted block of its own: restore that one first.
@@ -1222,11 +1229,15 @@ impl Chain {
             .into_iter()
             .take(consumed as usize)
             .collect();
-        if items.len() != consumed as usize {
-            return None;
+        let rebuilt = (items.len() == consumed as usize)
+            .then(|| self.build(base, items, header.timestamp_ms).ok())
+            .flatten()
+            .filter(|h| h.hash() == *hash);
+        if rebuilt.is_none() {
+            tracing::warn!(%hash, "a proposal recorded before the restart does not rebuild; it is left to sync");
+            self.unrestorable.lock().insert(*hash);
         }
-        let rebuilt = self.build(base, items, header.timestamp_ms).ok()?;
-        (rebuilt.hash() == *hash).then_some(rebuilt)
+        rebuilt
     }
 
     /// The whole block of a proposal built or verified here and not yet finalized.

@@ -55,6 +55,16 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
     }
 
+    /// A batch that does not decode: 413 when it holds too many readings, 400 otherwise.
+    pub fn from_batch(e: &iotchain_reading::ReadingError) -> Self {
+        let status = if e.code() == "batch_too_large" {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self::new(status, e.code(), e.to_string())
+    }
+
     /// A state-rule error.
     pub fn from_state(e: &iotchain_state::StateError) -> Self {
         use iotchain_state::StateError as S;
