@@ -1229,9 +1229,13 @@ impl Chain {
             .into_iter()
             .take(consumed as usize)
             .collect();
-        let rebuilt = (items.len() == consumed as usize)
-            .then(|| self.build(base, items, header.timestamp_ms).ok())
-            .flatten()
+        if items.len() != consumed as usize {
+            // Not all its items are back yet (the log's durable mark may still be moving).
+            return None;
+        }
+        let rebuilt = self
+            .build(base, items, header.timestamp_ms)
+            .ok()
             .filter(|h| h.hash() == *hash);
         if rebuilt.is_none() {
             tracing::warn!(%hash, "a proposal recorded before the restart does not rebuild; it is left to sync");
