@@ -808,6 +808,33 @@ impl Chain {
         )
     }
 
+    /// Refuses a transaction when the queue is full or the transaction is queued or final
+    /// already (`known_prefix` starts the message of the latter).
+    fn check_new_tx(
+        &self,
+        ingest: &Ingest,
+        hash: &B256,
+        known_prefix: &str,
+    ) -> Result<(), ApiError> {
+        if ingest.queue.len() >= self.max_pending {
+            return Err(self.overloaded(ingest.queue.len()));
+        }
+        let known = ingest.index.contains_key(hash)
+            || self
+                .store
+                .transaction(hash)
+                .map_err(|e| ApiError::storage(&e))?
+                .is_some();
+        if known {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "known_transaction",
+                format!("{known_prefix}transaction {hash} was already accepted"),
+            ));
+        }
+        Ok(())
+    }
+
     fn accept_tx(&self, raw: Bytes) -> Result<(B256, u64), ApiError> {
         let chain_id = self.genesis.chain_id;
         let tx = SignedTx::decode_and_check(&raw, chain_id)
@@ -815,51 +842,12 @@ impl Chain {
         let hash = tx.hash();
         let mut guard = self.ingest.lock();
         let ingest = &mut *guard;
-        if ingest.queue.len() >= self.max_pending {
-            return Err(self.overloaded(ingest.queue.len()));
-        }
-        if ingest.index.contains_key(&hash)
-            || self
-                .store
-                .transaction(&hash)
-                .map_err(|e| ApiError::storage(&e))?
-                .is_some()
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "known_transaction",
-                format!("transaction {hash} was already accepted"),
-            ));
-        }
+        self.check_new_tx(ingest, &hash, "")?;
         ingest
             .pending
             .apply_tx(&tx, 0)
             .map_err(|e| ApiError::from_state(&e))?;
-        let seq = ingest.next_seq;
-        ingest.next_seq += 1;
-        let arrival_ms = now_ms();
-        ingest.unsynced.push(LogItem {
-            seq,
-            kind: ItemKind::Tx,
-            arrival_ms,
-            key_version: 0,
-            bytes: raw.clone(),
-        });
-        ingest.index.insert(hash, seq);
-        ingest.queue.insert(
-            seq,
-            Queued {
-                seq,
-                kind: ItemKind::Tx,
-                meta: None,
-                id: hash,
-                bytes: raw,
-                arrival_ms,
-                key_version: 0,
-                eth: None,
-            },
-        );
-        Ok((hash, seq))
+        Ok((hash, enqueue_tx(ingest, ItemKind::Tx, hash, raw, None)))
     }
 
     /// Accepts an Ethereum transaction (EIP-2718 bytes, as `eth_sendRawTransaction` takes
@@ -934,50 +922,15 @@ impl Chain {
         let ctx = self.pending_block_context();
         let mut guard = self.ingest.lock();
         let ingest = &mut *guard;
-        if ingest.queue.len() >= self.max_pending {
-            return Err(self.overloaded(ingest.queue.len()));
-        }
-        if ingest.index.contains_key(&hash)
-            || self
-                .store
-                .transaction(&hash)
-                .map_err(|e| ApiError::storage(&e))?
-                .is_some()
-        {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "known_transaction",
-                format!("already known: transaction {hash} was already accepted"),
-            ));
-        }
+        // "already known" is geth's wording, which Ethereum clients match on.
+        self.check_new_tx(ingest, &hash, "already known: ")?;
         BlockExecutor::new(ctx, &())
             .execute(&mut ingest.pending, &tx)
             .map_err(|e| ApiError::from_evm(&e))?;
-        let seq = ingest.next_seq;
-        ingest.next_seq += 1;
-        let arrival_ms = now_ms();
-        ingest.unsynced.push(LogItem {
-            seq,
-            kind: ItemKind::EthTx,
-            arrival_ms,
-            key_version: 0,
-            bytes: raw.clone(),
-        });
-        ingest.index.insert(hash, seq);
-        ingest.queue.insert(
-            seq,
-            Queued {
-                seq,
-                kind: ItemKind::EthTx,
-                meta: None,
-                id: hash,
-                bytes: raw,
-                arrival_ms,
-                key_version: 0,
-                eth: Some(tx),
-            },
-        );
-        Ok((hash, seq))
+        Ok((
+            hash,
+            enqueue_tx(ingest, ItemKind::EthTx, hash, raw, Some(tx)),
+        ))
     }
 
     async fn wait_durable(&self, seq: u64) -> Result<(), ApiError> {
@@ -2131,6 +2084,42 @@ impl ReadingMeta {
             B256::from(iotchain_reading::reading_id(bytes)),
         ))
     }
+}
+
+/// Queues an accepted transaction (owner or Ethereum) for the item log and the next block;
+/// returns its log seq.
+fn enqueue_tx(
+    ingest: &mut Ingest,
+    kind: ItemKind,
+    hash: B256,
+    raw: Bytes,
+    eth: Option<Arc<EthTx>>,
+) -> u64 {
+    let seq = ingest.next_seq;
+    ingest.next_seq += 1;
+    let arrival_ms = now_ms();
+    ingest.unsynced.push(LogItem {
+        seq,
+        kind,
+        arrival_ms,
+        key_version: 0,
+        bytes: raw.clone(),
+    });
+    ingest.index.insert(hash, seq);
+    ingest.queue.insert(
+        seq,
+        Queued {
+            seq,
+            kind,
+            meta: None,
+            id: hash,
+            bytes: raw,
+            arrival_ms,
+            key_version: 0,
+            eth,
+        },
+    );
+    seq
 }
 
 /// Notes a reading just applied to `state` when its device has a hook on its stream: the

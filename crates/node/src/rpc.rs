@@ -208,23 +208,13 @@ pub(crate) async fn dispatch(
         }
         "eth_call" => {
             let req = call_request(p.get(0)?)?;
-            let ctx = chain.pending_block_context();
-            let hashes = StoreHashes {
-                store: chain.store(),
-                number: ctx.number,
-                branch: &[],
-            };
+            let (ctx, hashes) = pending_call_env(chain);
             let out = with_state(chain, &p, 1, |s| iotchain_evm::call(s, &hashes, &ctx, &req))?;
             Ok(json!(out?.output))
         }
         "eth_estimateGas" => {
             let req = call_request(p.get(0)?)?;
-            let ctx = chain.pending_block_context();
-            let hashes = StoreHashes {
-                store: chain.store(),
-                number: ctx.number,
-                branch: &[],
-            };
+            let (ctx, hashes) = pending_call_env(chain);
             let gas = chain.with_pending(|s| iotchain_evm::estimate_gas(s, &hashes, &ctx, &req))?;
             Ok(qty(gas))
         }
@@ -474,6 +464,18 @@ fn call_request(v: &Value) -> Result<CallRequest, RpcError> {
         value: field("value").map(parse_u256).transpose()?,
         input,
     })
+}
+
+/// The context and block hashes a call (`eth_call`, `eth_estimateGas`) runs in: the next
+/// block's.
+fn pending_call_env(chain: &Chain) -> (iotchain_evm::BlockContext, StoreHashes<'_>) {
+    let ctx = chain.pending_block_context();
+    let hashes = StoreHashes {
+        store: chain.store(),
+        number: ctx.number,
+        branch: &[],
+    };
+    (ctx, hashes)
 }
 
 fn stored_receipt(chain: &Chain, hash: &B256) -> Result<Option<StoredReceipt>, RpcError> {

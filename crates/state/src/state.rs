@@ -394,19 +394,7 @@ impl State {
     /// Checks that `owner` may attach a hook to a stream of `device`: it owns the active
     /// device, and the stream name is a valid one.
     pub fn check_hook(&self, owner: Address, device: &DeviceAddress, stream: &str) -> Result<()> {
-        let record = self
-            .devices
-            .get(device)
-            .ok_or(StateError::UnknownDevice(*device))?;
-        if record.owner != owner {
-            return Err(StateError::NotOwner {
-                device: *device,
-                owner: record.owner,
-            });
-        }
-        if record.status == DeviceStatus::Revoked {
-            return Err(StateError::RevokedDevice(*device));
-        }
+        let record = self.owned_active(owner, device)?;
         if stream.is_empty() || stream.len() > MAX_STREAM_NAME {
             return Err(StateError::BadStream(stream.len()));
         }
@@ -523,27 +511,30 @@ impl State {
         self.validate_op(tx.owner, &tx.op)
     }
 
+    /// The record of an active device that `owner` owns.
+    fn owned_active(&self, owner: Address, device: &DeviceAddress) -> Result<&DeviceRecord> {
+        let record = self
+            .devices
+            .get(device)
+            .ok_or(StateError::UnknownDevice(*device))?;
+        if record.owner != owner {
+            return Err(StateError::NotOwner {
+                device: *device,
+                owner: record.owner,
+            });
+        }
+        if record.status == DeviceStatus::Revoked {
+            return Err(StateError::RevokedDevice(*device));
+        }
+        Ok(record)
+    }
+
     /// Checks an operation's rules: an authorised owner that owns the (active) device.
     fn validate_op(&self, owner: Address, op: &DeviceOp) -> Result<()> {
         if !self.owners.contains_key(&owner) {
             return Err(StateError::UnauthorisedOwner(owner));
         }
-        let owned = |device: &DeviceAddress| -> Result<&DeviceRecord> {
-            let record = self
-                .devices
-                .get(device)
-                .ok_or(StateError::UnknownDevice(*device))?;
-            if record.owner != owner {
-                return Err(StateError::NotOwner {
-                    device: *device,
-                    owner: record.owner,
-                });
-            }
-            if record.status == DeviceStatus::Revoked {
-                return Err(StateError::RevokedDevice(*device));
-            }
-            Ok(record)
-        };
+        let owned = |device: &DeviceAddress| self.owned_active(owner, device);
         match op {
             DeviceOp::Register { public_key, .. } => {
                 let address = public_key.address();
