@@ -206,3 +206,83 @@ fn views_show_the_readings_lane_and_refuse_malformed_calls() {
         assert!(view(bad).is_err());
     }
 }
+
+#[test]
+fn an_owner_rotates_a_key_and_a_stranger_cannot() {
+    let mut s = setup();
+    let (device, key) = device_key();
+    assert!(s.send(IOT_ADDRESS, register(&key)));
+    let (_, new_key) = device_key();
+    let rotate = |k: &[u8]| {
+        IIoT::rotateKeyCall {
+            device: Address::from(device.0),
+            alg: -8,
+            publicKey: k.to_vec().into(),
+        }
+        .abi_encode()
+    };
+    // A contract (an authorised owner, but not this device's) is refused.
+    let twice = Address::repeat_byte(0xc2);
+    assert!(s.send(twice, rotate(&new_key)));
+    assert_eq!(s.state.storage_slot(&twice, &U256::ZERO), U256::ZERO);
+    assert_eq!(s.state.device(&device).unwrap().key_version(), 0);
+    // The owner rotates; the old key cannot come back.
+    assert!(s.send(IOT_ADDRESS, rotate(&new_key)));
+    let record = s.state.device(&device).unwrap();
+    assert_eq!(record.key_version(), 1);
+    assert_eq!(record.public_key.to_bytes(), new_key);
+    assert!(!s.send(IOT_ADDRESS, rotate(&key)));
+}
+
+#[test]
+fn an_unfunded_hook_is_not_called_and_a_funded_one_pays_from_its_deposit() {
+    let mut s = setup();
+    let (device, key) = device_key();
+    assert!(s.send(IOT_ADDRESS, register(&key)));
+    let owner = key_address(&s.sender);
+    // The hook contract: the revert-after-call proxy (any code will do; it reverts).
+    let hook = Address::repeat_byte(0xc0);
+    s.state
+        .attach_hook(owner, &device, "temp", hook, 50_000, U256::from(1))
+        .unwrap();
+    let head = StreamHead {
+        stream: "temp".to_string(),
+        seq: 1,
+        ts: 2,
+        id: B256::repeat_byte(9),
+        value: None,
+    };
+    let mut exec = BlockExecutor::new(ctx(), &());
+    let receipt = exec.run_hook(&mut s.state, &device, &head).unwrap();
+    assert!(!receipt.status);
+    assert_eq!(
+        receipt.gas_used, 0,
+        "not called: 1 wei does not cover 50,000 gas"
+    );
+    assert_eq!(receipt.tx_hash, iotchain_evm::hook_call_id(&head.id, &hook));
+    // Funded: called (it reverts: a failed receipt), and the gas is taken from the deposit.
+    let deposit = U256::from(10u128.pow(18));
+    s.state
+        .attach_hook(owner, &device, "temp", hook, 50_000, deposit)
+        .unwrap();
+    s.state.set_account(
+        IOT_ADDRESS,
+        Some(Account::with_balance(deposit + U256::from(1))),
+    );
+    let receipt = exec.run_hook(&mut s.state, &device, &head).unwrap();
+    assert!(!receipt.status);
+    assert!(receipt.gas_used > 21_000);
+    let fee = U256::from(receipt.gas_used) * U256::from(GWEI);
+    let left = s.state.hook(&device, "temp").unwrap().deposit;
+    assert_eq!(left, deposit + U256::from(1) - fee);
+    assert_eq!(
+        s.state.account(&IOT_ADDRESS).unwrap().balance,
+        deposit + U256::from(1) - fee
+    );
+    // No hook on another stream: nothing to call.
+    let other = StreamHead {
+        stream: "humidity".to_string(),
+        ..head
+    };
+    assert!(exec.run_hook(&mut s.state, &device, &other).is_none());
+}
