@@ -46,8 +46,10 @@ interface IIoT {
     /// reading of the stream a block includes, the chain calls
     /// `IReadingHook(hookContract).onReading(...)` from this precompile's address with
     /// `gasLimit` gas (the 21,000 base included), paid at the block's base fee from the
-    /// deposit. A deposit below gasLimit x base fee skips the call; a call that reverts or
-    /// runs out of gas gets a failed receipt; the reading stays final either way.
+    /// deposit. A deposit below gasLimit x base fee skips the call, as does a block whose
+    /// hooks have used up their budget (the block gas limit, which also caps gasLimit); a
+    /// call that reverts or runs out of gas gets a failed receipt; the reading stays final
+    /// either way.
     function attachHook(address device, string calldata stream, address hookContract, uint64 gasLimit)
         external
         payable;

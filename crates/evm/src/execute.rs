@@ -103,6 +103,8 @@ pub struct BlockExecutor<'h, H: ?Sized> {
     ctx: BlockContext,
     hashes: &'h H,
     gas_used: u64,
+    /// Gas the block's hook calls used (they have their own budget: the block gas limit).
+    hook_gas_used: u64,
 }
 
 /// revm's view of the state: reads go straight to the [`State`].
@@ -321,6 +323,7 @@ impl<'h, H: BlockHashes + ?Sized> BlockExecutor<'h, H> {
             ctx,
             hashes,
             gas_used: 0,
+            hook_gas_used: 0,
         }
     }
 
@@ -390,7 +393,8 @@ impl<'h, H: BlockHashes + ?Sized> BlockExecutor<'h, H> {
     /// included), paid at the block's base fee from the owner's deposit (burned). A hook
     /// whose deposit does not cover its gas limit is not called; one that reverts or runs
     /// out of gas gets a failed receipt. Either way the reading stays in the block. Hook
-    /// gas does not count toward the block's gas. Returns the receipt, whose `tx_hash` is
+    /// gas does not count toward the block's gas; it has a budget of its own, as large: a
+    /// hook whose gas limit no longer fits in what is left of it is not called. Returns the receipt, whose `tx_hash` is
     /// [`hook_call_id`].
     pub fn run_hook(
         &mut self,
@@ -422,7 +426,11 @@ impl<'h, H: BlockHashes + ?Sized> BlockExecutor<'h, H> {
             logs: Vec::new(),
             logs_bloom: Bloom::ZERO,
         };
-        if hook.deposit < fee_cap {
+        // Unfunded, or past the block's hook budget (hooks may use, together, as much gas
+        // as the block gas limit): not called.
+        if hook.deposit < fee_cap
+            || self.hook_gas_used.saturating_add(hook.gas_limit) > self.ctx.gas_limit
+        {
             return Some(receipt);
         }
         let env = TxEnv {
@@ -442,6 +450,7 @@ impl<'h, H: BlockHashes + ?Sized> BlockExecutor<'h, H> {
         };
         apply(state, changes);
         receipt.gas_used = result.tx_gas_used();
+        self.hook_gas_used += receipt.gas_used;
         receipt.status = result.is_success();
         if let ExecutionResult::Success { logs, .. } = result {
             apply_events(state, &logs, self.ctx.number);

@@ -16,7 +16,7 @@ use iotchain_reading::{Alg, DeviceAddress};
 use iotchain_state::{DeviceStatus, State, StateError};
 use revm::{
     context::Cfg,
-    context_interface::{ContextTr, JournalTr},
+    context_interface::{Block, ContextTr, JournalTr},
     handler::{EthPrecompiles, PrecompileProvider},
     interpreter::{CallInputs, Gas, InstructionResult, InterpreterResult},
     primitives::AddressSet,
@@ -313,6 +313,13 @@ where
                 .map_err(refused)?;
             if call.hookContract == Address::ZERO || call.gasLimit == 0 {
                 return Err("a hook needs a contract and a gas limit".into());
+            }
+            let limit = context.block().gas_limit();
+            if call.gasLimit > limit {
+                return Err(format!(
+                    "a hook's gas limit {} is above the block gas limit {limit}",
+                    call.gasLimit
+                ));
             }
             let event = IIoT::HookAttached {
                 device: call.device,

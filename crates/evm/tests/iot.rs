@@ -286,3 +286,66 @@ fn an_unfunded_hook_is_not_called_and_a_funded_one_pays_from_its_deposit() {
     };
     assert!(exec.run_hook(&mut s.state, &device, &other).is_none());
 }
+
+#[test]
+fn hooks_share_a_gas_budget_of_one_block_gas_limit() {
+    let mut s = setup();
+    let (device, key) = device_key();
+    assert!(s.send(IOT_ADDRESS, register(&key)));
+    let owner = key_address(&s.sender);
+    // A hook that loops until its gas runs out.
+    let looping = Address::repeat_byte(0xc4);
+    let code_hash = s.state.insert_code(Bytes::from_static(&[0x5b, 0x5f, 0x56]));
+    s.state.set_account(
+        looping,
+        Some(Account {
+            nonce: 1,
+            balance: U256::ZERO,
+            code_hash,
+        }),
+    );
+    // Above the block gas limit: refused by the precompile.
+    let attach = |gas: u64| {
+        IIoT::attachHookCall {
+            device: Address::from(device.0),
+            stream: "temp".into(),
+            hookContract: looping,
+            gasLimit: gas,
+        }
+        .abi_encode()
+    };
+    assert!(!s.send(IOT_ADDRESS, attach(30_000_001)));
+    assert!(s.state.hook(&device, "temp").is_none());
+    // 20M each: the first call burns 20M of the 30M budget, the second does not fit.
+    let deposit = U256::from(10u128.pow(20));
+    s.state
+        .attach_hook(owner, &device, "temp", looping, 20_000_000, deposit)
+        .unwrap();
+    s.state
+        .set_account(IOT_ADDRESS, Some(Account::with_balance(deposit)));
+    let head = StreamHead {
+        stream: "temp".to_string(),
+        seq: 1,
+        ts: 2,
+        id: B256::repeat_byte(9),
+        value: None,
+    };
+    let mut exec = BlockExecutor::new(ctx(), &());
+    let first = exec.run_hook(&mut s.state, &device, &head).unwrap();
+    assert!(!first.status);
+    assert_eq!(first.gas_used, 20_000_000);
+    let second = exec.run_hook(&mut s.state, &device, &head).unwrap();
+    assert!(!second.status);
+    assert_eq!(
+        second.gas_used, 0,
+        "past the block's hook budget: not called"
+    );
+    // The next block has a budget of its own.
+    let mut next = BlockExecutor::new(ctx(), &());
+    assert_eq!(
+        next.run_hook(&mut s.state, &device, &head)
+            .unwrap()
+            .gas_used,
+        20_000_000
+    );
+}
