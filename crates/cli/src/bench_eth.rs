@@ -10,15 +10,18 @@
 
 use std::{sync::Arc, time::Instant};
 
-use alloy_primitives::{Address, Bytes, TxKind, U256};
+use alloy_primitives::{Address, TxKind, U256};
 use alloy_sol_types::{SolCall, SolConstructor, sol};
 use anyhow::{Context, bail};
-use iotchain_evm::{key_address, sign_tx};
+use iotchain_evm::key_address;
 use k256::ecdsa::SigningKey;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::{bench::percentile, client::Client};
+use crate::{
+    bench::percentile,
+    client::{Client, TxSigner},
+};
 
 /// Creation bytecode of tests/eth/contracts/Token.sol (see the module doc).
 const TOKEN_BIN: &str = include_str!("token.bin");
@@ -51,39 +54,6 @@ fn sender_key(i: usize) -> SigningKey {
     secret[0] = 0x5e;
     secret[24..].copy_from_slice(&(i as u64 + 1).to_be_bytes());
     SigningKey::from_slice(&secret).expect("a valid secret")
-}
-
-/// Signs EIP-1559 transactions for one chain at one fee cap.
-#[derive(Clone, Copy)]
-struct Signer {
-    chain_id: u64,
-    max_fee: u128,
-}
-
-impl Signer {
-    fn sign(
-        self,
-        key: &SigningKey,
-        nonce: u64,
-        to: TxKind,
-        value: U256,
-        input: Vec<u8>,
-        gas_limit: u64,
-    ) -> anyhow::Result<String> {
-        let Self { chain_id, max_fee } = self;
-        let tx = alloy_consensus::TxEip1559 {
-            chain_id,
-            nonce,
-            gas_limit,
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: 1,
-            to,
-            value,
-            input: Bytes::from(input),
-            access_list: Default::default(),
-        };
-        Ok(sign_tx(key, tx)?.to_string())
-    }
 }
 
 /// Sends raw transactions in one JSON-RPC batch; their hashes (an error refuses the batch).
@@ -128,7 +98,11 @@ pub(crate) async fn run(
     let chain_id = client.rpc_quantity("eth_chainId", json!([])).await? as u64;
     // Room for a rising base fee while blocks are full.
     let max_fee = client.rpc_quantity("eth_gasPrice", json!([])).await? * 50;
-    let signer = Signer { chain_id, max_fee };
+    let signer = TxSigner {
+        chain_id,
+        max_fee,
+        tip: 1,
+    };
     let senders: Vec<SigningKey> = (0..b.senders.max(1)).map(sender_key).collect();
     let mut nonce = client
         .rpc_quantity(

@@ -197,3 +197,41 @@ impl Client {
         }
     }
 }
+
+/// Signs EIP-1559 transactions for one chain at one fee cap and tip, as raw 0x-hex.
+#[derive(Clone, Copy)]
+pub(crate) struct TxSigner {
+    pub(crate) chain_id: u64,
+    pub(crate) max_fee: u128,
+    pub(crate) tip: u128,
+}
+
+impl TxSigner {
+    pub(crate) fn sign(
+        self,
+        key: &k256::ecdsa::SigningKey,
+        nonce: u64,
+        to: alloy_primitives::TxKind,
+        value: alloy_primitives::U256,
+        input: Vec<u8>,
+        gas_limit: u64,
+    ) -> anyhow::Result<String> {
+        let Self {
+            chain_id,
+            max_fee,
+            tip,
+        } = self;
+        let tx = alloy_consensus::TxEip1559 {
+            chain_id,
+            nonce,
+            gas_limit,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: tip,
+            to,
+            value,
+            input: alloy_primitives::Bytes::from(input),
+            access_list: Default::default(),
+        };
+        Ok(iotchain_evm::sign_tx(key, tx)?.to_string())
+    }
+}

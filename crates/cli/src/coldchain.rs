@@ -8,11 +8,11 @@ use std::time::Duration;
 use alloy_primitives::{Address, Bytes, I256, TxKind, U256};
 use alloy_sol_types::{SolCall, SolConstructor, sol};
 use anyhow::{Context, bail};
-use iotchain_evm::{IIoT, IOT_ADDRESS, sign_tx};
+use iotchain_evm::{IIoT, IOT_ADDRESS};
 use iotchain_reading::DeviceAddress;
 use serde_json::{Value, json};
 
-use crate::client::Client;
+use crate::client::{Client, TxSigner};
 
 /// The escrow's creation bytecode, hex (see the module doc).
 const ESCROW_BIN: &str = include_str!("../../../examples/coldchain/ColdChainEscrow.bin");
@@ -53,6 +53,11 @@ pub(crate) async fn deploy(
         )
         .await? as u64;
     let gas_price = rpc.rpc_quantity("eth_gasPrice", json!([])).await?;
+    let signer = TxSigner {
+        chain_id,
+        max_fee: gas_price * 2,
+        tip: 0,
+    };
     let code = hex::decode(ESCROW_BIN.trim()).context("the escrow bytecode")?;
     let mut sent = Vec::new();
     let mut out = Vec::new();
@@ -90,21 +95,8 @@ pub(crate) async fn deploy(
             ),
         ];
         for (to, input, value, gas_limit) in txs {
-            let tx = alloy_consensus::TxEip1559 {
-                chain_id,
-                nonce,
-                gas_limit,
-                max_fee_per_gas: gas_price * 2,
-                max_priority_fee_per_gas: 0,
-                to,
-                value,
-                input: Bytes::from(input),
-                access_list: Default::default(),
-            };
-            let raw = sign_tx(&key, tx)?;
-            let hash = rpc
-                .rpc("eth_sendRawTransaction", json!([raw.to_string()]))
-                .await?;
+            let raw = signer.sign(&key, nonce, to, value, input, gas_limit)?;
+            let hash = rpc.rpc("eth_sendRawTransaction", json!([raw])).await?;
             sent.push(hash.as_str().context("a hash")?.to_string());
             nonce += 1;
         }

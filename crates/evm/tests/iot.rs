@@ -103,6 +103,17 @@ impl Setup {
     }
 }
 
+/// A reading of the stream `temp` (no value).
+fn temp_head() -> StreamHead {
+    StreamHead {
+        stream: "temp".to_string(),
+        seq: 1,
+        ts: 2,
+        id: B256::repeat_byte(9),
+        value: None,
+    }
+}
+
 fn device_key() -> (DeviceAddress, Vec<u8>) {
     let k = KeyFile::generate(KeyAlg::Ed25519);
     let signer = k.device_signer().unwrap();
@@ -245,13 +256,7 @@ fn an_unfunded_hook_is_not_called_and_a_funded_one_pays_from_its_deposit() {
     s.state
         .attach_hook(owner, &device, "temp", hook, 50_000, U256::from(1))
         .unwrap();
-    let head = StreamHead {
-        stream: "temp".to_string(),
-        seq: 1,
-        ts: 2,
-        id: B256::repeat_byte(9),
-        value: None,
-    };
+    let head = temp_head();
     let mut exec = BlockExecutor::new(ctx(), &());
     let receipt = exec.run_hook(&mut s.state, &device, &head).unwrap();
     assert!(!receipt.status);
@@ -323,13 +328,7 @@ fn hooks_share_a_gas_budget_of_one_block_gas_limit() {
         .unwrap();
     s.state
         .set_account(IOT_ADDRESS, Some(Account::with_balance(deposit)));
-    let head = StreamHead {
-        stream: "temp".to_string(),
-        seq: 1,
-        ts: 2,
-        id: B256::repeat_byte(9),
-        value: None,
-    };
+    let head = temp_head();
     let mut exec = BlockExecutor::new(ctx(), &());
     let first = exec.run_hook(&mut s.state, &device, &head).unwrap();
     assert!(!first.status);

@@ -1208,25 +1208,23 @@ impl Chain {
         self.proposed_header(hash).is_some()
     }
 
-    /// Applies `items` (the oldest queue items not in `base`'s ancestors) on `base`'s state
-    /// and keeps the resulting block as a proposal.
-    fn build(
-        &self,
-        base: Base,
-        items: Vec<Queued>,
+    /// The execution context and block hashes of a block at `height` on `base` (the same
+    /// for the proposer building it and every validator verifying it).
+    fn block_env<'a>(
+        &'a self,
+        base: &'a Base,
+        height: u64,
         timestamp_ms: u64,
-    ) -> Result<Header, NodeError> {
-        let parent = base.hash;
-        let height = base.height + 1;
-        let mut state = base.state;
-        let proposer = B256::from(self.validator.public_key());
+        parent: B256,
+        proposer: &B256,
+    ) -> (iotchain_evm::BlockContext, StoreHashes<'a>) {
         let base_fee = next_base_fee(&self.genesis, base.gas);
         let ctx = block_context(
             &self.genesis,
             height,
             timestamp_ms,
             parent,
-            &proposer,
+            proposer,
             base_fee,
         );
         let hashes = StoreHashes {
@@ -1234,6 +1232,23 @@ impl Chain {
             number: height,
             branch: &base.branch,
         };
+        (ctx, hashes)
+    }
+
+    /// Applies `items` (the oldest queue items not in `base`'s ancestors) on `base`'s state
+    /// and keeps the resulting block as a proposal.
+    fn build(
+        &self,
+        mut base: Base,
+        items: Vec<Queued>,
+        timestamp_ms: u64,
+    ) -> Result<Header, NodeError> {
+        let parent = base.hash;
+        let height = base.height + 1;
+        let mut state = std::mem::take(&mut base.state);
+        let proposer = B256::from(self.validator.public_key());
+        let (ctx, hashes) = self.block_env(&base, height, timestamp_ms, parent, &proposer);
+        let base_fee = ctx.base_fee;
         let mut executor = BlockExecutor::new(ctx, &hashes);
         let mut receipts = BlockReceipts::default();
         let mut hook_calls: Vec<(DeviceAddress, StreamHead)> = Vec::new();
@@ -1597,7 +1612,7 @@ impl Chain {
         if header.chain_id != self.genesis.chain_id {
             return Err(reject(format!("chain id {}", header.chain_id)));
         }
-        let Some(base) = self.base(header.parent_hash) else {
+        let Some(mut base) = self.base(header.parent_hash) else {
             let head = self.head();
             return Err(reject(format!(
                 "parent {} does not extend the head {} at height {} nor a block known here",
@@ -1627,21 +1642,15 @@ impl Chain {
         let params = &self.genesis.params;
         let max = self.max_reading_bytes();
         let height = header.height;
-        let mut state = base.state;
-        let base_fee = next_base_fee(&self.genesis, base.gas);
-        let ctx = block_context(
-            &self.genesis,
+        let mut state = std::mem::take(&mut base.state);
+        let (ctx, hashes) = self.block_env(
+            &base,
             height,
             header.timestamp_ms,
             header.parent_hash,
             &header.proposer,
-            base_fee,
         );
-        let hashes = StoreHashes {
-            store: &self.store,
-            number: height,
-            branch: &base.branch,
-        };
+        let base_fee = ctx.base_fee;
         let mut executor = BlockExecutor::new(ctx, &hashes);
         let mut receipts = BlockReceipts::default();
         let mut hook_calls: Vec<(DeviceAddress, StreamHead)> = Vec::new();
@@ -2012,7 +2021,8 @@ pub(crate) struct ReadingMeta {
     device: DeviceAddress,
     seq: u64,
     ts: u64,
-    stream: Box<str>,
+    /// Shared, so cloning a queued reading's meta does not copy it.
+    stream: Arc<str>,
     /// `data` in micro-units when it is a CBOR number.
     value: Option<I256>,
 }
