@@ -207,6 +207,48 @@ impl fmt::Display for CertificateError {
     }
 }
 
+/// Checks an Ed25519 signature with the cofactored equation `[8][s]B = [8]R + [8][k]A`,
+/// `k = SHA-512(R ‖ A ‖ M)`, as ZIP-215 defines it: `s` must be canonical, `R` and `A` curve
+/// points, and `A` not of small order (such a key would verify forgeries).
+///
+/// This is the rule of the node (for device readings, checked in batches) and of Commonware's
+/// simplex (for validator votes): unlike the cofactorless equation it gives one verdict for a
+/// signature whether it is checked alone or in a batch, so every verifier agrees. Signatures
+/// made by RFC 8032 signers always pass.
+pub fn verify_ed25519(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+    use curve25519_dalek::{
+        edwards::{CompressedEdwardsY, EdwardsPoint},
+        scalar::Scalar,
+        traits::IsIdentity,
+    };
+    use sha2::Sha512;
+    let Some(a) = CompressedEdwardsY(*public_key).decompress() else {
+        return false;
+    };
+    if a.is_small_order() {
+        return false;
+    }
+    let mut r_bytes = [0u8; 32];
+    let mut s_bytes = [0u8; 32];
+    r_bytes.copy_from_slice(&signature[..32]);
+    s_bytes.copy_from_slice(&signature[32..]);
+    let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
+        return false;
+    };
+    let Some(s) = Scalar::from_canonical_bytes(s_bytes).into_option() else {
+        return false;
+    };
+    let digest = Sha512::new()
+        .chain_update(r_bytes)
+        .chain_update(public_key)
+        .chain_update(message)
+        .finalize();
+    let k = Scalar::from_bytes_mod_order_wide(&digest.into());
+    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &-a, &s) - r)
+        .mul_by_cofactor()
+        .is_identity()
+}
+
 /// Checks that every signature of `certificate` is by a distinct member of `validators` and
 /// valid, and that there are at least [`quorum`] of them.
 pub fn verify_certificate(
@@ -232,11 +274,7 @@ pub fn verify_certificate(
         {
             return Err(CertificateError::SignedTwice(s.validator));
         }
-        let valid = ed25519_dalek::VerifyingKey::from_bytes(&s.validator).is_ok_and(|key| {
-            key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&s.signature))
-                .is_ok()
-        });
-        if !valid {
+        if !verify_ed25519(&s.validator, message, &s.signature) {
             return Err(CertificateError::InvalidSignature(s.validator));
         }
     }
@@ -491,10 +529,7 @@ fn verify_device(
             let key: &[u8; 32] = key
                 .try_into()
                 .map_err(|_| ProofError::DeviceSignature("an Ed25519 key is 32 bytes"))?;
-            let key = ed25519_dalek::VerifyingKey::from_bytes(key)
-                .map_err(|_| ProofError::DeviceSignature("not an Ed25519 public key"))?;
-            key.verify_strict(signed, &ed25519_dalek::Signature::from_bytes(signature))
-                .is_ok()
+            verify_ed25519(key, signed, signature)
         }
         Alg::Es256 => {
             use p256::ecdsa::signature::Verifier as _;
