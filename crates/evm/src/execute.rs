@@ -269,20 +269,76 @@ fn evm_error(
                 .account(&tx.caller)
                 .map(|a| a.balance)
                 .unwrap_or_default();
-            match invalid(tx, ctx.base_fee, t, balance) {
-                EvmError::GasAboveBlockLimit { gas, .. } => EvmError::GasAboveBlockLimit {
-                    gas,
-                    limit: ctx.gas_limit,
-                },
-                EvmError::WrongChainId { got, .. } => EvmError::WrongChainId {
-                    got,
-                    expected: ctx.chain_id,
-                },
-                other => other,
-            }
+            invalid_in(tx, ctx, t, balance)
         }
         other => EvmError::Invalid(other.to_string()),
     }
+}
+
+/// [`invalid`], with the block's gas limit and chain id filled in.
+fn invalid_in(tx: &TxEnv, ctx: &BlockContext, e: InvalidTransaction, balance: U256) -> EvmError {
+    match invalid(tx, ctx.base_fee, e, balance) {
+        EvmError::GasAboveBlockLimit { gas, .. } => EvmError::GasAboveBlockLimit {
+            gas,
+            limit: ctx.gas_limit,
+        },
+        EvmError::WrongChainId { got, .. } => EvmError::WrongChainId {
+            got,
+            expected: ctx.chain_id,
+        },
+        other => other,
+    }
+}
+
+/// A sender as the transaction queue sees it: its account after the transactions of it that
+/// are accepted and not yet in a block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueuedSender {
+    /// The nonce its next transaction must carry: its account's nonce plus its queued
+    /// transactions.
+    pub nonce: u64,
+    /// Its balance less what its queued transactions may cost at most.
+    pub balance: U256,
+    /// Whether the sender's account holds code (EIP-3607: it may not send transactions).
+    pub has_code: bool,
+}
+
+/// Checks `tx` as the next transaction of its sender, to be executed in a block like `ctx`,
+/// without executing it: every rule revm checks before it executes a transaction (chain id,
+/// fee cap against the base fee, priority fee within the fee cap, gas limit within the
+/// block's, intrinsic gas and the EIP-7623 floor, init code size, no code at the sender, the
+/// nonce, funds for `gas_limit × max_fee + value`), with revm's own checks. Returns what the
+/// transaction may cost at most: what its sender must keep for it until it is in a block.
+///
+/// This is how a transaction queue accepts transactions (as Ethereum nodes' pools do): the
+/// EVM runs each transaction once, in the block that includes it.
+pub fn check_next(tx: &EthTx, ctx: &BlockContext, sender: &QueuedSender) -> Result<U256> {
+    use revm::{
+        context_interface::Transaction as _,
+        handler::{pre_execution::validate_account_nonce_and_code, validation},
+    };
+    let env = tx_env(tx);
+    let fail = |e: InvalidTransaction| invalid_in(&env, ctx, e, sender.balance);
+    let evm = Context::mainnet()
+        .with_block(ctx.env())
+        .with_tx(env.clone())
+        .modify_cfg_chained(|cfg| {
+            cfg.set_spec_and_mainnet_gas_params(SPEC);
+            cfg.chain_id = ctx.chain_id;
+        });
+    let cap = revm::context_interface::Cfg::tx_gas_limit_cap(&evm.cfg);
+    validation::validate_tx_env(evm, SPEC).map_err(fail)?;
+    validation::validate_initial_tx_gas(&env, SPEC, false, false, cap, None).map_err(fail)?;
+    if sender.has_code {
+        return Err(fail(InvalidTransaction::RejectCallerWithCode));
+    }
+    let account = AccountInfo {
+        nonce: sender.nonce,
+        ..AccountInfo::default()
+    };
+    validate_account_nonce_and_code(&account, env.nonce, false, false).map_err(fail)?;
+    env.ensure_enough_balance(sender.balance).map_err(fail)?;
+    env.max_balance_spending().map_err(fail)
 }
 
 /// Runs revm on `state` without changing it.

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use alloy_primitives::{B256, Bytes, I256};
+use alloy_primitives::{Address, B256, Bytes, I256, U256};
 use axum::http::StatusCode;
 use iotchain_block::{
     Block, BlockItem, DeviceKeyJson, FinalityCertificate, Genesis, Header, ProofBundle, SignedTx,
@@ -17,7 +17,7 @@ use iotchain_block::{
 use iotchain_crypto::{DevicePublicKey, SignatureCheck, ValidatorKey, verify_signatures};
 use iotchain_evm::{BlockExecutor, EthTx};
 use iotchain_reading::DeviceAddress;
-use iotchain_state::{DeviceRecord, Gap, State, StreamHead};
+use iotchain_state::{DeviceRecord, Gap, State, StateRecords, StreamHead};
 use iotchain_storage::{
     BlockCommit, BlockGas, ChainStore, ItemKind, ItemLog, LogItem, ReadingLocation, TxLocation,
 };
@@ -93,6 +93,8 @@ pub(crate) struct Queued {
     pub(crate) key_version: u32,
     /// An Ethereum transaction, decoded and its sender recovered.
     pub(crate) eth: Option<Arc<EthTx>>,
+    /// What an Ethereum transaction may cost its sender at most (kept for it while queued).
+    pub(crate) max_cost: U256,
 }
 
 /// A block built or verified here, not yet committed, and everything committing it will
@@ -107,8 +109,10 @@ struct Proposal {
     readings: Vec<([u8; 32], ReadingLocation)>,
     txs: Vec<(B256, TxLocation)>,
     gaps: Vec<(DeviceAddress, Gap)>,
-    /// Receipts of the Ethereum transactions, encoded for the store.
+    /// Receipts of the Ethereum transactions and hook calls, encoded for the store.
     receipts: Vec<(B256, Vec<u8>)>,
+    /// The ids of the hook calls.
+    hook_calls: Vec<B256>,
     /// Base fee and gas used.
     gas: BlockGas,
     /// Item-log seqs of the queue items a block built here consumed (a prefix of the queue);
@@ -136,16 +140,156 @@ struct Base {
 const MAX_UNCOMMITTED_DEPTH: usize = 64;
 
 struct Ingest {
-    /// Committed state plus every queued item.
+    /// Committed state plus every queued reading and owner transaction. Queued Ethereum
+    /// transactions are not executed here (the block that includes one executes it): their
+    /// senders' nonces and reserved funds are in `senders`.
     pending: State,
     /// Accepted items not yet in a block, by item-log seq (oldest first).
     queue: BTreeMap<u64, Queued>,
     /// Reading ids and transaction hashes in the queue.
     index: HashMap<B256, u64>,
+    /// Senders of queued Ethereum transactions: how many each has queued and what they may
+    /// cost at most.
+    senders: HashMap<Address, QueuedTxs>,
+    /// Queued owner and Ethereum transactions.
+    owner_txs: usize,
+    eth_txs: usize,
     next_seq: u64,
     /// Accepted items not yet synced to the log.
     unsynced: Vec<LogItem>,
     stopping: bool,
+}
+
+/// A sender's queued Ethereum transactions.
+#[derive(Debug, Clone, Copy, Default)]
+struct QueuedTxs {
+    count: u64,
+    max_cost: U256,
+}
+
+impl Ingest {
+    /// Queues an accepted item (already applied to the pending view, if it applies there)
+    /// and hands it to the item log.
+    fn push(&mut self, q: Queued) {
+        self.unsynced.push(LogItem {
+            seq: q.seq,
+            kind: q.kind,
+            arrival_ms: q.arrival_ms,
+            key_version: q.key_version,
+            bytes: q.bytes.clone(),
+        });
+        self.insert(q);
+    }
+
+    /// Queues an item that is in the item log already.
+    fn insert(&mut self, q: Queued) {
+        match (&q.kind, &q.eth) {
+            (ItemKind::Tx, _) => self.owner_txs += 1,
+            (ItemKind::EthTx, Some(tx)) => {
+                self.eth_txs += 1;
+                let s = self.senders.entry(tx.sender).or_default();
+                s.count += 1;
+                s.max_cost = s.max_cost.saturating_add(q.max_cost);
+            }
+            _ => {}
+        }
+        self.index.insert(q.id, q.seq);
+        self.queue.insert(q.seq, q);
+    }
+
+    /// Takes the item with log seq `seq` out of the queue.
+    fn remove(&mut self, seq: u64) -> Option<Queued> {
+        let q = self.queue.remove(&seq)?;
+        self.index.remove(&q.id);
+        match (&q.kind, &q.eth) {
+            (ItemKind::Tx, _) => self.owner_txs -= 1,
+            (ItemKind::EthTx, Some(tx)) => {
+                self.eth_txs -= 1;
+                if let Some(s) = self.senders.get_mut(&tx.sender) {
+                    s.count -= 1;
+                    s.max_cost = s.max_cost.saturating_sub(q.max_cost);
+                    if s.count == 0 {
+                        self.senders.remove(&tx.sender);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Some(q)
+    }
+
+    /// The next log seq.
+    fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// `sender` as its next Ethereum transaction sees it: its account in the pending view
+    /// after its queued transactions.
+    fn queued_sender(&self, sender: &Address) -> iotchain_evm::QueuedSender {
+        let account = self.pending.account(sender);
+        let queued = self.senders.get(sender).copied().unwrap_or_default();
+        iotchain_evm::QueuedSender {
+            nonce: account.map_or(0, |a| a.nonce) + queued.count,
+            balance: account
+                .map_or(U256::ZERO, |a| a.balance)
+                .saturating_sub(queued.max_cost),
+            has_code: account.is_some_and(|a| a.code_hash != alloy_primitives::KECCAK256_EMPTY),
+        }
+    }
+
+    /// Checks an Ethereum transaction as its sender's next one and queues it; its log seq.
+    fn enqueue_eth(
+        &mut self,
+        tx: Arc<EthTx>,
+        ctx: &iotchain_evm::BlockContext,
+        arrival_ms: u64,
+    ) -> Result<u64, ApiError> {
+        let max_cost = iotchain_evm::check_next(&tx, ctx, &self.queued_sender(&tx.sender))
+            .map_err(|e| ApiError::from_evm(&e))?;
+        let seq = self.take_seq();
+        self.push(Queued {
+            seq,
+            kind: ItemKind::EthTx,
+            meta: None,
+            id: tx.hash,
+            bytes: tx.raw.clone(),
+            arrival_ms,
+            key_version: 0,
+            eth: Some(tx),
+            max_cost,
+        });
+        Ok(seq)
+    }
+
+    /// Drops queued Ethereum transactions that can no longer follow their sender's nonce in
+    /// the pending view (another transaction of the sender took that nonce in a block, or an
+    /// earlier one of the sender was left out of a block), and those after them.
+    fn drop_stale_eth_txs(&mut self) {
+        if self.eth_txs == 0 {
+            return;
+        }
+        let mut next: HashMap<Address, Option<u64>> = HashMap::new();
+        let mut stale = Vec::new();
+        for q in self.queue.values() {
+            let Some(tx) = &q.eth else { continue };
+            let expected = next
+                .entry(tx.sender)
+                .or_insert_with(|| Some(self.pending.account(&tx.sender).map_or(0, |a| a.nonce)));
+            if *expected == Some(tx.nonce()) {
+                *expected = tx.nonce().checked_add(1);
+            } else {
+                *expected = None;
+                stale.push(q.seq);
+            }
+        }
+        for seq in stale {
+            if let Some(q) = self.remove(seq) {
+                tracing::info!(hash = %q.id, "queued transaction no longer follows its sender's nonce after a block; dropped");
+            }
+        }
+    }
 }
 
 /// Counters exposed at `/metrics`.
@@ -290,6 +434,7 @@ impl Chain {
                     state: &records,
                     gaps: &[],
                     receipts: &[],
+                    hook_calls: &[],
                     gas: BlockGas {
                         base_fee: genesis.params.min_base_fee,
                         gas_used: 0,
@@ -346,6 +491,9 @@ impl Chain {
             pending: committed.clone(),
             queue: BTreeMap::new(),
             index: HashMap::new(),
+            senders: HashMap::new(),
+            owner_txs: 0,
+            eth_txs: 0,
             next_seq: log_done + 1,
             unsynced: Vec::new(),
             stopping: false,
@@ -365,34 +513,29 @@ impl Chain {
             let applied = match item.kind {
                 ItemKind::Reading => ReadingMeta::decode(&bytes).and_then(|(meta, id)| {
                     apply_reading(&mut ingest.pending, &meta, id, item.key_version, None)?;
-                    Ok((id, Some(meta), None))
+                    Ok((id, Some(meta), None, U256::ZERO))
                 }),
                 ItemKind::Tx => apply_tx_bytes(&mut ingest.pending, &bytes, genesis.chain_id, 0)
-                    .map(|id| (id, None, None)),
+                    .map(|id| (id, None, None, U256::ZERO)),
                 ItemKind::EthTx => decode_eth(&genesis, &bytes).and_then(|tx| {
-                    BlockExecutor::new(pending_ctx, &())
-                        .execute(&mut ingest.pending, &tx)
+                    let sender = ingest.queued_sender(&tx.sender);
+                    let max_cost = iotchain_evm::check_next(&tx, &pending_ctx, &sender)
                         .map_err(|e| ApiError::from_evm(&e))?;
-                    Ok((tx.hash, None, Some(Arc::new(tx))))
+                    Ok((tx.hash, None, Some(Arc::new(tx)), max_cost))
                 }),
             };
             match applied {
-                Ok((id, meta, eth)) => {
-                    ingest.index.insert(id, item.seq);
-                    ingest.queue.insert(
-                        item.seq,
-                        Queued {
-                            seq: item.seq,
-                            kind: item.kind,
-                            meta,
-                            id,
-                            bytes,
-                            arrival_ms: item.arrival_ms,
-                            key_version: item.key_version,
-                            eth,
-                        },
-                    );
-                }
+                Ok((id, meta, eth, max_cost)) => ingest.insert(Queued {
+                    seq: item.seq,
+                    kind: item.kind,
+                    meta,
+                    id,
+                    bytes,
+                    arrival_ms: item.arrival_ms,
+                    key_version: item.key_version,
+                    eth,
+                    max_cost,
+                }),
                 Err(e) => {
                     tracing::info!(seq = item.seq, error = %e.message, "logged item no longer applies (final in a block of another validator, or superseded); skipped")
                 }
@@ -488,12 +631,15 @@ impl Chain {
     /// Numbers of queued readings and transactions.
     pub fn pending_counts(&self) -> (usize, usize) {
         let ingest = self.ingest.lock();
-        let txs = ingest
-            .queue
-            .values()
-            .filter(|q| q.kind != ItemKind::Reading)
-            .count();
+        let txs = ingest.owner_txs + ingest.eth_txs;
         (ingest.queue.len() - txs, txs)
+    }
+
+    /// The nonce the next Ethereum transaction of `sender` must carry: its account's nonce
+    /// after its transactions waiting for a block (`eth_getTransactionCount` with
+    /// `pending`).
+    pub fn pending_nonce(&self, sender: &Address) -> u64 {
+        self.ingest.lock().queued_sender(sender).nonce
     }
 
     /// Runs `f` on the committed state.
@@ -593,30 +739,18 @@ impl Chain {
                 let r = c.and_then(|c| {
                     let CheckedReading { d, key_version, .. } = c;
                     apply_reading(&mut ingest.pending, &d.meta, d.id, key_version, None)?;
-                    let seq = ingest.next_seq;
-                    ingest.next_seq += 1;
-                    let arrival_ms = now_ms();
-                    ingest.unsynced.push(LogItem {
+                    let seq = ingest.take_seq();
+                    ingest.push(Queued {
                         seq,
                         kind: ItemKind::Reading,
-                        arrival_ms,
+                        meta: Some(d.meta),
+                        id: d.id,
+                        bytes: d.bytes,
+                        arrival_ms: now_ms(),
                         key_version,
-                        bytes: d.bytes.clone(),
+                        eth: None,
+                        max_cost: U256::ZERO,
                     });
-                    ingest.index.insert(d.id, seq);
-                    ingest.queue.insert(
-                        seq,
-                        Queued {
-                            seq,
-                            kind: ItemKind::Reading,
-                            meta: Some(d.meta),
-                            id: d.id,
-                            bytes: d.bytes,
-                            arrival_ms,
-                            key_version,
-                            eth: None,
-                        },
-                    );
                     max_seq = seq;
                     Ok(d.id)
                 });
@@ -808,23 +942,27 @@ impl Chain {
         )
     }
 
-    /// Refuses a transaction when the queue is full or the transaction is queued or final
-    /// already (`known_prefix` starts the message of the latter).
+    /// Refuses a transaction when the queue is full or the transaction is queued already
+    /// (`known_prefix` starts the message of the latter), or, with `final_too`, final already.
+    /// (A final Ethereum transaction needs no lookup: its nonce is used, so it is refused as
+    /// `nonce too low`, as geth refuses it.)
     fn check_new_tx(
         &self,
         ingest: &Ingest,
         hash: &B256,
         known_prefix: &str,
+        final_too: bool,
     ) -> Result<(), ApiError> {
         if ingest.queue.len() >= self.max_pending {
             return Err(self.overloaded(ingest.queue.len()));
         }
         let known = ingest.index.contains_key(hash)
-            || self
-                .store
-                .transaction(hash)
-                .map_err(|e| ApiError::storage(&e))?
-                .is_some();
+            || (final_too
+                && self
+                    .store
+                    .transaction(hash)
+                    .map_err(|e| ApiError::storage(&e))?
+                    .is_some());
         if known {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -842,18 +980,31 @@ impl Chain {
         let hash = tx.hash();
         let mut guard = self.ingest.lock();
         let ingest = &mut *guard;
-        self.check_new_tx(ingest, &hash, "")?;
+        self.check_new_tx(ingest, &hash, "", true)?;
         ingest
             .pending
             .apply_tx(&tx, 0)
             .map_err(|e| ApiError::from_state(&e))?;
-        Ok((hash, enqueue_tx(ingest, ItemKind::Tx, hash, raw, None)))
+        let seq = ingest.take_seq();
+        ingest.push(Queued {
+            seq,
+            kind: ItemKind::Tx,
+            meta: None,
+            id: hash,
+            bytes: raw,
+            arrival_ms: now_ms(),
+            key_version: 0,
+            eth: None,
+            max_cost: U256::ZERO,
+        });
+        Ok((hash, seq))
     }
 
     /// Accepts an Ethereum transaction (EIP-2718 bytes, as `eth_sendRawTransaction` takes
-    /// them): decoded and its sender recovered, then executed on the pending view, so that
-    /// its nonce, funds and fee cap are checked against every transaction accepted before
-    /// it. Durable when this returns; forwarded to the other nodes.
+    /// them): decoded, its sender recovered, and checked as its sender's next transaction
+    /// after those already queued (nonce, funds for everything queued, fee cap, gas; see
+    /// [`iotchain_evm::check_next`]). It is executed once, in the block that includes it.
+    /// Durable when this returns; forwarded to the other nodes.
     pub async fn submit_eth_tx(self: &Arc<Self>, raw: Bytes) -> ItemResult {
         self.submit_eth_tx_from(raw, true).await
     }
@@ -861,33 +1012,73 @@ impl Chain {
     /// Like [`Chain::submit_eth_tx`]; `forward` false for a transaction another node
     /// forwarded.
     pub async fn submit_eth_tx_from(self: &Arc<Self>, raw: Bytes, forward: bool) -> ItemResult {
-        let r = {
-            let chain = self.clone();
-            let raw = raw.clone();
-            match tokio::task::spawn_blocking(move || chain.accept_eth_tx(raw)).await {
-                Ok(r) => r,
-                Err(e) => Err(ApiError::storage(&e)),
-            }
+        let mut results = self.submit_eth_txs_from(vec![raw], forward).await;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(ApiError::storage(&"no result")))
+    }
+
+    /// Accepts several Ethereum transactions in order (a JSON-RPC batch): their senders are
+    /// recovered in parallel, and they are checked, queued and synced to the log together.
+    /// One result per transaction; a refused one does not stop those after it.
+    pub async fn submit_eth_txs_from(
+        self: &Arc<Self>,
+        raws: Vec<Bytes>,
+        forward: bool,
+    ) -> Vec<ItemResult> {
+        let originals = (forward && self.forward.get().is_some()).then(|| raws.clone());
+        let chain = self.clone();
+        let accepted = match tokio::task::spawn_blocking(move || chain.accept_eth_txs(raws)).await {
+            Ok(r) => r,
+            Err(e) => return vec![Err(ApiError::storage(&e))],
         };
-        match &r {
-            Ok(_) => {
-                self.metrics.txs_accepted.fetch_add(1, Ordering::Relaxed);
+        let max_seq = self.count_eth_txs(&accepted);
+        let mut results: Vec<ItemResult> =
+            accepted.into_iter().map(|r| r.map(|(h, _)| h)).collect();
+        if max_seq > 0
+            && let Err(e) = self.wait_durable(max_seq).await
+        {
+            results = results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
+        }
+        if let (Some(originals), Some(f)) = (originals, self.forward.get()) {
+            let accepted: Vec<Bytes> = originals
+                .into_iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(raw, _)| raw)
+                .collect();
+            if !accepted.is_empty() {
+                let _ = f.send(crate::forward::Forward::EthTxs(accepted));
             }
-            Err(e) => self.count_rejection(e.code),
         }
-        let (hash, seq) = r?;
-        self.wait_durable(seq).await?;
-        if let (true, Some(f)) = (forward, self.forward.get()) {
-            let _ = f.send(crate::forward::Forward::EthTx(raw));
-        }
-        Ok(hash)
+        results
     }
 
     /// Like [`Chain::submit_eth_tx`] (without forwarding), blocking the calling thread.
     pub fn submit_eth_tx_blocking(&self, raw: Bytes) -> ItemResult {
-        let (hash, seq) = self.accept_eth_tx(raw)?;
-        self.wait_durable_blocking(seq)?;
+        let accepted = self.accept_eth_txs(vec![raw]);
+        let max_seq = self.count_eth_txs(&accepted);
+        let (hash, _) = accepted
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(ApiError::storage(&"no result")))?;
+        self.wait_durable_blocking(max_seq)?;
         Ok(hash)
+    }
+
+    /// Counts accepted and refused transactions; the last log seq to wait for (0: none).
+    fn count_eth_txs(&self, accepted: &[Result<(B256, u64), ApiError>]) -> u64 {
+        let mut max_seq = 0;
+        for r in accepted {
+            match r {
+                Ok((_, seq)) => {
+                    self.metrics.txs_accepted.fetch_add(1, Ordering::Relaxed);
+                    max_seq = max_seq.max(*seq);
+                }
+                Err(e) => self.count_rejection(e.code),
+            }
+        }
+        max_seq
     }
 
     /// The context the pending view executes Ethereum transactions in: the next block, as
@@ -916,21 +1107,29 @@ impl Chain {
         next_base_fee(&self.genesis, *self.head_gas.read())
     }
 
-    fn accept_eth_tx(&self, raw: Bytes) -> Result<(B256, u64), ApiError> {
-        let tx = Arc::new(decode_eth(&self.genesis, &raw)?);
-        let hash = tx.hash;
+    /// Decodes `raws` and recovers their senders (in parallel: the costly part), then checks
+    /// and queues them in order under one lock.
+    fn accept_eth_txs(&self, raws: Vec<Bytes>) -> Vec<Result<(B256, u64), ApiError>> {
+        use rayon::prelude::*;
+        let decoded: Vec<Result<EthTx, ApiError>> = raws
+            .par_iter()
+            .with_min_len(8)
+            .map(|raw| decode_eth(&self.genesis, raw))
+            .collect();
         let ctx = self.pending_block_context();
         let mut guard = self.ingest.lock();
         let ingest = &mut *guard;
-        // "already known" is geth's wording, which Ethereum clients match on.
-        self.check_new_tx(ingest, &hash, "already known: ")?;
-        BlockExecutor::new(ctx, &())
-            .execute(&mut ingest.pending, &tx)
-            .map_err(|e| ApiError::from_evm(&e))?;
-        Ok((
-            hash,
-            enqueue_tx(ingest, ItemKind::EthTx, hash, raw, Some(tx)),
-        ))
+        let arrival_ms = now_ms();
+        decoded
+            .into_iter()
+            .map(|tx| {
+                let tx = Arc::new(tx?);
+                // "already known" is geth's wording, which Ethereum clients match on.
+                self.check_new_tx(ingest, &tx.hash, "already known: ", false)?;
+                let hash = tx.hash;
+                Ok((hash, ingest.enqueue_eth(tx, &ctx, arrival_ms)?))
+            })
+            .collect()
     }
 
     async fn wait_durable(&self, seq: u64) -> Result<(), ApiError> {
@@ -1348,6 +1547,7 @@ impl Chain {
             txs,
             gaps,
             receipts: receipts.encoded,
+            hook_calls: receipts.hook_calls,
             gas,
             consumed: items.iter().map(|q| q.seq).collect(),
         };
@@ -1467,6 +1667,7 @@ impl Chain {
             state: &proposal.records,
             gaps: &proposal.gaps,
             receipts: &proposal.receipts,
+            hook_calls: &proposal.hook_calls,
             gas: proposal.gas,
             log_done,
         };
@@ -1487,16 +1688,7 @@ impl Chain {
                 timestamp_ms: header.timestamp_ms,
             });
         }
-        // What the block changed, when it is only device records (readings): the pending
-        // view is then rebuilt for those devices alone.
-        let r = &proposal.records;
-        let only_devices = (proposal.txs.is_empty()
-            && r.owners.is_empty()
-            && r.accounts.is_empty()
-            && r.storage.is_empty()
-            && r.wiped.is_empty())
-        .then(|| r.devices.iter().map(|d| d.address).collect::<Vec<_>>());
-        self.settle_queue(&included, &proposal.consumed, only_devices.as_deref());
+        self.settle_queue(&included, &proposal.consumed, &proposal.records);
         // Proposals at or below the new head can no longer be finalized; those above it may
         // (if they descend from it). Removed only now that the head has moved, so a block
         // on this one always finds its parent as the head or as a proposal.
@@ -1516,89 +1708,83 @@ impl Chain {
         Ok((header, readings, txs))
     }
 
-    /// Takes a committed block's items out of the queue. A block built here consumed a prefix
-    /// of the queue, so the pending view (committed state plus queue) is unchanged; after
-    /// another validator's block it is rebuilt on the new committed state, dropping queued
-    /// items that no longer apply.
+    /// Takes a committed block's items out of the queue and brings the pending view (the
+    /// committed state plus the queued readings and owner transactions) up to the new
+    /// committed state.
     ///
-    /// The pending view executed Ethereum transactions in a guessed context (time, base fee),
-    /// so after a block with Ethereum transactions it is rebuilt too.
-    fn settle_queue(
-        &self,
-        included: &HashSet<B256>,
-        consumed: &[u64],
-        only_devices: Option<&[DeviceAddress]>,
-    ) {
+    /// A block built here consumed a prefix of the queue: when it changed device records
+    /// only (readings), the pending view holds its effects already. Otherwise the pending view
+    /// takes the accounts the block changed, and the device records it changed with the queued
+    /// readings of those devices applied again; when the block changed owner records or owner
+    /// transactions are queued (registry administration, rare) it is rebuilt from the
+    /// committed state. Queued items that no longer apply are dropped, and so are Ethereum
+    /// transactions whose nonce the block used or skipped.
+    fn settle_queue(&self, included: &HashSet<B256>, consumed: &[u64], changed: &StateRecords) {
         let built_here = !consumed.is_empty() || included.is_empty();
         let mut guard = self.ingest.lock();
         let ingest = &mut *guard;
         // A block built here may have left out queued items that no longer applied.
         for seq in consumed {
-            if let Some(q) = ingest.queue.remove(seq) {
-                ingest.index.remove(&q.id);
-            }
+            ingest.remove(*seq);
         }
         for id in included {
-            if let Some(seq) = ingest.index.remove(id) {
-                ingest.queue.remove(&seq);
+            if let Some(seq) = ingest.index.get(id).copied() {
+                ingest.remove(seq);
             }
         }
-        if built_here && only_devices.is_some() {
+        let only_devices = changed.owners.is_empty()
+            && changed.accounts.is_empty()
+            && changed.storage.is_empty()
+            && changed.wiped.is_empty()
+            && changed.code.is_empty();
+        if built_here && only_devices {
             return;
         }
         let committed = self.committed.read();
-        let queue_has_txs = ingest.queue.values().any(|q| q.kind != ItemKind::Reading);
-        if let (Some(devices), false) = (only_devices, queue_has_txs) {
-            // Only these devices changed, and only readings are queued: rebuild the pending
-            // view of these devices alone (re-applying the whole queue on a copy of the whole
-            // state, every block, costs more the longer the queue is).
-            let touched: HashSet<DeviceAddress> = devices.iter().copied().collect();
+        let mut dropped = Vec::new();
+        if changed.owners.is_empty() && ingest.owner_txs == 0 {
+            ingest.pending.absorb_accounts(changed);
+            let touched: HashSet<DeviceAddress> =
+                changed.devices.iter().map(|d| d.address).collect();
             for d in &touched {
                 ingest.pending.copy_device_from(&committed, d);
             }
-            let mut dropped = Vec::new();
             for q in ingest.queue.values() {
                 let Some(meta) = q.meta.as_ref().filter(|m| touched.contains(&m.device)) else {
                     continue;
                 };
                 if let Err(e) = apply_reading(&mut ingest.pending, meta, q.id, q.key_version, None)
                 {
-                    tracing::info!(id = %q.id, error = %e.message, "queued reading no longer applies after another validator's block; dropped");
-                    dropped.push((q.seq, q.id));
+                    tracing::info!(id = %q.id, error = %e.message, "queued reading no longer applies after a block; dropped");
+                    dropped.push(q.seq);
                 }
             }
-            for (seq, id) in dropped {
-                ingest.queue.remove(&seq);
-                ingest.index.remove(&id);
+        } else {
+            let mut pending = committed.clone();
+            let chain_id = self.genesis.chain_id;
+            for q in ingest.queue.values() {
+                let applied = match (&q.kind, &q.meta) {
+                    (ItemKind::Reading, Some(meta)) => {
+                        apply_reading(&mut pending, meta, q.id, q.key_version, None)
+                    }
+                    (ItemKind::Tx, _) => {
+                        apply_tx_bytes(&mut pending, &q.bytes, chain_id, 0).map(|_| ())
+                    }
+                    // Ethereum transactions are checked by their senders' nonces below.
+                    _ => Ok(()),
+                };
+                if let Err(e) = applied {
+                    tracing::info!(id = %q.id, error = %e.message, "queued item no longer applies after a block; dropped");
+                    dropped.push(q.seq);
+                }
             }
-            return;
+            ingest.pending = pending;
         }
-        let mut pending = committed.clone();
         drop(committed);
-        let chain_id = self.genesis.chain_id;
-        let ctx = self.pending_block_context();
-        let mut dropped = Vec::new();
-        for q in ingest.queue.values() {
-            let applied = match (&q.kind, &q.meta, &q.eth) {
-                (ItemKind::Reading, Some(meta), _) => {
-                    apply_reading(&mut pending, meta, q.id, q.key_version, None)
-                }
-                (ItemKind::EthTx, _, Some(tx)) => BlockExecutor::new(ctx, &())
-                    .execute(&mut pending, tx)
-                    .map(|_| ())
-                    .map_err(|e| ApiError::from_evm(&e)),
-                _ => apply_tx_bytes(&mut pending, &q.bytes, chain_id, 0).map(|_| ()),
-            };
-            if let Err(e) = applied {
-                tracing::info!(id = %q.id, error = %e.message, "queued item no longer applies after another validator's block; dropped");
-                dropped.push((q.seq, q.id));
-            }
+        for seq in dropped {
+            ingest.remove(seq);
         }
-        for (seq, id) in dropped {
-            ingest.queue.remove(&seq);
-            ingest.index.remove(&id);
-        }
-        ingest.pending = pending;
+        ingest.drop_stale_eth_txs();
     }
 
     /// Checks a block proposed by another validator: it extends the head, and every reading
@@ -1842,6 +2028,7 @@ impl Chain {
                 txs,
                 gaps,
                 receipts: receipts.encoded,
+                hook_calls: receipts.hook_calls,
                 gas,
                 consumed: Vec::new(),
             },
@@ -2094,42 +2281,6 @@ impl ReadingMeta {
             B256::from(iotchain_reading::reading_id(bytes)),
         ))
     }
-}
-
-/// Queues an accepted transaction (owner or Ethereum) for the item log and the next block;
-/// returns its log seq.
-fn enqueue_tx(
-    ingest: &mut Ingest,
-    kind: ItemKind,
-    hash: B256,
-    raw: Bytes,
-    eth: Option<Arc<EthTx>>,
-) -> u64 {
-    let seq = ingest.next_seq;
-    ingest.next_seq += 1;
-    let arrival_ms = now_ms();
-    ingest.unsynced.push(LogItem {
-        seq,
-        kind,
-        arrival_ms,
-        key_version: 0,
-        bytes: raw.clone(),
-    });
-    ingest.index.insert(hash, seq);
-    ingest.queue.insert(
-        seq,
-        Queued {
-            seq,
-            kind,
-            meta: None,
-            id: hash,
-            bytes: raw,
-            arrival_ms,
-            key_version: 0,
-            eth,
-        },
-    );
-    seq
 }
 
 /// Notes a reading just applied to `state` when its device has a hook on its stream: the

@@ -7,7 +7,8 @@ use iotchain_evm::{BlockContext, BlockHashes, Receipt};
 use iotchain_storage::{BlockGas, ChainStore};
 use serde::{Deserialize, Serialize};
 
-/// A receipt with its place in the block, as stored by transaction hash.
+/// A receipt with its place in the block, as stored (among its block's receipts, by
+/// transaction hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredReceipt {
     /// The receipt.
@@ -44,7 +45,9 @@ pub(crate) fn hooks_key(height: u64) -> B256 {
 /// The ids of the hook calls a block made, in order.
 pub(crate) fn hook_ids(store: &ChainStore, height: u64) -> iotchain_storage::Result<Vec<B256>> {
     Ok(store
-        .receipt(&hooks_key(height))?
+        .receipts_in(height, &[hooks_key(height)])?
+        .pop()
+        .flatten()
         .unwrap_or_default()
         .chunks_exact(32)
         .map(B256::from_slice)
@@ -57,6 +60,8 @@ pub(crate) fn hook_ids(store: &ChainStore, height: u64) -> iotchain_storage::Res
 pub(crate) struct BlockReceipts {
     /// (hash, encoded [`StoredReceipt`]), plus the hook index entry once hooks ran.
     pub(crate) encoded: Vec<(B256, Vec<u8>)>,
+    /// The ids of the hook calls made.
+    pub(crate) hook_calls: Vec<B256>,
     log_count: u32,
     count: u32,
 }
@@ -88,6 +93,7 @@ impl BlockReceipts {
         for (device, head) in calls {
             if let Some(receipt) = executor.run_hook(state, device, head) {
                 ids.extend_from_slice(receipt.tx_hash.as_slice());
+                self.hook_calls.push(receipt.tx_hash);
                 self.push(height, receipt);
             }
         }

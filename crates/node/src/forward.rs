@@ -17,6 +17,8 @@ pub const FORWARDED_HEADER: &str = "x-iotchain-forwarded";
 
 /// Most readings in one forwarded request.
 const MAX_FORWARD_BATCH: usize = 4096;
+/// Most Ethereum transactions in one forwarded JSON-RPC batch (the batch limit of `/`).
+const MAX_FORWARD_TXS: usize = 100;
 /// Longest an accepted reading waits to be forwarded with others.
 const LINGER: Duration = Duration::from_millis(5);
 
@@ -27,8 +29,9 @@ pub(crate) enum Forward {
     Readings(Vec<Bytes>),
     /// A raw owner transaction.
     Tx(Bytes),
-    /// A raw Ethereum transaction (sent to the peer's JSON-RPC endpoint).
-    EthTx(Bytes),
+    /// Raw Ethereum transactions, in order (sent to the peer's JSON-RPC endpoint in
+    /// batches).
+    EthTxs(Vec<Bytes>),
 }
 
 /// Sends what `items` delivers to every peer until the channel closes.
@@ -39,26 +42,45 @@ pub(crate) async fn run(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<F
         .map(|p| p.trim_end_matches('/').to_string())
         .collect();
     while let Some(first) = items.recv().await {
-        let mut readings: Vec<Bytes> = Vec::new();
-        let mut txs: Vec<(bool, Bytes)> = Vec::new();
-        let add = |f: Forward, readings: &mut Vec<Bytes>, txs: &mut Vec<(bool, Bytes)>| match f {
-            Forward::Readings(r) => readings.extend(r),
-            Forward::Tx(t) => txs.push((false, t)),
-            Forward::EthTx(t) => txs.push((true, t)),
-        };
-        add(first, &mut readings, &mut txs);
         let deadline = tokio::time::Instant::now() + LINGER;
-        while readings.len() < MAX_FORWARD_BATCH {
+        let (mut readings, mut txs, mut eth) = (Vec::new(), Vec::new(), Vec::new());
+        let mut next = Some(first);
+        loop {
+            match next.take() {
+                Some(Forward::Readings(r)) => readings.extend(r),
+                Some(Forward::Tx(t)) => txs.push(t),
+                Some(Forward::EthTxs(t)) => eth.extend(t),
+                None => {}
+            }
+            if readings.len() >= MAX_FORWARD_BATCH {
+                break;
+            }
             match tokio::time::timeout_at(deadline, items.recv()).await {
-                Ok(Some(f)) => add(f, &mut readings, &mut txs),
+                Ok(Some(f)) => next = Some(f),
                 _ => break,
             }
         }
+        // Ethereum transactions go in JSON-RPC batches, in the order they were accepted (a
+        // sender's nonces stay in order).
+        let eth_batches: Vec<serde_json::Value> = eth
+            .chunks(MAX_FORWARD_TXS)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, tx)| {
+                        let raw = format!("0x{}", hex::encode(tx));
+                        serde_json::json!({"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction", "params": [raw]})
+                    })
+                    .collect()
+            })
+            .collect();
         let body = Bytes::from(iotchain_reading::encode_batch(&readings));
         let sends = peers.iter().map(|peer| {
             let client = client.clone();
             let body = body.clone();
             let txs = txs.clone();
+            let eth_batches = eth_batches.clone();
             let has_readings = !readings.is_empty();
             async move {
                 if has_readings {
@@ -74,19 +96,16 @@ pub(crate) async fn run(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<F
                         tracing::debug!(%peer, error = %e, "forwarding readings failed");
                     }
                 }
-                for (eth, tx) in txs {
-                    let (url, body) = if eth {
-                        let raw = format!("0x{}", hex::encode(&tx));
-                        (
-                            format!("{peer}/"),
-                            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction", "params": [raw]}),
-                        )
-                    } else {
+                let posts = txs
+                    .into_iter()
+                    .map(|tx| {
                         (
                             format!("{peer}/v1/transactions"),
                             serde_json::json!({ "raw": tx }),
                         )
-                    };
+                    })
+                    .chain(eth_batches.into_iter().map(|b| (format!("{peer}/"), b)));
+                for (url, body) in posts {
                     let r = client
                         .post(url)
                         .header(FORWARDED_HEADER, "1")

@@ -137,13 +137,59 @@ pub(crate) async fn handle(
                     .into_response();
             }
             let mut out = Vec::with_capacity(calls.len());
-            for c in calls {
-                out.push(one(&chain, c, forwarded).await);
+            let mut rest = calls.as_slice();
+            while let Some(first) = rest.first() {
+                // Consecutive raw transactions are accepted together: their senders are
+                // recovered in parallel and they wait for one log sync.
+                let run = rest
+                    .iter()
+                    .take_while(|c| raw_transaction(c).is_some())
+                    .count();
+                if run > 1 {
+                    out.extend(send_raw_transactions(&chain, &rest[..run], forwarded).await);
+                    rest = &rest[run..];
+                } else {
+                    out.push(one(&chain, first.clone(), forwarded).await);
+                    rest = &rest[1..];
+                }
             }
             Json(Value::Array(out)).into_response()
         }
         single => Json(one(&chain, single, forwarded).await).into_response(),
     }
+}
+
+/// The raw bytes of a well-formed `eth_sendRawTransaction` request.
+fn raw_transaction(request: &Value) -> Option<Bytes> {
+    if request.get("method")?.as_str()? != "eth_sendRawTransaction" {
+        return None;
+    }
+    match request.get("params")?.as_array()?.as_slice() {
+        [raw] => parse_bytes(raw).ok(),
+        _ => None,
+    }
+}
+
+/// Responses to consecutive well-formed `eth_sendRawTransaction` requests of a batch, in
+/// order, each as [`one`] would give it.
+async fn send_raw_transactions(
+    chain: &Arc<Chain>,
+    requests: &[Value],
+    forwarded: bool,
+) -> Vec<Value> {
+    let raws: Vec<Bytes> = requests.iter().filter_map(raw_transaction).collect();
+    let results = chain.submit_eth_txs_from(raws, !forwarded).await;
+    requests
+        .iter()
+        .zip(results)
+        .map(|(request, result)| {
+            let id = request.get("id").cloned().unwrap_or(Value::Null);
+            match result {
+                Ok(hash) => json!({"jsonrpc": "2.0", "id": id, "result": hash}),
+                Err(e) => json!({"jsonrpc": "2.0", "id": id, "error": RpcError::from(e).json()}),
+            }
+        })
+        .collect()
 }
 
 async fn one(chain: &Arc<Chain>, request: Value, forwarded: bool) -> Value {
@@ -193,6 +239,10 @@ pub(crate) async fn dispatch(
         }
         "eth_getTransactionCount" => {
             let a = p.address(0)?;
+            if params.get(1).and_then(Value::as_str) == Some("pending") {
+                // The account's nonce after its transactions waiting for a block.
+                return Ok(qty(chain.pending_nonce(&a)));
+            }
             with_state(chain, &p, 1, |s| qty(s.account(&a).map_or(0, |x| x.nonce)))
         }
         "eth_getCode" => {
@@ -487,6 +537,27 @@ fn stored_receipt(chain: &Chain, hash: &B256) -> Result<Option<StoredReceipt>, R
         .ok_or_else(|| storage("undecodable receipt"))
 }
 
+/// The receipts under `ids` in the block at `height`, in order (one read of the block's
+/// receipts).
+fn stored_receipts(
+    chain: &Chain,
+    height: u64,
+    ids: &[B256],
+) -> Result<Vec<Option<StoredReceipt>>, RpcError> {
+    chain
+        .store()
+        .receipts_in(height, ids)
+        .map_err(storage)?
+        .into_iter()
+        .map(|bytes| match bytes {
+            None => Ok(None),
+            Some(b) => StoredReceipt::decode(&b)
+                .map(Some)
+                .ok_or_else(|| storage("undecodable receipt")),
+        })
+        .collect()
+}
+
 /// The Ethereum transactions of the block at `height`, in order.
 fn eth_txs(chain: &Chain, height: u64) -> Result<Vec<EthTx>, RpcError> {
     let block = chain
@@ -621,10 +692,12 @@ fn block_json(chain: &Chain, height: u64, full: bool) -> RpcResult {
         .unwrap_or_default();
     let txs = eth_txs(chain, height)?;
     let mut bloom = Bloom::ZERO;
-    for tx in &txs {
-        if let Some(r) = stored_receipt(chain, &tx.hash)? {
-            bloom.accrue_bloom(&r.receipt.logs_bloom);
-        }
+    let hashes: Vec<B256> = txs.iter().map(|tx| tx.hash).collect();
+    for r in stored_receipts(chain, height, &hashes)?
+        .into_iter()
+        .flatten()
+    {
+        bloom.accrue_bloom(&r.receipt.logs_bloom);
     }
     let transactions: Vec<Value> = txs
         .iter()
@@ -771,10 +844,7 @@ fn get_logs(chain: &Chain, filter: &Value) -> RpcResult {
             continue;
         }
         let hash = header_at(chain, height)?.hash();
-        for id in ids {
-            let Some(r) = stored_receipt(chain, &id)? else {
-                continue;
-            };
+        for r in stored_receipts(chain, height, &ids)?.into_iter().flatten() {
             for (i, log) in r.receipt.logs.iter().enumerate() {
                 if f.matches(log) {
                     out.push(log_json(&r, &hash, i, log));
@@ -817,14 +887,13 @@ fn fee_history(chain: &Chain, p: &Params<'_>) -> RpcResult {
         // gas, or zero in a block without transactions.
         let mut tips: Vec<(u128, u64)> = Vec::new();
         if g.gas_used > 0 {
-            for tx in eth_txs(chain, h)? {
-                if let Some(r) = stored_receipt(chain, &tx.hash)? {
-                    let tip = r
-                        .receipt
-                        .effective_gas_price
-                        .saturating_sub(g.base_fee as u128);
-                    tips.push((tip, r.receipt.gas_used));
-                }
+            let hashes: Vec<B256> = eth_txs(chain, h)?.iter().map(|tx| tx.hash).collect();
+            for r in stored_receipts(chain, h, &hashes)?.into_iter().flatten() {
+                let tip = r
+                    .receipt
+                    .effective_gas_price
+                    .saturating_sub(g.base_fee as u128);
+                tips.push((tip, r.receipt.gas_used));
             }
         }
         tips.sort_unstable();

@@ -1,4 +1,5 @@
-//! The contract lane through the chain: Ethereum transactions accepted into the pending view,
+//! The contract lane through the chain: Ethereum transactions checked and queued (nonce and
+//! funds against what their senders have queued),
 //! ordered into blocks beside readings, re-executed by a second validator before its vote,
 //! with receipts stored, fees paid to the proposer, and the state surviving a restart.
 
@@ -155,9 +156,14 @@ async fn eth_transactions_are_executed_verified_and_committed() {
         .unwrap_err();
     assert!(gap.message.starts_with("nonce too high"), "{}", gap.message);
     assert_eq!(
-        a.with_pending(|s| s.account(&alice).unwrap().nonce),
+        a.pending_nonce(&alice),
         1,
-        "the pending view holds the accepted transaction"
+        "the queue holds the accepted transaction: the sender's next nonce is 1"
+    );
+    assert_eq!(
+        a.with_pending(|s| s.account(&alice).unwrap().nonce),
+        0,
+        "a queued transaction runs once, in its block, not in the pending view"
     );
     let deploy = a
         .submit_eth_tx(tx(&net.alice, 1, TxKind::Create, 0, logger_init(), 200_000))
@@ -283,4 +289,71 @@ async fn a_block_with_a_bad_eth_transaction_is_refused() {
     block.items = vec![BlockItem::EthTx(transfer(&net.alice, 0, bob, 1))];
     let why = net.b.verify_block(block).unwrap_err().to_string();
     assert!(why.contains("root"), "{why}");
+}
+
+/// `b` proposes; `a` re-executes and verifies; both commit.
+fn round_by_b(net: &Net, view: u64) -> Block {
+    let header = net.b.propose(net.b.head().hash, true).unwrap().unwrap();
+    let block = net.b.proposed_block(&header.hash()).unwrap();
+    net.a.verify_block(block.clone()).unwrap();
+    let cert = certify(net, &block, view);
+    net.b.finalize(header.hash(), cert.clone()).unwrap();
+    net.a.finalize(header.hash(), cert).unwrap();
+    block
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_reserves_funds_and_follows_nonces_used_elsewhere() {
+    let net = net();
+    let carol = SigningKey::from_bytes(&[8u8; 32].into()).unwrap();
+    let carol_address = key_address(&carol);
+    let bob = Address::repeat_byte(0xb0);
+    // A transfer costs its sender at most 21,000 × 10 gwei + value = 2.1e14 + value.
+    let funding = transfer(&net.alice, 0, carol_address, 500_000_000_000_000);
+    net.a.submit_eth_tx(funding.clone()).await.unwrap();
+    round(&net, 1);
+    // Sent again once final, it is refused for its used nonce (as geth refuses it).
+    let again = net.a.submit_eth_tx(funding).await.unwrap_err();
+    assert_eq!(again.code, "nonce_too_low", "{}", again.message);
+    assert_eq!(
+        balance(&net.a, &carol_address),
+        U256::from(500_000_000_000_000u64)
+    );
+
+    // Carol can pay for one 2e14 transfer, not for a second one on top of it: the queue
+    // keeps what the first may cost, although neither has run yet.
+    let first = transfer(&carol, 0, bob, 200_000_000_000_000);
+    net.a.submit_eth_tx(first.clone()).await.unwrap();
+    let second = net
+        .a
+        .submit_eth_tx(transfer(&carol, 1, bob, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(second.code, "insufficient_funds", "{}", second.message);
+    assert_eq!(net.a.pending_nonce(&carol_address), 1);
+    assert_eq!(net.a.pending_counts(), (0, 1));
+
+    // Another validator includes a different transaction of carol's with nonce 0: the one
+    // queued here can no longer run, is dropped, and her next nonce is 1 again.
+    net.b
+        .submit_eth_tx(transfer(&carol, 0, bob, 3))
+        .await
+        .unwrap();
+    let block = round_by_b(&net, 2);
+    assert_eq!(block.items.len(), 1);
+    assert_eq!(
+        net.a.pending_counts(),
+        (0, 0),
+        "the superseded transaction is dropped"
+    );
+    assert_eq!(net.a.pending_nonce(&carol_address), 1);
+    assert_eq!(balance(&net.a, &bob), U256::from(3));
+    // What it reserved is free again: another 2e14 transfer fits in what she has left.
+    net.a
+        .submit_eth_tx(transfer(&carol, 1, bob, 200_000_000_000_000))
+        .await
+        .unwrap();
+    let block = round(&net, 3);
+    assert_eq!(block.items.len(), 1);
+    assert_eq!(balance(&net.b, &bob), U256::from(200_000_000_000_003u64));
 }

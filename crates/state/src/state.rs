@@ -349,6 +349,23 @@ impl State {
         self.dirty_devices.insert(*device);
     }
 
+    /// Takes the accounts, storage slots and code of `records`, changes made to another copy
+    /// of this state (for a pending view that follows the committed state's accounts).
+    pub fn absorb_accounts(&mut self, records: &StateRecords) {
+        for a in &records.wiped {
+            self.wipe_storage(*a);
+        }
+        for (a, account) in &records.accounts {
+            self.set_account(*a, *account);
+        }
+        for (a, slot, value) in &records.storage {
+            self.set_storage(*a, *slot, *value);
+        }
+        for (_, code) in &records.code {
+            self.insert_code(code.clone());
+        }
+    }
+
     /// The hook on a device stream, if any.
     pub fn hook(&self, device: &DeviceAddress, stream: &str) -> Option<&Hook> {
         self.devices

@@ -31,8 +31,14 @@ const ACCOUNTS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("acc
 const STORAGE: TableDefinition<'_, [u8; 52], [u8; 32]> = TableDefinition::new("storage");
 /// Contract code by its keccak256.
 const CODE: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("code");
-/// Receipts of Ethereum transactions by transaction hash (bytes encoded by the node).
+/// Receipts of Ethereum transactions by transaction hash (bytes encoded by the node), as data
+/// directories written before [`BLOCK_RECEIPTS`] hold them: read, never written.
 const RECEIPTS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("receipts");
+/// The receipts of a block (its Ethereum transactions' and hook calls', encoded by the node),
+/// framed for lookup by hash ([`crate::receipts`]).
+const BLOCK_RECEIPTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("block_receipts");
+/// Hook call id → the height of its block (an Ethereum transaction's is in [`TXS`]).
+const HOOK_CALLS: TableDefinition<'_, [u8; 32], u64> = TableDefinition::new("hook_calls");
 /// Per block: the EIP-1559 base fee and the gas its Ethereum transactions used.
 const GAS: TableDefinition<'_, u64, [u8; 16]> = TableDefinition::new("block_gas");
 /// Blocks proposed to consensus and not yet final: header RLP ‖ consumed item count (u32 BE).
@@ -125,8 +131,11 @@ pub struct BlockCommit<'a> {
     pub gaps: &'a [(DeviceAddress, Gap)],
     /// Changed device, owner and account records, storage slots and code.
     pub state: &'a StateRecords,
-    /// Receipts of the block's Ethereum transactions, by transaction hash.
+    /// Receipts of the block's Ethereum transactions and hook calls (and any other value the
+    /// node keeps with them), by hash.
     pub receipts: &'a [(B256, Vec<u8>)],
+    /// The ids of the block's hook calls (their receipts are among `receipts`).
+    pub hook_calls: &'a [B256],
     /// The block's base fee and the gas its Ethereum transactions used.
     pub gas: BlockGas,
     /// The highest item-log seq this block consumed.
@@ -185,6 +194,8 @@ impl ChainStore {
             w.open_table(STORAGE)?;
             w.open_table(CODE)?;
             w.open_table(RECEIPTS)?;
+            w.open_table(BLOCK_RECEIPTS)?;
+            w.open_table(HOOK_CALLS)?;
             w.open_table(GAS)?;
         }
         w.commit()?;
@@ -228,8 +239,11 @@ impl ChainStore {
             for (id, loc) in sorted {
                 readings.insert(*id, loc.encode())?;
             }
+            // Hashes are uniformly random too: key order, as for the readings.
+            let mut sorted_txs: Vec<&(B256, TxLocation)> = c.txs.iter().collect();
+            sorted_txs.sort_unstable_by_key(|(hash, _)| *hash);
             let mut txs = w.open_table(TXS)?;
-            for (hash, loc) in c.txs {
+            for (hash, loc) in sorted_txs {
                 let mut v = [0u8; 12];
                 v[..8].copy_from_slice(&loc.height.to_be_bytes());
                 v[8..].copy_from_slice(&loc.item.to_be_bytes());
@@ -276,9 +290,15 @@ impl ChainStore {
             for (hash, bytes) in &c.state.code {
                 code.insert(hash.0, bytes.as_ref())?;
             }
-            let mut receipts = w.open_table(RECEIPTS)?;
-            for (hash, bytes) in c.receipts {
-                receipts.insert(hash.0, bytes.as_slice())?;
+            if !c.receipts.is_empty() {
+                w.open_table(BLOCK_RECEIPTS)?
+                    .insert(height, crate::receipts::encode(c.receipts).as_slice())?;
+            }
+            let mut hook_calls: Vec<&B256> = c.hook_calls.iter().collect();
+            hook_calls.sort_unstable();
+            let mut hooks = w.open_table(HOOK_CALLS)?;
+            for id in hook_calls {
+                hooks.insert(id.0, height)?;
             }
             let mut gas = [0u8; 16];
             gas[..8].copy_from_slice(&c.gas.base_fee.to_be_bytes());
@@ -460,12 +480,41 @@ impl ChainStore {
         })
     }
 
-    /// The stored receipt bytes of an Ethereum transaction.
+    /// The stored receipt bytes of an Ethereum transaction or a hook call.
     pub fn receipt(&self, hash: &B256) -> Result<Option<Vec<u8>>> {
         let r = self.db.begin_read()?;
+        let height = match r.open_table(TXS)?.get(hash.0)? {
+            Some(v) => Some(u64::from_be_bytes(
+                v.value()[..8].try_into().expect("8 bytes"),
+            )),
+            None => r.open_table(HOOK_CALLS)?.get(hash.0)?.map(|v| v.value()),
+        };
+        if let Some(height) = height
+            && let Some(blob) = r.open_table(BLOCK_RECEIPTS)?.get(height)?
+        {
+            return Ok(crate::receipts::lookup(blob.value(), hash).map(<[u8]>::to_vec));
+        }
         Ok(r.open_table(RECEIPTS)?
             .get(hash.0)?
             .map(|v| v.value().to_vec()))
+    }
+
+    /// The stored values under `hashes` among the receipts of the block at `height`, in
+    /// order (one read of the block's receipts for all of them).
+    pub fn receipts_in(&self, height: u64, hashes: &[B256]) -> Result<Vec<Option<Vec<u8>>>> {
+        let r = self.db.begin_read()?;
+        if let Some(blob) = r.open_table(BLOCK_RECEIPTS)?.get(height)? {
+            let blob = blob.value();
+            return Ok(hashes
+                .iter()
+                .map(|h| crate::receipts::lookup(blob, h).map(<[u8]>::to_vec))
+                .collect());
+        }
+        let legacy = r.open_table(RECEIPTS)?;
+        hashes
+            .iter()
+            .map(|h| Ok(legacy.get(h.0)?.map(|v| v.value().to_vec())))
+            .collect()
     }
 
     /// A block's base fee and gas used (`None` before the contract lane existed).
@@ -506,5 +555,110 @@ mod tests {
         let unknown = ReadingLocation { ts: None, ..loc };
         assert_eq!(ReadingLocation::decode(unknown.encode()), unknown);
         assert_eq!(unknown.delay_ms(), None);
+    }
+
+    fn block_at(height: u64) -> Block {
+        Block {
+            header: Header {
+                chain_id: 1,
+                height,
+                parent_hash: B256::ZERO,
+                timestamp_ms: 0,
+                proposer: B256::ZERO,
+                readings_root: B256::ZERO,
+                reading_count: 0,
+                transactions_root: B256::ZERO,
+                transaction_count: 0,
+                state_root: B256::ZERO,
+            },
+            items: vec![],
+        }
+    }
+
+    fn commit(
+        store: &ChainStore,
+        height: u64,
+        txs: &[(B256, TxLocation)],
+        receipts: &[(B256, Vec<u8>)],
+        hooks: &[B256],
+    ) {
+        let block = block_at(height);
+        let cert = FinalityCertificate::new(height, block.header.hash(), 0, height, 0);
+        store
+            .commit_block(&BlockCommit {
+                block: &block,
+                certificate: &cert,
+                readings: &[],
+                txs,
+                gaps: &[],
+                state: &StateRecords::default(),
+                receipts,
+                hook_calls: hooks,
+                gas: BlockGas::default(),
+                log_done: 0,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn receipts_are_found_by_hash_and_by_block_and_old_ones_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("chain.redb"), 1 << 20).unwrap();
+        let (tx, hook, extra) = (
+            B256::repeat_byte(1),
+            B256::repeat_byte(2),
+            B256::repeat_byte(3),
+        );
+        // A receipt written the way data directories before per-block receipts hold it.
+        let old = B256::repeat_byte(9);
+        {
+            let w = store.db.begin_write().unwrap();
+            w.open_table(RECEIPTS)
+                .unwrap()
+                .insert(old.0, b"old".as_slice())
+                .unwrap();
+            w.commit().unwrap();
+        }
+        commit(
+            &store,
+            1,
+            &[(old, TxLocation { height: 1, item: 0 })],
+            &[],
+            &[],
+        );
+        commit(
+            &store,
+            2,
+            &[(tx, TxLocation { height: 2, item: 4 })],
+            &[
+                (tx, b"tx".to_vec()),
+                (hook, b"hook".to_vec()),
+                (extra, b"extra".to_vec()),
+            ],
+            &[hook],
+        );
+        assert_eq!(
+            store.receipt(&tx).unwrap().as_deref(),
+            Some(b"tx".as_slice())
+        );
+        assert_eq!(
+            store.receipt(&hook).unwrap().as_deref(),
+            Some(b"hook".as_slice())
+        );
+        assert_eq!(
+            store.receipt(&old).unwrap().as_deref(),
+            Some(b"old".as_slice())
+        );
+        // Neither a transaction nor a hook call: reachable through its block only.
+        assert_eq!(store.receipt(&extra).unwrap(), None);
+        assert_eq!(
+            store.receipts_in(2, &[extra, tx, old]).unwrap(),
+            vec![Some(b"extra".to_vec()), Some(b"tx".to_vec()), None]
+        );
+        assert_eq!(
+            store.receipts_in(1, &[old]).unwrap(),
+            vec![Some(b"old".to_vec())]
+        );
+        assert_eq!(store.receipts_in(7, &[tx]).unwrap(), vec![None]);
     }
 }

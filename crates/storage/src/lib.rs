@@ -11,6 +11,7 @@
 mod chain;
 mod error;
 mod log;
+mod receipts;
 
 pub use chain::{BlockCommit, BlockGas, ChainStore, ReadingLocation, TxLocation, delay_ms};
 pub use error::{Result, StorageError};
