@@ -84,17 +84,40 @@ pub(crate) struct BenchArgs {
     /// Make the transfers ERC-20 `transfer` calls instead of plain value transfers.
     #[arg(long, requires = "transfers")]
     erc20: bool,
+    /// Offer the transfers at this rate (transfers/s) instead of as fast as the node takes
+    /// them.
+    #[arg(long, requires = "transfers")]
+    transfer_rate: Option<f64>,
     /// Accounts sending the transfers (each sends its share in nonce order).
     #[arg(long, default_value_t = 400)]
     senders: usize,
-    /// Block gas limit of the benchmarked chain (21,000 gas per plain transfer).
-    #[arg(long, default_value_t = 30_000_000)]
+    /// Block gas limit of the benchmarked chain (21,000 gas per plain transfer). The default
+    /// holds 2,000 plain transfers per 200 ms block at half the limit, where EIP-1559 keeps the
+    /// base fee still: 10,000 transfers/s.
+    #[arg(long, default_value_t = 84_000_000)]
     block_gas_limit: u64,
+}
+
+/// What the bench reads of a batch submission's reply (borrowed: no JSON tree is built for
+/// the hundreds of results of each batch).
+#[derive(serde::Deserialize)]
+struct BatchReply<'a> {
+    rejected: usize,
+    #[serde(borrow)]
+    results: Vec<ItemReply<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ItemReply<'a> {
+    #[serde(borrow)]
+    id: Option<&'a str>,
 }
 
 /// Results of one phase.
 struct Phase {
     readings: usize,
+    /// When the first batch was sent.
+    started: Instant,
     seconds: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -242,7 +265,7 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             (KeyAlg::P256, a.p256_readings),
         ],
     };
-    let started = Arc::new(tokio::sync::Notify::new());
+    let started = Arc::new(crate::bench_eth::StartLine::default());
     let eth = (a.transfers > 0).then(|| {
         let clients = clients.clone();
         let secret = owner.secret();
@@ -251,13 +274,23 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             senders: a.senders,
             clients: a.clients,
             erc20: a.erc20,
+            rate: a.transfer_rate,
         };
         let started = started.clone();
-        tokio::spawn(async move { crate::bench_eth::run(&clients, &secret?, &b, started).await })
+        tokio::spawn(async move {
+            let r = match secret {
+                Ok(secret) => crate::bench_eth::run(&clients, &secret, &b, started.clone()).await,
+                Err(e) => Err(e.into()),
+            };
+            // A failed setup must not leave the readings waiting for it.
+            started.ready.notify_one();
+            r
+        })
     });
+    let mut first_phase = None;
     for (i, (alg, total)) in phases.into_iter().enumerate() {
         // The transfers go with the first readings phase.
-        let start = (i == 0).then(|| started.clone());
+        let start = (i == 0 && eth.is_some()).then(|| started.clone());
         let phase = run_phase(
             &clients,
             &owner_key,
@@ -269,6 +302,7 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
         let rate = phase.readings as f64 / phase.seconds;
+        first_phase.get_or_insert((phase.started, phase.seconds));
         println!(
             "{alg:>8}: {} readings final in {:.2} s = {rate:.0} readings/s; submit→final p50 {:.0} ms, p99 {:.0} ms; rejected {}",
             phase.readings, phase.seconds, phase.p50_ms, phase.p99_ms, phase.rejected
@@ -304,6 +338,21 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             p.p50_ms,
             p.p99_ms
         );
+        if let Some((readings_started, readings_seconds)) = first_phase {
+            let from = p
+                .started
+                .saturating_duration_since(readings_started)
+                .as_secs_f64();
+            let to = from + p.seconds;
+            println!(
+                "     eth: sent and final from {from:.2} s to {to:.2} s of the readings' {readings_seconds:.2} s{}",
+                if to <= readings_seconds {
+                    ": all while readings flowed"
+                } else {
+                    " (partly after the readings ended)"
+                }
+            );
+        }
     }
     for (i, pid) in pids.iter().enumerate() {
         if let Some(kib) = peak_rss_kib(*pid) {
@@ -323,7 +372,7 @@ async fn run_phase(
     (alg, total): (KeyAlg, usize),
     a: &BenchArgs,
     node_pids: &[u32],
-    started: Option<Arc<tokio::sync::Notify>>,
+    started: Option<Arc<crate::bench_eth::StartLine>>,
 ) -> anyhow::Result<Phase> {
     let client = &nodes[0];
     let cpu_all = || -> Option<f64> { node_pids.iter().map(|p| cpu_seconds(*p)).sum() };
@@ -397,12 +446,14 @@ async fn run_phase(
         let cpu_before = (cpu_all(), cpu_seconds(me));
         let start = Instant::now();
         if let Some(s) = &started {
-            s.notify_one();
+            s.ready.notified().await;
+            s.go.notify_one();
         }
         let (latencies, rejected) = crate::bench_mqtt::send(url, signed, batch, a.rate).await?;
         let seconds = start.elapsed().as_secs_f64();
         return Ok(Phase {
             readings: per_client * clients - rejected,
+            started: start,
             seconds,
             p50_ms: percentile(&latencies, 0.5),
             p99_ms: percentile(&latencies, 0.99),
@@ -413,7 +464,8 @@ async fn run_phase(
     }
     println!("{alg:>8}: sending from {clients} clients in batches of {batch}…");
     if let Some(s) = &started {
-        s.notify_one();
+        s.ready.notified().await;
+        s.go.notify_one();
     }
     let start = Instant::now();
     let me = std::process::id();
@@ -444,16 +496,23 @@ async fn run_phase(
                     t.tick().await;
                 }
                 let sent = Instant::now();
-                let (status, body) = client.post_batch(cbor_batch(chunk)).await?;
+                let (status, body) = client
+                    .post_bytes("/v1/readings", "application/cbor", cbor_batch(chunk))
+                    .await?;
                 if status >= 300 {
-                    bail!("batch rejected ({status}): {body}");
+                    bail!(
+                        "batch rejected ({status}): {}",
+                        String::from_utf8_lossy(&body)
+                    );
                 }
-                rejected += body["rejected"].as_u64().unwrap_or(0) as usize;
-                let results = body["results"].as_array().cloned().unwrap_or_default();
-                let Some(id) = results
+                let reply: BatchReply<'_> = serde_json::from_slice(&body)?;
+                rejected += reply.rejected;
+                let Some(id) = reply
+                    .results
                     .iter()
                     .rev()
-                    .find_map(|r| r["id"].as_str().map(String::from))
+                    .find_map(|r| r.id)
+                    .map(String::from)
                 else {
                     continue;
                 };
@@ -485,6 +544,7 @@ async fn run_phase(
     latencies.sort_by(|x, y| x.total_cmp(y));
     Ok(Phase {
         readings: per_client * clients - rejected,
+        started: start,
         seconds,
         p50_ms: percentile(&latencies, 0.5),
         p99_ms: percentile(&latencies, 0.99),

@@ -33,9 +33,19 @@ sol! {
     }
 }
 
+/// Starts the transfers and the readings they run beside at one moment: the transfers say
+/// when they are signed and serialized (`ready`), the readings phase then starts both (`go`).
+#[derive(Default)]
+pub(crate) struct StartLine {
+    pub(crate) ready: Notify,
+    pub(crate) go: Notify,
+}
+
 /// What the transfers phase measured.
 pub(crate) struct EthPhase {
     pub(crate) transfers: usize,
+    /// When the first transfer was sent.
+    pub(crate) started: Instant,
     pub(crate) seconds: f64,
     pub(crate) p50_ms: f64,
     pub(crate) p99_ms: f64,
@@ -47,6 +57,8 @@ pub(crate) struct EthBench {
     pub(crate) senders: usize,
     pub(crate) clients: usize,
     pub(crate) erc20: bool,
+    /// Offer transfers at this rate (per second) instead of as fast as the node takes them.
+    pub(crate) rate: Option<f64>,
 }
 
 fn sender_key(i: usize) -> SigningKey {
@@ -56,21 +68,35 @@ fn sender_key(i: usize) -> SigningKey {
     SigningKey::from_slice(&secret).expect("a valid secret")
 }
 
-/// Sends raw transactions in one JSON-RPC batch; their hashes (an error refuses the batch).
-async fn send_batch(client: &Client, raws: &[String]) -> anyhow::Result<Vec<String>> {
-    let requests: Vec<Value> = raws
-        .iter()
-        .enumerate()
-        .map(|(i, r)| json!({"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction", "params": [r]}))
-        .collect();
-    let mut hashes = Vec::new();
-    for reply in client.rpc_batch(&requests).await? {
-        match reply["result"].as_str() {
-            Some(h) => hashes.push(h.to_string()),
-            None => bail!("transaction refused: {}", reply["error"]),
+/// One reply of a JSON-RPC batch, as the bench reads it (borrowed: no JSON tree).
+#[derive(serde::Deserialize)]
+struct Reply<'a> {
+    #[serde(borrow)]
+    result: Option<&'a str>,
+    error: Option<Value>,
+}
+
+/// Sends a serialized JSON-RPC batch of raw transactions; an error refuses the batch.
+async fn send_batch(client: &Client, body: Vec<u8>) -> anyhow::Result<()> {
+    let (status, reply) = client.post_bytes("/", "application/json", body).await?;
+    let replies: Vec<Reply<'_>> = serde_json::from_slice(&reply)
+        .with_context(|| format!("JSON-RPC batch answered {status}"))?;
+    for r in replies {
+        if r.result.is_none() {
+            bail!("transaction refused: {}", r.error.unwrap_or_default());
         }
     }
-    Ok(hashes)
+    Ok(())
+}
+
+/// Sends raw transactions in one JSON-RPC batch (setup: funding, token handouts).
+async fn send_setup(client: &Client, raws: &[String]) -> anyhow::Result<Option<String>> {
+    let refs: Vec<&String> = raws.iter().collect();
+    send_batch(client, rpc_body(&refs)?).await?;
+    Ok(raws.last().and_then(|r| {
+        let bytes = hex::decode(r.trim_start_matches("0x")).ok()?;
+        Some(alloy_primitives::keccak256(bytes).to_string())
+    }))
 }
 
 /// Waits until the transaction `hash` is final (long poll on the REST API).
@@ -90,7 +116,7 @@ pub(crate) async fn run(
     nodes: &[Client],
     owner_secret: &[u8; 32],
     b: &EthBench,
-    start: Arc<Notify>,
+    start: Arc<StartLine>,
 ) -> anyhow::Result<EthPhase> {
     let client = &nodes[0];
     let owner = SigningKey::from_slice(owner_secret).context("the owner key")?;
@@ -156,7 +182,7 @@ pub(crate) async fn run(
     }
     let mut last = None;
     for chunk in setup.chunks(100) {
-        last = send_batch(client, chunk).await?.pop();
+        last = send_setup(client, chunk).await?;
     }
     if let Some(h) = last {
         wait_final(client, &h).await?;
@@ -167,9 +193,12 @@ pub(crate) async fn run(
     let sink = Address::repeat_byte(0x5b);
     let erc20 = b.erc20;
     let keys = senders.clone();
-    // rounds[r][s]: sender s's transfer with nonce r.
-    let rounds: Vec<Vec<String>> = tokio::task::spawn_blocking(move || {
-        (0..per_sender as u64)
+    let clients = b.clients.max(1);
+    // Client c sends, round after round, one batch holding the transfer of each of its
+    // senders (s ≡ c mod clients) with that round's nonce: JSON-RPC bodies built and the last
+    // transfer's hash computed now, so the clock measures the node, not the bench.
+    let batches: Vec<Vec<(Vec<u8>, String)>> = tokio::task::spawn_blocking(move || {
+        let rounds: Vec<Vec<String>> = (0..per_sender as u64)
             .map(|n| {
                 keys.iter()
                     .map(|k| {
@@ -192,43 +221,70 @@ pub(crate) async fn run(
                     })
                     .collect::<anyhow::Result<Vec<_>>>()
             })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        (0..clients)
+            .map(|c| {
+                rounds
+                    .iter()
+                    .filter_map(|round| {
+                        let mine: Vec<&String> = round.iter().skip(c).step_by(clients).collect();
+                        let last = mine.last()?;
+                        let hash = alloy_primitives::keccak256(
+                            hex::decode(last.trim_start_matches("0x")).ok()?,
+                        );
+                        Some(rpc_body(&mine).map(|body| (body, hash.to_string())))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })
             .collect::<anyhow::Result<Vec<_>>>()
     })
     .await??;
-    let rounds = Arc::new(rounds);
-    start.notified().await;
+    let per_batch = senders.len().div_ceil(clients);
+    // With a target rate, each client sends one batch every `clients × batch / rate` s.
+    let pace = b
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| std::time::Duration::from_secs_f64((clients * per_batch) as f64 / r));
+    start.ready.notify_one();
+    start.go.notified().await;
     println!(
-        "   eth: sending {} {} from {} clients…",
+        "   eth: sending {} {} from {clients} clients in batches of {per_batch}{}…",
         per_sender * senders.len(),
         if erc20 {
             "ERC-20 transfers"
         } else {
             "plain transfers"
         },
-        b.clients
+        match b.rate {
+            Some(r) => format!(" at {r:.0}/s"),
+            None => String::new(),
+        }
     );
-    let t0 = Instant::now();
-    let clients = b.clients.max(1);
+    let started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..clients {
+    for (c, mine) in batches.into_iter().enumerate() {
         let client = nodes[c % nodes.len()].clone();
-        let rounds = rounds.clone();
         tasks.push(tokio::spawn(async move {
             let mut waiters = Vec::new();
-            for round in rounds.iter() {
-                let mine: Vec<String> = round.iter().skip(c).step_by(clients).cloned().collect();
-                if mine.is_empty() {
-                    continue;
+            let mut ticker = pace.map(|p| {
+                let mut t = tokio::time::interval_at(
+                    tokio::time::Instant::now() + p.mul_f64(c as f64 / clients as f64),
+                    p,
+                );
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
+            for (body, last) in mine {
+                if let Some(t) = ticker.as_mut() {
+                    t.tick().await;
                 }
                 let sent = Instant::now();
-                let hashes = send_batch(&client, &mine).await?;
-                if let Some(h) = hashes.last().cloned() {
-                    let client = client.clone();
-                    waiters.push(tokio::spawn(async move {
-                        wait_final(&client, &h).await?;
-                        Ok::<_, anyhow::Error>(sent.elapsed().as_secs_f64() * 1e3)
-                    }));
-                }
+                send_batch(&client, body).await?;
+                let client = client.clone();
+                waiters.push(tokio::spawn(async move {
+                    wait_final(&client, &last).await?;
+                    Ok::<_, anyhow::Error>(sent.elapsed().as_secs_f64() * 1e3)
+                }));
             }
             let mut latencies = Vec::new();
             for w in waiters {
@@ -241,12 +297,23 @@ pub(crate) async fn run(
     for t in tasks {
         latencies.extend(t.await??);
     }
-    let seconds = t0.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
     latencies.sort_by(|x, y| x.total_cmp(y));
     Ok(EthPhase {
         transfers: per_sender * senders.len(),
+        started,
         seconds,
         p50_ms: percentile(&latencies, 0.5),
         p99_ms: percentile(&latencies, 0.99),
     })
+}
+
+/// A JSON-RPC batch of `eth_sendRawTransaction` calls, serialized.
+fn rpc_body(raws: &[&String]) -> anyhow::Result<Vec<u8>> {
+    let requests: Vec<Value> = raws
+        .iter()
+        .enumerate()
+        .map(|(i, r)| json!({"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction", "params": [r]}))
+        .collect();
+    Ok(serde_json::to_vec(&requests)?)
 }

@@ -177,16 +177,30 @@ impl Client {
 
     /// Posts a batch (`application/cbor`); returns the raw status and JSON body.
     pub(crate) async fn post_batch(&self, body: Vec<u8>) -> anyhow::Result<(u16, Value)> {
+        let (status, body) = self
+            .post_bytes("/v1/readings", "application/cbor", body)
+            .await?;
+        Ok((status, serde_json::from_slice(&body)?))
+    }
+
+    /// Posts `body` as `content_type` to `path`; the raw status and response body (for the
+    /// bench, which reads replies without building JSON trees).
+    pub(crate) async fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
         let resp = self
             .http
-            .post(format!("{}/v1/readings", self.base))
-            .header("content-type", "application/cbor")
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
             .body(body)
             .send()
             .await
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
         let status = resp.status().as_u16();
-        Ok((status, resp.json().await?))
+        Ok((status, resp.bytes().await?.to_vec()))
     }
 
     /// Devices, optionally of one owner.
