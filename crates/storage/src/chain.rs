@@ -9,7 +9,7 @@ use iotchain_reading::DeviceAddress;
 use iotchain_state::{Account, DeviceRecord, Gap, OwnerRecord, StateRecords};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::{Result, StorageError};
+use crate::{Result, StorageError, index::HashIndex};
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const HEADERS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("headers");
@@ -17,10 +17,18 @@ const BLOCKS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("blocks");
 const CERTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("certificates");
 const HASHES: TableDefinition<'_, [u8; 32], u64> = TableDefinition::new("header_hashes");
 /// Reading id → location (with the device's `ts`, so a reading's delay is known).
+const READING_INDEX: HashIndex = HashIndex::new("reading_index", 32);
+/// Transaction hash → height ‖ item.
+const TX_INDEX: HashIndex = HashIndex::new("tx_index", 12);
+/// Hook call id → the height of its block.
+const HOOK_INDEX: HashIndex = HashIndex::new("hook_call_index", 8);
+/// Reading id → location, as data directories written before [`READING_INDEX`] hold it:
+/// read, never written.
 const READINGS: TableDefinition<'_, [u8; 32], [u8; 32]> = TableDefinition::new("reading_locations");
 /// The index of data directories written before the device time was kept: read, never
 /// written.
 const LEGACY_READINGS: TableDefinition<'_, [u8; 32], [u8; 24]> = TableDefinition::new("readings");
+/// Transaction hash → location, as data directories written before [`TX_INDEX`] hold it.
 const TXS: TableDefinition<'_, [u8; 32], [u8; 12]> = TableDefinition::new("transactions");
 const DEVICES: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("devices");
 const OWNERS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("owners");
@@ -37,8 +45,6 @@ const RECEIPTS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("rec
 /// The receipts of a block (its Ethereum transactions' and hook calls', encoded by the node),
 /// framed for lookup by hash ([`crate::receipts`]).
 const BLOCK_RECEIPTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("block_receipts");
-/// Hook call id → the height of its block (an Ethereum transaction's is in [`TXS`]).
-const HOOK_CALLS: TableDefinition<'_, [u8; 32], u64> = TableDefinition::new("hook_calls");
 /// Per block: the EIP-1559 base fee and the gas its Ethereum transactions used.
 const GAS: TableDefinition<'_, u64, [u8; 16]> = TableDefinition::new("block_gas");
 /// Blocks proposed to consensus and not yet final: header RLP ‖ consumed item count (u32 BE).
@@ -151,6 +157,24 @@ pub struct BlockGas {
     pub gas_used: u64,
 }
 
+/// Where a final transaction is, in the index or (older data directories) the old table.
+fn tx_location(r: &redb::ReadTransaction, hash: &B256) -> Result<Option<TxLocation>> {
+    let v: Option<Vec<u8>> = match TX_INDEX.get(r, &hash.0)? {
+        Some(v) => Some(v),
+        None => r.open_table(TXS)?.get(hash.0)?.map(|v| v.value().to_vec()),
+    };
+    v.map(|v| {
+        let v: [u8; 12] = v
+            .try_into()
+            .map_err(|_| StorageError::Corrupt("a transaction location is not 12 bytes".into()))?;
+        Ok(TxLocation {
+            height: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
+            item: u32::from_be_bytes(v[8..].try_into().expect("4 bytes")),
+        })
+    })
+    .transpose()
+}
+
 fn storage_key(a: &Address, slot: &U256) -> [u8; 52] {
     let mut k = [0u8; 52];
     k[..20].copy_from_slice(a.as_slice());
@@ -195,7 +219,9 @@ impl ChainStore {
             w.open_table(CODE)?;
             w.open_table(RECEIPTS)?;
             w.open_table(BLOCK_RECEIPTS)?;
-            w.open_table(HOOK_CALLS)?;
+            READING_INDEX.create(&w)?;
+            TX_INDEX.create(&w)?;
+            HOOK_INDEX.create(&w)?;
             w.open_table(GAS)?;
         }
         w.commit()?;
@@ -231,24 +257,31 @@ impl ChainStore {
             w.open_table(CERTS)?.insert(height, cert.as_slice())?;
             w.open_table(HASHES)?
                 .insert(c.block.header.hash().0, height)?;
-            let mut readings = w.open_table(READINGS)?;
-            // Ids are uniformly random: inserting them in key order keeps consecutive inserts
-            // on neighbouring pages of the B-tree.
-            let mut sorted: Vec<&([u8; 32], ReadingLocation)> = c.readings.iter().collect();
-            sorted.sort_unstable_by_key(|(id, _)| *id);
-            for (id, loc) in sorted {
-                readings.insert(*id, loc.encode())?;
-            }
-            // Hashes are uniformly random too: key order, as for the readings.
-            let mut sorted_txs: Vec<&(B256, TxLocation)> = c.txs.iter().collect();
-            sorted_txs.sort_unstable_by_key(|(hash, _)| *hash);
-            let mut txs = w.open_table(TXS)?;
-            for (hash, loc) in sorted_txs {
-                let mut v = [0u8; 12];
-                v[..8].copy_from_slice(&loc.height.to_be_bytes());
-                v[8..].copy_from_slice(&loc.item.to_be_bytes());
-                txs.insert(hash.0, v)?;
-            }
+            let locations: Vec<[u8; 32]> = c.readings.iter().map(|(_, l)| l.encode()).collect();
+            let entries: Vec<([u8; 32], &[u8])> = c
+                .readings
+                .iter()
+                .zip(&locations)
+                .map(|((id, _), l)| (*id, l.as_slice()))
+                .collect();
+            READING_INDEX.insert(&w, &entries)?;
+            let locations: Vec<[u8; 12]> = c
+                .txs
+                .iter()
+                .map(|(_, loc)| {
+                    let mut v = [0u8; 12];
+                    v[..8].copy_from_slice(&loc.height.to_be_bytes());
+                    v[8..].copy_from_slice(&loc.item.to_be_bytes());
+                    v
+                })
+                .collect();
+            let entries: Vec<([u8; 32], &[u8])> = c
+                .txs
+                .iter()
+                .zip(&locations)
+                .map(|((h, _), l)| (h.0, l.as_slice()))
+                .collect();
+            TX_INDEX.insert(&w, &entries)?;
             let mut devices = w.open_table(DEVICES)?;
             for d in &c.state.devices {
                 devices.insert(d.address.0, d.encode_rlp().as_slice())?;
@@ -294,12 +327,13 @@ impl ChainStore {
                 w.open_table(BLOCK_RECEIPTS)?
                     .insert(height, crate::receipts::encode(c.receipts).as_slice())?;
             }
-            let mut hook_calls: Vec<&B256> = c.hook_calls.iter().collect();
-            hook_calls.sort_unstable();
-            let mut hooks = w.open_table(HOOK_CALLS)?;
-            for id in hook_calls {
-                hooks.insert(id.0, height)?;
-            }
+            let at = height.to_be_bytes();
+            let entries: Vec<([u8; 32], &[u8])> = c
+                .hook_calls
+                .iter()
+                .map(|id| (id.0, at.as_slice()))
+                .collect();
+            HOOK_INDEX.insert(&w, &entries)?;
             let mut gas = [0u8; 16];
             gas[..8].copy_from_slice(&c.gas.base_fee.to_be_bytes());
             gas[8..].copy_from_slice(&c.gas.gas_used.to_be_bytes());
@@ -385,8 +419,18 @@ impl ChainStore {
     /// Where a final reading is.
     pub fn reading(&self, id: &[u8; 32]) -> Result<Option<ReadingLocation>> {
         let r = self.db.begin_read()?;
-        if let Some(v) = r.open_table(READINGS)?.get(*id)? {
-            return Ok(Some(ReadingLocation::decode(v.value())));
+        let found = match READING_INDEX.get(&r, id)? {
+            Some(v) => Some(v),
+            None => r
+                .open_table(READINGS)?
+                .get(*id)?
+                .map(|v| v.value().to_vec()),
+        };
+        if let Some(v) = found {
+            let v: [u8; 32] = v
+                .try_into()
+                .map_err(|_| StorageError::Corrupt("a reading location is not 32 bytes".into()))?;
+            return Ok(Some(ReadingLocation::decode(v)));
         }
         Ok(match r.open_table(LEGACY_READINGS) {
             Ok(t) => t
@@ -400,13 +444,7 @@ impl ChainStore {
     /// Where a final transaction is.
     pub fn transaction(&self, hash: &B256) -> Result<Option<TxLocation>> {
         let r = self.db.begin_read()?;
-        Ok(r.open_table(TXS)?.get(hash.0)?.map(|v| {
-            let v = v.value();
-            TxLocation {
-                height: u64::from_be_bytes(v[..8].try_into().expect("8 bytes")),
-                item: u32::from_be_bytes(v[8..].try_into().expect("4 bytes")),
-            }
-        }))
+        tx_location(&r, hash)
     }
 
     /// A device's seq gaps, oldest first, at most `limit`.
@@ -483,11 +521,11 @@ impl ChainStore {
     /// The stored receipt bytes of an Ethereum transaction or a hook call.
     pub fn receipt(&self, hash: &B256) -> Result<Option<Vec<u8>>> {
         let r = self.db.begin_read()?;
-        let height = match r.open_table(TXS)?.get(hash.0)? {
-            Some(v) => Some(u64::from_be_bytes(
-                v.value()[..8].try_into().expect("8 bytes"),
-            )),
-            None => r.open_table(HOOK_CALLS)?.get(hash.0)?.map(|v| v.value()),
+        let height = match tx_location(&r, hash)? {
+            Some(loc) => Some(loc.height),
+            None => HOOK_INDEX
+                .get(&r, &hash.0)?
+                .and_then(|v| Some(u64::from_be_bytes(v.as_slice().try_into().ok()?))),
         };
         if let Some(height) = height
             && let Some(blob) = r.open_table(BLOCK_RECEIPTS)?.get(height)?
@@ -598,6 +636,61 @@ mod tests {
                 log_done: 0,
             })
             .unwrap();
+    }
+
+    #[test]
+    fn readings_and_transactions_of_old_data_directories_are_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("chain.redb"), 1 << 20).unwrap();
+        let loc = ReadingLocation {
+            height: 1,
+            index: 0,
+            item: 0,
+            arrival_ms: 5,
+            ts: Some(4),
+        };
+        let (old_reading, old_tx) = ([1u8; 32], B256::repeat_byte(2));
+        {
+            // Rows as data directories before the log-structured indexes hold them.
+            let w = store.db.begin_write().unwrap();
+            w.open_table(READINGS)
+                .unwrap()
+                .insert(old_reading, loc.encode())
+                .unwrap();
+            let mut v = [0u8; 12];
+            v[..8].copy_from_slice(&1u64.to_be_bytes());
+            w.open_table(TXS).unwrap().insert(old_tx.0, v).unwrap();
+            w.commit().unwrap();
+        }
+        let new_reading = [3u8; 32];
+        let block = block_at(2);
+        let cert = FinalityCertificate::new(2, block.header.hash(), 0, 2, 0);
+        let new_loc = ReadingLocation { height: 2, ..loc };
+        store
+            .commit_block(&BlockCommit {
+                block: &block,
+                certificate: &cert,
+                readings: &[(new_reading, new_loc)],
+                txs: &[(B256::repeat_byte(4), TxLocation { height: 2, item: 1 })],
+                gaps: &[],
+                state: &StateRecords::default(),
+                receipts: &[],
+                hook_calls: &[],
+                gas: BlockGas::default(),
+                log_done: 0,
+            })
+            .unwrap();
+        assert_eq!(store.reading(&old_reading).unwrap(), Some(loc));
+        assert_eq!(store.reading(&new_reading).unwrap(), Some(new_loc));
+        assert_eq!(store.reading(&[9u8; 32]).unwrap(), None);
+        assert_eq!(
+            store.transaction(&old_tx).unwrap(),
+            Some(TxLocation { height: 1, item: 0 })
+        );
+        assert_eq!(
+            store.transaction(&B256::repeat_byte(4)).unwrap(),
+            Some(TxLocation { height: 2, item: 1 })
+        );
     }
 
     #[test]

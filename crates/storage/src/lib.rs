@@ -10,6 +10,7 @@
 
 mod chain;
 mod error;
+mod index;
 mod log;
 mod receipts;
 
