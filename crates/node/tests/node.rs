@@ -261,3 +261,44 @@ async fn a_chain_of_recorded_proposals_is_restored_and_committed_after_a_restart
         chain.proof(id).unwrap().verify(&f.config.genesis).unwrap();
     }
 }
+
+/// A validator built a block on its notarized, not yet final, parent and recorded it; the
+/// parent was then finalized and committed, and the validator crashed before the child's
+/// finalization (already in the consensus journal) was committed. After the restart the
+/// child is restored from its record and commits: committing the parent must not have dropped
+/// the record of the block built on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_child_outlives_the_commit_of_its_parent() {
+    let f = fixture();
+    let key = ValidatorKey::from_secret(&[2; 32]);
+    let chain = Chain::open(&f.config).unwrap();
+    register(&chain, &f).await;
+    drain(&chain);
+    let start = chain.head();
+    submit(&chain, &f, 0..4).await;
+    let parent = chain.propose_durable(start.hash).unwrap();
+    let child_ids = submit(&chain, &f, 4..6).await;
+    let child = chain.propose_durable(parent.hash()).unwrap();
+    let cert = |h: &iotchain_block::Header, view| {
+        iotchain_block::FinalityCertificate::new(h.height, h.hash(), 0, view, view - 1)
+            .signed_by(&key)
+    };
+    chain.finalize(parent.hash(), cert(&parent, 5)).unwrap();
+    assert_eq!(chain.head().hash, parent.hash());
+    chain.shutdown();
+    drop(chain);
+
+    let chain = Chain::open(&f.config).unwrap();
+    assert_eq!(chain.head().hash, parent.hash());
+    assert_eq!(
+        chain.proposed_header(&child.hash()),
+        Some(child.clone()),
+        "the child's record survived the parent's commit"
+    );
+    chain.finalize(child.hash(), cert(&child, 6)).unwrap();
+    assert_eq!(chain.head().hash, child.hash());
+    assert_eq!(chain.pending_counts(), (0, 0));
+    for id in &child_ids {
+        chain.proof(id).unwrap().verify(&f.config.genesis).unwrap();
+    }
+}

@@ -157,6 +157,16 @@ pub struct BlockGas {
     pub gas_used: u64,
 }
 
+/// A recorded proposal: header RLP ‖ consumed item count (u32 BE).
+fn decode_proposal(v: &[u8]) -> Result<(Header, u32)> {
+    if v.len() < 4 {
+        return Err(StorageError::Corrupt("short proposal record".into()));
+    }
+    let (rlp, n) = v.split_at(v.len() - 4);
+    let header = Header::decode_rlp(rlp).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    Ok((header, u32::from_be_bytes(n.try_into().expect("4 bytes"))))
+}
+
 /// Where a final transaction is, in the index or (older data directories) the old table.
 fn tx_location(r: &redb::ReadTransaction, hash: &B256) -> Result<Option<TxLocation>> {
     let v: Option<Vec<u8>> = match TX_INDEX.get(r, &hash.0)? {
@@ -338,8 +348,11 @@ impl ChainStore {
             gas[..8].copy_from_slice(&c.gas.base_fee.to_be_bytes());
             gas[8..].copy_from_slice(&c.gas.gas_used.to_be_bytes());
             w.open_table(GAS)?.insert(height, gas)?;
-            // A final block supersedes every pending proposal.
-            w.open_table(PROPOSALS)?.retain(|_, _| false)?;
+            // This block supersedes the recorded proposals at or below its height. One above
+            // it (built on it while it was only notarized) stays: its finalization may be in
+            // the consensus journal already, to be committed after a restart.
+            w.open_table(PROPOSALS)?
+                .retain(|_, v| decode_proposal(v).is_ok_and(|(h, _)| h.height > height))?;
             let mut meta = w.open_table(META)?;
             meta.insert(HEAD, height)?;
             meta.insert(DONE, c.log_done)?;
@@ -367,16 +380,7 @@ impl ChainStore {
         let Some(v) = t.get(hash.0)? else {
             return Ok(None);
         };
-        let v = v.value();
-        if v.len() < 4 {
-            return Err(StorageError::Corrupt("short proposal record".into()));
-        }
-        let (rlp, n) = v.split_at(v.len() - 4);
-        let header = Header::decode_rlp(rlp).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        Ok(Some((
-            header,
-            u32::from_be_bytes(n.try_into().expect("4 bytes")),
-        )))
+        decode_proposal(v.value()).map(Some)
     }
 
     /// A header by height.
