@@ -118,20 +118,13 @@ impl<H: BlockHashes + ?Sized> DatabaseRef for StateDb<'_, H> {
 
     fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Infallible> {
         Ok(self.state.account(&address).map(|a| {
-            let code = self
-                .state
-                .code(&a.code_hash)
-                .map(|c| Bytecode::new_raw(c.clone()));
+            let code = analyzed(self.state, &a.code_hash);
             AccountInfo::new(a.balance, a.nonce, a.code_hash, code.unwrap_or_default())
         }))
     }
 
     fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Infallible> {
-        Ok(self
-            .state
-            .code(&code_hash)
-            .map(|c| Bytecode::new_raw(c.clone()))
-            .unwrap_or_default())
+        Ok(analyzed(self.state, &code_hash).unwrap_or_default())
     }
 
     fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Infallible> {
@@ -141,6 +134,34 @@ impl<H: BlockHashes + ?Sized> DatabaseRef for StateDb<'_, H> {
     fn block_hash_ref(&self, number: u64) -> Result<B256, Infallible> {
         Ok(self.hashes.block_hash(number))
     }
+}
+
+/// Most analysed contracts kept ([`analyzed`]); past it the cache starts again empty.
+const ANALYZED_CODE: usize = 4096;
+
+/// The code under `hash`, analysed (jump destinations) for revm. Code under a hash never
+/// changes, so its analysis is kept across transactions instead of redone each time a
+/// transaction loads the contract.
+fn analyzed(state: &State, hash: &B256) -> Option<Bytecode> {
+    use std::sync::{LazyLock, Mutex};
+    static CACHE: LazyLock<Mutex<std::collections::HashMap<B256, Bytecode>>> =
+        LazyLock::new(Default::default);
+    // The map is consistent whatever a panicking holder left: take it even when poisoned.
+    let lock = || {
+        CACHE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(code) = lock().get(hash) {
+        return Some(code.clone());
+    }
+    let code = Bytecode::new_raw(state.code(hash)?.clone());
+    let mut cache = lock();
+    if cache.len() >= ANALYZED_CODE {
+        cache.clear();
+    }
+    cache.insert(*hash, code.clone());
+    Some(code)
 }
 
 impl<H: BlockHashes + ?Sized> StateAccess for WrapDatabaseRef<StateDb<'_, H>> {
@@ -166,7 +187,12 @@ fn apply(state: &mut State, changes: EvmState) {
             state.wipe_storage(address);
         }
         let mut code_hash = account.info.code_hash;
-        if let Some(code) = &account.info.code {
+        // Code is set when an account is created; a loaded contract's code is already in the
+        // state under its hash (hashing it again for every call would cost a keccak of the
+        // whole contract).
+        if let Some(code) = &account.info.code
+            && state.code(&code_hash).is_none()
+        {
             let bytes = code.original_bytes();
             if !bytes.is_empty() {
                 code_hash = state.insert_code(bytes);
