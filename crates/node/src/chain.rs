@@ -700,6 +700,25 @@ impl Chain {
             Ok(accepted) => accepted,
             Err(refused) => return refused,
         };
+        self.finish_submission(
+            results,
+            max_seq,
+            originals,
+            crate::forward::Forward::Readings,
+        )
+        .await
+    }
+
+    /// The end of a submission: waits until the log holds `max_seq` (0: nothing accepted),
+    /// turning every accepted result into a storage error if it cannot, then forwards the
+    /// `originals` that were accepted (when this node forwards), as `wrap` makes them.
+    async fn finish_submission(
+        &self,
+        results: Vec<ItemResult>,
+        max_seq: u64,
+        originals: Option<Vec<Bytes>>,
+        wrap: fn(Vec<Bytes>) -> crate::forward::Forward,
+    ) -> Vec<ItemResult> {
         if max_seq > 0
             && let Err(e) = self.wait_durable(max_seq).await
         {
@@ -713,7 +732,7 @@ impl Chain {
                 .map(|(m, _)| m)
                 .collect();
             if !accepted.is_empty() {
-                let _ = forward.send(crate::forward::Forward::Readings(accepted));
+                let _ = forward.send(wrap(accepted));
             }
         }
         results
@@ -1033,25 +1052,9 @@ impl Chain {
             Err(e) => return vec![Err(ApiError::storage(&e))],
         };
         let max_seq = self.count_eth_txs(&accepted);
-        let mut results: Vec<ItemResult> =
-            accepted.into_iter().map(|r| r.map(|(h, _)| h)).collect();
-        if max_seq > 0
-            && let Err(e) = self.wait_durable(max_seq).await
-        {
-            results = results.into_iter().map(|r| r.and(Err(e.clone()))).collect();
-        }
-        if let (Some(originals), Some(f)) = (originals, self.forward.get()) {
-            let accepted: Vec<Bytes> = originals
-                .into_iter()
-                .zip(&results)
-                .filter(|(_, r)| r.is_ok())
-                .map(|(raw, _)| raw)
-                .collect();
-            if !accepted.is_empty() {
-                let _ = f.send(crate::forward::Forward::EthTxs(accepted));
-            }
-        }
-        results
+        let results = accepted.into_iter().map(|r| r.map(|(h, _)| h)).collect();
+        self.finish_submission(results, max_seq, originals, crate::forward::Forward::EthTxs)
+            .await
     }
 
     /// Like [`Chain::submit_eth_tx`] (without forwarding), blocking the calling thread.

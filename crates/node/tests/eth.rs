@@ -75,12 +75,20 @@ fn certify(net: &Net, block: &Block, view: u64) -> FinalityCertificate {
 
 /// `a` proposes; `b` re-executes and verifies; both commit.
 fn round(net: &Net, view: u64) -> Block {
-    let header = net.a.propose(net.a.head().hash, true).unwrap().unwrap();
-    let block = net.a.proposed_block(&header.hash()).unwrap();
-    net.b.verify_block(block.clone()).unwrap();
+    round_by(net, &net.a, &net.b, view)
+}
+
+/// `proposer` proposes; `verifier` re-executes and verifies; both commit.
+fn round_by(net: &Net, proposer: &Chain, verifier: &Chain, view: u64) -> Block {
+    let header = proposer
+        .propose(proposer.head().hash, true)
+        .unwrap()
+        .unwrap();
+    let block = proposer.proposed_block(&header.hash()).unwrap();
+    verifier.verify_block(block.clone()).unwrap();
     let cert = certify(net, &block, view);
-    net.a.finalize(header.hash(), cert.clone()).unwrap();
-    net.b.finalize(header.hash(), cert).unwrap();
+    proposer.finalize(header.hash(), cert.clone()).unwrap();
+    verifier.finalize(header.hash(), cert).unwrap();
     block
 }
 
@@ -291,17 +299,6 @@ async fn a_block_with_a_bad_eth_transaction_is_refused() {
     assert!(why.contains("root"), "{why}");
 }
 
-/// `b` proposes; `a` re-executes and verifies; both commit.
-fn round_by_b(net: &Net, view: u64) -> Block {
-    let header = net.b.propose(net.b.head().hash, true).unwrap().unwrap();
-    let block = net.b.proposed_block(&header.hash()).unwrap();
-    net.a.verify_block(block.clone()).unwrap();
-    let cert = certify(net, &block, view);
-    net.b.finalize(header.hash(), cert.clone()).unwrap();
-    net.a.finalize(header.hash(), cert).unwrap();
-    block
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_reserves_funds_and_follows_nonces_used_elsewhere() {
     let net = net();
@@ -339,7 +336,7 @@ async fn the_queue_reserves_funds_and_follows_nonces_used_elsewhere() {
         .submit_eth_tx(transfer(&carol, 0, bob, 3))
         .await
         .unwrap();
-    let block = round_by_b(&net, 2);
+    let block = round_by(&net, &net.b, &net.a, 2);
     assert_eq!(block.items.len(), 1);
     assert_eq!(
         net.a.pending_counts(),
