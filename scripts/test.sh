@@ -38,6 +38,11 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+step "build (once: libraries, the iotchain binary, the C library, every test binary)"
+# One cargo invocation resolves features once, so the steps below reuse this build instead of
+# each recompiling half the dependency tree with its own feature set.
+cargo build --workspace --all-targets
+
 step "rust tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
@@ -47,14 +52,12 @@ else
 fi
 
 step "C example of the device SDK (static library + cbindgen header, system gcc)"
-cargo build --quiet -p iotchain-device-ffi
 gcc -std=c11 -Wall -Wextra -Werror -I crates/device-ffi/include examples/c/sign_reading.c \
   target/debug/libiotchain_device_ffi.a -lpthread -ldl -lm -o target/debug/sign_reading
 git diff --exit-code -- crates/device-ffi/include/iotchain_device.h \
   || { echo "the committed C header is stale: commit the regenerated one"; exit 1; }
 
 step "independent client tests (pycose, the C device, several validators, paho-mqtt with Mosquitto)"
-cargo build --quiet --bin iotchain
 IOTCHAIN_BIN="$root/target/debug/iotchain" IOTCHAIN_C_EXAMPLE="$root/target/debug/sign_reading" \
   .venv/bin/python -m pytest -q tests/python
 
