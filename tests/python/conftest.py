@@ -121,12 +121,15 @@ class Node:
         self.proc.wait(timeout=30)
 
     def stop(self):
+        """Ctrl-C, as an operator would: the node must exit cleanly and promptly."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=30)
+                code = self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+                raise AssertionError(f"node did not stop within 30 s of SIGINT\n{self.log_tail()}")
+            assert code == 0, f"node exited with {code} on SIGINT\n{self.log_tail()}"
 
     @property
     def genesis(self) -> Path:

@@ -81,8 +81,15 @@ def testnet(tmp_path_factory):
     for n in nodes:
         n.start()
     yield nodes, follower
+    # Every node must exit on Ctrl-C (a validator once hung there for good); stop all of them
+    # before reporting the first that did not.
+    failures = []
     for n in nodes + [follower]:
-        n.stop()
+        try:
+            n.stop()
+        except AssertionError as e:
+            failures.append(f"{n.name}: {e}")
+    assert not failures, "\n".join(failures)
 
 
 def stream_readings(nodes, devices, acknowledged, stop, lock):

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use alloy_primitives::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Header marking a forwarded submission.
 pub const FORWARDED_HEADER: &str = "x-iotchain-forwarded";
@@ -34,8 +34,22 @@ pub(crate) enum Forward {
     EthTxs(Vec<Bytes>),
 }
 
-/// Sends what `items` delivers to every peer until the channel closes.
-pub(crate) async fn run(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<Forward>) {
+/// Sends what `items` delivers to every peer until the channel closes or `shutdown` turns
+/// true. The channel's sender lives as long as the chain, so the node's shutdown is what ends
+/// this task; a forward in flight is dropped then (best effort: the accepting node still
+/// holds the items in its durable log and proposes them itself).
+pub(crate) async fn run(
+    peers: Vec<String>,
+    items: mpsc::UnboundedReceiver<Forward>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = forward_all(peers, items) => {}
+        _ = shutdown.wait_for(|s| *s) => {}
+    }
+}
+
+async fn forward_all(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<Forward>) {
     let client = reqwest::Client::new();
     let peers: Vec<String> = peers
         .into_iter()

@@ -43,7 +43,11 @@ pub struct Node {
     pub blocks: broadcast::Sender<BlockEvent>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    http: tokio::task::JoinHandle<()>,
 }
+
+/// How long a stopping node lets HTTP requests in flight finish.
+pub const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Node {
     /// Opens the data directory (creating the genesis block on first start), recovers pending
@@ -62,7 +66,11 @@ impl Node {
         if !config.peers.is_empty() {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             chain.set_forwarder(tx);
-            tasks.push(tokio::spawn(forward::run(config.peers.clone(), rx)));
+            tasks.push(tokio::spawn(forward::run(
+                config.peers.clone(),
+                rx,
+                shutdown_rx.clone(),
+            )));
         }
         tasks.push(tokio::spawn(producer::announce(
             chain.clone(),
@@ -83,14 +91,14 @@ impl Node {
         }
         let app = router(chain.clone());
         let mut rx = shutdown_rx;
-        tasks.push(tokio::spawn(async move {
+        let http = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = rx.wait_for(|s| *s).await;
             });
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "http server stopped");
             }
-        }));
+        });
         tracing::info!(%http_addr, chain_id = chain.genesis().chain_id, "node started");
         Ok(Self {
             chain,
@@ -98,14 +106,22 @@ impl Node {
             blocks,
             shutdown,
             tasks,
+            http,
         })
     }
 
-    /// Stops the HTTP server and the block producer, letting an in-flight block finish.
+    /// Stops the HTTP server, the forwarder and the block producer, letting an in-flight
+    /// block finish. Requests in flight get [`HTTP_DRAIN`] to complete; a client that holds
+    /// its connection longer is cut off, so a stop always ends.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        let mut http = self.http;
+        if tokio::time::timeout(HTTP_DRAIN, &mut http).await.is_err() {
+            tracing::warn!("requests still open after {HTTP_DRAIN:?}; closing them");
+            http.abort();
         }
     }
 }

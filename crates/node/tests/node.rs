@@ -302,3 +302,50 @@ async fn a_recorded_child_outlives_the_commit_of_its_parent() {
         chain.proof(id).unwrap().verify(&f.config.genesis).unwrap();
     }
 }
+
+/// A node of a network (it has peers to forward to) stops when asked. Its forwarder used to
+/// wait for a channel that lives as long as the chain, so `iotchain node` never exited on
+/// Ctrl-C or SIGTERM with peers configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_peers_stops_when_asked() {
+    let mut f = fixture();
+    f.config.http_addr = "127.0.0.1:0".parse().unwrap();
+    f.config.peers = vec!["http://127.0.0.1:9".into()];
+    let node = iotchain_node::Node::start(f.config.clone()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), node.stop())
+        .await
+        .expect("a node with peers did not stop");
+}
+
+/// A client that sends half a request and holds its connection does not keep a node from
+/// stopping: requests in flight get a few seconds, then they are cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_holding_a_request_open_does_not_keep_the_node_from_stopping() {
+    use tokio::io::AsyncWriteExt;
+    let mut f = fixture();
+    f.config.http_addr = "127.0.0.1:0".parse().unwrap();
+    let node = iotchain_node::Node::start(f.config.clone()).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(node.http_addr)
+        .await
+        .unwrap();
+    slow.write_all(
+        b"POST /v1/readings HTTP/1.1\r\nhost: x\r\ncontent-type: application/cbor\r\n\
+          content-length: 1000\r\n\r\nhalf",
+    )
+    .await
+    .unwrap();
+    slow.flush().await.unwrap();
+    // Connections are accepted in the order they arrive (the listen queue is FIFO): once a
+    // status query on a later connection is answered, the half-sent request is being served.
+    let status = reqwest::get(format!("http://{}/v1/status", node.http_addr))
+        .await
+        .unwrap();
+    assert!(status.status().is_success());
+    tokio::time::timeout(
+        iotchain_node::HTTP_DRAIN + Duration::from_secs(25),
+        node.stop(),
+    )
+    .await
+    .expect("a half-sent request kept the node from stopping");
+    drop(slow);
+}
