@@ -315,11 +315,22 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             );
         }
-        if alg == KeyAlg::Ed25519 {
-            println!(
-                "{alg:>8}: end-to-end ÷ raw batch verification = {:.2} (goal ≥ 0.67)",
-                rate / raw
-            );
+        // The ratio to raw verification says something only when the nodes set the pace.
+        if alg == KeyAlg::Ed25519 && a.rate.is_none() {
+            if a.validators <= 1 {
+                println!(
+                    "{alg:>8}: end-to-end ÷ raw batch verification = {:.2} (goal ≥ 0.67)",
+                    rate / raw
+                );
+            } else {
+                // Every validator verifies every reading, on the same cores: the ceiling is
+                // the raw rate shared among them.
+                println!(
+                    "{alg:>8}: end-to-end ÷ (raw batch verification ÷ {} validators) = {:.2}",
+                    a.validators,
+                    rate * a.validators as f64 / raw
+                );
+            }
         }
         results.push((alg, rate));
     }
