@@ -454,12 +454,13 @@ async fn run_phase(
     if let Some(url) = &a.mqtt {
         println!("{alg:>8}: publishing from {clients} topics in batches of {batch} via {url}…");
         let me = std::process::id();
-        let cpu_before = (cpu_all(), cpu_seconds(me));
-        let start = Instant::now();
+        // Wait for the transfers' setup before the clock, as the HTTP path does.
         if let Some(s) = &started {
             s.ready.notified().await;
             s.go.notify_one();
         }
+        let cpu_before = (cpu_all(), cpu_seconds(me));
+        let start = Instant::now();
         let (latencies, rejected) = crate::bench_mqtt::send(url, signed, batch, a.rate).await?;
         let seconds = start.elapsed().as_secs_f64();
         return Ok(Phase {

@@ -453,15 +453,6 @@ impl ValidatorKey {
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         ed25519_dalek::Signer::sign(&self.0, message).to_bytes()
     }
-
-    /// Verifies a validator signature (strict Ed25519).
-    pub fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-        let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public_key) else {
-            return false;
-        };
-        key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
-            .is_ok()
-    }
 }
 
 #[cfg(test)]

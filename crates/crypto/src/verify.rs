@@ -44,8 +44,10 @@ const MIN_BATCH: usize = 512;
 /// Most Ed25519 signatures in one batch (the multiscalar multiplication gains little past
 /// this, and a forged signature costs a re-check of its batch's halves).
 const MAX_BATCH: usize = 1024;
-/// A failing batch this small is re-checked one signature at a time rather than halved.
+/// A batch this small is checked one signature at a time, not as a batch.
 const SINGLES_BELOW: usize = 8;
+/// A failing batch of at most this many signatures is settled one signature at a time.
+const SINGLES_AT_MOST: usize = 64;
 
 /// Verifies many signatures, in parallel on all cores, and returns one verdict per check.
 ///
@@ -155,17 +157,40 @@ fn batch_holds(batch: &[&Prepared]) -> bool {
         .is_identity()
 }
 
-/// Verdicts for `batch`: all true when the batch holds, else found by halving it.
+/// Verdicts for `batch`: all true when the batch holds, else found by [`settle_failing`].
 fn settle(batch: &[&Prepared], out: &mut Vec<(usize, bool)>) {
     if batch.len() < SINGLES_BELOW {
-        out.extend(batch.iter().map(|p| (p.index, p.holds())));
+        singles(batch, out);
     } else if batch_holds(batch) {
         out.extend(batch.iter().map(|p| (p.index, true)));
     } else {
-        let (left, right) = batch.split_at(batch.len() / 2);
-        settle(left, out);
-        settle(right, out);
+        settle_failing(batch, out);
     }
+}
+
+/// Verdicts for a batch known not to hold. Halving finds a few forgeries cheaply; when both
+/// halves fail, or the failing batch is small, forgeries are dense and each signature is
+/// checked alone, so a flood of forged readings costs at most about twice what checking
+/// every signature alone would (halving down to a few signatures cost several times that).
+fn settle_failing(batch: &[&Prepared], out: &mut Vec<(usize, bool)>) {
+    if batch.len() <= SINGLES_AT_MOST {
+        return singles(batch, out);
+    }
+    let (left, right) = batch.split_at(batch.len() / 2);
+    // Valid signatures always pass, so when one half holds the other half holds a forgery.
+    if batch_holds(left) {
+        out.extend(left.iter().map(|p| (p.index, true)));
+        settle_failing(right, out);
+    } else if batch_holds(right) {
+        out.extend(right.iter().map(|p| (p.index, true)));
+        settle_failing(left, out);
+    } else {
+        singles(batch, out);
+    }
+}
+
+fn singles(batch: &[&Prepared], out: &mut Vec<(usize, bool)>) {
+    out.extend(batch.iter().map(|p| (p.index, p.holds())));
 }
 
 fn verify_ed25519_batch(checks: &[SignatureCheck<'_>], chunk: &[usize]) -> Vec<(usize, bool)> {
@@ -314,6 +339,41 @@ mod tests {
                 verify_signatures(&checks).iter().all(|v| *v),
                 "batch of {n}"
             );
+        }
+    }
+
+    /// Forgeries spread densely (one in every 8, and one in every 100) through full batches:
+    /// each one is found, and no valid signature is refused.
+    #[test]
+    fn dense_forgeries_get_exact_verdicts() {
+        let signers = ed_signers(16);
+        let keys: Vec<DevicePublicKey> = signers.iter().map(|s| s.public_key()).collect();
+        for every in [8usize, 100] {
+            let n = 2 * MAX_BATCH;
+            let messages: Vec<Vec<u8>> = (0..n as u32).map(|i| i.to_le_bytes().to_vec()).collect();
+            let mut sigs: Vec<[u8; 64]> = messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| signers[i % 16].sign(m))
+                .collect();
+            for sig in sigs.iter_mut().skip(3).step_by(every) {
+                sig[40] ^= 1;
+            }
+            let checks: Vec<SignatureCheck<'_>> = (0..n)
+                .map(|i| SignatureCheck {
+                    key: &keys[i % 16],
+                    message: &messages[i],
+                    signature: &sigs[i],
+                })
+                .collect();
+            let verdicts = verify_signatures(&checks);
+            for (i, v) in verdicts.iter().enumerate() {
+                assert_eq!(
+                    *v,
+                    i < 3 || (i - 3) % every != 0,
+                    "signature {i}, one in {every} forged"
+                );
+            }
         }
     }
 

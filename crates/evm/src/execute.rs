@@ -144,6 +144,10 @@ const ANALYZED_CODE: usize = 4096;
 /// transaction loads the contract.
 fn analyzed(state: &State, hash: &B256) -> Option<Bytecode> {
     use std::sync::{LazyLock, Mutex};
+    // Plain accounts (most of them) have no code: no need to take the process-wide lock.
+    if *hash == revm::primitives::KECCAK_EMPTY {
+        return None;
+    }
     static CACHE: LazyLock<Mutex<std::collections::HashMap<B256, Bytecode>>> =
         LazyLock::new(Default::default);
     // The map is consistent whatever a panicking holder left: take it even when poisoned.

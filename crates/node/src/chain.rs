@@ -1046,10 +1046,12 @@ impl Chain {
         forward: bool,
     ) -> Vec<ItemResult> {
         let originals = (forward && self.forward.get().is_some()).then(|| raws.clone());
+        let n = raws.len();
         let chain = self.clone();
         let accepted = match tokio::task::spawn_blocking(move || chain.accept_eth_txs(raws)).await {
             Ok(r) => r,
-            Err(e) => return vec![Err(ApiError::storage(&e))],
+            // One result per transaction: a JSON-RPC batch answers every call it holds.
+            Err(e) => return (0..n).map(|_| Err(ApiError::storage(&e))).collect(),
         };
         let max_seq = self.count_eth_txs(&accepted);
         let results = accepted.into_iter().map(|r| r.map(|(h, _)| h)).collect();

@@ -17,8 +17,8 @@ pub const FORWARDED_HEADER: &str = "x-iotchain-forwarded";
 
 /// Most readings in one forwarded request.
 const MAX_FORWARD_BATCH: usize = 4096;
-/// Most Ethereum transactions in one forwarded JSON-RPC batch (the batch limit of `/`).
-const MAX_FORWARD_TXS: usize = 100;
+/// Most Ethereum transactions in one forwarded JSON-RPC batch: the batch limit of `/`.
+const MAX_FORWARD_TXS: usize = crate::rpc::MAX_BATCH;
 /// Longest an accepted reading waits to be forwarded with others.
 const LINGER: Duration = Duration::from_millis(5);
 

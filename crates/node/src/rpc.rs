@@ -30,7 +30,7 @@ pub(crate) const SUGGESTED_TIP: u64 = 1_000_000_000;
 /// Most blocks one `eth_getLogs` request may scan.
 const MAX_LOG_RANGE: u64 = 10_000;
 /// Most requests in one batch.
-const MAX_BATCH: usize = 100;
+pub(crate) const MAX_BATCH: usize = 100;
 /// Most blocks `eth_feeHistory` reports.
 const MAX_FEE_HISTORY: u64 = 1024;
 

@@ -454,6 +454,9 @@ impl HashIndex {
                 self.next_chunk(w, c)?;
             }
             Some((key, chunk)) => {
+                if chunk.is_empty() || chunk.len() % self.entry_len() != 0 {
+                    return Err(self.corrupt("a chunk of a run is damaged"));
+                }
                 c.chunk_key = Some(key);
                 c.chunk = chunk;
                 c.pos = 0;
