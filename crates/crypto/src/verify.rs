@@ -262,6 +262,17 @@ mod tests {
         }
     }
 
+    /// `n` numbered messages, signed round-robin by `signers`.
+    fn numbered_signed(signers: &[DeviceSigner], n: usize) -> (Vec<Vec<u8>>, Vec<[u8; 64]>) {
+        let messages: Vec<Vec<u8>> = (0..n as u32).map(|i| i.to_le_bytes().to_vec()).collect();
+        let sigs = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| signers[i % signers.len()].sign(m))
+            .collect();
+        (messages, sigs)
+    }
+
     /// Ed25519 signers from fixed seeds.
     fn ed_signers(n: u8) -> Vec<DeviceSigner> {
         (0..n)
@@ -318,14 +329,8 @@ mod tests {
             &odd
         ));
         for n in [1usize, 2, 7, 8, 64, 65, 300, 2100] {
-            let messages: Vec<Vec<u8>> = (0..n as u32).map(|i| i.to_le_bytes().to_vec()).collect();
-            let mut sigs: Vec<[u8; 64]> = messages
-                .iter()
-                .enumerate()
-                .map(|(i, m)| signers[i % 4].sign(m))
-                .collect();
+            let (mut messages, mut sigs) = numbered_signed(&signers, n);
             let at = n / 2;
-            let mut messages = messages;
             messages[at] = message.clone();
             sigs[at] = odd;
             let checks: Vec<SignatureCheck<'_>> = (0..n)
@@ -350,12 +355,7 @@ mod tests {
         let keys: Vec<DevicePublicKey> = signers.iter().map(|s| s.public_key()).collect();
         for every in [8usize, 100] {
             let n = 2 * MAX_BATCH;
-            let messages: Vec<Vec<u8>> = (0..n as u32).map(|i| i.to_le_bytes().to_vec()).collect();
-            let mut sigs: Vec<[u8; 64]> = messages
-                .iter()
-                .enumerate()
-                .map(|(i, m)| signers[i % 16].sign(m))
-                .collect();
+            let (messages, mut sigs) = numbered_signed(&signers, n);
             for sig in sigs.iter_mut().skip(3).step_by(every) {
                 sig[40] ^= 1;
             }

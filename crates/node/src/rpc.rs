@@ -141,12 +141,10 @@ pub(crate) async fn handle(
             while let Some(first) = rest.first() {
                 // Consecutive raw transactions are accepted together: their senders are
                 // recovered in parallel and they wait for one log sync.
-                let run = rest
-                    .iter()
-                    .take_while(|c| raw_transaction(c).is_some())
-                    .count();
+                let raws: Vec<Bytes> = rest.iter().map_while(raw_transaction).collect();
+                let run = raws.len();
                 if run > 1 {
-                    out.extend(send_raw_transactions(&chain, &rest[..run], forwarded).await);
+                    out.extend(send_raw_transactions(&chain, &rest[..run], raws, forwarded).await);
                     rest = &rest[run..];
                 } else {
                     out.push(one(&chain, first.clone(), forwarded).await);
@@ -170,14 +168,14 @@ fn raw_transaction(request: &Value) -> Option<Bytes> {
     }
 }
 
-/// Responses to consecutive well-formed `eth_sendRawTransaction` requests of a batch, in
-/// order, each as [`one`] would give it.
+/// Responses to consecutive well-formed `eth_sendRawTransaction` requests of a batch (`raws`:
+/// their decoded transactions), in order, each as [`one`] would give it.
 async fn send_raw_transactions(
     chain: &Arc<Chain>,
     requests: &[Value],
+    raws: Vec<Bytes>,
     forwarded: bool,
 ) -> Vec<Value> {
-    let raws: Vec<Bytes> = requests.iter().filter_map(raw_transaction).collect();
     let results = chain.submit_eth_txs_from(raws, !forwarded).await;
     requests
         .iter()

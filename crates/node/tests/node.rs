@@ -64,12 +64,18 @@ fn drain(chain: &Chain) {
     while chain.produce_next_block().unwrap().is_some() {}
 }
 
+/// The fixture's chain, opened with its device registered and final.
+async fn open_with_device(f: &Fixture) -> Arc<Chain> {
+    let chain = Chain::open(&f.config).unwrap();
+    register(&chain, f).await;
+    drain(&chain);
+    chain
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_items_survive_a_restart_and_the_chain_resumes() {
     let f = fixture();
-    let chain = Chain::open(&f.config).unwrap();
-    register(&chain, &f).await;
-    drain(&chain);
+    let chain = open_with_device(&f).await;
     let final_ids = submit(&chain, &f, 0..10).await;
     drain(&chain);
     let head = chain.head();
@@ -134,9 +140,7 @@ async fn another_genesis_is_refused() {
 async fn a_flood_gets_backpressure_not_unbounded_memory() {
     let mut f = fixture();
     f.config.max_pending_items = 5;
-    let chain = Chain::open(&f.config).unwrap();
-    register(&chain, &f).await;
-    drain(&chain);
+    let chain = open_with_device(&f).await;
     submit(&chain, &f, 0..3).await;
     let messages = (3..6)
         .map(|s| Bytes::from(f.device.sign_reading(s, s, None, &[0x01])))
@@ -161,9 +165,7 @@ async fn a_flood_gets_backpressure_not_unbounded_memory() {
 async fn proofs_name_the_tampered_part() {
     use iotchain_block::{FinalityCertificate, ProofError};
     let f = fixture();
-    let chain = Chain::open(&f.config).unwrap();
-    register(&chain, &f).await;
-    drain(&chain);
+    let chain = open_with_device(&f).await;
     let ids = submit(&chain, &f, 0..5).await;
     drain(&chain);
     let proof = chain.proof(&ids[2]).unwrap();
@@ -235,9 +237,7 @@ async fn proofs_name_the_tampered_part() {
 async fn a_chain_of_recorded_proposals_is_restored_and_committed_after_a_restart() {
     let f = fixture();
     let key = ValidatorKey::from_secret(&[2; 32]);
-    let chain = Chain::open(&f.config).unwrap();
-    register(&chain, &f).await;
-    drain(&chain);
+    let chain = open_with_device(&f).await;
     let start = chain.head();
     let first_ids = submit(&chain, &f, 0..5).await;
     let first = chain.propose_durable(start.hash).unwrap();
@@ -271,9 +271,7 @@ async fn a_chain_of_recorded_proposals_is_restored_and_committed_after_a_restart
 async fn a_recorded_child_outlives_the_commit_of_its_parent() {
     let f = fixture();
     let key = ValidatorKey::from_secret(&[2; 32]);
-    let chain = Chain::open(&f.config).unwrap();
-    register(&chain, &f).await;
-    drain(&chain);
+    let chain = open_with_device(&f).await;
     let start = chain.head();
     submit(&chain, &f, 0..4).await;
     let parent = chain.propose_durable(start.hash).unwrap();

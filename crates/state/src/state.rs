@@ -144,8 +144,23 @@ impl State {
         storage: impl IntoIterator<Item = (Address, U256, U256)>,
         code: impl IntoIterator<Item = (B256, Bytes)>,
     ) -> Self {
+        self.put_accounts(
+            accounts.into_iter().map(|(a, account)| (a, Some(account))),
+            storage,
+            code,
+        );
+        self
+    }
+
+    /// Sets accounts (`None` deletes one), storage slots and code.
+    fn put_accounts(
+        &mut self,
+        accounts: impl IntoIterator<Item = (Address, Option<Account>)>,
+        storage: impl IntoIterator<Item = (Address, U256, U256)>,
+        code: impl IntoIterator<Item = (B256, Bytes)>,
+    ) {
         for (a, account) in accounts {
-            self.set_account(a, Some(account));
+            self.set_account(a, account);
         }
         for (a, slot, value) in storage {
             self.set_storage(a, slot, value);
@@ -153,7 +168,6 @@ impl State {
         for (_, c) in code {
             self.insert_code(c);
         }
-        self
     }
 
     /// An account, if it exists.
@@ -355,15 +369,11 @@ impl State {
         for a in &records.wiped {
             self.wipe_storage(*a);
         }
-        for (a, account) in &records.accounts {
-            self.set_account(*a, *account);
-        }
-        for (a, slot, value) in &records.storage {
-            self.set_storage(*a, *slot, *value);
-        }
-        for (_, code) in &records.code {
-            self.insert_code(code.clone());
-        }
+        self.put_accounts(
+            records.accounts.iter().copied(),
+            records.storage.iter().copied(),
+            records.code.iter().cloned(),
+        );
     }
 
     /// The hook on a device stream, if any.
