@@ -138,7 +138,31 @@ fn devnet_setup(dir: &Path) -> anyhow::Result<(Genesis, KeyFile, KeyFile, bool)>
     Ok((genesis, owner, validator, true))
 }
 
-pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
+/// Runs `f` on a Commonware tokio runtime (one worker per core) whose storage, where
+/// simplex keeps its journal, is `DATA_DIR/consensus`.
+fn on_node_runtime<F, Fut>(data_dir: &Path, f: F) -> Fut::Output
+where
+    F: FnOnce(commonware_runtime::tokio::Context) -> Fut,
+    Fut: std::future::Future,
+{
+    use commonware_runtime::Runner as _;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let config = commonware_runtime::tokio::Config::new()
+        .with_storage_directory(data_dir.join("consensus"))
+        .with_worker_threads(threads)
+        .with_tcp_nodelay(Some(true));
+    commonware_runtime::tokio::Runner::new(config).start(f)
+}
+
+pub(crate) fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
+    let dir = a.data_dir.clone();
+    on_node_runtime(&dir, |context| run_dev(context, a))
+}
+
+async fn run_dev(
+    context: commonware_runtime::tokio::Context,
+    a: DevArgs,
+) -> anyhow::Result<ExitCode> {
     let (genesis, owner, validator, fresh) = devnet_setup(&a.data_dir)?;
     let files = DevFiles::new(&a.data_dir);
     let mut config = NodeConfig::new(
@@ -148,7 +172,7 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
     );
     config.http_addr = a.http_addr;
     config.block_interval = Duration::from_millis(a.block_interval_ms.max(10));
-    let (node, consensus) = start_with_consensus(config, None).await?;
+    let (node, consensus) = start_with_consensus(context, config, None).await?;
     let mqtt = a.mqtt.as_ref().map(|url| {
         let mut m = iotchain_mqtt::MqttConfig::new(url.clone());
         m.protocol = a.mqtt_protocol;
@@ -224,7 +248,7 @@ pub(crate) async fn dev(a: DevArgs) -> anyhow::Result<ExitCode> {
     if let Some(b) = bridge {
         b.stop().await;
     }
-    tokio::task::spawn_blocking(move || consensus.stop()).await?;
+    consensus.stop().await;
     if let Some(s) = sim {
         s.abort();
     }
@@ -334,7 +358,16 @@ async fn simulate(
     }
 }
 
-pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
+    let (config, file, is_validator, validator_public) = node_config(&a)?;
+    let dir = config.data_dir.clone();
+    on_node_runtime(&dir, move |context| {
+        run_node(context, config, file, is_validator, validator_public)
+    })
+}
+
+/// Reads a node's config file (relative paths are relative to it).
+fn node_config(a: &NodeArgs) -> anyhow::Result<(NodeConfig, NodeFile, bool, [u8; 32])> {
     let text = std::fs::read_to_string(&a.config)
         .with_context(|| format!("reading {}", a.config.display()))?;
     let file: NodeFile = toml::from_str(&text)
@@ -372,15 +405,26 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(mb) = file.db_cache_mb {
         config.db_cache_bytes = mb.max(1) * 1024 * 1024;
     }
-    let mqtt = file.mqtt.clone().map(|mut m| {
+    let mut file = file;
+    file.mqtt = file.mqtt.take().map(|mut m| {
         m.ca_file = m.ca_file.as_ref().map(&resolve);
         // One session per node on a shared broker: name it after the validator key.
         m.client_id
             .get_or_insert_with(|| format!("iotchain-{}", &hex::encode(validator_public)[..16]));
         m
     });
-    let (node, consensus) = start_with_consensus(config, file.p2p_listen).await?;
-    let bridge = start_bridge(&node, mqtt)?;
+    Ok((config, file, is_validator, validator_public))
+}
+
+async fn run_node(
+    context: commonware_runtime::tokio::Context,
+    config: NodeConfig,
+    file: NodeFile,
+    is_validator: bool,
+    _validator_public: [u8; 32],
+) -> anyhow::Result<ExitCode> {
+    let (node, consensus) = start_with_consensus(context, config, file.p2p_listen).await?;
+    let bridge = start_bridge(&node, file.mqtt.clone())?;
     println!(
         "iotchain {} serving http://{}",
         if is_validator {
@@ -405,7 +449,7 @@ pub(crate) async fn node(a: NodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(b) = bridge {
         b.stop().await;
     }
-    tokio::task::spawn_blocking(move || consensus.stop()).await?;
+    consensus.stop().await;
     node.stop().await;
     printer.abort();
     Ok(ExitCode::SUCCESS)
@@ -417,25 +461,35 @@ fn start_bridge(
     config: Option<iotchain_mqtt::MqttConfig>,
 ) -> anyhow::Result<Option<iotchain_mqtt::Bridge>> {
     config
-        .map(|c| iotchain_mqtt::Bridge::start(node.chain.clone(), c).context("mqtt bridge"))
+        .map(|c| {
+            iotchain_mqtt::Bridge::start(node.engine.clone(), c, &node.metrics)
+                .context("mqtt bridge")
+        })
         .transpose()
 }
 
 /// Starts the node with blocks proposed and finalized by simplex (its journal under
 /// `DATA_DIR/consensus`).
 async fn start_with_consensus(
+    context: commonware_runtime::tokio::Context,
     mut config: NodeConfig,
     p2p_listen: Option<SocketAddr>,
 ) -> anyhow::Result<(Node, iotchain_consensus::Consensus)> {
+    use commonware_runtime::Supervisor as _;
     config.produce_blocks = false;
-    let mut consensus = iotchain_consensus::ConsensusConfig::new(config.data_dir.join("consensus"));
+    let mut consensus = iotchain_consensus::ConsensusConfig::new();
     consensus.block_interval = config.block_interval;
     consensus.p2p_listen = p2p_listen;
     consensus.sync_peers = config.peers.clone();
     let key = config.validator_key.clone();
-    let node = Node::start(config).await?;
-    let consensus = iotchain_consensus::start(node.chain.clone(), key, consensus)
-        .context("starting consensus")?;
+    let node = Node::start(context.child("node"), config).await?;
+    let consensus = iotchain_consensus::start(
+        context.child("consensus"),
+        node.engine.clone(),
+        key,
+        consensus,
+    )
+    .context("starting consensus")?;
     Ok((node, consensus))
 }
 

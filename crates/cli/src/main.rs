@@ -67,14 +67,30 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let result = match cli.command {
+        // A node runs on one Commonware runtime (consensus, the engine, the API).
+        Command::Dev(a) => devnet::dev(a),
+        Command::Node(a) => devnet::node(a),
+        command => client_command(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs a command that talks to nodes (or starts them as processes) on a plain tokio runtime.
+fn client_command(command: Command) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Dev(a) => devnet::dev(a).await,
-            Command::Node(a) => devnet::node(a).await,
+    runtime.block_on(async move {
+        match command {
+            Command::Dev(_) | Command::Node(_) => unreachable!("run on the node's runtime"),
             Command::Testnet(a) => testnet::run(a).await,
             Command::Keys(c) => keys::run(c),
             Command::Device(c) => device::run(c).await,
@@ -83,14 +99,7 @@ fn main() -> ExitCode {
             Command::Verify(a) => verify::verify(a),
             Command::Bench(a) => bench::run(a).await,
         }
-    });
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    })
 }
 
 /// Default node URL for client commands.

@@ -1,7 +1,7 @@
 //! The application simplex drives: proposals, verification of other validators' blocks, block
 //! relay between validators and the commit of finalized blocks.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use alloy_primitives::B256;
 use commonware_actor::Feedback;
@@ -17,8 +17,8 @@ use commonware_cryptography::{ed25519, sha256::Digest};
 use commonware_p2p::{Recipients, Sender};
 use commonware_runtime::{Clock, Spawner, Supervisor};
 use commonware_utils::{channel::oneshot, ordered::Set};
+use iotchain_api::{BlockEngine, ChainQuery};
 use iotchain_block::{Block, FinalityCertificate};
-use iotchain_node::Chain;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
@@ -31,8 +31,11 @@ const BLOCK_WAIT: Duration = Duration::from_secs(10);
 /// How many times a leader tries to build its block before giving up the view.
 const PROPOSE_ATTEMPTS: u32 = 3;
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
+/// Milliseconds since the Unix epoch by the runtime's clock (simulated time under the
+/// deterministic runtime).
+pub(crate) fn now_ms(clock: &impl Clock) -> u64 {
+    clock
+        .current()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
@@ -44,7 +47,7 @@ pub(crate) fn to_b256(d: &Digest) -> B256 {
 /// Blocks proposed by other validators, received over the network, by header hash.
 #[derive(Default)]
 pub(crate) struct Inbox {
-    blocks: Mutex<HashMap<B256, Arc<Block>>>,
+    blocks: Mutex<BTreeMap<B256, Arc<Block>>>,
     arrived: Notify,
 }
 
@@ -169,9 +172,9 @@ pub(crate) fn certificate_of(
 }
 
 /// The application: proposals, verification, relay and finalization reports.
-pub(crate) struct Application<E, S> {
+pub(crate) struct Application<E, S, A> {
     pub(crate) context: E,
-    pub(crate) chain: Arc<Chain>,
+    pub(crate) chain: A,
     pub(crate) config: ConsensusConfig,
     pub(crate) participants: Set<ed25519::PublicKey>,
     pub(crate) inbox: Arc<Inbox>,
@@ -179,7 +182,9 @@ pub(crate) struct Application<E, S> {
     pub(crate) finalized: mpsc::UnboundedSender<Finalized>,
 }
 
-impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Automaton for Application<E, S> {
+impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngine + Clone> Automaton
+    for Application<E, S, A>
+{
     type Digest = Digest;
     type Context = Context<Digest, ed25519::PublicKey>;
 
@@ -199,22 +204,25 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Automaton for
             // consensus and commit latency do not stretch the interval), and wait (up to the
             // idle interval) for something to include.
             let since_parent =
-                Duration::from_millis(now_ms().saturating_sub(chain.head().timestamp_ms));
+                Duration::from_millis(now_ms(&rt).saturating_sub(chain.head().timestamp_ms));
             rt.sleep(config.block_interval.saturating_sub(since_parent))
                 .await;
             let idle_deadline = rt.current() + config.idle_block_interval;
-            while chain.pending_counts() == (0, 0) && rt.current() < idle_deadline {
+            while !chain.has_pending_items() && rt.current() < idle_deadline {
                 rt.sleep(config.block_interval).await;
             }
             // A finalization committing the parent's branch at this moment can hide the
-            // parent for an instant (it moves from the proposals to the head): look again
-            // before giving up the view, which would cost a whole leader timeout.
+            // parent for an instant (it moves from the tree to the head): look again before
+            // giving up the view, which would cost a whole leader timeout.
             for attempt in 1..=PROPOSE_ATTEMPTS {
                 let c = chain.clone();
-                match blocking(&rt, move || c.propose_durable(parent)).await {
-                    Some(Ok(header)) => {
+                let at = now_ms(&rt);
+                match blocking(&rt, move || c.propose(parent, at, true)).await {
+                    Some(Ok(Some(header))) => {
+                        tracing::debug!(height = header.height, hash = %header.hash(), readings = header.reading_count, "proposed");
                         let _ = response.send(Digest(header.hash().0));
                     }
+                    Some(Ok(None)) => tracing::error!("an empty proposal was refused"),
                     Some(Err(e)) if attempt < PROPOSE_ATTEMPTS => {
                         tracing::debug!(error = %e, attempt, "cannot propose yet; retrying");
                         rt.sleep(Duration::from_millis(10)).await;
@@ -232,7 +240,7 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Automaton for
     async fn verify(&mut self, context: Self::Context, payload: Digest) -> oneshot::Receiver<bool> {
         let (response, receiver) = oneshot::channel();
         let hash = to_b256(&payload);
-        if self.chain.has_proposal(&hash) {
+        if self.chain.pending_header(&hash).is_some() {
             // Built (or already verified) here.
             let _ = response.send(true);
             return receiver;
@@ -240,6 +248,7 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Automaton for
         let chain = self.chain.clone();
         let inbox = self.inbox.clone();
         self.context.child("verify").spawn(move |rt| async move {
+            tracing::debug!(%hash, view = context.round.view().get(), "verifying a proposal");
             let Some(block) = inbox.wait(&rt, &hash, BLOCK_WAIT).await else {
                 tracing::debug!(%hash, "proposed block never arrived");
                 return;
@@ -252,6 +261,7 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Automaton for
                 return;
             }
             let height = block.header.height;
+            tracing::debug!(%hash, height, "proposed block arrived");
             if !wait_until(&rt, BLOCK_WAIT, || {
                 chain.can_extend(&parent) || chain.head().height >= height
             })
@@ -260,15 +270,17 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Automaton for
                 tracing::debug!(%hash, "parent of the proposal unknown here in time");
                 return;
             }
-            if matches!(chain.store().height_of(&hash), Ok(Some(_))) {
+            if chain.is_final(&hash) {
                 // Already final here (block sync got it first): it was checked then.
                 let _ = response.send(true);
                 return;
             }
             let c = chain.clone();
             let block = (*block).clone();
-            match blocking(&rt, move || c.verify_block(block)).await {
-                Some(Ok(_)) => {
+            let now = now_ms(&rt);
+            match blocking(&rt, move || c.verify(block, now)).await {
+                Some(Ok(header)) => {
+                    tracing::debug!(height = header.height, %hash, "verified a proposal");
                     let _ = response.send(true);
                 }
                 Some(Err(e)) => {
@@ -282,12 +294,14 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Automaton for
     }
 }
 
-impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> CertifiableAutomaton
-    for Application<E, S>
+impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngine + Clone>
+    CertifiableAutomaton for Application<E, S, A>
 {
 }
 
-impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Relay for Application<E, S> {
+impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngine + Clone> Relay
+    for Application<E, S, A>
+{
     type Digest = Digest;
     type PublicKey = ed25519::PublicKey;
     type Plan = Plan<ed25519::PublicKey>;
@@ -298,17 +312,19 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Relay for App
             Plan::Forward { recipients, .. } => recipients,
         };
         let hash = to_b256(&payload);
-        let Some(block) = self.chain.proposed_block(&hash) else {
+        let Some(block) = self.chain.pending_block(&hash) else {
             tracing::debug!(%hash, "asked to relay a block this node does not hold");
             return Feedback::Ok;
         };
         let bytes = block.encode_rlp();
-        self.blocks.send(recipients, bytes, true);
+        tracing::debug!(%hash, ?recipients, "relaying a block");
+        let sent = self.blocks.send(recipients, bytes, true);
+        tracing::debug!(%hash, ?sent, "relayed");
         Feedback::Ok
     }
 }
 
-impl<E: Supervisor, S: Clone> Clone for Application<E, S> {
+impl<E: Supervisor, S: Clone, A: Clone> Clone for Application<E, S, A> {
     fn clone(&self) -> Self {
         Self {
             context: self.context.child("application"),
@@ -322,18 +338,20 @@ impl<E: Supervisor, S: Clone> Clone for Application<E, S> {
     }
 }
 
-impl<E, S> Application<E, S> {
+impl<E: Clock, S, A: ChainQuery> Application<E, S, A> {
     /// Notes a vote from the validator at `index` of the sorted set.
     fn heard(&self, index: commonware_utils::Participant) {
         if let Some(key) = self.participants.get(usize::from(index)) {
             self.chain
                 .consensus_stats()
-                .heard_from(B256::from_slice(key.as_ref()));
+                .heard_from(B256::from_slice(key.as_ref()), now_ms(&self.context));
         }
     }
 }
 
-impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Reporter for Application<E, S> {
+impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngine + Clone> Reporter
+    for Application<E, S, A>
+{
     type Activity = Activity<Scheme, Digest>;
 
     fn report(&mut self, activity: Self::Activity) -> Feedback {
@@ -367,9 +385,9 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>> Reporter for 
 /// Commits finalized blocks, in the order simplex reports them. A block this node did not
 /// build or verify (it was down, or the proposal never reached it) is taken from the inbox or,
 /// failing that, left to block sync.
-pub(crate) async fn commit_finalized(
-    context: impl Spawner,
-    chain: Arc<Chain>,
+pub(crate) async fn commit_finalized<E: Spawner + Clock, A: BlockEngine + Clone>(
+    context: E,
+    chain: A,
     inbox: Arc<Inbox>,
     mut finalized: mpsc::UnboundedReceiver<Finalized>,
     sync: Arc<Notify>,
@@ -379,30 +397,31 @@ pub(crate) async fn commit_finalized(
         mut certificate,
     }) = finalized.recv().await
     {
-        if matches!(chain.store().height_of(&hash), Ok(Some(_))) {
+        if chain.is_final(&hash) {
             continue; // replayed from the journal after a restart, or synced: committed
         }
         let c = chain.clone();
         let from_peer = inbox.get(&hash);
+        let now = now_ms(&context);
         let result = blocking(&context, move || {
-            let header = match c.proposed_header(&hash) {
+            let header = match c.pending_header(&hash) {
                 Some(h) => h,
                 None => {
                     let block = from_peer.ok_or_else(|| format!("block {hash} is unknown here"))?;
-                    c.verify_block((*block).clone())
-                        .map_err(|e| e.to_string())?
+                    c.verify((*block).clone(), now).map_err(|e| e.to_string())?
                 }
             };
             certificate.height = header.height;
-            c.finalize(hash, certificate).map_err(|e| e.to_string())
+            c.finalize(hash, certificate, now)
+                .map_err(|e| e.to_string())
         })
         .await;
         match result {
-            Some(Ok((header, readings, txs))) => {
+            Some(Ok(committed)) => {
                 tracing::debug!(
-                    height = header.height,
-                    readings,
-                    txs,
+                    height = committed.header.height,
+                    readings = committed.readings,
+                    transactions = committed.transactions,
                     "block finalized by simplex"
                 )
             }

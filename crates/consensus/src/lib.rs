@@ -2,13 +2,15 @@
 //! over Commonware's authenticated p2p between the validators of the genesis, with block sync
 //! for nodes that fall behind and for followers.
 //!
-//! The node's [`Chain`] offers what a BFT engine drives: [`Chain::propose`] builds a block on
-//! the head without committing it, [`Chain::verify_block`] re-executes another validator's
-//! block (every reading's signature, the state root) before this validator votes for it, and
-//! [`Chain::finalize`] commits a block with its finality certificate (simplex's
-//! finalization: a quorum of validators' finalize votes). [`start`] runs simplex (on
-//! Commonware's tokio runtime, in its own thread, with its write-ahead journal under the data
-//! directory, so a restarted validator never votes twice in a view) over those calls.
+//! The chain's engine offers what a BFT engine drives ([`BlockEngine`]): `propose` builds a
+//! block on the head or on a notarized block without committing it, `verify` re-executes
+//! another validator's block (every reading's signature, the state root) before this
+//! validator votes for it, and `finalize` commits a block with its finality certificate
+//! (simplex's finalization: a quorum of validators' finalize votes). [`start`] runs simplex
+//! on the node's Commonware runtime (its write-ahead journal in the runtime's storage, so a
+//! restarted validator never votes twice in a view) over those calls; block times and
+//! timeouts come from the runtime's clock, so the same code runs on the deterministic
+//! runtime in simulations.
 //!
 //! Channels between validators: 0 votes, 1 certificates, 2 simplex's resolver, 3 blocks
 //! (a proposer sends its block to the others; simplex forwards it to validators that missed
@@ -22,7 +24,6 @@ pub mod sync;
 use std::{
     net::SocketAddr,
     num::{NonZeroU16, NonZeroUsize},
-    path::PathBuf,
     sync::Arc,
     time::Duration,
 };
@@ -37,7 +38,7 @@ use commonware_cryptography::{ChaCha20Poly1305, Sha256, ed25519, sha256::Digest}
 use commonware_p2p::{Address, AddressableManager, Receiver, Sender, authenticated::lookup};
 use commonware_parallel::Sequential;
 use commonware_runtime::{
-    Clock, Handle, Metrics, Quota, Runner as _, Spawner, Storage, Supervisor,
+    Clock, Handle, Metrics, Network, Quota, Resolver, Spawner, Storage, Supervisor,
     buffer::paged::CacheRef,
 };
 use commonware_stream::{
@@ -45,8 +46,8 @@ use commonware_stream::{
     sake::{self, Sake},
 };
 use commonware_utils::ordered::{Map, Set};
+use iotchain_api::{BlockEngine, ChainQuery};
 use iotchain_crypto::ValidatorKey;
-use iotchain_node::Chain;
 use tokio::sync::Notify;
 
 use crate::app::{Application, Inbox};
@@ -59,12 +60,11 @@ pub type Scheme = simplex::scheme::ed25519::Scheme;
 /// Largest p2p message: a full block.
 const MAX_MESSAGE_BYTES: u32 = 32 * 1024 * 1024;
 
-/// Consensus settings.
+/// Consensus settings. The engine's journal (its write-ahead log: votes survive a crash, so
+/// a restarted validator never votes twice in a view) lives in the runtime's storage, under
+/// [`ConsensusConfig::partition`].
 #[derive(Debug, Clone)]
 pub struct ConsensusConfig {
-    /// Directory of the engine's journal (its write-ahead log: votes survive a crash, so a
-    /// restarted validator never votes twice in a view).
-    pub journal_dir: PathBuf,
     /// The least time between two blocks.
     pub block_interval: Duration,
     /// Longest a proposer waits for items before proposing an empty block.
@@ -80,10 +80,9 @@ pub struct ConsensusConfig {
 }
 
 impl ConsensusConfig {
-    /// Defaults for a journal directory: 200 ms blocks, an empty block after 2 s idle.
-    pub fn new(journal_dir: PathBuf) -> Self {
+    /// Defaults: 200 ms blocks, an empty block after 2 s idle.
+    pub fn new() -> Self {
         Self {
-            journal_dir,
             block_interval: Duration::from_millis(200),
             idle_block_interval: Duration::from_secs(2),
             p2p_listen: None,
@@ -94,26 +93,43 @@ impl ConsensusConfig {
     }
 }
 
-/// A running consensus engine; stopping (or dropping) it stops the engine's thread.
-#[derive(Debug)]
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running consensus engine; stopping (or dropping) it stops the engine's tasks.
 pub struct Consensus {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    handles: Vec<Handle<()>>,
+}
+
+impl std::fmt::Debug for Consensus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consensus")
+            .field("tasks", &self.handles.len())
+            .finish()
+    }
 }
 
 impl Consensus {
-    /// Stops the engine and waits for its thread. Votes already journaled stay journaled;
-    /// a block proposed but not yet committed is rebuilt and committed after the next start.
-    pub fn stop(mut self) {
-        self.halt();
+    /// Stops the engine and waits until its tasks are gone (so the chain's engine can be
+    /// dropped and its store reopened). Votes already journaled stay journaled; a block
+    /// proposed or verified but not yet committed is in the chain's pending blocks and is
+    /// committed after the next start.
+    pub async fn stop(mut self) {
+        let handles = std::mem::take(&mut self.handles);
+        for h in &handles {
+            h.abort();
+        }
+        for h in handles {
+            let _ = h.await;
+        }
     }
 
     fn halt(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        for h in self.handles.drain(..) {
+            h.abort();
         }
     }
 }
@@ -127,16 +143,15 @@ impl Drop for Consensus {
 /// Errors starting consensus.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsensusError {
-    /// The journal directory or the runtime thread could not be created.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
     /// The genesis does not describe a usable validator set.
     #[error("validator set: {0}")]
     Validators(String),
 }
 
 /// The validator set of the chain's genesis: keys and p2p addresses.
-fn validator_set(chain: &Chain) -> Result<Vec<(ed25519::PublicKey, Option<SocketAddr>)>, String> {
+fn validator_set<Q: ChainQuery>(
+    chain: &Q,
+) -> Result<Vec<(ed25519::PublicKey, Option<SocketAddr>)>, String> {
     chain
         .genesis()
         .validators
@@ -156,14 +171,18 @@ fn validator_set(chain: &Chain) -> Result<Vec<(ed25519::PublicKey, Option<Socket
         .collect()
 }
 
-/// Starts consensus in its own thread: simplex (when `validator` is in the genesis set) and
-/// block sync from `config.sync_peers` (a follower only syncs).
-pub fn start(
-    chain: Arc<Chain>,
+/// Starts consensus on `context`'s runtime: simplex (when `validator` is in the genesis set)
+/// and block sync from `config.sync_peers` (a follower only syncs).
+pub fn start<E, A>(
+    context: E,
+    chain: A,
     validator: ValidatorKey,
     config: ConsensusConfig,
-) -> Result<Consensus, ConsensusError> {
-    std::fs::create_dir_all(&config.journal_dir)?;
+) -> Result<Consensus, ConsensusError>
+where
+    E: Runtime + rand_core::CryptoRng + Storage + Metrics + Network + Resolver,
+    A: BlockEngine + Clone,
+{
     let validators = validator_set(&chain).map_err(ConsensusError::Validators)?;
     let signer = ed25519::PrivateKey::decode(validator.secret().to_vec())
         .map_err(|e| ConsensusError::Validators(format!("validator key: {e}")))?;
@@ -188,120 +207,112 @@ pub fn start(
             ));
         }
     }
-    let runtime_config = commonware_runtime::tokio::Config::new()
-        .with_storage_directory(config.journal_dir.clone())
-        .with_tcp_nodelay(Some(true))
-        .with_worker_threads(2);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("consensus".into())
-        .spawn(move || {
-            commonware_runtime::tokio::Runner::new(runtime_config).start(|context| async move {
-                let wake_sync = Arc::new(Notify::new());
-                let mut handles: Vec<Handle<()>> = Vec::new();
-                if !config.sync_peers.is_empty() {
-                    let source = sync::HttpPeers::new(config.sync_peers.clone());
-                    let (c, w) = (chain.clone(), wake_sync.clone());
-                    handles.push(
-                        context
-                            .child("sync")
-                            .spawn(move |rt| sync::run(rt, c, source, w, !is_validator)),
-                    );
-                }
-                if is_validator {
-                    if participants.len() == 1 {
-                        handles.extend(run_validator(
-                            context,
-                            chain.clone(),
-                            signer,
-                            config.clone(),
-                            loopback::Loopback(me.clone()),
-                            [
-                                loopback::pair(me.clone()),
-                                loopback::pair(me.clone()),
-                                loopback::pair(me.clone()),
-                                loopback::pair(me),
-                            ],
-                            wake_sync,
-                        ));
-                    } else {
-                        let listen = listen.expect("checked above");
-                        let p2p = lookup::Config::local(
-                            Cups::<_, ChaCha20Poly1305>::new(
-                                Sake {
-                                    signer: signer.clone(),
-                                    synchrony_bound: Duration::from_secs(5),
-                                    max_handshake_age: Duration::from_secs(10),
-                                    version: sake::Version::V1,
-                                },
-                                cups::Version::V1,
-                            ),
-                            NAMESPACE,
-                            listen,
-                            NonZeroUsize::new(participants.len() + 8).expect("non-zero"),
-                            MAX_MESSAGE_BYTES,
-                            NonZeroUsize::new(4096).expect("non-zero"),
-                        );
-                        let (mut network, mut oracle) =
-                            lookup::Network::new(context.child("network"), p2p);
-                        let peers: Map<ed25519::PublicKey, Address> = validators
-                            .iter()
-                            .filter_map(|(k, a)| a.map(|a| (k.clone(), a.into())))
-                            .collect::<Vec<_>>()
-                            .try_into()
-                            .expect("distinct validator keys");
-                        oracle.track(0, peers);
-                        // Messages per second per peer (the mailboxes are sized from it: keep it
-                        // to what a validator sends: a few votes and blocks per view).
-                        let quota =
-                            Quota::per_second(std::num::NonZeroU32::new(256).expect("non-zero"));
-                        let channels = [
-                            network.register(0, quota),
-                            network.register(1, quota),
-                            network.register(2, quota),
-                            network.register(3, quota),
-                        ];
-                        handles.push(network.start());
-                        handles.extend(run_validator(
-                            context,
-                            chain.clone(),
-                            signer,
-                            config.clone(),
-                            oracle,
-                            channels,
-                            wake_sync,
-                        ));
-                    }
-                }
-                tracing::info!(
-                    validator = is_validator,
-                    validators = participants.len(),
-                    p2p = ?listen,
-                    sync_peers = config.sync_peers.len(),
-                    "consensus started"
+    // One root task: everything consensus runs is its descendant, so aborting it stops all.
+    let sync_peers = config.sync_peers.len();
+    let validators_count = participants.len();
+    let root = context.child("consensus").spawn(move |context| async move {
+        let wake_sync = Arc::new(Notify::new());
+        let mut handles: Vec<Handle<()>> = Vec::new();
+        if !config.sync_peers.is_empty() {
+            let source = sync::HttpPeers::new(config.sync_peers.clone());
+            let (c, w) = (chain.clone(), wake_sync.clone());
+            handles.push(
+                context
+                    .child("sync")
+                    .spawn(move |rt| sync::run(rt, c, source, w, !is_validator)),
+            );
+        }
+        if is_validator {
+            if participants.len() == 1 {
+                handles.extend(run_validator(
+                    context.child("validator"),
+                    chain.clone(),
+                    signer,
+                    config.clone(),
+                    loopback::Loopback(me.clone()),
+                    [
+                        loopback::pair(me.clone()),
+                        loopback::pair(me.clone()),
+                        loopback::pair(me.clone()),
+                        loopback::pair(me),
+                    ],
+                    wake_sync,
+                ));
+            } else {
+                let listen = listen.expect("checked above");
+                let p2p = lookup::Config::local(
+                    Cups::<_, ChaCha20Poly1305>::new(
+                        Sake {
+                            signer: signer.clone(),
+                            synchrony_bound: Duration::from_secs(5),
+                            max_handshake_age: Duration::from_secs(10),
+                            version: sake::Version::V1,
+                        },
+                        cups::Version::V1,
+                    ),
+                    NAMESPACE,
+                    listen,
+                    NonZeroUsize::new(participants.len() + 8).expect("non-zero"),
+                    MAX_MESSAGE_BYTES,
+                    NonZeroUsize::new(4096).expect("non-zero"),
                 );
-                let _ = stop_rx.await;
-                for h in handles {
-                    h.abort();
-                }
-            });
-        })?;
+                let (mut network, mut oracle) = lookup::Network::new(context.child("network"), p2p);
+                let peers: Map<ed25519::PublicKey, Address> = validators
+                    .iter()
+                    .filter_map(|(k, a)| a.map(|a| (k.clone(), a.into())))
+                    .collect::<Vec<_>>()
+                    .try_into()
+                    .expect("distinct validator keys");
+                oracle.track(0, peers);
+                // Messages per second per peer (the mailboxes are sized from it: keep it to what a
+                // validator sends: a few votes and blocks per view).
+                let quota = Quota::per_second(std::num::NonZeroU32::new(256).expect("non-zero"));
+                let channels = [
+                    network.register(0, quota),
+                    network.register(1, quota),
+                    network.register(2, quota),
+                    network.register(3, quota),
+                ];
+                handles.push(network.start());
+                handles.extend(run_validator(
+                    context.child("validator"),
+                    chain.clone(),
+                    signer,
+                    config.clone(),
+                    oracle,
+                    channels,
+                    wake_sync,
+                ));
+            }
+        }
+        futures::future::pending::<()>().await;
+        drop(handles);
+    });
+    tracing::info!(
+        validator = is_validator,
+        validators = validators_count,
+        p2p = ?listen,
+        sync_peers,
+        "consensus started"
+    );
     Ok(Consensus {
-        stop: Some(stop_tx),
-        thread: Some(thread),
+        handles: vec![root],
     })
 }
 
 /// Receives blocks proposed by other validators into the inbox.
-async fn receive_blocks(
-    chain: Arc<Chain>,
+async fn receive_blocks<A: ChainQuery>(
+    chain: A,
     inbox: Arc<Inbox>,
     mut blocks: impl Receiver<PublicKey = ed25519::PublicKey>,
 ) {
     while let Ok((peer, bytes)) = blocks.recv().await {
         let bytes: &[u8] = bytes.as_ref();
         match iotchain_block::Block::decode_rlp(bytes) {
-            Ok(block) => inbox.insert(block, chain.head().height),
+            Ok(block) => {
+                tracing::debug!(%peer, height = block.header.height, hash = %block.header.hash(), "block received");
+                inbox.insert(block, chain.head().height)
+            }
             Err(e) => tracing::warn!(%peer, error = %e, "undecodable block from a validator"),
         }
     }
@@ -317,9 +328,9 @@ impl<T: Spawner + Clock + Supervisor + Send + Sync + 'static> Runtime for T {}
 /// resolver, blocks): the simplex engine, the application over `chain`, the commit of
 /// finalized blocks and the block receiver. Aborting the returned handles stops it (a crash:
 /// the journal under `config.partition` and the chain's stores keep what was durable).
-pub fn run_validator<E, B, S, R>(
+pub fn run_validator<E, B, S, R, A>(
     context: E,
-    chain: Arc<Chain>,
+    chain: A,
     signer: ed25519::PrivateKey,
     config: ConsensusConfig,
     blocker: B,
@@ -331,6 +342,7 @@ where
     B: commonware_p2p::Blocker<PublicKey = ed25519::PublicKey>,
     S: Sender<PublicKey = ed25519::PublicKey>,
     R: Receiver<PublicKey = ed25519::PublicKey>,
+    A: BlockEngine + Clone,
 {
     let participants = Set::from_iter_dedup(
         chain

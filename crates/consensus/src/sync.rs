@@ -3,15 +3,18 @@
 //!
 //! Every fetched block is checked like any other: its certificate against the genesis
 //! validator set, then every item re-verified and the state root recomputed
-//! ([`Chain::import_final`]). A peer can withhold blocks but not forge them.
+//! ([`BlockEngine::import_final`]). A peer can withhold blocks but not forge them.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use iotchain_api::BlockEngine;
 use iotchain_block::SyncBlocks;
-use iotchain_node::Chain;
 use tokio::sync::Notify;
 
-use crate::{Runtime, app::blocking};
+use crate::{
+    Runtime,
+    app::{blocking, now_ms},
+};
 
 /// Where block sync fetches finalized blocks from.
 pub trait BlockSource: Send + Sync + 'static {
@@ -85,9 +88,9 @@ pub async fn fetch(
 
 /// Keeps the chain up to date with its peers: a follower asks continuously (long polls), a
 /// validator when woken (a finalization it could not commit) and every few seconds.
-pub async fn run<E: Runtime>(
+pub async fn run<E: Runtime, A: BlockEngine + Clone>(
     context: E,
-    chain: Arc<Chain>,
+    chain: A,
     source: impl BlockSource,
     wake: Arc<Notify>,
     follower: bool,
@@ -101,20 +104,25 @@ pub async fn run<E: Runtime>(
                 let mut imported = 0usize;
                 for b in page.blocks {
                     let c = chain.clone();
+                    let now = now_ms(&context);
                     let r = blocking(&context, move || {
                         let block = iotchain_block::Block::decode_rlp(&b.block)
                             .map_err(|e| e.to_string())?;
                         if block.header.height <= c.head().height {
                             return Ok(None); // committed meanwhile through consensus
                         }
-                        c.import_final(block, b.certificate)
+                        c.import_final(block, b.certificate, now)
                             .map_err(|e| e.to_string())
                     })
                     .await;
                     match r {
-                        Some(Ok(Some((header, readings, _)))) => {
+                        Some(Ok(Some(committed))) => {
                             imported += 1;
-                            tracing::debug!(height = header.height, readings, "synced block");
+                            tracing::debug!(
+                                height = committed.header.height,
+                                readings = committed.readings,
+                                "synced block"
+                            );
                         }
                         Some(Ok(None)) => {}
                         Some(Err(e)) => {

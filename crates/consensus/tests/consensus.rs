@@ -1,15 +1,20 @@
 //! Simplex drives a one-validator chain: readings become final through it, the engine and the
 //! chain restart from their journals and keep finalizing, and proofs verify.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use alloy_primitives::{B256, Bytes};
+use commonware_runtime::{Clock as _, Runner as _, Supervisor as _};
+use iotchain_api::{ChainQuery, ItemPool};
 use iotchain_block::{DeviceOp, Genesis, SignedTx};
 use iotchain_consensus::{ConsensusConfig, start};
 use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey, ValidatorKey};
-use iotchain_node::{Chain, NodeConfig};
+use iotchain_engine::{
+    Engine, EngineConfig,
+    testing::{config as engine_config, open},
+};
 
-fn config(dir: &std::path::Path) -> (NodeConfig, OwnerKey) {
+fn config(dir: &std::path::Path) -> (EngineConfig, OwnerKey) {
     let owner = OwnerKey::from_secret(&[1; 32]).unwrap();
     let validator = ValidatorKey::from_secret(&[2; 32]);
     let genesis = Genesis::single_validator(
@@ -18,20 +23,18 @@ fn config(dir: &std::path::Path) -> (NodeConfig, OwnerKey) {
         B256::from(validator.public_key()),
         vec![owner.address()],
     );
-    let mut config = NodeConfig::new(dir.to_path_buf(), genesis, validator);
-    config.produce_blocks = false;
-    (config, owner)
+    (engine_config(dir.to_path_buf(), genesis, validator), owner)
 }
 
-fn consensus_config(dir: &std::path::Path) -> ConsensusConfig {
-    let mut config = ConsensusConfig::new(dir.join("consensus"));
+fn consensus_config() -> ConsensusConfig {
+    let mut config = ConsensusConfig::new();
     config.block_interval = Duration::from_millis(20);
     config.idle_block_interval = Duration::from_millis(200);
     config
 }
 
 /// Waits (on head changes, not on time) until `height` is final.
-async fn wait_height(chain: &Arc<Chain>, height: u64) {
+async fn wait_height(chain: &Engine, height: u64) {
     let mut head = chain.subscribe_head();
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -44,7 +47,7 @@ async fn wait_height(chain: &Arc<Chain>, height: u64) {
 
 /// Submits readings with the given seqs and waits until nothing is pending any more.
 async fn submit_until_final(
-    chain: &Arc<Chain>,
+    chain: &Engine,
     device: &DeviceSigner,
     seqs: std::ops::Range<u64>,
 ) -> Vec<B256> {
@@ -64,17 +67,25 @@ async fn submit_until_final(
     ids
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simplex_finalizes_readings_and_resumes_after_a_restart() {
+#[test]
+fn simplex_finalizes_readings_and_resumes_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
+    let runtime = commonware_runtime::tokio::Config::new()
+        .with_storage_directory(dir.path().join("consensus"));
+    commonware_runtime::tokio::Runner::new(runtime)
+        .start(|context| async move { restarts(context, &dir).await });
+}
+
+async fn restarts(context: commonware_runtime::tokio::Context, dir: &tempfile::TempDir) {
     let (config, owner) = config(dir.path());
     let device = DeviceSigner::from_secret(KeyAlg::Ed25519, &[3; 32]).unwrap();
 
-    let chain = Chain::open(&config).unwrap();
+    let chain = open(&context, config.clone()).unwrap();
     let engine = start(
+        context.child("consensus"),
         chain.clone(),
         config.validator_key.clone(),
-        consensus_config(dir.path()),
+        consensus_config(),
     )
     .unwrap();
     let op = DeviceOp::Register {
@@ -84,7 +95,7 @@ async fn simplex_finalizes_readings_and_resumes_after_a_restart() {
         labels: vec![],
     };
     chain
-        .submit_tx(Bytes::from(
+        .submit_owner_tx(Bytes::from(
             SignedTx::sign(&owner, 5, 0, op).unwrap().encode_rlp(),
         ))
         .await
@@ -99,19 +110,28 @@ async fn simplex_finalizes_readings_and_resumes_after_a_restart() {
     proof.verify(&config.genesis).unwrap();
 
     // Stop both, reopen from disk: the engine replays its journal, the chain its store.
-    tokio::task::spawn_blocking(move || engine.stop())
-        .await
-        .unwrap();
+    engine.stop().await;
     // Read only now: the engine may finalize (empty) blocks until it stops.
     let first_run_height = chain.head().height;
-    chain.shutdown();
+    chain.shutdown().await;
+    // The engine's store closes with its last clone (tasks consensus had spawned let go of
+    // theirs as they are torn down).
+    let weak = chain.downgrade();
     drop(chain);
-    let chain = Chain::open(&config).unwrap();
+    for _ in 0..1000 {
+        if !weak.alive() {
+            break;
+        }
+        context.sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!weak.alive(), "the stopped engine is still held");
+    let chain = open(&context, config.clone()).unwrap();
     assert_eq!(chain.head().height, first_run_height);
     let engine = start(
+        context.child("consensus"),
         chain.clone(),
         config.validator_key.clone(),
-        consensus_config(dir.path()),
+        consensus_config(),
     )
     .unwrap();
     let more = submit_until_final(&chain, &device, 20..30).await;
@@ -123,8 +143,6 @@ async fn simplex_finalizes_readings_and_resumes_after_a_restart() {
         chain.proof(id).unwrap().verify(&config.genesis).unwrap();
     }
     assert_eq!(chain.device(&device.address()).unwrap().last_seq, Some(29));
-    tokio::task::spawn_blocking(move || engine.stop())
-        .await
-        .unwrap();
-    chain.shutdown();
+    engine.stop().await;
+    chain.shutdown().await;
 }

@@ -4,10 +4,11 @@
 //! order; one [`FinalAck`] per block and ack topic reports readings that became final.
 
 use alloy_primitives::B256;
-use iotchain_node::ApiError;
+use iotchain_api::PoolError;
+use iotchain_reading::ReadingError;
 use serde::{Deserialize, Serialize};
 
-/// A rejection: the HTTP API's stable `code` and its message.
+/// A rejection: the stable `code` (the same as the HTTP API's) and its message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckError {
     /// Stable machine-readable code, e.g. `replayed_seq`, `bad_signature`, `malformed_cbor`.
@@ -16,12 +17,25 @@ pub struct AckError {
     pub message: String,
 }
 
-impl From<&ApiError> for AckError {
-    fn from(e: &ApiError) -> Self {
+impl AckError {
+    /// A rejection with this code and message.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
         Self {
-            code: e.code.to_string(),
-            message: e.message.clone(),
+            code: code.to_string(),
+            message: message.into(),
         }
+    }
+}
+
+impl From<&PoolError> for AckError {
+    fn from(e: &PoolError) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+impl From<&ReadingError> for AckError {
+    fn from(e: &ReadingError) -> Self {
+        Self::new(e.code(), e.to_string())
     }
 }
 
@@ -102,14 +116,12 @@ pub struct FinalAck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iotchain_node::StatusCode;
     use serde_json::json;
 
     #[test]
     fn message_ack_json() {
         let id = B256::repeat_byte(0xab);
-        let e = ApiError::new(
-            StatusCode::CONFLICT,
+        let e = AckError::new(
             "replayed_seq",
             "reading seq 4 is not greater than last accepted 7",
         );
@@ -127,7 +139,7 @@ mod tests {
             AckResult::Rejected {
                 index: 2,
                 id: Some(id),
-                error: (&e).into(),
+                error: e.clone(),
             },
         ]);
         let v = serde_json::to_value(&ack).unwrap();

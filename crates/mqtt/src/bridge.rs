@@ -12,8 +12,8 @@ use std::{
 };
 
 use alloy_primitives::{B256, Bytes};
+use iotchain_api::{ChainQuery, Item, ItemPool, MetricsRegistry, Origin, ReadingStatus, Submitted};
 use iotchain_block::BlockItem;
-use iotchain_node::{ApiError, Chain, ItemResult, ReadingStatus};
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -40,12 +40,6 @@ const GROUP_MESSAGES: usize = 1024;
 /// How long [`Bridge::stop`] waits for in-flight work and the clean disconnect.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Error codes that say "not now", not "never": the message is kept (not acknowledged to
-/// the broker) and its readings are submitted again.
-fn is_transient(e: &ApiError) -> bool {
-    matches!(e.code, "overloaded" | "storage_unavailable")
-}
-
 /// Final acks to publish: by block height and ack topic, the block time and the results.
 type Finals = BTreeMap<(u64, Arc<str>), (u64, Vec<AckResult>)>;
 
@@ -65,13 +59,19 @@ pub struct Bridge {
 impl Bridge {
     /// Checks the configuration and starts connecting to the broker in the background
     /// (a broker that is down is retried with backoff, never an error here). Its counters
-    /// are added to the node's `/metrics`.
-    pub fn start(chain: Arc<Chain>, config: MqttConfig) -> Result<Self> {
+    /// are added to `registry` (the node's `/metrics`).
+    pub fn start<N: ItemPool + ChainQuery + Clone>(
+        chain: N,
+        config: MqttConfig,
+        registry: &MetricsRegistry,
+    ) -> Result<Self> {
         config.validate()?;
         let topics = TopicFilter::new(&config.topic, &config.ack_topic)?;
         let (client, link) = link::connect(&config)?;
         let metrics = Arc::new(BridgeMetrics::default());
-        chain.add_metrics_source(metrics.clone());
+        registry
+            .lock()
+            .register_collector(Box::new(metrics.clone()));
         let (stop, stop_rx) = watch::channel(false);
         let (disconnect, disconnect_rx) = watch::channel(false);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -213,7 +213,7 @@ struct Work {
     /// Where its acks go (`None`: the topic did not match the filter).
     ack_topic: Option<Arc<str>>,
     /// The whole payload was refused before any reading was looked at.
-    refused: Option<ApiError>,
+    refused: Option<AckError>,
     /// Range of its readings in the submission.
     first: usize,
     count: usize,
@@ -230,8 +230,8 @@ struct Awaited {
 }
 
 /// What the lanes and the finality task share.
-struct Shared {
-    chain: Arc<Chain>,
+struct Shared<N> {
+    chain: N,
     client: Client,
     topics: TopicFilter,
     metrics: Arc<BridgeMetrics>,
@@ -241,7 +241,7 @@ struct Shared {
     awaiting: std::sync::Mutex<HashMap<B256, Awaited>>,
 }
 
-impl Shared {
+impl<N> Shared<N> {
     fn awaiting(&self) -> std::sync::MutexGuard<'_, HashMap<B256, Awaited>> {
         self.awaiting.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -252,13 +252,13 @@ impl Shared {
 /// verification.
 const LANES: usize = 4;
 
-struct Processor {
-    shared: Arc<Shared>,
+struct Processor<N> {
+    shared: Arc<Shared<N>>,
     /// The connection's epoch (see [`run_connection`]).
     epoch: Arc<AtomicU64>,
 }
 
-impl Processor {
+impl<N: ItemPool + ChainQuery + Clone> Processor<N> {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<Delivery>) {
         let shared = self.shared;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -331,8 +331,8 @@ async fn run_acker(
 }
 
 /// One lane: groups the messages waiting in it into one submission, answers each.
-async fn run_lane(
-    shared: Arc<Shared>,
+async fn run_lane<N: ItemPool + ChainQuery>(
+    shared: Arc<Shared<N>>,
     mut rx: mpsc::UnboundedReceiver<(u64, Delivery)>,
     done: mpsc::UnboundedSender<(u64, Delivery)>,
 ) {
@@ -371,8 +371,8 @@ async fn run_lane(
 /// Submits the readings of a group of messages and publishes each message's ack; returns the
 /// messages to PUBACK. `Err` when stopping before the group could be answered (the broker
 /// keeps the messages).
-async fn handle(
-    shared: &Shared,
+async fn handle<N: ItemPool + ChainQuery>(
+    shared: &Shared<N>,
     group: Vec<(u64, Delivery)>,
 ) -> std::result::Result<Vec<(u64, Delivery)>, ()> {
     let mut works = Vec::with_capacity(group.len());
@@ -389,8 +389,7 @@ async fn handle(
         if ack_topic.is_none() {
             tracing::warn!(topic = %received.topic(), "mqtt message on a topic outside the filter; dropped");
         } else if payload.len() > shared.max_message {
-            refused = Some(ApiError::new(
-                iotchain_node::StatusCode::PAYLOAD_TOO_LARGE,
+            refused = Some(AckError::new(
                 "body_too_large",
                 format!(
                     "message of {} bytes exceeds the node's limit of {}",
@@ -401,7 +400,7 @@ async fn handle(
         } else {
             match split_payload(&payload, received.content_type(), shared.chain.max_batch()) {
                 Ok(p) => readings.extend(p.into_messages()),
-                Err(e) => refused = Some(e),
+                Err(e) => refused = Some(AckError::from(&e)),
             }
         }
         works.push(Work {
@@ -453,7 +452,7 @@ async fn handle(
                 Some(e) => vec![AckResult::Rejected {
                     index: 0,
                     id: None,
-                    error: e.into(),
+                    error: e.clone(),
                 }],
                 None => (0..w.count)
                     .map(|i| {
@@ -481,8 +480,11 @@ async fn handle(
 
 /// Submits readings until each has a definitive outcome (transient refusals are retried
 /// with backoff). `Err` if asked to stop meanwhile.
-async fn submit(shared: &Shared, readings: &[Bytes]) -> std::result::Result<Vec<ItemResult>, ()> {
-    let mut outcomes: Vec<Option<ItemResult>> = vec![None; readings.len()];
+async fn submit<N: ItemPool>(
+    shared: &Shared<N>,
+    readings: &[Bytes],
+) -> std::result::Result<Vec<Submitted>, ()> {
+    let mut outcomes: Vec<Option<Submitted>> = vec![None; readings.len()];
     let mut retry = RETRY_MIN;
     loop {
         let todo: Vec<usize> = outcomes
@@ -490,7 +492,7 @@ async fn submit(shared: &Shared, readings: &[Bytes]) -> std::result::Result<Vec<
             .enumerate()
             .filter(|(_, o)| match o {
                 None => true,
-                Some(Err(e)) => is_transient(e),
+                Some(Err(e)) => e.is_transient(),
                 Some(Ok(_)) => false,
             })
             .map(|(i, _)| i)
@@ -515,11 +517,14 @@ async fn submit(shared: &Shared, readings: &[Bytes]) -> std::result::Result<Vec<
             retry = (retry * 2).min(RETRY_MAX);
         }
         for part in todo.chunks(MAX_READINGS_PER_SUBMIT) {
-            let messages: Vec<Bytes> = part.iter().map(|&i| readings[i].clone()).collect();
-            let results = shared.chain.submit_readings(messages).await;
+            let items: Vec<Item> = part
+                .iter()
+                .map(|&i| Item::Reading(readings[i].clone()))
+                .collect();
+            let results = shared.chain.submit(items, Origin::Local).await;
             if results.len() != part.len() {
                 // The submission failed as a whole (e.g. a worker panicked): all again.
-                let e = ApiError::storage(&"reading submission failed");
+                let e = iotchain_api::PoolError::Storage("reading submission failed".into());
                 for &i in part {
                     outcomes[i] = Some(Err(e.clone()));
                 }
@@ -532,17 +537,17 @@ async fn submit(shared: &Shared, readings: &[Bytes]) -> std::result::Result<Vec<
     }
     Ok(outcomes
         .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err(ApiError::storage(&"no outcome"))))
+        .map(|o| o.unwrap_or_else(|| Err(iotchain_api::PoolError::Storage("no outcome".into()))))
         .collect())
 }
 
 /// One reading's ack result; confirms or drops its registration. A replay of a reading the
 /// node holds counts as accepted.
-fn result(
-    shared: &Shared,
+fn result<N: ChainQuery>(
+    shared: &Shared<N>,
     index: usize,
     id: B256,
-    outcome: &ItemResult,
+    outcome: &Submitted,
     topic: &Arc<str>,
     finals: &mut Finals,
 ) -> AckResult {
@@ -583,7 +588,7 @@ fn result(
         }
         Err(e) => e,
     };
-    if e.code == "replayed_seq" {
+    if e.code() == "replayed_seq" {
         match shared.chain.reading_status(&id) {
             Ok(Some(ReadingStatus::Pending { .. })) => {
                 shared.metrics.readings_duplicate.fetch_add(1, Relaxed);
@@ -625,7 +630,7 @@ fn result(
 
 /// Publishes an ack as JSON; a failure to queue it is logged (the readings' fate is in the
 /// chain either way, and HTTP tells it).
-async fn publish<T: serde::Serialize>(shared: &Shared, topic: &str, ack: &T) {
+async fn publish<N, T: serde::Serialize>(shared: &Shared<N>, topic: &str, ack: &T) {
     let json = match serde_json::to_vec(ack) {
         Ok(j) => j,
         Err(e) => {
@@ -638,7 +643,7 @@ async fn publish<T: serde::Serialize>(shared: &Shared, topic: &str, ack: &T) {
     }
 }
 
-async fn publish_finals(shared: &Shared, finals: Finals) {
+async fn publish_finals<N>(shared: &Shared<N>, finals: Finals) {
     for ((height, topic), (block_time_ms, results)) in finals {
         shared
             .metrics
@@ -657,7 +662,7 @@ async fn publish_finals(shared: &Shared, finals: Finals) {
 /// At every new head, looks through the blocks finalized since the last look for awaited
 /// readings and publishes one final ack per block and topic: work per block, not per
 /// reading.
-async fn run_finality(shared: Arc<Shared>) {
+async fn run_finality<N: ChainQuery + Clone>(shared: Arc<Shared<N>>) {
     let mut heads = shared.chain.subscribe_head();
     let mut scanned = shared.chain.head().height;
     loop {
@@ -670,8 +675,7 @@ async fn run_finality(shared: Arc<Shared>) {
             }
             let height = scanned + 1;
             let chain = shared.chain.clone();
-            let block = match tokio::task::spawn_blocking(move || chain.store().block(height)).await
-            {
+            let block = match tokio::task::spawn_blocking(move || chain.block(height)).await {
                 Ok(Ok(Some(b))) => b,
                 Ok(Ok(None)) | Err(_) => break, // not readable yet: look again at the next head
                 Ok(Err(e)) => {

@@ -2,7 +2,7 @@
 //!
 //! The node connects to a broker (Mosquitto, EMQX, …) as a client, subscribes with QoS 1 and a
 //! persistent session to a reading topic (default `iotchain/+/readings`, the `+` level being
-//! the device's address), submits each message's readings to the [`Chain`] and answers on the
+//! the device's address), submits each message's readings to the node's pool and answers on the
 //! ack topic (default `iotchain/{device}/acks`): once per message with every reading's outcome
 //! (accepted with its id, or rejected with the same `code` as the HTTP API), and once more per
 //! block when accepted readings become final.
@@ -12,8 +12,6 @@
 //! the broker redelivers what was not acknowledged, and a redelivered reading the node already
 //! holds is recognised by its id and acknowledged as accepted again (`"duplicate": true`), not
 //! stored twice. See `docs/mqtt.md` for topics, payloads and the ack format.
-//!
-//! [`Chain`]: iotchain_node::Chain
 
 mod ack;
 mod bridge;

@@ -25,87 +25,91 @@ pub struct BridgeMetrics {
     pub readings_final_acked: AtomicU64,
 }
 
-impl iotchain_node::MetricsSource for BridgeMetrics {
-    fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        let series: [(&str, &str, &str, &AtomicU64); 9] = [
+impl prometheus_client::collector::Collector for BridgeMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::{
+            encoding::EncodeMetric,
+            metrics::{counter::ConstCounter, gauge::ConstGauge},
+        };
+        let connected = ConstGauge::new(self.connected.load(Relaxed) as i64);
+        connected.encode(encoder.encode_descriptor(
+            "iotchain_mqtt_connected",
+            "1 while the MQTT bridge is connected to its broker.",
+            None,
+            connected.metric_type(),
+        )?)?;
+        let counters: [(&str, &str, &AtomicU64); 8] = [
             (
-                "iotchain_mqtt_connected",
-                "1 while the MQTT bridge is connected to its broker.",
-                "gauge",
-                &self.connected,
-            ),
-            (
-                "iotchain_mqtt_connections_total",
+                "iotchain_mqtt_connections",
                 "Successful connections to the broker.",
-                "counter",
                 &self.connections,
             ),
             (
-                "iotchain_mqtt_connection_errors_total",
+                "iotchain_mqtt_connection_errors",
                 "Failed or lost broker connections.",
-                "counter",
                 &self.connection_errors,
             ),
             (
-                "iotchain_mqtt_messages_received_total",
+                "iotchain_mqtt_messages_received",
                 "Reading messages received from the broker.",
-                "counter",
                 &self.messages_received,
             ),
             (
-                "iotchain_mqtt_messages_acked_total",
+                "iotchain_mqtt_messages_acked",
                 "Reading messages acknowledged to the broker (PUBACK).",
-                "counter",
                 &self.messages_acked,
             ),
             (
-                "iotchain_mqtt_readings_accepted_total",
+                "iotchain_mqtt_readings_accepted",
                 "Readings from MQTT accepted (duplicates included).",
-                "counter",
                 &self.readings_accepted,
             ),
             (
-                "iotchain_mqtt_readings_duplicate_total",
+                "iotchain_mqtt_readings_duplicate",
                 "Readings from MQTT the node already held (redeliveries).",
-                "counter",
                 &self.readings_duplicate,
             ),
             (
-                "iotchain_mqtt_readings_rejected_total",
+                "iotchain_mqtt_readings_rejected",
                 "Readings from MQTT rejected.",
-                "counter",
                 &self.readings_rejected,
             ),
             (
-                "iotchain_mqtt_readings_final_acked_total",
-                "Readings from MQTT whose finality was acknowledged.",
-                "counter",
+                "iotchain_mqtt_readings_final_acked",
+                "Final acknowledgements published (one per reading).",
                 &self.readings_final_acked,
             ),
         ];
-        for (name, help, kind, value) in series {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                value.load(Relaxed)
-            );
+        for (name, help, value) in counters {
+            let c = ConstCounter::new(value.load(Relaxed));
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iotchain_node::MetricsSource;
 
     #[test]
     fn renders_prometheus_text() {
-        let m = BridgeMetrics::default();
+        let m = std::sync::Arc::new(BridgeMetrics::default());
         m.messages_received.store(3, Relaxed);
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(m));
         let mut out = String::new();
-        m.render(&mut out);
-        assert!(out.contains("\niotchain_mqtt_messages_received_total 3\n"));
-        assert!(out.contains("# TYPE iotchain_mqtt_connected gauge"));
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        assert!(
+            out.contains("\niotchain_mqtt_messages_received_total 3\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# TYPE iotchain_mqtt_connected gauge"),
+            "{out}"
+        );
     }
 }

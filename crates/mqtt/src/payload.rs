@@ -7,7 +7,7 @@
 //! API's `Content-Type` does. Batches are split by the same function the HTTP API uses.
 
 use alloy_primitives::Bytes;
-use iotchain_node::ApiError;
+use iotchain_reading::ReadingError;
 
 /// The readings of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,13 +28,12 @@ impl Payload {
     }
 }
 
-/// Splits a payload into its readings' bytes, refusing a malformed or oversized batch with
-/// the HTTP API's error code.
+/// Splits a payload into its readings' bytes, refusing a malformed or oversized batch.
 pub fn split_payload(
     payload: &Bytes,
     content_type: Option<&str>,
     max_batch: usize,
-) -> Result<Payload, ApiError> {
+) -> Result<Payload, ReadingError> {
     let batch = match content_type.map(|c| {
         c.split(';')
             .next()
@@ -49,8 +48,7 @@ pub fn split_payload(
     if !batch {
         return Ok(Payload::Single(payload.clone()));
     }
-    let parts =
-        iotchain_reading::decode_batch(payload, max_batch).map_err(|e| ApiError::from_batch(&e))?;
+    let parts = iotchain_reading::decode_batch(payload, max_batch)?;
     Ok(Payload::Batch(
         parts.into_iter().map(|m| payload.slice_ref(m)).collect(),
     ))
@@ -136,7 +134,7 @@ mod tests {
         let code = |bytes: &[u8], max| {
             split_payload(&Bytes::copy_from_slice(bytes), None, max)
                 .unwrap_err()
-                .code
+                .code()
         };
         assert_eq!(code(&[0x80], 10), "empty_batch");
         let mut three = vec![0x83];

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use iotchain_block::Genesis;
 use iotchain_crypto::ValidatorKey;
+use iotchain_engine::EngineConfig;
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -28,8 +29,10 @@ pub struct NodeConfig {
     /// Upper bound of the chain database's page cache, in bytes. It grows on demand; a larger
     /// cache keeps the reading index's inserts in memory on long runs.
     pub db_cache_bytes: usize,
+    /// Most JSON-RPC connections at once (HTTP requests in flight and WebSocket sessions).
+    pub max_rpc_connections: u32,
     /// Produce blocks with the node's own single-validator loop. Off when a consensus engine
-    /// (`iotchain-consensus`) drives [`crate::Chain::propose`] and [`crate::Chain::finalize`].
+    /// (`iotchain-consensus`) drives the engine's propose, verify and finalize.
     pub produce_blocks: bool,
     /// Base URLs of other nodes' HTTP APIs (`http://host:port`): accepted readings and
     /// transactions are forwarded to them, and block sync fetches from them.
@@ -49,8 +52,21 @@ impl NodeConfig {
             max_batch_readings: 10_000,
             max_pending_items: 500_000,
             db_cache_bytes: 256 * 1024 * 1024,
+            max_rpc_connections: 1024,
             produce_blocks: true,
             peers: Vec::new(),
+        }
+    }
+
+    /// The engine's part of the configuration.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            data_dir: self.data_dir.clone(),
+            genesis: self.genesis.clone(),
+            validator_key: self.validator_key.clone(),
+            db_cache_bytes: self.db_cache_bytes,
+            max_pending_items: self.max_pending_items,
+            max_batch_readings: self.max_batch_readings,
         }
     }
 }

@@ -1,61 +1,69 @@
-//! The iotchain node: ingestion of readings and transactions, block production and the
-//! HTTP API.
+//! The iotchain node: assembles the engine and its pool, the HTTP API and the relay to
+//! peers on one Commonware runtime.
 //!
-//! A node is assembled from three parts sharing one [`Chain`]:
-//! - ingestion ([`Chain::submit_readings`], [`Chain::submit_tx`]) checks items against the
-//!   pending view of the state, appends them to the item log and acknowledges them once the
-//!   log is synced (group commit: one fsync for everything that arrived meanwhile);
-//! - the block producer takes the oldest durable items, applies them to the committed state,
-//!   signs the header and commits the block in one database transaction;
-//! - the HTTP API (`/v1/...`) serves submissions, statuses, devices, blocks and proofs.
+//! ```text
+//!                   ┌──────────── Commonware tokio runtime (one per process) ───────────┐
+//!   HTTP :8545 ───▶ │ iotchain-rpc (axum + jsonrpsee) ──▶ Engine (ChainQuery, ItemPool) │
+//!                   │                                       │  └─ Pool ─▶ relay to peers │
+//!                   │ consensus (iotchain-consensus, started by the CLI) ─▶ BlockEngine  │
+//!                   │ producer (single validator, no consensus) ─▶ produce_next_block    │
+//!                   └───────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! Everything takes its time and its blocking threads from the runtime's context.
 
-mod api;
-mod chain;
 mod config;
 mod error;
-mod eth;
-mod forward;
 mod producer;
-mod rpc;
+mod relay;
 
-pub use api::router;
-/// HTTP status of an [`ApiError`].
-pub use axum::http::StatusCode;
-pub use chain::{Chain, ConsensusStats, HeadInfo, ItemResult, MetricsSource, ReadingStatus};
 pub use config::NodeConfig;
-pub use error::{ApiError, NodeError};
-pub use eth::StoredReceipt;
-pub use forward::FORWARDED_HEADER;
+pub use error::NodeError;
+pub use iotchain_engine::Engine;
 pub use producer::BlockEvent;
 
 use std::{net::SocketAddr, sync::Arc};
 
-use tokio::sync::broadcast;
-
-/// A running node.
-#[derive(Debug)]
-pub struct Node {
-    /// The chain shared by every part.
-    pub chain: Arc<Chain>,
-    /// The HTTP address actually bound.
-    pub http_addr: SocketAddr,
-    /// Finalized-block events (for progress output).
-    pub blocks: broadcast::Sender<BlockEvent>,
-    shutdown: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    http: tokio::task::JoinHandle<()>,
-}
+use commonware_runtime::{Metrics as _, Supervisor as _};
+use iotchain_api::{CommonwareRuntime, NodeMetrics, Runtime};
+use iotchain_rpc::{RpcConfig, RpcHandle};
+use tokio::sync::{broadcast, watch};
 
 /// How long a stopping node lets HTTP requests in flight finish.
 pub const HTTP_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A running node.
+#[derive(Debug)]
+pub struct Node {
+    /// The engine every part shares.
+    pub engine: Engine,
+    /// The HTTP address actually bound.
+    pub http_addr: SocketAddr,
+    /// Finalized-block events (for progress output).
+    pub blocks: broadcast::Sender<BlockEvent>,
+    /// The registry `/metrics` renders (other parts, like the MQTT bridge, add to it).
+    pub metrics: iotchain_api::MetricsRegistry,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    http: tokio::task::JoinHandle<()>,
+    rpc: RpcHandle,
+}
+
 impl Node {
     /// Opens the data directory (creating the genesis block on first start), recovers pending
-    /// items from the log, binds the HTTP port and starts producing blocks.
-    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
-        let chain = Chain::open(&config)?;
+    /// items from the log, binds the HTTP port and, with `produce_blocks`, starts producing
+    /// blocks. Everything runs on `context`'s runtime.
+    pub async fn start(
+        context: commonware_runtime::tokio::Context,
+        config: NodeConfig,
+    ) -> Result<Self, NodeError> {
+        let runtime: Arc<dyn Runtime> = Arc::new(CommonwareRuntime(context.child("engine")));
+        let metrics = NodeMetrics::default();
+        let registry = iotchain_api::registry();
+        metrics.register(&mut registry.lock());
+        let engine = Engine::open(config.engine(), runtime.clone(), metrics)?;
         let (blocks, _) = broadcast::channel(1024);
-        let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+        let (shutdown, shutdown_rx) = watch::channel(false);
         let listener = tokio::net::TcpListener::bind(config.http_addr)
             .await
             .map_err(|e| NodeError::Bind(config.http_addr.to_string(), e))?;
@@ -65,31 +73,37 @@ impl Node {
         let mut tasks = Vec::new();
         if !config.peers.is_empty() {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            chain.set_forwarder(tx);
-            tasks.push(tokio::spawn(forward::run(
+            engine.pool().set_relay(tx);
+            tasks.push(tokio::spawn(relay::run(
                 config.peers.clone(),
                 rx,
                 shutdown_rx.clone(),
             )));
         }
         tasks.push(tokio::spawn(producer::announce(
-            chain.clone(),
+            engine.clone(),
             blocks.clone(),
             shutdown_rx.clone(),
         )));
         if config.produce_blocks {
             tasks.push(tokio::spawn(producer::run(
-                chain.clone(),
-                config.clone(),
-                shutdown_rx.clone(),
-            )));
-        } else {
-            tasks.push(tokio::spawn(producer::idle(
-                chain.clone(),
+                engine.clone(),
+                config.block_interval,
                 shutdown_rx.clone(),
             )));
         }
-        let app = router(chain.clone());
+        let runtime_metrics = context.child("metrics");
+        let (app, rpc) = iotchain_rpc::router(
+            engine.clone(),
+            RpcConfig {
+                max_body_bytes: config.max_body_bytes,
+                max_rpc_connections: config.max_rpc_connections,
+                runtime,
+                node_key: engine.proposer(),
+                metrics: registry.clone(),
+                runtime_metrics: Some(Arc::new(move || runtime_metrics.encode())),
+            },
+        );
         let mut rx = shutdown_rx;
         let http = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -99,22 +113,26 @@ impl Node {
                 tracing::error!(error = %e, "http server stopped");
             }
         });
-        tracing::info!(%http_addr, chain_id = chain.genesis().chain_id, "node started");
+        tracing::info!(%http_addr, chain_id = engine.genesis().chain_id, "node started");
         Ok(Self {
-            chain,
+            engine,
             http_addr,
             blocks,
+            metrics: registry,
             shutdown,
             tasks,
             http,
+            rpc,
         })
     }
 
-    /// Stops the HTTP server, the forwarder and the block producer, letting an in-flight
-    /// block finish. Requests in flight get [`HTTP_DRAIN`] to complete; a client that holds
-    /// its connection longer is cut off, so a stop always ends.
+    /// Stops the HTTP server, the relay and the block producer (letting a block in flight
+    /// finish), then syncs and closes the item log. Requests in flight get [`HTTP_DRAIN`] to
+    /// complete; a client that holds its connection longer is cut off, so a stop always
+    /// ends.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
+        self.rpc.stop();
         for t in self.tasks {
             let _ = t.await;
         }
@@ -123,5 +141,8 @@ impl Node {
             tracing::warn!("requests still open after {HTTP_DRAIN:?}; closing them");
             http.abort();
         }
+        self.engine.shutdown().await;
     }
 }
+
+use iotchain_api::ChainQuery as _;

@@ -1,10 +1,12 @@
-//! The block producer of a single-validator chain: a block per interval while items wait.
+//! The block producer of a single-validator chain without consensus (tests and tools): a
+//! block per interval while items wait. And the announcer of new heads, whoever finalized
+//! them.
 
-use std::sync::Arc;
+use std::time::Duration;
 
+use iotchain_api::{ChainQuery, blocking};
+use iotchain_engine::Engine;
 use tokio::sync::{broadcast, watch};
-
-use crate::{Chain, NodeConfig};
 
 /// A finalized block, for progress output.
 #[derive(Debug, Clone)]
@@ -19,22 +21,22 @@ pub struct BlockEvent {
     pub transactions: usize,
 }
 
-/// Announces every new head as a [`BlockEvent`], whoever finalized it.
+/// Announces every new head as a [`BlockEvent`].
 pub(crate) async fn announce(
-    chain: Arc<Chain>,
+    engine: Engine,
     events: broadcast::Sender<BlockEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut head = chain.subscribe_head();
-    let mut last = chain.head().height;
+    let mut head = engine.subscribe_head();
+    let mut last = engine.head().height;
     loop {
         tokio::select! {
             changed = head.changed() => if changed.is_err() { break },
             _ = shutdown.wait_for(|s| *s) => break,
         }
-        let now = chain.head().height;
+        let now = engine.head().height;
         for height in last + 1..=now {
-            if let Ok(Some(h)) = chain.store().header(height) {
+            if let Ok(Some(h)) = engine.header(height) {
                 let _ = events.send(BlockEvent {
                     height,
                     hash: h.hash(),
@@ -47,50 +49,43 @@ pub(crate) async fn announce(
     }
 }
 
-/// Runs until `shutdown` turns true, then finishes the block in flight and stops the log.
-pub(crate) async fn run(
-    chain: Arc<Chain>,
-    config: NodeConfig,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(config.block_interval);
+/// Produces a block every `interval` while items wait, until `shutdown` turns true (then
+/// the block in flight finishes).
+pub(crate) async fn run(engine: Engine, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.wait_for(|s| *s) => break,
         }
-        if chain.has_failed() {
+        if engine.has_failed() {
             tracing::error!("storage failed: block production stopped");
             break;
         }
-        let c = chain.clone();
-        match tokio::task::spawn_blocking(move || c.produce_next_block()).await {
-            Ok(Ok(None)) => {}
-            Ok(Ok(Some((header, readings, transactions)))) => {
+        let e = engine.clone();
+        match blocking(&**engine.runtime(), "produce", move || {
+            e.produce_next_block()
+        })
+        .await
+        {
+            Some(Ok(None)) => {}
+            Some(Ok(Some(c))) => {
                 tracing::debug!(
-                    height = header.height,
-                    readings,
-                    transactions,
+                    height = c.header.height,
+                    readings = c.readings,
+                    transactions = c.transactions,
                     "block final"
                 );
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 tracing::error!(error = %e, "block commit failed: block production stopped");
                 break;
             }
-            Err(e) => {
-                tracing::error!(error = %e, "block producer panicked");
+            None => {
+                tracing::error!("block producer stopped");
                 break;
             }
         }
     }
-    let c = chain.clone();
-    let _ = tokio::task::spawn_blocking(move || c.shutdown()).await;
-}
-
-/// Waits for shutdown when blocks come from consensus, then stops the log thread.
-pub(crate) async fn idle(chain: Arc<Chain>, mut shutdown: watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await;
-    let _ = tokio::task::spawn_blocking(move || chain.shutdown()).await;
 }

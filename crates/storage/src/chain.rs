@@ -47,8 +47,10 @@ const RECEIPTS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("rec
 const BLOCK_RECEIPTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("block_receipts");
 /// Per block: the EIP-1559 base fee and the gas its Ethereum transactions used.
 const GAS: TableDefinition<'_, u64, [u8; 16]> = TableDefinition::new("block_gas");
-/// Blocks proposed to consensus and not yet final: header RLP ‖ consumed item count (u32 BE).
-const PROPOSALS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("proposals");
+/// Blocks built or verified here and not yet final: header hash → height (u64 BE) ‖ block
+/// RLP. Recorded before this validator votes for the block, so that after a crash or a stop
+/// of every validator the blocks simplex can build on are still here.
+const PENDING_BLOCKS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("pending_blocks");
 
 const HEAD: &str = "head";
 const DONE: &str = "log_done";
@@ -157,16 +159,6 @@ pub struct BlockGas {
     pub gas_used: u64,
 }
 
-/// A recorded proposal: header RLP ‖ consumed item count (u32 BE).
-fn decode_proposal(v: &[u8]) -> Result<(Header, u32)> {
-    if v.len() < 4 {
-        return Err(StorageError::Corrupt("short proposal record".into()));
-    }
-    let (rlp, n) = v.split_at(v.len() - 4);
-    let header = Header::decode_rlp(rlp).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    Ok((header, u32::from_be_bytes(n.try_into().expect("4 bytes"))))
-}
-
 /// Where a final transaction is, in the index or (older data directories) the old table.
 fn tx_location(r: &redb::ReadTransaction, hash: &B256) -> Result<Option<TxLocation>> {
     let v: Option<Vec<u8>> = match TX_INDEX.get(r, &hash.0)? {
@@ -223,7 +215,7 @@ impl ChainStore {
             w.open_table(DEVICES)?;
             w.open_table(OWNERS)?;
             w.open_table(GAPS)?;
-            w.open_table(PROPOSALS)?;
+            w.open_table(PENDING_BLOCKS)?;
             w.open_table(ACCOUNTS)?;
             w.open_table(STORAGE)?;
             w.open_table(CODE)?;
@@ -348,11 +340,14 @@ impl ChainStore {
             gas[..8].copy_from_slice(&c.gas.base_fee.to_be_bytes());
             gas[8..].copy_from_slice(&c.gas.gas_used.to_be_bytes());
             w.open_table(GAS)?.insert(height, gas)?;
-            // This block supersedes the recorded proposals at or below its height. One above
-            // it (built on it while it was only notarized) stays: its finalization may be in
-            // the consensus journal already, to be committed after a restart.
-            w.open_table(PROPOSALS)?
-                .retain(|_, v| decode_proposal(v).is_ok_and(|(h, _)| h.height > height))?;
+            // This block supersedes the pending blocks at or below its height. One above it
+            // (built on it while it was only notarized) stays: its finalization may be in the
+            // consensus journal already, to be committed after a restart.
+            w.open_table(PENDING_BLOCKS)?.retain(|_, v| {
+                v.get(..8)
+                    .and_then(|h| h.try_into().ok())
+                    .is_some_and(|h| u64::from_be_bytes(h) > height)
+            })?;
             let mut meta = w.open_table(META)?;
             meta.insert(HEAD, height)?;
             meta.insert(DONE, c.log_done)?;
@@ -361,26 +356,41 @@ impl ChainStore {
         Ok(())
     }
 
-    /// Records a proposed block durably (one fsync).
-    pub fn put_proposal(&self, header: &Header, consumed: u32) -> Result<()> {
-        let mut value = header.encode_rlp();
-        value.extend_from_slice(&consumed.to_be_bytes());
+    /// Records a block built or verified here, not yet final, durably (one fsync).
+    pub fn put_pending_block(&self, block: &Block) -> Result<()> {
+        let mut value = block.header.height.to_be_bytes().to_vec();
+        value.extend_from_slice(&block.encode_rlp());
         let mut w = self.db.begin_write()?;
         w.set_durability(Durability::Immediate)?;
-        w.open_table(PROPOSALS)?
-            .insert(header.hash().0, value.as_slice())?;
+        w.open_table(PENDING_BLOCKS)?
+            .insert(block.header.hash().0, value.as_slice())?;
         w.commit()?;
         Ok(())
     }
 
-    /// A recorded proposal: its header and how many queued items it consumed.
-    pub fn proposal(&self, hash: &B256) -> Result<Option<(Header, u32)>> {
+    /// A block recorded by [`ChainStore::put_pending_block`] and not yet superseded.
+    pub fn pending_block(&self, hash: &B256) -> Result<Option<Block>> {
         let r = self.db.begin_read()?;
-        let t = r.open_table(PROPOSALS)?;
+        let t = r.open_table(PENDING_BLOCKS)?;
         let Some(v) = t.get(hash.0)? else {
             return Ok(None);
         };
-        decode_proposal(v.value()).map(Some)
+        let rlp = v
+            .value()
+            .get(8..)
+            .ok_or_else(|| StorageError::Corrupt("short pending block record".into()))?;
+        Block::decode_rlp(rlp)
+            .map(Some)
+            .map_err(|e| StorageError::Corrupt(format!("pending block {hash}: {e}")))
+    }
+
+    /// Forgets a pending block (one that no longer re-executes).
+    pub fn remove_pending_block(&self, hash: &B256) -> Result<()> {
+        let mut w = self.db.begin_write()?;
+        w.set_durability(Durability::Immediate)?;
+        w.open_table(PENDING_BLOCKS)?.remove(hash.0)?;
+        w.commit()?;
+        Ok(())
     }
 
     /// A header by height.

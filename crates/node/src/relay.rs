@@ -1,55 +1,41 @@
-//! Forwarding of accepted readings and transactions to the other nodes, so that whichever
+//! Relaying accepted readings and transactions to the other nodes, so that whichever
 //! validator proposes next holds them: a reading accepted by any node is included once (the
 //! state refuses a second inclusion: its device's `seq` has moved on).
 //!
-//! Forwarding is best effort and batched: what is accepted within a few milliseconds goes to
-//! every peer in one `application/cbor` request marked `x-iotchain-forwarded` (a node does not
-//! forward what it was forwarded). A reading a peer misses is still proposed by the node that
+//! Relaying is best effort and batched: what is accepted within a few milliseconds goes to
+//! every peer in one `application/cbor` request marked [`FORWARDED_HEADER`] (a node does not
+//! relay what it was relayed). A reading a peer misses is still proposed by the node that
 //! accepted it, when its turn comes.
 
 use std::time::Duration;
 
 use alloy_primitives::Bytes;
+use iotchain_api::Item;
+use iotchain_rpc::FORWARDED_HEADER;
 use tokio::sync::{mpsc, watch};
 
-/// Header marking a forwarded submission.
-pub const FORWARDED_HEADER: &str = "x-iotchain-forwarded";
-
-/// Most readings in one forwarded request.
-const MAX_FORWARD_BATCH: usize = 4096;
-/// Most Ethereum transactions in one forwarded JSON-RPC batch: the batch limit of `/`.
-const MAX_FORWARD_TXS: usize = crate::rpc::MAX_BATCH;
-/// Longest an accepted reading waits to be forwarded with others.
+/// Most readings in one relayed request.
+const MAX_RELAY_BATCH: usize = 4096;
+/// Most Ethereum transactions in one relayed JSON-RPC batch: the batch limit of `/`.
+const MAX_RELAY_TXS: usize = iotchain_rpc::eth::MAX_BATCH;
+/// Longest an accepted reading waits to be relayed with others.
 const LINGER: Duration = Duration::from_millis(5);
 
-/// Accepted items to forward.
-#[derive(Debug)]
-pub(crate) enum Forward {
-    /// Reading messages.
-    Readings(Vec<Bytes>),
-    /// A raw owner transaction.
-    Tx(Bytes),
-    /// Raw Ethereum transactions, in order (sent to the peer's JSON-RPC endpoint in
-    /// batches).
-    EthTxs(Vec<Bytes>),
-}
-
-/// Sends what `items` delivers to every peer until the channel closes or `shutdown` turns
-/// true. The channel's sender lives as long as the chain, so the node's shutdown is what ends
-/// this task; a forward in flight is dropped then (best effort: the accepting node still
-/// holds the items in its durable log and proposes them itself).
+/// Sends what `items` delivers to every peer until `shutdown` turns true (a relay in flight
+/// is dropped then: the accepting node still holds the items in its durable log and
+/// proposes them itself).
 pub(crate) async fn run(
     peers: Vec<String>,
-    items: mpsc::UnboundedReceiver<Forward>,
+    items: mpsc::UnboundedReceiver<Vec<Item>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::select! {
-        _ = forward_all(peers, items) => {}
+        _ = relay_all(peers, items) => {}
         _ = shutdown.wait_for(|s| *s) => {}
     }
 }
 
-async fn forward_all(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<Forward>) {
+async fn relay_all(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<Vec<Item>>) {
     let client = reqwest::Client::new();
     let peers: Vec<String> = peers
         .into_iter()
@@ -60,13 +46,14 @@ async fn forward_all(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<Forw
         let (mut readings, mut txs, mut eth) = (Vec::new(), Vec::new(), Vec::new());
         let mut next = Some(first);
         loop {
-            match next.take() {
-                Some(Forward::Readings(r)) => readings.extend(r),
-                Some(Forward::Tx(t)) => txs.push(t),
-                Some(Forward::EthTxs(t)) => eth.extend(t),
-                None => {}
+            for item in next.take().into_iter().flatten() {
+                match item {
+                    Item::Reading(r) => readings.push(r),
+                    Item::OwnerTx(t) => txs.push(t),
+                    Item::EthTx(t) => eth.push(t),
+                }
             }
-            if readings.len() >= MAX_FORWARD_BATCH {
+            if readings.len() >= MAX_RELAY_BATCH {
                 break;
             }
             match tokio::time::timeout_at(deadline, items.recv()).await {
@@ -77,7 +64,7 @@ async fn forward_all(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<Forw
         // Ethereum transactions go in JSON-RPC batches, in the order they were accepted (a
         // sender's nonces stay in order).
         let eth_batches: Vec<serde_json::Value> = eth
-            .chunks(MAX_FORWARD_TXS)
+            .chunks(MAX_RELAY_TXS)
             .map(|chunk| {
                 chunk
                     .iter()
@@ -107,7 +94,7 @@ async fn forward_all(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<Forw
                         .send()
                         .await;
                     if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "forwarding readings failed");
+                        tracing::debug!(%peer, error = %e, "relaying readings failed");
                     }
                 }
                 let posts = txs
@@ -128,7 +115,7 @@ async fn forward_all(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<Forw
                         .send()
                         .await;
                     if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "forwarding a transaction failed");
+                        tracing::debug!(%peer, error = %e, "relaying a transaction failed");
                     }
                 }
             }

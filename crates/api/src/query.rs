@@ -1,0 +1,150 @@
+//! The query seam: what the APIs, the MQTT bridge and (later) the explorer and the exporter
+//! read of the chain. Implemented by the engine; every read goes through here.
+
+use alloy_primitives::B256;
+use iotchain_block::{Block, FinalityCertificate, Genesis, Header, ProofBundle};
+use iotchain_execution::StoredReceipt;
+use iotchain_reading::DeviceAddress;
+use iotchain_state::{DeviceRecord, Gap, State};
+use iotchain_storage::{BlockGas, ReadingLocation, TxLocation};
+use tokio::sync::watch;
+
+use crate::ConsensusStats;
+
+/// The last final block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadInfo {
+    /// Height.
+    pub height: u64,
+    /// Header hash.
+    pub hash: B256,
+    /// Header time.
+    pub timestamp_ms: u64,
+}
+
+/// Where a reading stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadingStatus {
+    /// Accepted and durable, waiting for a block.
+    Pending {
+        /// When it was accepted.
+        arrival_ms: u64,
+        /// The device's time in the reading.
+        ts: u64,
+    },
+    /// In a final block.
+    Final {
+        /// Its location.
+        location: ReadingLocation,
+        /// The block's time.
+        block_time_ms: u64,
+    },
+}
+
+/// Where a transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxStatus {
+    /// In a final block.
+    Final(TxLocation),
+    /// Accepted, waiting for a block.
+    Pending,
+    /// Not known to this node.
+    Unknown,
+}
+
+/// Which state a read sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateAt {
+    /// The state after the last final block.
+    Committed,
+    /// The committed state plus the readings and owner transactions waiting for a block.
+    Pending,
+}
+
+/// Why a query has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// Nothing with that key is known here.
+    #[error("{0}")]
+    NotFound(String),
+    /// The reading is accepted but not final yet (it has no proof).
+    #[error("reading {0} is pending, not final yet")]
+    NotFinal(B256),
+    /// The store failed or holds something it cannot decode (the cause is logged).
+    #[error("the node cannot read its store right now")]
+    Storage(String),
+}
+
+impl QueryError {
+    /// A store failure: logged here, reported without internals.
+    pub fn storage(e: impl std::fmt::Display) -> Self {
+        tracing_error(&e);
+        Self::Storage(e.to_string())
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => "not_found",
+            Self::NotFinal(_) => "not_final",
+            Self::Storage(_) => "storage_unavailable",
+        }
+    }
+}
+
+fn tracing_error(e: &dyn std::fmt::Display) {
+    tracing::error!(error = %e, "storage failure");
+}
+
+/// Result of a query.
+pub type QueryResult<T> = Result<T, QueryError>;
+
+/// Reads of the chain: final blocks and their indexes, the state, readings' statuses and
+/// proofs.
+pub trait ChainQuery: Send + Sync + 'static {
+    /// The genesis.
+    fn genesis(&self) -> &Genesis;
+    /// The genesis header's hash.
+    fn genesis_hash(&self) -> B256;
+    /// The last final block.
+    fn head(&self) -> HeadInfo;
+    /// Changes of the head.
+    fn subscribe_head(&self) -> watch::Receiver<HeadInfo>;
+    /// The base fee and gas used of the last final block.
+    fn head_gas(&self) -> BlockGas;
+    /// What consensus reports about itself.
+    fn consensus_stats(&self) -> &ConsensusStats;
+
+    /// Where a reading stands, if this node knows it.
+    fn reading_status(&self, id: &B256) -> QueryResult<Option<ReadingStatus>>;
+    /// Where a transaction stands.
+    fn tx_status(&self, hash: &B256) -> QueryResult<TxStatus>;
+    /// The proof bundle of a final reading.
+    fn proof(&self, id: &B256) -> QueryResult<ProofBundle>;
+
+    /// Runs `f` on the committed or pending state.
+    fn with_state<R>(&self, at: StateAt, f: impl FnOnce(&State) -> R) -> R;
+    /// A device's record in the committed state.
+    fn device(&self, address: &DeviceAddress) -> Option<DeviceRecord> {
+        self.with_state(StateAt::Committed, |s| s.device(address).cloned())
+    }
+    /// A device's seq gaps, oldest first, at most `limit`.
+    fn gaps(&self, device: &DeviceAddress, limit: usize) -> QueryResult<Vec<Gap>>;
+
+    /// A final block's header.
+    fn header(&self, height: u64) -> QueryResult<Option<Header>>;
+    /// A final block.
+    fn block(&self, height: u64) -> QueryResult<Option<Block>>;
+    /// A final block's finality certificate.
+    fn certificate(&self, height: u64) -> QueryResult<Option<FinalityCertificate>>;
+    /// The height of a final block by its hash.
+    fn height_of(&self, hash: &B256) -> QueryResult<Option<u64>>;
+    /// A final block's base fee and gas used.
+    fn block_gas(&self, height: u64) -> QueryResult<Option<BlockGas>>;
+    /// The receipt of a final Ethereum transaction or hook call.
+    fn receipt(&self, hash: &B256) -> QueryResult<Option<StoredReceipt>>;
+    /// The receipts under `hashes` in the block at `height`, in order.
+    fn receipts_in(&self, height: u64, hashes: &[B256]) -> QueryResult<Vec<Option<StoredReceipt>>>;
+    /// The ids of the hook calls a final block made, in order.
+    fn hook_ids(&self, height: u64) -> QueryResult<Vec<B256>>;
+}

@@ -1,0 +1,420 @@
+//! The contract lane through the chain: Ethereum transactions checked and queued (nonce and
+//! funds against what their senders have queued),
+//! ordered into blocks beside readings, re-executed by a second validator before its vote,
+//! with receipts stored, fees paid to the proposer, and the state surviving a restart.
+
+use alloy_consensus::TxEip1559;
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
+use commonware_runtime::tokio::Context;
+use iotchain_api::{BlockEngine, ChainQuery, EngineError, ItemPool, PoolError, StateAt};
+use iotchain_block::{Block, BlockItem, FinalityCertificate, Genesis, GenesisValidator};
+use iotchain_crypto::ValidatorKey;
+use iotchain_engine::{
+    Engine,
+    testing::{config, open, run},
+};
+use iotchain_evm::{EvmError, key_address, sign_tx};
+use iotchain_execution::{ItemError, VerifyError};
+use k256::ecdsa::SigningKey;
+
+const CHAIN_ID: u64 = 9;
+const GWEI: u128 = 1_000_000_000;
+
+struct Net {
+    a: Engine,
+    b: Engine,
+    keys: Vec<ValidatorKey>,
+    genesis: Genesis,
+    alice: SigningKey,
+    dirs: Vec<tempfile::TempDir>,
+}
+
+fn net(context: &Context) -> Net {
+    let alice = SigningKey::from_bytes(&[7u8; 32].into()).unwrap();
+    let keys = vec![
+        ValidatorKey::from_secret(&[2; 32]),
+        ValidatorKey::from_secret(&[3; 32]),
+    ];
+    let mut genesis = Genesis {
+        validators: keys
+            .iter()
+            .map(|k| GenesisValidator {
+                public_key: B256::from(k.public_key()),
+                address: None,
+                fee_recipient: None,
+            })
+            .collect(),
+        ..Genesis::single_validator(CHAIN_ID, 1, B256::ZERO, vec![])
+    };
+    genesis
+        .alloc
+        .insert(key_address(&alice), U256::from(10u128.pow(20)));
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    Net {
+        a: open_at(context, &dirs[0], &genesis, &keys[0]),
+        b: open_at(context, &dirs[1], &genesis, &keys[1]),
+        keys,
+        genesis,
+        alice,
+        dirs,
+    }
+}
+
+fn open_at(
+    context: &Context,
+    dir: &tempfile::TempDir,
+    genesis: &Genesis,
+    key: &ValidatorKey,
+) -> Engine {
+    open(
+        context,
+        config(dir.path().to_path_buf(), genesis.clone(), key.clone()),
+    )
+    .unwrap()
+}
+
+fn certify(net: &Net, block: &Block, view: u64) -> FinalityCertificate {
+    let h = &block.header;
+    net.keys.iter().fold(
+        FinalityCertificate::new(h.height, h.hash(), 0, view, view - 1),
+        |c, k| c.signed_by(k),
+    )
+}
+
+/// `a` proposes; `b` re-executes and verifies; both commit.
+fn round(net: &Net, view: u64) -> Block {
+    round_by(net, &net.a, &net.b, view)
+}
+
+/// `proposer` proposes; `verifier` re-executes and verifies; both commit.
+fn round_by(net: &Net, proposer: &Engine, verifier: &Engine, view: u64) -> Block {
+    let header = proposer
+        .propose_now(proposer.head().hash, true)
+        .unwrap()
+        .unwrap();
+    let block = proposer.pending_block(&header.hash()).unwrap();
+    verifier.verify_now(block.clone()).unwrap();
+    let cert = certify(net, &block, view);
+    proposer.finalize_now(header.hash(), cert.clone()).unwrap();
+    verifier.finalize_now(header.hash(), cert).unwrap();
+    block
+}
+
+fn tx(key: &SigningKey, nonce: u64, to: TxKind, value: u64, input: Bytes, gas: u64) -> Bytes {
+    sign_tx(
+        key,
+        TxEip1559 {
+            chain_id: CHAIN_ID,
+            nonce,
+            gas_limit: gas,
+            max_fee_per_gas: 10 * GWEI,
+            max_priority_fee_per_gas: 2 * GWEI,
+            to,
+            value: U256::from(value),
+            access_list: Default::default(),
+            input,
+        },
+    )
+    .unwrap()
+}
+
+fn transfer(key: &SigningKey, nonce: u64, to: Address, value: u64) -> Bytes {
+    tx(key, nonce, TxKind::Call(to), value, Bytes::new(), 21_000)
+}
+
+fn balance(chain: &Engine, a: &Address) -> U256 {
+    chain.with_state(StateAt::Committed, |s| {
+        s.account(a).map(|x| x.balance).unwrap_or_default()
+    })
+}
+
+/// Init code of a contract whose runtime emits `LOG1(topic = 0xaa…)` and stores the call's
+/// value at slot 0.
+fn logger_init() -> Bytes {
+    // runtime: CALLVALUE PUSH1 0 SSTORE  PUSH32 topic PUSH1 0 PUSH1 0 LOG1  STOP
+    let mut runtime = vec![0x34, 0x60, 0x00, 0x55, 0x7f];
+    runtime.extend_from_slice(&[0xaa; 32]);
+    runtime.extend_from_slice(&[0x60, 0x00, 0x60, 0x00, 0xa1, 0x00]);
+    let len = runtime.len() as u8;
+    let mut init = vec![
+        0x60, len, 0x60, 0x0c, 0x60, 0x00, 0x39, 0x60, len, 0x60, 0x00, 0xf3,
+    ];
+    init.extend_from_slice(&runtime);
+    init.into()
+}
+
+#[test]
+fn eth_transactions_are_executed_verified_and_committed() {
+    run(|context| async move {
+        let net = net(&context);
+        let alice = key_address(&net.alice);
+        let bob = Address::repeat_byte(0xb0);
+        let a = &net.a;
+        let t1 = a
+            .submit_eth_tx(transfer(&net.alice, 0, bob, 1_000))
+            .await
+            .unwrap();
+        // Nonce checks run against the pending view: the replay and the gap are refused.
+        let replay = a
+            .submit_eth_tx(transfer(&net.alice, 0, bob, 1_000))
+            .await
+            .unwrap_err();
+        assert!(matches!(replay, PoolError::Known { .. }), "{replay}");
+        let reuse = a
+            .submit_eth_tx(transfer(&net.alice, 0, bob, 6))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                reuse,
+                PoolError::Item(ItemError::Evm(EvmError::NonceTooLow {
+                    got: 0,
+                    expected: 1,
+                    ..
+                }))
+            ),
+            "{reuse}"
+        );
+        let gap = a
+            .submit_eth_tx(transfer(&net.alice, 5, bob, 6))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                gap,
+                PoolError::Item(ItemError::Evm(EvmError::NonceTooHigh { got: 5, .. }))
+            ),
+            "{gap}"
+        );
+        assert_eq!(
+            a.pending_nonce(&alice),
+            1,
+            "the queue holds the accepted transaction: the sender's next nonce is 1"
+        );
+        assert_eq!(
+            a.with_state(StateAt::Pending, |s| s.account(&alice).unwrap().nonce),
+            0,
+            "a queued transaction runs once, in its block, not in the pending view"
+        );
+        let deploy = a
+            .submit_eth_tx(tx(&net.alice, 1, TxKind::Create, 0, logger_init(), 200_000))
+            .await
+            .unwrap();
+        let block = round(&net, 1);
+        assert_eq!(block.items.len(), 2);
+        assert!(matches!(block.items[0], BlockItem::EthTx(_)));
+        assert_eq!(block.header.transaction_count, 2);
+
+        // Both validators hold the same state and the receipts.
+        assert_eq!(balance(a, &bob), U256::from(1_000));
+        assert_eq!(balance(&net.b, &bob), U256::from(1_000));
+        let receipt = |chain: &Engine, h: &B256| chain.receipt(h).unwrap().unwrap();
+        let r1 = receipt(a, &t1);
+        assert!(r1.receipt.status);
+        assert_eq!((r1.height, r1.tx_index), (1, 0));
+        assert_eq!(r1.receipt.effective_gas_price, 3 * GWEI);
+        let r2 = receipt(&net.b, &deploy);
+        assert!(r2.receipt.status);
+        let contract = r2.receipt.contract_address.unwrap();
+        assert_eq!(r2.receipt.cumulative_gas_used, 21_000 + r2.receipt.gas_used);
+        // The proposer (validator a) collected the tips; the base fee was burned.
+        let recipient = net
+            .genesis
+            .fee_recipient(&B256::from(net.keys[0].public_key()));
+        let gas = 21_000 + r2.receipt.gas_used;
+        assert_eq!(balance(a, &recipient), U256::from(gas as u128 * 2 * GWEI));
+
+        // A call with value emits a log and writes storage; the next block's base fee follows.
+        let call = a
+            .submit_eth_tx(tx(
+                &net.alice,
+                2,
+                TxKind::Call(contract),
+                77,
+                Bytes::new(),
+                100_000,
+            ))
+            .await
+            .unwrap();
+        round(&net, 2);
+        let r3 = receipt(a, &call);
+        assert!(r3.receipt.status);
+        assert_eq!(r3.receipt.logs.len(), 1);
+        assert_eq!(r3.receipt.logs[0].address, contract);
+        assert_eq!(r3.receipt.logs[0].topics()[0], B256::repeat_byte(0xaa));
+        assert_eq!(
+            a.with_state(StateAt::Committed, |s| s
+                .storage_slot(&contract, &U256::ZERO)),
+            U256::from(77)
+        );
+        assert_eq!(a.pending_block_context().base_fee, GWEI as u64);
+
+        // Restarting rebuilds the same state (accounts, code, storage) from the store.
+        let root = a
+            .store()
+            .header(a.head().height)
+            .unwrap()
+            .unwrap()
+            .state_root;
+        a.shutdown().await;
+        let (a, net) = {
+            let Net {
+                a,
+                b,
+                keys,
+                genesis,
+                alice,
+                dirs,
+            } = net;
+            drop(a);
+            let reopened = open_at(&context, &dirs[0], &genesis, &keys[0]);
+            (
+                reopened.clone(),
+                Net {
+                    a: reopened,
+                    b,
+                    keys,
+                    genesis,
+                    alice,
+                    dirs,
+                },
+            )
+        };
+        assert_eq!(
+            a.store()
+                .header(a.head().height)
+                .unwrap()
+                .unwrap()
+                .state_root,
+            root
+        );
+        assert_eq!(balance(&a, &bob), U256::from(1_000));
+        assert!(
+            !a.with_state(StateAt::Committed, |s| s.account_code(&contract))
+                .is_empty()
+        );
+        assert_eq!(
+            a.with_state(StateAt::Committed, |s| s
+                .storage_slot(&contract, &U256::ZERO)),
+            U256::from(77)
+        );
+        a.submit_eth_tx(transfer(&net.alice, 3, bob, 1))
+            .await
+            .unwrap();
+        round(&net, 3);
+        assert_eq!(balance(&net.b, &bob), U256::from(1_001));
+    })
+}
+
+#[test]
+fn a_block_with_a_bad_eth_transaction_is_refused() {
+    run(|context| async move {
+        let net = net(&context);
+        let bob = Address::repeat_byte(0xb0);
+        // A transaction the proposer never checked: nonce 1 without nonce 0.
+        let header = net.a.propose_now(net.a.head().hash, true).unwrap().unwrap();
+        let mut block = net.a.pending_block(&header.hash()).unwrap();
+        block.items = vec![BlockItem::EthTx(transfer(&net.alice, 1, bob, 1))];
+        let why = net.b.verify_now(block.clone()).unwrap_err();
+        assert!(
+            matches!(
+                why,
+                EngineError::Rejected(VerifyError::Item {
+                    index: 0,
+                    source: ItemError::Evm(EvmError::NonceTooHigh { .. })
+                })
+            ),
+            "{why}"
+        );
+        // Undecodable bytes.
+        block.items = vec![BlockItem::EthTx(Bytes::from_static(&[0x02, 0xc0]))];
+        let why = net.b.verify_now(block.clone()).unwrap_err();
+        assert!(
+            matches!(
+                why,
+                EngineError::Rejected(VerifyError::Item {
+                    source: ItemError::Evm(EvmError::Malformed(_)),
+                    ..
+                })
+            ),
+            "{why}"
+        );
+        // A valid transaction under a header whose state root does not include it.
+        block.items = vec![BlockItem::EthTx(transfer(&net.alice, 0, bob, 1))];
+        let why = net.b.verify_now(block).unwrap_err();
+        assert!(
+            matches!(why, EngineError::Rejected(VerifyError::Root { .. })),
+            "{why}"
+        );
+    })
+}
+
+#[test]
+fn the_queue_reserves_funds_and_follows_nonces_used_elsewhere() {
+    run(|context| async move {
+        let net = net(&context);
+        let carol = SigningKey::from_bytes(&[8u8; 32].into()).unwrap();
+        let carol_address = key_address(&carol);
+        let bob = Address::repeat_byte(0xb0);
+        // A transfer costs its sender at most 21,000 × 10 gwei + value = 2.1e14 + value.
+        let funding = transfer(&net.alice, 0, carol_address, 500_000_000_000_000);
+        net.a.submit_eth_tx(funding.clone()).await.unwrap();
+        round(&net, 1);
+        // Sent again once final, it is refused for its used nonce (as geth refuses it).
+        let again = net.a.submit_eth_tx(funding).await.unwrap_err();
+        assert!(
+            matches!(
+                again,
+                PoolError::Item(ItemError::Evm(EvmError::NonceTooLow { .. }))
+            ),
+            "{again}"
+        );
+        assert_eq!(
+            balance(&net.a, &carol_address),
+            U256::from(500_000_000_000_000u64)
+        );
+
+        // Carol can pay for one 2e14 transfer, not for a second one on top of it: the queue
+        // keeps what the first may cost, although neither has run yet.
+        let first = transfer(&carol, 0, bob, 200_000_000_000_000);
+        net.a.submit_eth_tx(first.clone()).await.unwrap();
+        let second = net
+            .a
+            .submit_eth_tx(transfer(&carol, 1, bob, 1))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                second,
+                PoolError::Item(ItemError::Evm(EvmError::InsufficientFunds { .. }))
+            ),
+            "{second}"
+        );
+        assert_eq!(net.a.pending_nonce(&carol_address), 1);
+        assert_eq!(net.a.pending_counts(), (0, 1));
+
+        // Another validator includes a different transaction of carol's with nonce 0: the one
+        // queued here can no longer run, is dropped, and her next nonce is 1 again.
+        net.b
+            .submit_eth_tx(transfer(&carol, 0, bob, 3))
+            .await
+            .unwrap();
+        let block = round_by(&net, &net.b, &net.a, 2);
+        assert_eq!(block.items.len(), 1);
+        assert_eq!(
+            net.a.pending_counts(),
+            (0, 0),
+            "the superseded transaction is dropped"
+        );
+        assert_eq!(net.a.pending_nonce(&carol_address), 1);
+        assert_eq!(balance(&net.a, &bob), U256::from(3));
+        // What it reserved is free again: another 2e14 transfer fits in what she has left.
+        net.a
+            .submit_eth_tx(transfer(&carol, 1, bob, 200_000_000_000_000))
+            .await
+            .unwrap();
+        let block = round(&net, 3);
+        assert_eq!(block.items.len(), 1);
+        assert_eq!(balance(&net.b, &bob), U256::from(200_000_000_000_003u64));
+    })
+}

@@ -1,0 +1,380 @@
+//! Parsing the positional parameters of Ethereum JSON-RPC methods: quantities, data, hashes,
+//! addresses, block tags and call objects, each with a clear -32602 message.
+
+use alloy_primitives::{Address, B256, Bytes, U256};
+use iotchain_evm::CallRequest;
+use jsonrpsee::types::{ErrorObject, ErrorObjectOwned};
+use serde_json::Value;
+
+/// A JSON-RPC error.
+pub(crate) type RpcError = ErrorObjectOwned;
+
+/// -32602: invalid params.
+pub(crate) fn params_error(message: impl Into<String>) -> RpcError {
+    ErrorObject::owned(-32602, message.into(), None::<()>)
+}
+
+/// -32000: a server or transaction error (Ethereum clients match on some messages).
+pub(crate) fn server_error(message: impl Into<String>) -> RpcError {
+    ErrorObject::owned(-32000, message.into(), None::<()>)
+}
+
+/// Positional parameters.
+pub(crate) struct Params(pub(crate) Vec<Value>);
+
+impl Params {
+    /// The parameters of a request: an array, or none.
+    pub(crate) fn of(params: &jsonrpsee::types::Params<'_>) -> Result<Self, RpcError> {
+        match params.as_str() {
+            None => Ok(Self(Vec::new())),
+            Some(raw) => match serde_json::from_str::<Value>(raw) {
+                Ok(Value::Array(p)) => Ok(Self(p)),
+                Ok(Value::Null) => Ok(Self(Vec::new())),
+                Ok(_) => Err(params_error("params must be an array")),
+                Err(e) => Err(params_error(format!("params are not JSON: {e}"))),
+            },
+        }
+    }
+
+    pub(crate) fn opt(&self, i: usize) -> Option<&Value> {
+        self.0.get(i).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn get(&self, i: usize) -> Result<&Value, RpcError> {
+        self.opt(i)
+            .ok_or_else(|| params_error(format!("missing value for required argument {i}")))
+    }
+
+    pub(crate) fn str(&self, i: usize) -> Result<&str, RpcError> {
+        self.get(i)?
+            .as_str()
+            .ok_or_else(|| params_error(format!("argument {i} must be a string")))
+    }
+
+    pub(crate) fn address(&self, i: usize) -> Result<Address, RpcError> {
+        self.str(i)?
+            .parse()
+            .map_err(|_| params_error(format!("argument {i} is not a 20-byte hex address")))
+    }
+
+    pub(crate) fn b256(&self, i: usize) -> Result<B256, RpcError> {
+        self.str(i)?
+            .parse()
+            .map_err(|_| params_error(format!("argument {i} is not a 32-byte hex hash")))
+    }
+
+    pub(crate) fn u256(&self, i: usize) -> Result<U256, RpcError> {
+        parse_u256(self.get(i)?)
+    }
+
+    pub(crate) fn bytes(&self, i: usize) -> Result<Bytes, RpcError> {
+        parse_bytes(self.get(i)?)
+    }
+}
+
+/// A 0x-prefixed hex quantity of at most 256 bits.
+pub(crate) fn parse_u256(v: &Value) -> Result<U256, RpcError> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| params_error("expected a hex quantity"))?;
+    let hex = s
+        .strip_prefix("0x")
+        .ok_or_else(|| params_error(format!("{s:?} is not 0x-prefixed hex")))?;
+    if hex.is_empty() || hex.len() > 64 {
+        return Err(params_error(format!("{s:?} is not a 256-bit hex value")));
+    }
+    U256::from_str_radix(hex, 16).map_err(|_| params_error(format!("{s:?} is not hex")))
+}
+
+/// A 0x-prefixed hex quantity that fits in 64 bits.
+pub(crate) fn parse_u64(v: &Value) -> Result<u64, RpcError> {
+    let x = parse_u256(v)?;
+    x.try_into()
+        .map_err(|_| params_error(format!("{x} does not fit in 64 bits")))
+}
+
+/// 0x-prefixed hex data.
+pub(crate) fn parse_bytes(v: &Value) -> Result<Bytes, RpcError> {
+    let s = v
+        .as_str()
+        .ok_or_else(|| params_error("expected 0x-prefixed hex data"))?;
+    let hex = s
+        .strip_prefix("0x")
+        .ok_or_else(|| params_error("hex data must start with 0x"))?;
+    hex::decode(hex)
+        .map(Bytes::from)
+        .map_err(|e| params_error(format!("invalid hex data: {e}")))
+}
+
+/// A call object (`eth_call`, `eth_estimateGas`).
+pub(crate) fn call_request(v: &Value) -> Result<CallRequest, RpcError> {
+    let o = v
+        .as_object()
+        .ok_or_else(|| params_error("the call must be an object"))?;
+    let field = |k: &str| o.get(k).filter(|v| !v.is_null());
+    let address = |k: &str| -> Result<Option<Address>, RpcError> {
+        field(k)
+            .map(|v| {
+                v.as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| params_error(format!("{k} is not an address")))
+            })
+            .transpose()
+    };
+    let input = match field("input").or_else(|| field("data")) {
+        Some(v) => parse_bytes(v)?,
+        None => Bytes::new(),
+    };
+    Ok(CallRequest {
+        from: address("from")?,
+        to: address("to")?,
+        gas: field("gas").map(parse_u64).transpose()?,
+        gas_price: field("gasPrice")
+            .or_else(|| field("maxFeePerGas"))
+            .map(parse_u256)
+            .transpose()?
+            .map(|x| x.saturating_to()),
+        value: field("value").map(parse_u256).transpose()?,
+        input,
+    })
+}
+
+/// A block parameter: a tag, a number, or (EIP-1898) `{"blockHash"}` / `{"blockNumber"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BlockId {
+    /// `latest`, `safe`, `finalized` (all the head: blocks are final when committed).
+    Latest,
+    /// `pending`: the head plus what waits for a block.
+    Pending,
+    /// `earliest`.
+    Earliest,
+    /// A height.
+    Number(u64),
+    /// A block hash.
+    Hash(B256),
+}
+
+/// Parses a block parameter (absent: `latest`).
+pub(crate) fn block_id(v: Option<&Value>) -> Result<BlockId, RpcError> {
+    match v {
+        None => Ok(BlockId::Latest),
+        Some(Value::String(s)) => match s.as_str() {
+            "latest" | "safe" | "finalized" => Ok(BlockId::Latest),
+            "pending" => Ok(BlockId::Pending),
+            "earliest" => Ok(BlockId::Earliest),
+            _ => parse_u64(&Value::String(s.clone())).map(BlockId::Number),
+        },
+        Some(Value::Object(o)) => {
+            if let Some(h) = o.get("blockHash").and_then(Value::as_str) {
+                let hash: B256 = h
+                    .parse()
+                    .map_err(|_| params_error("blockHash is not a 32-byte hash"))?;
+                Ok(BlockId::Hash(hash))
+            } else if let Some(n) = o.get("blockNumber") {
+                parse_u64(n).map(BlockId::Number)
+            } else {
+                Err(params_error("block must be a tag, number or hash"))
+            }
+        }
+        Some(_) => Err(params_error("block must be a tag, number or hash")),
+    }
+}
+
+/// A log filter's addresses and topics (`eth_getLogs`, `logs` subscriptions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LogMatch {
+    /// Accepted addresses (empty: any).
+    pub(crate) addresses: Vec<Address>,
+    /// Per position: the accepted topics (empty: any).
+    pub(crate) topics: Vec<Vec<B256>>,
+}
+
+impl LogMatch {
+    /// The addresses and topics of a filter object.
+    pub(crate) fn parse(o: &serde_json::Map<String, Value>) -> Result<Self, RpcError> {
+        let field = |k: &str| o.get(k).filter(|v| !v.is_null());
+        let parse_addr = |v: &Value| -> Result<Address, RpcError> {
+            v.as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| params_error("address is not a 20-byte hex address"))
+        };
+        let addresses = match field("address") {
+            None => Vec::new(),
+            Some(Value::Array(a)) => a.iter().map(parse_addr).collect::<Result<_, _>>()?,
+            Some(v) => vec![parse_addr(v)?],
+        };
+        let parse_topic = |v: &Value| -> Result<B256, RpcError> {
+            v.as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| params_error("topic is not a 32-byte hash"))
+        };
+        let topics = match field("topics") {
+            None => Vec::new(),
+            Some(Value::Array(t)) => t
+                .iter()
+                .map(|p| match p {
+                    Value::Null => Ok(Vec::new()),
+                    Value::Array(any) => any.iter().map(parse_topic).collect(),
+                    one => Ok(vec![parse_topic(one)?]),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(params_error("topics must be an array")),
+        };
+        Ok(Self { addresses, topics })
+    }
+
+    /// Whether a log matches.
+    pub(crate) fn matches(&self, log: &alloy_primitives::Log) -> bool {
+        if !self.addresses.is_empty() && !self.addresses.contains(&log.address) {
+            return false;
+        }
+        self.topics.iter().enumerate().all(|(i, accepted)| {
+            accepted.is_empty() || log.topics().get(i).is_some_and(|t| accepted.contains(t))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn code(e: RpcError) -> i32 {
+        e.code()
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_u256(&json!("0x0")).unwrap(), U256::ZERO);
+        assert_eq!(parse_u256(&json!("0xff")).unwrap(), U256::from(255));
+        assert_eq!(parse_u64(&json!("0x10")).unwrap(), 16);
+        for bad in [
+            json!("ff"),
+            json!("0x"),
+            json!("0xzz"),
+            json!(5),
+            json!(null),
+        ] {
+            assert_eq!(code(parse_u256(&bad).unwrap_err()), -32602, "{bad}");
+        }
+        let too_long = format!("0x1{}", "0".repeat(64));
+        assert_eq!(code(parse_u256(&json!(too_long)).unwrap_err()), -32602);
+        let over_64 = format!("0x1{}", "0".repeat(16));
+        assert!(
+            parse_u64(&json!(over_64))
+                .unwrap_err()
+                .message()
+                .contains("64 bits")
+        );
+    }
+
+    #[test]
+    fn data() {
+        assert_eq!(parse_bytes(&json!("0x")).unwrap(), Bytes::new());
+        assert_eq!(
+            parse_bytes(&json!("0x0102")).unwrap(),
+            Bytes::from(vec![1, 2])
+        );
+        assert!(
+            parse_bytes(&json!("0x123"))
+                .unwrap_err()
+                .message()
+                .contains("invalid hex")
+        );
+        assert!(
+            parse_bytes(&json!("0102"))
+                .unwrap_err()
+                .message()
+                .contains("0x")
+        );
+    }
+
+    #[test]
+    fn block_ids() {
+        assert_eq!(block_id(None).unwrap(), BlockId::Latest);
+        for tag in ["latest", "safe", "finalized"] {
+            assert_eq!(block_id(Some(&json!(tag))).unwrap(), BlockId::Latest);
+        }
+        assert_eq!(block_id(Some(&json!("pending"))).unwrap(), BlockId::Pending);
+        assert_eq!(
+            block_id(Some(&json!("earliest"))).unwrap(),
+            BlockId::Earliest
+        );
+        assert_eq!(block_id(Some(&json!("0x2a"))).unwrap(), BlockId::Number(42));
+        let h = B256::repeat_byte(7);
+        assert_eq!(
+            block_id(Some(&json!({"blockHash": h}))).unwrap(),
+            BlockId::Hash(h)
+        );
+        assert_eq!(
+            block_id(Some(&json!({"blockNumber": "0x3"}))).unwrap(),
+            BlockId::Number(3)
+        );
+        for bad in [
+            json!("soon"),
+            json!({}),
+            json!(7),
+            json!({"blockHash": "0x12"}),
+        ] {
+            assert_eq!(code(block_id(Some(&bad)).unwrap_err()), -32602, "{bad}");
+        }
+    }
+
+    #[test]
+    fn calls() {
+        let a = Address::repeat_byte(1);
+        let c = call_request(&json!({"to": a, "data": "0x01", "gas": "0x5208", "value": "0x1"}))
+            .unwrap();
+        assert_eq!(c.to, Some(a));
+        assert_eq!(c.input, Bytes::from(vec![1]));
+        assert_eq!(c.gas, Some(21_000));
+        assert_eq!(c.value, Some(U256::from(1)));
+        // `input` wins over `data`, as geth reads it.
+        let c = call_request(&json!({"input": "0x02", "data": "0x01"})).unwrap();
+        assert_eq!(c.input, Bytes::from(vec![2]));
+        assert_eq!(code(call_request(&json!([1])).unwrap_err()), -32602);
+        assert!(
+            call_request(&json!({"to": "0x12"}))
+                .unwrap_err()
+                .message()
+                .contains("to is not an address")
+        );
+    }
+
+    #[test]
+    fn log_filters() {
+        let a = Address::repeat_byte(1);
+        let t = B256::repeat_byte(2);
+        let m = LogMatch::parse(
+            json!({"address": a, "topics": [t, null, [t, B256::ZERO]]})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m.addresses, vec![a]);
+        assert_eq!(m.topics, vec![vec![t], vec![], vec![t, B256::ZERO]]);
+        let log = alloy_primitives::Log::new_unchecked(a, vec![t, t, B256::ZERO], Bytes::new());
+        assert!(m.matches(&log));
+        let other = alloy_primitives::Log::new_unchecked(a, vec![B256::ZERO], Bytes::new());
+        assert!(!m.matches(&other));
+        assert!(LogMatch::parse(json!({"topics": "x"}).as_object().unwrap()).is_err());
+        assert!(LogMatch::parse(json!({"address": ["0x1"]}).as_object().unwrap()).is_err());
+    }
+
+    #[test]
+    fn params_are_positional() {
+        let p = jsonrpsee::types::Params::new(Some(r#"["0x1", null]"#));
+        let p = Params::of(&p).unwrap();
+        assert_eq!(p.str(0).unwrap(), "0x1");
+        assert!(p.opt(1).is_none());
+        assert!(p.get(1).unwrap_err().message().contains("argument 1"));
+        let obj = jsonrpsee::types::Params::new(Some(r#"{"a": 1}"#));
+        assert_eq!(code(Params::of(&obj).err().unwrap()), -32602);
+        assert!(
+            Params::of(&jsonrpsee::types::Params::new(None))
+                .unwrap()
+                .0
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Chain facts, account state, calls, transaction submission and state proofs.
+
+use alloy_primitives::{Address, B256, U256};
+use iotchain_api::{Item, Origin, PoolError};
+use iotchain_evm::EvmError;
+use iotchain_state::State;
+use jsonrpsee::{RpcModule, types::ErrorObject};
+use serde_json::{Value, json};
+
+use super::{
+    EthCtx, QueryHashes, SUGGESTED_TIP,
+    params::{Params, RpcError, block_id, call_request, params_error, parse_u256, server_error},
+    qty, qty_u256, with_state,
+};
+use crate::NodeApi;
+
+type Method<N> = fn(&EthCtx<N>, &Params) -> Result<Value, RpcError>;
+
+/// Registers a method that reads the store or runs the EVM: it runs on the blocking pool.
+pub(super) fn blocking<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>, name: &'static str, f: Method<N>) {
+    m.register_blocking_method(name, move |p, ctx, _| f(&ctx, &Params::of(&p)?))
+        .expect("method names are unique");
+}
+
+/// Registers a method that answers from memory.
+pub(super) fn quick<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>, name: &'static str, f: Method<N>) {
+    m.register_method(name, move |p, ctx, _| f(ctx, &Params::of(&p)?))
+        .expect("method names are unique");
+}
+
+/// A refused transaction, as Ethereum clients expect it (they match on geth's messages).
+pub(crate) fn pool_error(e: &PoolError) -> RpcError {
+    server_error(e.to_string())
+}
+
+/// An EVM failure of a call: a revert with its data and reason (code 3), or a server error.
+fn evm_error(e: EvmError) -> RpcError {
+    match e {
+        EvmError::Reverted(data) => {
+            let message = match revert_reason(&data) {
+                Some(r) => format!("execution reverted: {r}"),
+                None => "execution reverted".into(),
+            };
+            ErrorObject::owned(3, message, Some(json!(data)))
+        }
+        other => server_error(other.to_string()),
+    }
+}
+
+/// The reason string of an `Error(string)` revert.
+pub(crate) fn revert_reason(data: &[u8]) -> Option<String> {
+    const SELECTOR: [u8; 4] = [0x08, 0xc3, 0x79, 0xa0];
+    if data.len() < 68 || data[..4] != SELECTOR {
+        return None;
+    }
+    let len = U256::from_be_slice(&data[36..68]);
+    let len: usize = len.try_into().ok()?;
+    let bytes = data.get(68..68usize.checked_add(len)?)?;
+    String::from_utf8(bytes.to_vec()).ok()
+}
+
+pub(super) fn register<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>) {
+    quick(m, "eth_chainId", |c, _| Ok(qty(c.node.genesis().chain_id)));
+    quick(m, "net_version", |c, _| {
+        Ok(json!(c.node.genesis().chain_id.to_string()))
+    });
+    quick(m, "net_listening", |_, _| Ok(json!(true)));
+    quick(m, "net_peerCount", |_, _| Ok(qty(0)));
+    quick(m, "web3_clientVersion", |_, _| {
+        Ok(json!(format!("iotchain/v{}", env!("CARGO_PKG_VERSION"))))
+    });
+    quick(m, "eth_syncing", |_, _| Ok(json!(false)));
+    quick(m, "eth_accounts", |_, _| Ok(json!([])));
+    quick(m, "eth_blockNumber", |c, _| Ok(qty(c.node.head().height)));
+    quick(m, "eth_gasPrice", |c, _| {
+        Ok(qty(c.node.pending_block_context().base_fee + SUGGESTED_TIP))
+    });
+    quick(m, "eth_maxPriorityFeePerGas", |_, _| Ok(qty(SUGGESTED_TIP)));
+    blocking(m, "eth_getBalance", |c, p| {
+        let a = p.address(0)?;
+        with_state(&c.node, &block_id(p.opt(1))?, |s| {
+            qty_u256(s.account(&a).map(|x| x.balance).unwrap_or_default())
+        })
+    });
+    blocking(m, "eth_getTransactionCount", |c, p| {
+        let a = p.address(0)?;
+        let at = block_id(p.opt(1))?;
+        if at == super::BlockId::Pending {
+            // The account's nonce after its transactions waiting for a block.
+            return Ok(qty(c.node.pending_nonce(&a)));
+        }
+        with_state(&c.node, &at, |s| qty(s.account(&a).map_or(0, |x| x.nonce)))
+    });
+    blocking(m, "eth_getCode", |c, p| {
+        let a = p.address(0)?;
+        with_state(&c.node, &block_id(p.opt(1))?, |s| json!(s.account_code(&a)))
+    });
+    blocking(m, "eth_getStorageAt", |c, p| {
+        let a = p.address(0)?;
+        let slot = p.u256(1)?;
+        with_state(&c.node, &block_id(p.opt(2))?, |s| {
+            json!(B256::from(s.storage_slot(&a, &slot)))
+        })
+    });
+    blocking(m, "eth_call", |c, p| {
+        let req = call_request(p.get(0)?)?;
+        let ctx = c.node.pending_block_context();
+        let hashes = QueryHashes {
+            chain: &c.node,
+            number: ctx.number,
+        };
+        let out = with_state(&c.node, &block_id(p.opt(1))?, |s| {
+            iotchain_evm::call(s, &hashes, &ctx, &req)
+        })?;
+        Ok(json!(out.map_err(evm_error)?.output))
+    });
+    blocking(m, "eth_estimateGas", |c, p| {
+        let req = call_request(p.get(0)?)?;
+        let ctx = c.node.pending_block_context();
+        let hashes = QueryHashes {
+            chain: &c.node,
+            number: ctx.number,
+        };
+        let gas = with_state(&c.node, &super::BlockId::Pending, |s| {
+            iotchain_evm::estimate_gas(s, &hashes, &ctx, &req)
+        })?;
+        Ok(qty(gas.map_err(evm_error)?))
+    });
+    m.register_async_method("eth_sendRawTransaction", |p, ctx, ext| async move {
+        let raw = Params::of(&p)?.bytes(0)?;
+        let origin = ext.get::<Origin>().copied().unwrap_or(Origin::Local);
+        let mut results = ctx.node.submit(vec![Item::EthTx(raw)], origin).await;
+        match results.pop() {
+            Some(Ok(hash)) => Ok::<_, RpcError>(json!(hash)),
+            Some(Err(e)) => Err(pool_error(&e)),
+            None => Err(server_error("the node cannot store data right now")),
+        }
+    })
+    .expect("method names are unique");
+    blocking(m, "eth_getProof", |c, p| {
+        let a = p.address(0)?;
+        let slots: Vec<U256> = match p.get(1)? {
+            Value::Array(v) => v.iter().map(parse_u256).collect::<Result<_, _>>()?,
+            _ => return Err(params_error("storage keys must be an array")),
+        };
+        if slots.len() > 1000 {
+            return Err(params_error("at most 1000 storage keys"));
+        }
+        with_state(&c.node, &block_id(p.opt(2))?, |s| proof_json(s, &a, &slots))
+    });
+}
+
+fn proof_json(state: &State, address: &Address, slots: &[U256]) -> Value {
+    let proof = state.account_proof(address, slots);
+    let account = proof.account.unwrap_or_default();
+    json!({
+        "address": address,
+        "balance": qty_u256(account.balance),
+        "nonce": qty(account.nonce),
+        "codeHash": account.code_hash,
+        "storageHash": proof.storage_root,
+        "accountProof": proof.proof,
+        "storageProof": proof.storage.iter().map(|(slot, value, nodes)| json!({
+            "key": B256::from(*slot),
+            "value": qty_u256(*value),
+            "proof": nodes,
+        })).collect::<Vec<_>>(),
+    })
+}

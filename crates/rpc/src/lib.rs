@@ -1,0 +1,175 @@
+//! The iotchain HTTP API: REST under `/v1`, Ethereum JSON-RPC and its WebSocket
+//! subscriptions at `/`, Prometheus metrics.
+//!
+//! One axum router on one port. Handlers reach the node only through its seams
+//! ([`iotchain_api::ChainQuery`] and [`iotchain_api::ItemPool`]), so they are tested
+//! in-process against any node, without a socket. Domain errors become HTTP statuses and
+//! stable codes here and nowhere else ([`ApiError`]).
+//!
+//! ```text
+//!   POST /v1/readings ─┐        POST / ─┐  GET / (upgrade) ─┐     GET /metrics
+//!   GET  /v1/...   ────┤  rest          ├─ jsonrpsee methods ┘         │
+//!                      ▼                ▼  (+ raw-tx batch middleware) ▼
+//!              ItemPool::submit / ChainQuery reads          registry (+ runtime metrics)
+//! ```
+
+mod error;
+pub mod eth;
+mod rest;
+
+use std::sync::{Arc, atomic::AtomicU32};
+
+use alloy_primitives::B256;
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use iotchain_api::{ChainQuery, ItemPool, MetricsRegistry, Runtime};
+use jsonrpsee::server::{
+    BatchRequestConfig, ConnectionGuard, IdProvider, Methods, ServerConfig, ServerHandle,
+    StopHandle, stop_channel,
+};
+
+pub use error::{ApiError, item_status};
+pub use rest::FORWARDED_HEADER;
+
+/// What the API needs of a node: its pool and its queries.
+pub trait NodeApi: ChainQuery + ItemPool + Clone {}
+
+impl<T: ChainQuery + ItemPool + Clone> NodeApi for T {}
+
+/// Largest JSON-RPC response (a wide `eth_getLogs`, a full block).
+const MAX_RESPONSE_BYTES: u32 = 128 * 1024 * 1024;
+
+/// How the API is set up.
+#[derive(Clone)]
+pub struct RpcConfig {
+    /// Largest request body, in bytes (REST and JSON-RPC).
+    pub max_body_bytes: usize,
+    /// Most JSON-RPC connections (HTTP requests in flight and WebSocket sessions) at once.
+    pub max_rpc_connections: u32,
+    /// Where time comes from (the node's runtime).
+    pub runtime: Arc<dyn Runtime>,
+    /// This node's validator key (not counted among the validators it heard from).
+    pub node_key: B256,
+    /// The registry `/metrics` renders.
+    pub metrics: MetricsRegistry,
+    /// The runtime's own metrics (tasks, p2p, simplex), appended to `/metrics`.
+    pub runtime_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+}
+
+impl std::fmt::Debug for RpcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcConfig")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// The JSON-RPC server's parts.
+pub(crate) struct JsonRpc {
+    pub(crate) methods: Methods,
+    pub(crate) server: ServerConfig,
+    pub(crate) guard: ConnectionGuard,
+    pub(crate) stop: StopHandle,
+    pub(crate) next_conn: AtomicU32,
+}
+
+/// What every handler sees.
+pub(crate) struct Shared<N> {
+    pub(crate) node: N,
+    pub(crate) config: RpcConfig,
+    pub(crate) rpc: JsonRpc,
+}
+
+/// Subscription ids as geth gives them: 16 random bytes in 0x-hex.
+#[derive(Debug)]
+struct HexIds;
+
+impl IdProvider for HexIds {
+    fn next_id(&self) -> jsonrpsee::types::SubscriptionId<'static> {
+        jsonrpsee::types::SubscriptionId::Str(format!("0x{:032x}", rand::random::<u128>()).into())
+    }
+}
+
+/// Ends the WebSocket sessions of a router when the node stops.
+#[derive(Debug)]
+pub struct RpcHandle(ServerHandle);
+
+impl RpcHandle {
+    /// Closes the WebSocket sessions.
+    pub fn stop(&self) {
+        let _ = self.0.stop();
+    }
+}
+
+pub(crate) fn hex0x(b: impl AsRef<[u8]>) -> String {
+    iotchain_block::hex0x(b)
+}
+
+/// The node's HTTP routes, and the handle that stops their WebSocket sessions.
+pub fn router<N: NodeApi>(node: N, config: RpcConfig) -> (Router, RpcHandle) {
+    let limit = config.max_body_bytes;
+    let (stop, handle) = stop_channel();
+    let server = ServerConfig::builder()
+        .max_request_body_size(limit as u32)
+        .max_response_body_size(MAX_RESPONSE_BYTES)
+        .max_connections(config.max_rpc_connections)
+        .max_subscriptions_per_connection(eth::MAX_SUBSCRIPTIONS)
+        .set_batch_request_config(BatchRequestConfig::Limit(eth::MAX_BATCH as u32))
+        .set_id_provider(HexIds)
+        .build();
+    let shared = Arc::new(Shared {
+        rpc: JsonRpc {
+            methods: eth::module(node.clone()).into(),
+            server,
+            guard: ConnectionGuard::new(config.max_rpc_connections as usize),
+            stop,
+            next_conn: AtomicU32::new(0),
+        },
+        node,
+        config,
+    });
+    shared
+        .config
+        .metrics
+        .lock()
+        .register_collector(Box::new(rest::status::NodeCollector {
+            shared: Arc::downgrade(&shared),
+        }));
+    let router = rest::routes::<N>()
+        .route("/", get(eth::ws::<N>).post(eth::http::<N>))
+        .route("/metrics", get(rest::metrics::<N>))
+        .fallback(|| async { ApiError::not_found("no such endpoint; see docs/api.md") })
+        .layer(axum::middleware::from_fn(move |req, next| {
+            refuse_oversized(limit, req, next)
+        }))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(shared);
+    (router, RpcHandle(handle))
+}
+
+/// Refuses a body whose declared length is over the limit before reading any of it.
+async fn refuse_oversized(
+    limit: usize,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body of {n} bytes exceeds the node's limit of {limit}"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}

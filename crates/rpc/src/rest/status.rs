@@ -1,0 +1,150 @@
+//! `GET /v1/status` and Prometheus `GET /metrics`.
+
+use std::sync::{Arc, atomic::Ordering::Relaxed};
+
+use axum::{Json, extract::State, http::header::CONTENT_TYPE, response::IntoResponse};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeMetric},
+    metrics::{counter::ConstCounter, gauge::ConstGauge},
+};
+use serde_json::{Value, json};
+
+use crate::{NodeApi, Shared, hex0x};
+
+/// How far back a vote counts for "validators heard from".
+pub(crate) const HEARD_WINDOW_MS: u64 = 10_000;
+
+pub(super) async fn status<N: NodeApi>(State(shared): State<Arc<Shared<N>>>) -> Json<Value> {
+    let node = &shared.node;
+    let head = node.head();
+    let (pending_readings, pending_transactions) = node.pending_counts();
+    let g = node.genesis();
+    let stats = node.consensus_stats();
+    let now = shared.config.runtime.now_ms();
+    Json(json!({
+        "chain_id": g.chain_id,
+        "height": head.height,
+        "head_hash": head.hash,
+        "head_time_ms": head.timestamp_ms,
+        "genesis_hash": node.genesis_hash(),
+        "validators": g.validators.iter().map(|v| hex0x(v.public_key)).collect::<Vec<_>>(),
+        "pending_readings": pending_readings,
+        "pending_transactions": pending_transactions,
+        "max_reading_bytes": g.params.max_reading_bytes,
+        "max_batch_readings": node.max_batch(),
+        "max_body_bytes": shared.config.max_body_bytes,
+        "consensus": {
+            "view": stats.view.load(Relaxed),
+            "validators_heard_10s": stats.peers_seen(now, HEARD_WINDOW_MS, &shared.config.node_key),
+            "last_finality_ms": stats.last_finality_ms.load(Relaxed),
+            "faults": stats.faults.load(Relaxed),
+        },
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// The figures read at each scrape: the head, the pool's queue, what consensus reports.
+pub(crate) struct NodeCollector<N> {
+    pub(crate) shared: std::sync::Weak<Shared<N>>,
+}
+
+impl<N> std::fmt::Debug for NodeCollector<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeCollector")
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(value as i64);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+impl<N: NodeApi> Collector for NodeCollector<N> {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let Some(shared) = self.shared.upgrade() else {
+            return Ok(());
+        };
+        let node = &shared.node;
+        let head = node.head();
+        let (pr, pt) = node.pending_counts();
+        let stats = node.consensus_stats();
+        let now = shared.config.runtime.now_ms();
+        let faults = ConstCounter::new(stats.faults.load(Relaxed));
+        faults.encode(encoder.encode_descriptor(
+            "iotchain_consensus_faults",
+            "Validator misbehaviour seen by simplex: conflicting votes in one view.",
+            None,
+            faults.metric_type(),
+        )?)?;
+        gauge(
+            &mut encoder,
+            "iotchain_consensus_view",
+            "Latest simplex view seen notarized or finalized.",
+            stats.view.load(Relaxed),
+        )?;
+        gauge(
+            &mut encoder,
+            "iotchain_validators_heard",
+            "Other validators whose votes arrived in the last 10 s.",
+            stats.peers_seen(now, HEARD_WINDOW_MS, &shared.config.node_key) as u64,
+        )?;
+        gauge(
+            &mut encoder,
+            "iotchain_last_finality_ms",
+            "Proposal time to commit here of the last block, in milliseconds.",
+            stats.last_finality_ms.load(Relaxed),
+        )?;
+        gauge(
+            &mut encoder,
+            "iotchain_height",
+            "Height of the last final block.",
+            head.height,
+        )?;
+        gauge(
+            &mut encoder,
+            "iotchain_head_age_ms",
+            "Time since the last final block's timestamp.",
+            now.saturating_sub(head.timestamp_ms),
+        )?;
+        gauge(
+            &mut encoder,
+            "iotchain_pending_readings",
+            "Readings accepted, not yet final.",
+            pr as u64,
+        )?;
+        gauge(
+            &mut encoder,
+            "iotchain_pending_transactions",
+            "Transactions accepted, not yet final.",
+            pt as u64,
+        )
+    }
+}
+
+/// `GET /metrics`: every registered metric in the Prometheus text format, then the
+/// runtime's own (tasks, p2p, simplex) when the node runs on one.
+pub(crate) async fn metrics<N: NodeApi>(State(shared): State<Arc<Shared<N>>>) -> impl IntoResponse {
+    let mut out = String::new();
+    if let Err(e) =
+        prometheus_client::encoding::text::encode_registry(&mut out, &shared.config.metrics.lock())
+    {
+        tracing::error!(error = %e, "metrics do not encode");
+    }
+    if let Some(extra) = &shared.config.runtime_metrics {
+        out.push_str(&extra());
+    }
+    out.push_str("# EOF\n");
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+}

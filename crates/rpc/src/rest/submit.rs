@@ -1,0 +1,174 @@
+//! `POST /v1/readings` (one COSE message or a CBOR array of them) and `POST
+//! /v1/transactions` (an owner transaction).
+
+use std::sync::Arc;
+
+use alloy_primitives::{B256, Bytes};
+use axum::{
+    Json,
+    extract::{State, rejection::BytesRejection},
+    http::{HeaderMap, StatusCode, header::CONTENT_TYPE},
+    response::{IntoResponse, Response},
+};
+use iotchain_api::{Item, Submitted};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{body_bytes, origin};
+use crate::{ApiError, NodeApi, Shared};
+
+/// One entry of a submission's `results`, serialized without an intermediate JSON tree (a
+/// batch answers thousands of these).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ItemJson<'a> {
+    Accepted { id: &'a B256, status: &'static str },
+    Rejected { status: u16, error: ErrorJson<'a> },
+}
+
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    code: &'static str,
+    message: &'a str,
+}
+
+#[derive(Serialize)]
+struct BatchJson<'a> {
+    accepted: usize,
+    rejected: usize,
+    results: Vec<ItemJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorJson<'a>>,
+}
+
+pub(super) async fn post_readings<N: NodeApi>(
+    State(shared): State<Arc<Shared<N>>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let node = &shared.node;
+    let body = body_bytes(body)?;
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    match content_type.as_str() {
+        "application/cose" => {
+            let mut results = node
+                .submit(vec![Item::Reading(Bytes::from(body))], origin(&headers))
+                .await;
+            match results.pop() {
+                Some(Ok(id)) => Ok((
+                    StatusCode::ACCEPTED,
+                    Json(json!({"id": id, "status": "pending"})),
+                )
+                    .into_response()),
+                Some(Err(e)) => Err(ApiError::from(e)),
+                None => Err(ApiError::storage()),
+            }
+        }
+        "application/cbor" => {
+            let messages = iotchain_reading::decode_batch(&body, node.max_batch())
+                .map_err(|e| ApiError::from_batch(&e))?;
+            let body = Bytes::from(body.clone());
+            let items: Vec<Item> = messages
+                .into_iter()
+                .map(|m| Item::Reading(body.slice_ref(m)))
+                .collect();
+            let results = node.submit(items, origin(&headers)).await;
+            Ok(batch_response(&results))
+        }
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "content type {other:?}: use application/cose (one reading) or application/cbor (an array of readings)"
+            ),
+        )),
+    }
+}
+
+/// The answer to a batch: 202 with a result per reading when any was accepted, otherwise
+/// the first refusal's status and code.
+fn batch_response(results: &[Submitted]) -> Response {
+    let errors: Vec<Option<ApiError>> = results
+        .iter()
+        .map(|r| r.as_ref().err().map(ApiError::from))
+        .collect();
+    let items: Vec<ItemJson<'_>> = results
+        .iter()
+        .zip(&errors)
+        .map(|(r, e)| match (r, e) {
+            (Ok(id), _) => ItemJson::Accepted {
+                id,
+                status: "pending",
+            },
+            (Err(_), Some(e)) => ItemJson::Rejected {
+                status: e.status.as_u16(),
+                error: ErrorJson {
+                    code: e.code,
+                    message: &e.message,
+                },
+            },
+            (Err(_), None) => unreachable!("every refusal has its error"),
+        })
+        .collect();
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let mut out = BatchJson {
+        accepted,
+        rejected: results.len() - accepted,
+        results: items,
+        error: None,
+    };
+    match errors.iter().flatten().next().filter(|_| accepted == 0) {
+        Some(first) => {
+            // Nothing taken: answer with the first rejection's status and code.
+            let message = format!(
+                "no reading of the batch was accepted; first: {}",
+                first.message
+            );
+            out.error = Some(ErrorJson {
+                code: first.code,
+                message: &message,
+            });
+            (first.status, Json(&out)).into_response()
+        }
+        None => (StatusCode::ACCEPTED, Json(&out)).into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TxBody {
+    /// 0x-hex RLP of a signed transaction.
+    raw: String,
+}
+
+pub(super) async fn post_transaction<N: NodeApi>(
+    State(shared): State<Arc<Shared<N>>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body)?;
+    let tx: TxBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("bad_json", format!("expected {{\"raw\": \"0x…\"}}: {e}"))
+    })?;
+    let raw = iotchain_block::unhex(&tx.raw)
+        .map_err(|e| ApiError::bad_request("bad_hex", format!("raw: {e}")))?;
+    let mut results = shared
+        .node
+        .submit(vec![Item::OwnerTx(Bytes::from(raw))], origin(&headers))
+        .await;
+    let hash = results.pop().ok_or_else(ApiError::storage)??;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"hash": hash, "status": "pending"})),
+    )
+        .into_response())
+}
