@@ -35,8 +35,11 @@ fi
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (all targets, warnings are errors)"
+step "cargo clippy (all targets, warnings are errors; clippy.toml bans wall clocks and threads)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo doc (public items documented, links resolve; warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "build (once: libraries, the iotchain binary, the C library, every test binary)"
 # One cargo invocation resolves features once, so the steps below reuse this build instead of

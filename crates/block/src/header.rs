@@ -159,18 +159,6 @@ impl Block {
             .collect()
     }
 
-    /// The leaf hashes of the block's transactions (owner and Ethereum), in order: the leaves
-    /// of `transactions_root`.
-    pub fn transaction_leaves(&self) -> Vec<[u8; 32]> {
-        self.items
-            .iter()
-            .filter_map(|i| match i {
-                BlockItem::Tx(t) | BlockItem::EthTx(t) => Some(iotchain_merkle::leaf_hash(t)),
-                BlockItem::Reading(_) => None,
-            })
-            .collect()
-    }
-
     /// RLP encoding.
     pub fn encode_rlp(&self) -> Vec<u8> {
         alloy_rlp::encode(self)

@@ -160,7 +160,7 @@ fn raw_ed25519_rate() -> f64 {
     // The median of five rounds: one noisy round moves neither end of the ratio much.
     let mut rates: Vec<f64> = (0..5)
         .map(|_| {
-            let start = Instant::now();
+            let start = crate::clock::stopwatch();
             let verdicts = verify_signatures(&checks);
             assert!(verdicts.iter().all(|v| *v));
             checks.len() as f64 / start.elapsed().as_secs_f64()
@@ -460,7 +460,7 @@ async fn run_phase(
             s.go.notify_one();
         }
         let cpu_before = (cpu_all(), cpu_seconds(me));
-        let start = Instant::now();
+        let start = crate::clock::stopwatch();
         let (latencies, rejected) = crate::bench_mqtt::send(url, signed, batch, a.rate).await?;
         let seconds = start.elapsed().as_secs_f64();
         return Ok(Phase {
@@ -479,7 +479,7 @@ async fn run_phase(
         s.ready.notified().await;
         s.go.notify_one();
     }
-    let start = Instant::now();
+    let start = crate::clock::stopwatch();
     let me = std::process::id();
     let cpu_before = (cpu_all(), cpu_seconds(me));
     let mut tasks = Vec::new();
@@ -507,7 +507,7 @@ async fn run_phase(
                 if let Some(t) = ticker.as_mut() {
                     t.tick().await;
                 }
-                let sent = Instant::now();
+                let sent = crate::clock::stopwatch();
                 let (status, body) = client
                     .post_bytes("/v1/readings", "application/cbor", cbor_batch(chunk))
                     .await?;

@@ -260,7 +260,7 @@ pub(crate) async fn run(
             None => String::new(),
         }
     );
-    let started = Instant::now();
+    let started = crate::clock::stopwatch();
     let mut tasks = Vec::new();
     for (c, mine) in batches.into_iter().enumerate() {
         let client = nodes[c % nodes.len()].clone();
@@ -278,7 +278,7 @@ pub(crate) async fn run(
                 if let Some(t) = ticker.as_mut() {
                     t.tick().await;
                 }
-                let sent = Instant::now();
+                let sent = crate::clock::stopwatch();
                 send_batch(&client, body).await?;
                 let client = client.clone();
                 waiters.push(tokio::spawn(async move {

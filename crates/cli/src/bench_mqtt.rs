@@ -103,7 +103,7 @@ pub(crate) async fn send(
                 }
                 sent.lock()
                     .map_err(|_| anyhow::anyhow!("poisoned"))?
-                    .insert(last, Instant::now());
+                    .insert(last, crate::clock::stopwatch());
                 client
                     .publish(topic, QoS::AtLeastOnce, false, payload)
                     .await

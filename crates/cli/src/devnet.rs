@@ -4,7 +4,7 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
@@ -43,7 +43,7 @@ pub(crate) struct DevArgs {
     /// Time between blocks, ms.
     #[arg(long, default_value_t = 200)]
     block_interval_ms: u64,
-    /// Bridge an MQTT broker: mqtt://[user[:password]@]host[:port] (mqtts:// for TLS). The
+    /// Bridge an MQTT broker: `mqtt://[user[:password]@]host[:port]` (`mqtts://` for TLS). The
     /// node subscribes to `iotchain/+/readings` and acknowledges on `iotchain/<device>/acks`.
     #[arg(long, value_name = "URL")]
     mqtt: Option<String>,
@@ -211,10 +211,10 @@ async fn run_dev(
 
     let mut blocks = node.blocks.subscribe();
     let printer = tokio::spawn(async move {
-        let mut last = Instant::now();
+        let mut last = crate::clock::stopwatch();
         while let Ok(b) = blocks.recv().await {
             let dt = last.elapsed().as_secs_f64().max(1e-3);
-            last = Instant::now();
+            last = crate::clock::stopwatch();
             println!(
                 "block {:>6}  readings {:>5}  txs {:>3}  {:>9.1} readings/s  {}",
                 b.height,

@@ -4,6 +4,7 @@ mod bench;
 mod bench_eth;
 mod bench_mqtt;
 mod client;
+mod clock;
 mod coldchain;
 mod device;
 mod devnet;

@@ -46,13 +46,7 @@ pub(crate) fn json_to_cbor(json: &str) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::clock::now_ms;
 
 pub(crate) async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     let signer = KeyFile::read(&a.device_key)?.device_signer()?;

@@ -1,7 +1,7 @@
 //! Committing final blocks: a finalization commits the block and its uncommitted ancestors,
 //! each in one durable write, then the committed state, the head and the pool move on.
 
-use std::{collections::HashSet, sync::atomic::Ordering};
+use std::sync::atomic::Ordering;
 
 use alloy_primitives::B256;
 use iotchain_api::{BlockEngine, Committed, EngineError, HeadInfo, ItemPool};
@@ -49,7 +49,7 @@ impl Engine {
                 ancestor: executed.block.header.parent_hash,
             });
         }
-        let included: HashSet<B256> = executed
+        let included: Vec<B256> = executed
             .readings
             .iter()
             .map(|(id, _)| B256::from(*id))
@@ -58,7 +58,7 @@ impl Engine {
         // Everything in the log up to the oldest item still waiting is in a block now.
         let log_done = inner
             .pool
-            .log_done_after(&included, &executed.consumed)
+            .log_done_after(&included.iter().copied().collect(), &executed.consumed)
             .max(inner.store.log_done()?);
         let commit = BlockCommit {
             block: &executed.block,

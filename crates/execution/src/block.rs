@@ -67,8 +67,7 @@ impl AcceptedItem {
 pub fn item_id(item: &BlockItem) -> B256 {
     match item {
         BlockItem::Reading(b) => B256::from(iotchain_reading::reading_id(b)),
-        BlockItem::Tx(b) => alloy_primitives::keccak256(b),
-        BlockItem::EthTx(b) => alloy_primitives::keccak256(b),
+        BlockItem::Tx(b) | BlockItem::EthTx(b) => alloy_primitives::keccak256(b),
     }
 }
 

@@ -14,8 +14,8 @@ use crate::{Parent, Pool};
 /// What a committed block did, as the pool needs it.
 #[derive(Debug)]
 pub struct CommittedBlock<'a> {
-    /// The reading ids and transaction hashes it includes.
-    pub included: &'a HashSet<B256>,
+    /// The reading ids and transaction hashes it includes, in block order.
+    pub included: &'a [B256],
     /// The item-log seqs of the queue items a block built here took (empty for a block
     /// built elsewhere).
     pub consumed: &'a [u64],

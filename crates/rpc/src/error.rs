@@ -73,19 +73,21 @@ impl ApiError {
 pub fn item_status(e: &ItemError) -> StatusCode {
     use iotchain_evm::EvmError as E;
     match e {
-        ItemError::Reading(_) | ItemError::InvalidTransaction(_) => StatusCode::BAD_REQUEST,
         ItemError::TooLarge { .. } | ItemError::Evm(E::TooLarge { .. }) => {
             StatusCode::PAYLOAD_TOO_LARGE
         }
-        ItemError::WrongAlg { .. }
-        | ItemError::BadSignature(_)
-        | ItemError::Evm(E::InsufficientFunds { .. } | E::BadSignature) => StatusCode::FORBIDDEN,
-        ItemError::State(StateError::Replay { .. } | StateError::BadNonce { .. })
-        | ItemError::State(StateError::DeviceExists(_))
+        ItemError::State(
+            StateError::Replay { .. } | StateError::BadNonce { .. } | StateError::DeviceExists(_),
+        )
         | ItemError::Evm(E::NonceTooLow { .. }) => StatusCode::CONFLICT,
         ItemError::State(StateError::UnknownDevice(_)) => StatusCode::NOT_FOUND,
-        ItemError::State(_) => StatusCode::FORBIDDEN,
-        ItemError::Evm(_) => StatusCode::BAD_REQUEST,
+        ItemError::WrongAlg { .. }
+        | ItemError::BadSignature(_)
+        | ItemError::State(_)
+        | ItemError::Evm(E::InsufficientFunds { .. } | E::BadSignature) => StatusCode::FORBIDDEN,
+        ItemError::Reading(_) | ItemError::InvalidTransaction(_) | ItemError::Evm(_) => {
+            StatusCode::BAD_REQUEST
+        }
     }
 }
 

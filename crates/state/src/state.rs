@@ -447,11 +447,6 @@ impl State {
         taken
     }
 
-    /// Checks an owner transaction against the state without applying it.
-    pub fn check_tx(&self, tx: &SignedTx) -> Result<()> {
-        self.validate_tx(tx)
-    }
-
     /// Checks and applies an owner transaction at block `height`.
     pub fn apply_tx(&mut self, tx: &SignedTx, height: u64) -> Result<()> {
         self.validate_tx(tx)?;

@@ -137,7 +137,11 @@ pub(crate) async fn metrics<N: NodeApi>(State(shared): State<Arc<Shared<N>>>) ->
         tracing::error!(error = %e, "metrics do not encode");
     }
     if let Some(extra) = &shared.config.runtime_metrics {
-        out.push_str(&extra());
+        // The runtime's registry ends its text with its own `# EOF`: one ends the whole.
+        let extra = extra();
+        let extra = extra.trim_end();
+        out.push_str(extra.strip_suffix("# EOF").unwrap_or(extra).trim_end());
+        out.push('\n');
     }
     out.push_str("# EOF\n");
     (

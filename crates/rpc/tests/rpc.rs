@@ -1,0 +1,394 @@
+//! The HTTP API in-process, without a socket (axum's testing pattern): each route's answers
+//! and its errors in the documented shape, JSON-RPC envelopes and batches, against a real
+//! engine.
+
+use alloy_consensus::TxEip1559;
+use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
+use axum::{
+    Router,
+    body::Body,
+    http::{Request, StatusCode, header::CONTENT_TYPE},
+};
+use commonware_runtime::tokio::Context;
+use iotchain_block::{DeviceOp, Genesis, SignedTx};
+use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey, ValidatorKey};
+use iotchain_engine::{
+    Engine,
+    testing::{config, open, run, runtime},
+};
+use iotchain_evm::{key_address, sign_tx};
+use iotchain_rpc::{RpcConfig, router};
+use k256::ecdsa::SigningKey;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const CHAIN_ID: u64 = 21;
+
+struct Api {
+    router: Router,
+    engine: Engine,
+    owner: OwnerKey,
+    device: DeviceSigner,
+    alice: SigningKey,
+    _dir: tempfile::TempDir,
+}
+
+fn api(context: &Context) -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = OwnerKey::from_secret(&[1; 32]).unwrap();
+    let alice = SigningKey::from_bytes(&[5u8; 32].into()).unwrap();
+    let key = ValidatorKey::from_secret(&[2; 32]);
+    let mut genesis = Genesis::single_validator(
+        CHAIN_ID,
+        1,
+        B256::from(key.public_key()),
+        vec![owner.address()],
+    );
+    genesis
+        .alloc
+        .insert(key_address(&alice), U256::from(10u128.pow(20)));
+    let engine = open(context, config(dir.path().to_path_buf(), genesis, key)).unwrap();
+    let (router, _) = router(
+        engine.clone(),
+        RpcConfig {
+            max_body_bytes: 64 * 1024,
+            max_rpc_connections: 16,
+            runtime: runtime(context),
+            node_key: engine.proposer(),
+            metrics: iotchain_api::registry(),
+            runtime_metrics: None,
+        },
+    );
+    Api {
+        router,
+        engine,
+        owner,
+        device: DeviceSigner::from_secret(KeyAlg::Ed25519, &[3; 32]).unwrap(),
+        alice,
+        _dir: dir,
+    }
+}
+
+impl Api {
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let r = self.router.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("{status}: not JSON ({e}): {bytes:?}"))
+        };
+        (status, body)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
+        self.send(
+            Request::post(path)
+                .header(CONTENT_TYPE, content_type)
+                .body(body.into())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn rpc(&self, body: Value) -> Value {
+        let (status, v) = self.post("/", "application/json", body.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v
+    }
+
+    async fn register(&self) {
+        let op = DeviceOp::Register {
+            public_key: self.device.public_key(),
+            model: "m".into(),
+            firmware_hash: Bytes::new(),
+            labels: vec![],
+        };
+        let tx = SignedTx::sign(&self.owner, CHAIN_ID, 0, op).unwrap();
+        let (status, body) = self
+            .post(
+                "/v1/transactions",
+                "application/json",
+                json!({"raw": format!("0x{}", hex::encode(tx.encode_rlp()))}).to_string(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        while self.engine.produce_next_block().unwrap().is_some() {}
+    }
+
+    fn transfer(&self, nonce: u64) -> String {
+        let raw = sign_tx(
+            &self.alice,
+            TxEip1559 {
+                chain_id: CHAIN_ID,
+                nonce,
+                gas_limit: 21_000,
+                max_fee_per_gas: 10_000_000_000,
+                max_priority_fee_per_gas: 1_000_000_000,
+                to: TxKind::Call(Address::repeat_byte(0xb0)),
+                value: U256::from(1),
+                access_list: Default::default(),
+                input: Bytes::new(),
+            },
+        )
+        .unwrap();
+        format!("0x{}", hex::encode(raw))
+    }
+}
+
+/// An error in the documented shape: its status and `error.code`.
+fn code(r: &(StatusCode, Value)) -> (u16, &str) {
+    (
+        r.0.as_u16(),
+        r.1["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code: {}", r.1)),
+    )
+}
+
+#[test]
+fn readings_are_taken_and_refused_with_documented_errors() {
+    run(|context| async move {
+        let api = api(&context);
+        let status = api.get("/v1/status").await;
+        assert_eq!(status.0, StatusCode::OK);
+        assert_eq!(status.1["chain_id"], CHAIN_ID);
+        // Unregistered device.
+        let m = api.device.sign_reading(0, 1, None, &[0x01]);
+        assert_eq!(
+            code(
+                &api.post("/v1/readings", "application/cose", m.clone())
+                    .await
+            ),
+            (404, "unknown_device")
+        );
+        api.register().await;
+        let (s, body) = api
+            .post("/v1/readings", "application/cose", m.clone())
+            .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        assert_eq!(body["status"], "pending");
+        // The same again: a replay.
+        assert_eq!(
+            code(&api.post("/v1/readings", "application/cose", m).await),
+            (409, "replayed_seq")
+        );
+        // Malformed, forged, the wrong media type, too large.
+        assert_eq!(
+            code(
+                &api.post("/v1/readings", "application/cose", vec![0x84, 0x01])
+                    .await
+            )
+            .0,
+            400
+        );
+        let mut forged = api.device.sign_reading(1, 1, None, &[0x01]);
+        let n = forged.len();
+        forged[n - 1] ^= 1;
+        assert_eq!(
+            code(&api.post("/v1/readings", "application/cose", forged).await),
+            (403, "bad_signature")
+        );
+        assert_eq!(
+            code(&api.post("/v1/readings", "text/plain", "hi").await),
+            (415, "unsupported_media_type")
+        );
+        assert_eq!(
+            code(
+                &api.post("/v1/readings", "application/cose", vec![0u8; 70 * 1024])
+                    .await
+            ),
+            (413, "body_too_large")
+        );
+        // A batch that is not an array of messages.
+        assert_eq!(
+            code(
+                &api.post("/v1/readings", "application/cbor", vec![0x01])
+                    .await
+            )
+            .0,
+            400
+        );
+        // Statuses.
+        assert_eq!(
+            api.get(&format!("/v1/readings/{id}")).await.1["status"],
+            "pending"
+        );
+        api.engine.produce_next_block().unwrap();
+        let (s, r) = api.get(&format!("/v1/readings/{id}")).await;
+        assert_eq!((s, r["status"].as_str()), (StatusCode::OK, Some("final")));
+        let (s, proof) = api.get(&format!("/v1/readings/{id}/proof")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(proof["reading_id"], id);
+        assert_eq!(code(&api.get("/v1/readings/0x12").await), (400, "bad_id"));
+        assert_eq!(
+            code(
+                &api.get(&format!("/v1/readings/{}", B256::repeat_byte(9)))
+                    .await
+            ),
+            (404, "not_found")
+        );
+        assert_eq!(
+            code(
+                &api.get(&format!("/v1/readings/{}/proof", B256::repeat_byte(9)))
+                    .await
+            ),
+            (404, "not_found")
+        );
+    })
+}
+
+#[test]
+fn devices_blocks_and_unknown_routes() {
+    run(|context| async move {
+        let api = api(&context);
+        let address = api.device.address();
+        assert_eq!(
+            code(&api.get(&format!("/v1/devices/{address}")).await),
+            (404, "not_found")
+        );
+        api.register().await;
+        let (s, d) = api.get(&format!("/v1/devices/{address}")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(d["address"], address.to_string());
+        assert_eq!(d["pending_last_seq"], Value::Null);
+        let (_, list) = api
+            .get(&format!("/v1/devices?owner={}", api.owner.address()))
+            .await;
+        assert_eq!(list["devices"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            code(&api.get("/v1/devices?owner=nope").await),
+            (400, "bad_address")
+        );
+        assert_eq!(
+            code(&api.get("/v1/devices/0x12").await),
+            (400, "bad_address")
+        );
+        let (s, owner) = api
+            .get(&format!("/v1/owners/{}", api.owner.address()))
+            .await;
+        assert_eq!(
+            (s, owner["authorised"].as_bool()),
+            (StatusCode::OK, Some(true))
+        );
+        let (s, block) = api.get("/v1/blocks/latest").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(block["certificate"].is_object());
+        assert_eq!(code(&api.get("/v1/blocks/x").await), (400, "bad_height"));
+        assert_eq!(code(&api.get("/v1/blocks/99").await), (404, "not_found"));
+        let (s, page) = api.get("/v1/sync/1").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(!page["blocks"].as_array().unwrap().is_empty());
+        assert_eq!(code(&api.get("/v1/sync/0").await), (400, "bad_height"));
+        assert_eq!(code(&api.get("/v1/nothing").await), (404, "not_found"));
+        // GET / without an upgrade is no WebSocket.
+        assert_eq!(code(&api.get("/").await), (400, "not_a_websocket"));
+        let (s, metrics) = {
+            let r = api
+                .router
+                .clone()
+                .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let s = r.status();
+            (
+                s,
+                axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap(),
+            )
+        };
+        assert_eq!(s, StatusCode::OK);
+        let text = String::from_utf8(metrics.to_vec()).unwrap();
+        assert!(text.contains("\niotchain_height "), "{text}");
+        assert!(text.contains("\niotchain_pending_readings 0\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    })
+}
+
+#[test]
+fn json_rpc_envelopes_batches_and_raw_transaction_runs() {
+    run(|context| async move {
+        let api = api(&context);
+        let r = api
+            .rpc(json!({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}))
+            .await;
+        assert_eq!(r["result"], format!("{CHAIN_ID:#x}"));
+        let r = api
+            .rpc(json!({"jsonrpc": "2.0", "id": 2, "method": "eth_nothing"}))
+            .await;
+        assert_eq!(r["error"]["code"], -32601);
+        let r = api
+            .rpc(json!({"jsonrpc": "2.0", "id": 3, "method": "eth_getBalance", "params": ["0x12"]}))
+            .await;
+        assert_eq!(r["error"]["code"], -32602);
+        // A batch of consecutive raw transactions is taken in order (nonce 0 before 1) in one
+        // submission; a call between runs is answered in its place.
+        let batch = json!([
+            {"jsonrpc": "2.0", "id": 10, "method": "eth_sendRawTransaction", "params": [api.transfer(0)]},
+            {"jsonrpc": "2.0", "id": 11, "method": "eth_sendRawTransaction", "params": [api.transfer(1)]},
+            {"jsonrpc": "2.0", "id": 12, "method": "eth_blockNumber"},
+            {"jsonrpc": "2.0", "id": 13, "method": "eth_sendRawTransaction", "params": [api.transfer(1)]},
+            {"jsonrpc": "2.0", "id": 14, "method": "eth_sendRawTransaction", "params": ["0x123"]},
+        ]);
+        let r = api.rpc(batch).await;
+        let answers = r.as_array().unwrap();
+        assert_eq!(answers.len(), 5);
+        assert!(answers[0]["result"].is_string(), "{}", answers[0]);
+        assert!(answers[1]["result"].is_string(), "{}", answers[1]);
+        assert_eq!(answers[2]["result"], "0x0");
+        assert!(
+            answers[3]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("already known"),
+            "{}",
+            answers[3]
+        );
+        assert_eq!(answers[4]["error"]["code"], -32602);
+        let ids: Vec<&Value> = answers.iter().map(|a| &a["id"]).collect();
+        assert_eq!(
+            ids,
+            [&json!(10), &json!(11), &json!(12), &json!(13), &json!(14)]
+        );
+        let r = api
+            .rpc(
+                json!({"jsonrpc": "2.0", "id": 4, "method": "eth_getTransactionCount",
+                "params": [key_address(&api.alice), "pending"]}),
+            )
+            .await;
+        assert_eq!(r["result"], "0x2");
+        // Envelopes: not JSON, no method, an empty batch.
+        let (s, r) = api.post("/", "application/json", "{oops").await;
+        assert_eq!((s, &r["error"]["code"]), (StatusCode::OK, &json!(-32700)));
+        let r = api.rpc(json!({"jsonrpc": "2.0", "id": 1})).await;
+        assert_eq!(r["error"]["code"], -32600);
+        let r = api.rpc(json!([])).await;
+        assert_eq!(r["error"]["code"], -32600);
+        // A client that says nothing of the body's type is served as JSON.
+        let (s, r) = api
+            .send(
+                Request::post("/")
+                    .body(Body::from(
+                        json!({"jsonrpc": "2.0", "id": 5, "method": "net_version"}).to_string(),
+                    ))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            (s, &r["result"]),
+            (StatusCode::OK, &json!(CHAIN_ID.to_string()))
+        );
+    })
+}
