@@ -110,6 +110,27 @@ impl Genesis {
         }
     }
 
+    /// A genesis whose validators are these consensus keys (no p2p addresses: for nodes that
+    /// meet over something else, such as a simulated network).
+    pub fn with_validators(
+        chain_id: u64,
+        timestamp_ms: u64,
+        validators: &[B256],
+        owners: Vec<Address>,
+    ) -> Self {
+        Self {
+            validators: validators
+                .iter()
+                .map(|k| GenesisValidator {
+                    public_key: *k,
+                    address: None,
+                    fee_recipient: None,
+                })
+                .collect(),
+            ..Self::single_validator(chain_id, timestamp_ms, B256::ZERO, owners)
+        }
+    }
+
     /// Reads and checks a genesis file.
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)

@@ -28,7 +28,7 @@ use commonware_p2p::simulated::{self, Link, Network};
 use commonware_runtime::{Clock, Handle, Quota, Runner, Spawner, Supervisor, deterministic};
 use commonware_utils::ordered::Set;
 use iotchain_api::{ChainQuery, CommonwareRuntime, Item, ItemPool, NodeMetrics, Origin};
-use iotchain_block::{DeviceOp, Genesis, GenesisValidator, SignedTx, SyncBlock, SyncBlocks};
+use iotchain_block::{DeviceOp, Genesis, SignedTx, SyncBlock, SyncBlocks};
 use iotchain_consensus::{
     ConsensusConfig, NAMESPACE, Scheme, run_validator,
     sync::{self, BlockSource},
@@ -125,17 +125,8 @@ fn simulate(seed: u64, scenario: Scenario) -> Outcome {
     let owner = OwnerKey::from_secret(&[1; 32]).unwrap();
     let secrets: Vec<[u8; 32]> = (0..N as u8).map(|i| [i + 10; 32]).collect();
     let keys: Vec<ValidatorKey> = secrets.iter().map(ValidatorKey::from_secret).collect();
-    let genesis = Genesis {
-        validators: keys
-            .iter()
-            .map(|k| GenesisValidator {
-                public_key: B256::from(k.public_key()),
-                address: None,
-                fee_recipient: None,
-            })
-            .collect(),
-        ..Genesis::single_validator(42, 1, B256::ZERO, vec![owner.address()])
-    };
+    let validators: Vec<B256> = keys.iter().map(|k| B256::from(k.public_key())).collect();
+    let genesis = Genesis::with_validators(42, 1, &validators, vec![owner.address()]);
     let devices: Vec<DeviceSigner> = (0..=N as u8)
         .map(|i| DeviceSigner::from_secret(KeyAlg::Ed25519, &[i + 50; 32]).unwrap())
         .collect();

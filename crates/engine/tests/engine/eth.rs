@@ -7,97 +7,40 @@ use alloy_consensus::TxEip1559;
 use alloy_primitives::{Address, B256, Bytes, TxKind, U256};
 use commonware_runtime::tokio::Context;
 use iotchain_api::{BlockEngine, ChainQuery, EngineError, ItemPool, PoolError, StateAt};
-use iotchain_block::{Block, BlockItem, FinalityCertificate, Genesis, GenesisValidator};
-use iotchain_crypto::ValidatorKey;
-use iotchain_engine::{
-    Engine,
-    testing::{config, open, run},
-};
+use iotchain_block::BlockItem;
+use iotchain_engine::{Engine, testing::run};
 use iotchain_evm::{EvmError, key_address, sign_tx};
 use iotchain_execution::{ItemError, VerifyError};
 use k256::ecdsa::SigningKey;
+
+use crate::pair::{Pair, open_validator, pair};
 
 const CHAIN_ID: u64 = 9;
 const GWEI: u128 = 1_000_000_000;
 
 struct Net {
-    a: Engine,
-    b: Engine,
-    keys: Vec<ValidatorKey>,
-    genesis: Genesis,
+    pair: Pair,
     alice: SigningKey,
-    dirs: Vec<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for Net {
+    type Target = Pair;
+    fn deref(&self) -> &Pair {
+        &self.pair
+    }
 }
 
 fn net(context: &Context) -> Net {
     let alice = SigningKey::from_bytes(&[7u8; 32].into()).unwrap();
-    let keys = vec![
-        ValidatorKey::from_secret(&[2; 32]),
-        ValidatorKey::from_secret(&[3; 32]),
-    ];
-    let mut genesis = Genesis {
-        validators: keys
-            .iter()
-            .map(|k| GenesisValidator {
-                public_key: B256::from(k.public_key()),
-                address: None,
-                fee_recipient: None,
-            })
-            .collect(),
-        ..Genesis::single_validator(CHAIN_ID, 1, B256::ZERO, vec![])
-    };
-    genesis
-        .alloc
-        .insert(key_address(&alice), U256::from(10u128.pow(20)));
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     Net {
-        a: open_at(context, &dirs[0], &genesis, &keys[0]),
-        b: open_at(context, &dirs[1], &genesis, &keys[1]),
-        keys,
-        genesis,
+        pair: pair(
+            context,
+            CHAIN_ID,
+            vec![],
+            &[(key_address(&alice), U256::from(10u128.pow(20)))],
+        ),
         alice,
-        dirs,
     }
-}
-
-fn open_at(
-    context: &Context,
-    dir: &tempfile::TempDir,
-    genesis: &Genesis,
-    key: &ValidatorKey,
-) -> Engine {
-    open(
-        context,
-        config(dir.path().to_path_buf(), genesis.clone(), key.clone()),
-    )
-    .unwrap()
-}
-
-fn certify(net: &Net, block: &Block, view: u64) -> FinalityCertificate {
-    let h = &block.header;
-    net.keys.iter().fold(
-        FinalityCertificate::new(h.height, h.hash(), 0, view, view - 1),
-        |c, k| c.signed_by(k),
-    )
-}
-
-/// `a` proposes; `b` re-executes and verifies; both commit.
-fn round(net: &Net, view: u64) -> Block {
-    round_by(net, &net.a, &net.b, view)
-}
-
-/// `proposer` proposes; `verifier` re-executes and verifies; both commit.
-fn round_by(net: &Net, proposer: &Engine, verifier: &Engine, view: u64) -> Block {
-    let header = proposer
-        .propose_now(proposer.head().hash, true)
-        .unwrap()
-        .unwrap();
-    let block = proposer.pending_block(&header.hash()).unwrap();
-    verifier.verify_now(block.clone()).unwrap();
-    let cert = certify(net, &block, view);
-    proposer.finalize_now(header.hash(), cert.clone()).unwrap();
-    verifier.finalize_now(header.hash(), cert).unwrap();
-    block
 }
 
 fn tx(key: &SigningKey, nonce: u64, to: TxKind, value: u64, input: Bytes, gas: u64) -> Bytes {
@@ -200,7 +143,7 @@ fn eth_transactions_are_executed_verified_and_committed() {
             .submit_eth_tx(tx(&net.alice, 1, TxKind::Create, 0, logger_init(), 200_000))
             .await
             .unwrap();
-        let block = round(&net, 1);
+        let block = net.round(1);
         assert_eq!(block.items.len(), 2);
         assert!(matches!(block.items[0], BlockItem::EthTx(_)));
         assert_eq!(block.header.transaction_count, 2);
@@ -236,7 +179,7 @@ fn eth_transactions_are_executed_verified_and_committed() {
             ))
             .await
             .unwrap();
-        round(&net, 2);
+        net.round(2);
         let r3 = receipt(a, &call);
         assert!(r3.receipt.status);
         assert_eq!(r3.receipt.logs.len(), 1);
@@ -257,29 +200,11 @@ fn eth_transactions_are_executed_verified_and_committed() {
             .unwrap()
             .state_root;
         a.shutdown().await;
-        let (a, net) = {
-            let Net {
-                a,
-                b,
-                keys,
-                genesis,
-                alice,
-                dirs,
-            } = net;
-            drop(a);
-            let reopened = open_at(&context, &dirs[0], &genesis, &keys[0]);
-            (
-                reopened.clone(),
-                Net {
-                    a: reopened,
-                    b,
-                    keys,
-                    genesis,
-                    alice,
-                    dirs,
-                },
-            )
-        };
+        let Net { mut pair, alice } = net;
+        drop(pair.a);
+        pair.a = open_validator(&context, &pair.dirs[0], &pair.genesis, &pair.keys[0]);
+        let net = Net { pair, alice };
+        let a = net.a.clone();
         assert_eq!(
             a.store()
                 .header(a.head().height)
@@ -301,7 +226,7 @@ fn eth_transactions_are_executed_verified_and_committed() {
         a.submit_eth_tx(transfer(&net.alice, 3, bob, 1))
             .await
             .unwrap();
-        round(&net, 3);
+        net.round(3);
         assert_eq!(balance(&net.b, &bob), U256::from(1_001));
     })
 }
@@ -359,7 +284,7 @@ fn the_queue_reserves_funds_and_follows_nonces_used_elsewhere() {
         // A transfer costs its sender at most 21,000 × 10 gwei + value = 2.1e14 + value.
         let funding = transfer(&net.alice, 0, carol_address, 500_000_000_000_000);
         net.a.submit_eth_tx(funding.clone()).await.unwrap();
-        round(&net, 1);
+        net.round(1);
         // Sent again once final, it is refused for its used nonce (as geth refuses it).
         let again = net.a.submit_eth_tx(funding).await.unwrap_err();
         assert!(
@@ -399,7 +324,7 @@ fn the_queue_reserves_funds_and_follows_nonces_used_elsewhere() {
             .submit_eth_tx(transfer(&carol, 0, bob, 3))
             .await
             .unwrap();
-        let block = round_by(&net, &net.b, &net.a, 2);
+        let block = net.round_by(&net.b, &net.a, 2);
         assert_eq!(block.items.len(), 1);
         assert_eq!(
             net.a.pending_counts(),
@@ -413,7 +338,7 @@ fn the_queue_reserves_funds_and_follows_nonces_used_elsewhere() {
             .submit_eth_tx(transfer(&carol, 1, bob, 200_000_000_000_000))
             .await
             .unwrap();
-        let block = round(&net, 3);
+        let block = net.round(3);
         assert_eq!(block.items.len(), 1);
         assert_eq!(balance(&net.b, &bob), U256::from(200_000_000_000_003u64));
     })

@@ -4,5 +4,6 @@
 //! blocks; the contract lane through blocks.
 
 mod eth;
+mod pair;
 mod restart;
 mod validators;

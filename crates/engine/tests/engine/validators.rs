@@ -9,84 +9,34 @@
 use alloy_primitives::{B256, Bytes};
 use commonware_runtime::tokio::Context;
 use iotchain_api::{BlockEngine, ChainQuery, Committed, EngineError, ItemPool};
-use iotchain_block::{
-    Block, BlockItem, DeviceOp, FinalityCertificate, Genesis, GenesisValidator, ProofError,
-    SignedTx,
-};
-use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey, ValidatorKey};
-use iotchain_engine::{
-    Engine,
-    testing::{config, open, run},
-};
+use iotchain_block::{Block, BlockItem, DeviceOp, FinalityCertificate, ProofError, SignedTx};
+use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey};
+use iotchain_engine::testing::run;
 use iotchain_execution::{ItemError, VerifyError};
 use iotchain_state::StateError;
 
-pub(crate) struct Net {
-    a: Engine,
-    b: Engine,
-    keys: Vec<ValidatorKey>,
+use crate::pair::{Pair, pair};
+
+struct Net {
+    pair: Pair,
     owner: OwnerKey,
     device: DeviceSigner,
-    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for Net {
+    type Target = Pair;
+    fn deref(&self) -> &Pair {
+        &self.pair
+    }
 }
 
 fn net(context: &Context) -> Net {
     let owner = OwnerKey::from_secret(&[1; 32]).unwrap();
-    let keys = vec![
-        ValidatorKey::from_secret(&[2; 32]),
-        ValidatorKey::from_secret(&[3; 32]),
-    ];
-    let genesis = Genesis {
-        validators: keys
-            .iter()
-            .map(|k| GenesisValidator {
-                public_key: B256::from(k.public_key()),
-                address: None,
-                fee_recipient: None,
-            })
-            .collect(),
-        ..Genesis::single_validator(9, 1, B256::ZERO, vec![owner.address()])
-    };
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let open = |i: usize| {
-        open(
-            context,
-            config(
-                dirs[i].path().to_path_buf(),
-                genesis.clone(),
-                keys[i].clone(),
-            ),
-        )
-        .unwrap()
-    };
     Net {
-        a: open(0),
-        b: open(1),
-        keys,
+        pair: pair(context, 9, vec![owner.address()], &[]),
         owner,
         device: DeviceSigner::from_secret(KeyAlg::Ed25519, &[4; 32]).unwrap(),
-        _dirs: dirs,
     }
-}
-
-/// Both validators' finalize votes on a header.
-fn certify(net: &Net, block: &Block, view: u64) -> FinalityCertificate {
-    let h = &block.header;
-    net.keys.iter().fold(
-        FinalityCertificate::new(h.height, h.hash(), 0, view, view - 1),
-        |c, k| c.signed_by(k),
-    )
-}
-
-/// `a` proposes a block of what it holds; `b` verifies it; both commit it.
-fn round(net: &Net, view: u64) -> Block {
-    let header = net.a.propose_now(net.a.head().hash, true).unwrap().unwrap();
-    let block = net.a.pending_block(&header.hash()).unwrap();
-    net.b.verify_now(block.clone()).unwrap();
-    let cert = certify(net, &block, view);
-    net.a.finalize_now(header.hash(), cert.clone()).unwrap();
-    net.b.finalize_now(header.hash(), cert).unwrap();
-    block
 }
 
 async fn setup(context: &Context) -> Net {
@@ -102,7 +52,7 @@ async fn setup(context: &Context) -> Net {
         .submit_owner_tx(Bytes::from(tx.encode_rlp()))
         .await
         .unwrap();
-    round(&net, 1);
+    net.round(1);
     net
 }
 
@@ -133,7 +83,7 @@ fn a_peer_block_is_reverified_and_bad_ones_are_refused() {
         {
             r.unwrap();
         }
-        let good = round(&net, 2);
+        let good = net.round(2);
         assert_eq!(good.items.len(), 2);
         assert_eq!(net.a.head(), net.b.head(), "both committed the same block");
 
@@ -218,7 +168,7 @@ fn a_peer_block_is_reverified_and_bad_ones_are_refused() {
 
         // None of that moved anything: the chain goes on.
         let before = net.b.head().height;
-        round(&net, 3);
+        net.round(3);
         assert_eq!(net.b.head().height, before + 1);
     })
 }
@@ -239,7 +189,7 @@ fn a_reading_held_by_two_validators_is_included_once() {
             .clone()
             .unwrap();
         assert_eq!(net.b.pending_counts(), (4, 0));
-        round(&net, 2); // `a` proposes seqs 0..=2
+        net.round(2); // `a` proposes seqs 0..=2
         // `b` dropped what `a`'s block included and kept the rest.
         assert_eq!(net.b.pending_counts(), (1, 0));
         // When `b` proposes, only the remaining reading goes in, and `a` accepts the block.
@@ -251,7 +201,7 @@ fn a_reading_held_by_two_validators_is_included_once() {
         let block = net.b.pending_block(&header.hash()).unwrap();
         assert_eq!(block.items, vec![BlockItem::Reading(reading(&net, 3))]);
         net.a.verify_now(block.clone()).unwrap();
-        let cert = certify(&net, &block, 3);
+        let cert = net.certify(&block, 3);
         net.b.finalize_now(header.hash(), cert.clone()).unwrap();
         net.a.finalize_now(header.hash(), cert).unwrap();
         assert_eq!(net.a.head(), net.b.head());
@@ -266,7 +216,7 @@ fn a_reading_that_skips_seqs_held_elsewhere_waits_for_them() {
         net.a.submit_readings(vec![reading(&net, 0)]).await[0]
             .clone()
             .unwrap();
-        round(&net, 2);
+        net.round(2);
         // `a` accepted seqs 1 and 2; their forward to `b` was lost, `b` got seq 3 only.
         for r in net
             .a
@@ -283,7 +233,7 @@ fn a_reading_that_skips_seqs_held_elsewhere_waits_for_them() {
         let empty = net.b.propose_now(net.b.head().hash, true).unwrap().unwrap();
         assert_eq!(empty.reading_count, 0);
         // Once `a`'s block has them, seq 3 follows without a gap.
-        let block = round(&net, 3);
+        let block = net.round(3);
         assert_eq!(block.header.reading_count, 2);
         let header = net
             .b
@@ -308,7 +258,7 @@ fn sync_imports_only_certified_blocks() {
             .unwrap()
             .unwrap();
         let block = net.a.pending_block(&header.hash()).unwrap();
-        let full = certify(&net, &block, 2);
+        let full = net.certify(&block, 2);
         net.a.finalize_now(header.hash(), full.clone()).unwrap();
         // One of two signatures is below the quorum of two.
         let mut half = full.clone();
@@ -354,7 +304,7 @@ async fn a_and_child(net: &Net) -> (Block, Block, FinalityCertificate) {
     // B holds only what A did not: the queue's items are included once along the branch.
     assert_eq!(a.items.len(), 2);
     assert_eq!(b.items, vec![BlockItem::Reading(reading(net, 2))]);
-    let cert = certify(net, &b, 3);
+    let cert = net.certify(&b, 3);
     (a, b, cert)
 }
 
@@ -396,7 +346,7 @@ fn finalizing_a_child_commits_its_notarized_parent() {
             "{why}"
         );
         // The chain goes on from the child.
-        round(&net, 4);
+        net.round(4);
         assert_eq!(net.a.head(), net.b.head());
     })
 }
