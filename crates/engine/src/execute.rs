@@ -10,6 +10,16 @@ use iotchain_pool::Selection;
 use crate::{Engine, hashes::StoreHashes, tree::Base};
 
 impl Engine {
+    /// Records a block of the tree durably, naming the items the pool holds.
+    fn record(&self, executed: &iotchain_execution::ExecutedBlock) -> Result<(), EngineError> {
+        let block = &executed.block;
+        let record = crate::record::encode(block, &executed.sources);
+        self.inner
+            .store
+            .put_pending_block(&block.header.hash(), block.header.height, &record)?;
+        Ok(())
+    }
+
     fn unknown_parent(&self, parent: B256) -> EngineError {
         let head = *self.inner.head.borrow();
         EngineError::UnknownParent {
@@ -72,7 +82,7 @@ impl Engine {
         let executed = execution.finish()?.seal(hash, timestamp_ms, inner.proposer);
         let header = executed.block.header.clone();
         if record {
-            inner.store.put_pending_block(&executed.block)?;
+            self.record(&executed)?;
         }
         inner.tree.lock().insert(header.hash(), executed);
         Ok(Some(header))
@@ -127,7 +137,7 @@ impl Engine {
         }
         let executed = execution.finish()?.check(header.clone())?;
         if record {
-            inner.store.put_pending_block(&executed.block)?;
+            self.record(&executed)?;
         }
         inner.tree.lock().insert(hash, executed);
         Ok(header)

@@ -25,6 +25,7 @@ mod commit;
 mod execute;
 mod hashes;
 mod query;
+mod record;
 mod tree;
 
 use std::{

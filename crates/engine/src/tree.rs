@@ -26,6 +26,24 @@ pub(crate) struct Base {
 }
 
 impl Engine {
+    /// The block a record names: its items from the pool or from the record itself.
+    fn block_of_record(&self, record: &[u8]) -> Result<iotchain_block::Block, String> {
+        let (header, entries) = crate::record::decode(record)?;
+        let items = entries
+            .into_iter()
+            .map(|e| match e {
+                crate::record::Entry::Item(item) => Ok(item),
+                crate::record::Entry::Pool(seq) => self
+                    .inner
+                    .pool
+                    .by_seq(seq)
+                    .map(|i| i.block_item())
+                    .ok_or_else(|| format!("item {seq} of the record is no longer in the pool")),
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(iotchain_block::Block { header, items })
+    }
+
     /// What a block on `parent` builds on, if `parent` is the head or in the tree (restored
     /// from its durable record after a restart if need be).
     pub(crate) fn base(&self, parent: B256) -> Option<Base> {
@@ -95,7 +113,15 @@ impl Engine {
         if self.inner.tree.lock().contains_key(hash) {
             return Some(());
         }
-        let block = self.inner.store.pending_block(hash).ok().flatten()?;
+        let record = self.inner.store.pending_block(hash).ok().flatten()?;
+        let block = match self.block_of_record(&record) {
+            Ok(block) => block,
+            Err(e) => {
+                tracing::warn!(%hash, error = %e, "a block recorded before the restart cannot be rebuilt; forgotten");
+                let _ = self.inner.store.remove_pending_block(hash);
+                return None;
+            }
+        };
         let parent = block.header.parent_hash;
         if parent != self.inner.head.borrow().hash && !self.inner.tree.lock().contains_key(&parent)
         {

@@ -123,6 +123,7 @@ pub struct BlockExecution<'a, H: BlockHashes + ?Sized> {
     /// signatures are checked in one batch when the block is finished.
     unverified: Vec<CheckedReading>,
     consumed: Vec<u64>,
+    sources: Vec<Option<u64>>,
 }
 
 impl<H: BlockHashes + ?Sized> std::fmt::Debug for BlockExecution<'_, H> {
@@ -160,6 +161,9 @@ pub struct ExecutedBlock {
     /// Item-log seqs of the pool items a block built here took (included or left out);
     /// empty for a verified block.
     pub consumed: Vec<u64>,
+    /// For each of the block's items, its item-log seq when this node's pool holds it (so a
+    /// record of the block can name it instead of copying it).
+    pub sources: Vec<Option<u64>>,
 }
 
 impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
@@ -186,6 +190,7 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
             tx_leaves: Vec::new(),
             unverified: Vec::new(),
             consumed: Vec::new(),
+            sources: Vec::new(),
         }
     }
 
@@ -243,6 +248,7 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
         match applied {
             Ok(()) => {
                 self.items.push(item);
+                self.sources.push(known.map(|k| k.seq));
                 Ok(())
             }
             Err(source) => match self.policy {
@@ -386,6 +392,7 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
                 hook_calls: self.receipts.hook_calls,
                 gas,
                 consumed: self.consumed,
+                sources: self.sources,
             },
         })
     }

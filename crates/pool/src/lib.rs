@@ -238,6 +238,11 @@ impl Pool {
         self.inner.queue.lock().get(id).cloned()
     }
 
+    /// The queued item with this item-log seq, if any.
+    pub fn by_seq(&self, seq: u64) -> Option<AcceptedItem> {
+        self.inner.queue.lock().items.get(&seq).cloned()
+    }
+
     /// The queued items among `ids`, by id.
     pub fn get_many(&self, ids: &[B256]) -> std::collections::HashMap<B256, AcceptedItem> {
         let queue = self.inner.queue.lock();

@@ -47,9 +47,9 @@ const RECEIPTS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("rec
 const BLOCK_RECEIPTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("block_receipts");
 /// Per block: the EIP-1559 base fee and the gas its Ethereum transactions used.
 const GAS: TableDefinition<'_, u64, [u8; 16]> = TableDefinition::new("block_gas");
-/// Blocks built or verified here and not yet final: header hash → height (u64 BE) ‖ block
-/// RLP. Recorded before this validator votes for the block, so that after a crash or a stop
-/// of every validator the blocks simplex can build on are still here.
+/// Blocks built or verified here and not yet final: header hash → height (u64 BE) ‖ the
+/// engine's record of the block. Recorded before this validator votes for the block, so that
+/// after a crash or a stop of every validator the blocks simplex can build on are still here.
 const PENDING_BLOCKS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("pending_blocks");
 
 const HEAD: &str = "head";
@@ -356,32 +356,30 @@ impl ChainStore {
         Ok(())
     }
 
-    /// Records a block built or verified here, not yet final, durably (one fsync).
-    pub fn put_pending_block(&self, block: &Block) -> Result<()> {
-        let mut value = block.header.height.to_be_bytes().to_vec();
-        value.extend_from_slice(&block.encode_rlp());
+    /// Records a block built or verified here, not yet final, durably (one fsync): `record`
+    /// is the engine's encoding of it, kept until a block at its height or above commits.
+    pub fn put_pending_block(&self, hash: &B256, height: u64, record: &[u8]) -> Result<()> {
+        let mut value = height.to_be_bytes().to_vec();
+        value.extend_from_slice(record);
         let mut w = self.db.begin_write()?;
         w.set_durability(Durability::Immediate)?;
         w.open_table(PENDING_BLOCKS)?
-            .insert(block.header.hash().0, value.as_slice())?;
+            .insert(hash.0, value.as_slice())?;
         w.commit()?;
         Ok(())
     }
 
-    /// A block recorded by [`ChainStore::put_pending_block`] and not yet superseded.
-    pub fn pending_block(&self, hash: &B256) -> Result<Option<Block>> {
+    /// The record of a block put by [`ChainStore::put_pending_block`] and not yet superseded.
+    pub fn pending_block(&self, hash: &B256) -> Result<Option<Vec<u8>>> {
         let r = self.db.begin_read()?;
         let t = r.open_table(PENDING_BLOCKS)?;
         let Some(v) = t.get(hash.0)? else {
             return Ok(None);
         };
-        let rlp = v
-            .value()
+        v.value()
             .get(8..)
-            .ok_or_else(|| StorageError::Corrupt("short pending block record".into()))?;
-        Block::decode_rlp(rlp)
-            .map(Some)
-            .map_err(|e| StorageError::Corrupt(format!("pending block {hash}: {e}")))
+            .map(|r| Some(r.to_vec()))
+            .ok_or_else(|| StorageError::Corrupt("short pending block record".into()))
     }
 
     /// Forgets a pending block (one that no longer re-executes).
