@@ -60,6 +60,21 @@ def test_batch_and_gaps(node):
     assert info["last_seq"] == 5
     assert info["gap_count"] == 1 and info["missing_count"] == 3
     assert info["gaps"] == [{"from": 2, "to": 4}]
+    # A late reading fills its gap (from any node, in any order); the head stays at seq 5.
+    late = device.sign(seq=3)
+    status, body = node.post_batch(cbor_array([late]))
+    assert status == 202, body
+    node.wait_final(reading_id(late))
+    _, info = node.get(f"/v1/devices/{device.address}")
+    assert info["last_seq"] == 5 and info["reading_count"] == 4 and info["missing_count"] == 2
+    assert info["gaps"] == [{"from": 2, "to": 2}, {"from": 4, "to": 4}]
+    # The same reading again is held already (final): a duplicate; another one with seq 3
+    # is a replay.
+    status, body = node.post_batch(cbor_array([late]))
+    assert status == 202 and body["results"][0] == {
+        "id": reading_id(late), "status": "final", "duplicate": True}, body
+    status, body = node.post_batch(cbor_array([device.sign(seq=3, data=0.0)]))
+    assert status == 409 and body["results"][0]["error"]["code"] == "replayed_seq", body
 
 
 @pytest.fixture(scope="module")

@@ -164,6 +164,40 @@ def test_broker_restart_loses_nothing_and_duplicates_nothing(node, broker, devic
     assert not [r for r in device_client.results("rejected") if r.get("id") in mine]
 
 
+def test_out_of_order_through_a_broker_restart_all_final_once_and_the_replay_refused(
+        node, broker, device_client):
+    """A device's readings in reverse, then shuffled, with the broker restarted in the middle
+    and a real replay (another reading with a seq already taken) mixed in: every reading is
+    final once, and the replay is refused."""
+    import random
+    d = new_device(node)
+    messages = [d.sign(seq=s) for s in range(40)]
+    order = list(reversed(messages[:20])) + random.Random(3).sample(messages[20:], 20)
+    for m in order[:15]:
+        device_client.publish(topic(d), m)
+    mark = broker.mark()
+    broker.stop()
+    broker.start()
+    broker.wait_line("as " + NODE_CLIENT_ID, after=mark, timeout=60)
+    device_client.wait(lambda: device_client.connections >= 2, "the test client's reconnection", timeout=60)
+    for m in order[15:30]:
+        device_client.publish(topic(d), m)
+    device_client.result_for(reading_id(messages[10]), "accepted", timeout=60)
+    replay = d.sign(seq=10, data=-5.0)
+    device_client.publish(topic(d), replay)
+    for m in order[30:]:
+        device_client.publish(topic(d), m)
+    for m in messages:
+        device_client.result_for(reading_id(m), "accepted", timeout=60)
+        assert node.wait_final(reading_id(m))["status"] == "final"
+        device_client.result_for(reading_id(m), "final", timeout=60)
+    refusal = device_client.result_for(reading_id(replay), "rejected", timeout=60)
+    assert refusal["error"]["code"] == "replayed_seq", refusal
+    status, info = node.get(f"/v1/devices/{d.address}")
+    assert status == 200, info
+    assert (info["reading_count"], info["last_seq"], info["gaps"], info["missing_count"]) == (40, 39, [], 0), info
+
+
 def test_mqtt5_bridge(tmp_path):
     """The same bridge speaking MQTT 5 to its broker; the device side sends 3.1.1."""
     b = Broker(tmp_path / "mosquitto").start()

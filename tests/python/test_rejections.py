@@ -36,9 +36,36 @@ def test_replayed_seq(node):
     d = new_device(node)
     m = d.sign(seq=7)
     assert node.post_cose(m)[0] == 202
-    assert error_code(node.post_cose(m)) == (409, "replayed_seq")
-    assert error_code(node.post_cose(d.sign(seq=3))) == (409, "replayed_seq")
+    # The very same bytes again (a resend after a lost answer): acknowledged again, held once.
+    status, body = node.post_cose(m)
+    assert (status, body["id"], body.get("duplicate")) == (202, reading_id(m), True), body
+    # Another reading with a seq already taken is a replay.
+    assert error_code(node.post_cose(d.sign(seq=7, data=1.0))) == (409, "replayed_seq")
+    # A seq below the highest that was never accepted fills its gap; once only.
+    late = d.sign(seq=3)
+    assert node.post_cose(late)[0] == 202
+    assert error_code(node.post_cose(d.sign(seq=3, data=1.0))) == (409, "replayed_seq")
     assert node.post_cose(d.sign(seq=8))[0] == 202
+    node.wait_final(reading_id(late))
+    status, body = node.post_cose(late)
+    assert (status, body["status"], body.get("duplicate")) == (202, "final", True), body
+
+
+def test_a_gap_closed_to_make_room_refuses_its_seqs(node):
+    d = new_device(node)
+    # Seq 0, then every other seq: each skips one, opening a gap; 65 gaps, one more than a
+    # device record remembers, so the oldest (seq 1) is closed.
+    messages = [d.sign(seq=s) for s in range(0, 2 * 65 + 1, 2)]
+    status, body = node.post_batch(cbor_array(messages))
+    assert status == 202 and body["accepted"] == len(messages), body
+    node.wait_final(reading_id(messages[-1]))
+    _, info = node.get(f"/v1/devices/{d.address}")
+    assert len(info["gaps"]) == 64 and info["gaps"][0] == {"from": 3, "to": 3}, info["gaps"][:2]
+    assert info["gaps_closed_through"] == 1, info
+    status, code = error_code(node.post_cose(d.sign(seq=1)))
+    assert (status, code) == (409, "gap_closed")
+    # The other gaps are still open.
+    assert node.post_cose(d.sign(seq=3))[0] == 202
 
 
 def test_revoked_device(node):
@@ -128,14 +155,18 @@ def test_batch_reports_each_message(node):
     first = d.sign()
     assert node.post_cose(first)[0] == 202
     good = d.sign()
-    status, body = node.post_batch(cbor_array([first, good, b"\xa0"]))
+    replay = d.sign(seq=0, data=3.0)
+    status, body = node.post_batch(cbor_array([first, replay, good, b"\xa0"]))
     assert status == 202, body
-    assert body["accepted"] == 1 and body["rejected"] == 2
+    assert body["accepted"] == 2 and body["rejected"] == 2
     r = body["results"]
-    assert r[0]["error"]["code"] == "replayed_seq" and r[0]["status"] == 409
-    assert r[1]["id"] == reading_id(good)
-    assert r[2]["status"] == 400
-    status, body = node.post_batch(cbor_array([first]))
+    # The same bytes again are held already: a duplicate, not a refusal.
+    assert r[0] == {"id": reading_id(first), "status": "pending", "duplicate": True} or \
+        r[0] == {"id": reading_id(first), "status": "final", "duplicate": True}, r[0]
+    assert r[1]["error"]["code"] == "replayed_seq" and r[1]["status"] == 409
+    assert r[2]["id"] == reading_id(good) and "duplicate" not in r[2]
+    assert r[3]["status"] == 400
+    status, body = node.post_batch(cbor_array([replay]))
     assert status == 409 and body["error"]["code"] == "replayed_seq"
     assert error_code(node.post_batch(b"\xa1\x01\x02"))[0] == 400  # not an array
     assert error_code(node.post_batch(b"\x80"))[0] == 400  # empty batch

@@ -22,5 +22,8 @@ mod runtime;
 pub use engine::{BlockEngine, Committed, ConsensusStats, EngineError};
 pub use metrics::{CodeLabel, MetricsRegistry, NodeMetrics, registry};
 pub use pool::{Item, ItemPool, Origin, PoolError, Submitted};
-pub use query::{ChainQuery, HeadInfo, QueryError, QueryResult, ReadingStatus, StateAt, TxStatus};
+pub use query::{
+    ChainQuery, HeadInfo, QueryError, QueryResult, ReadingStatus, Refused, StateAt, TxStatus,
+    held_already,
+};
 pub use runtime::{CommonwareRuntime, Runtime, Task, blocking, within};

@@ -53,6 +53,19 @@ pub enum PoolError {
     /// The node cannot make the item durable (disk full or failing, the item log stopped).
     #[error("the node cannot store data right now")]
     Storage(String),
+    /// This node cannot propose, and has reached no validator for longer than it may hold
+    /// items it could not hand on: it takes nothing rather than promise what it cannot keep.
+    #[error(
+        "no validator has been reachable from this node for {for_ms} ms; send to a validator or retry later"
+    )]
+    Unreachable {
+        /// How long no validator was reachable.
+        for_ms: u64,
+    },
+    /// This node cannot propose and has no peers to hand items to: nothing it took would
+    /// ever be final.
+    #[error("this node is not a validator and has no peers configured; send to a validator")]
+    NoPeers,
 }
 
 impl PoolError {
@@ -63,12 +76,17 @@ impl PoolError {
             Self::Overloaded { .. } => "overloaded",
             Self::Known { .. } => "known_transaction",
             Self::Storage(_) => "storage_unavailable",
+            Self::Unreachable { .. } => "validators_unreachable",
+            Self::NoPeers => "no_peers",
         }
     }
 
     /// Whether the refusal says "not now" rather than "never": the sender should retry.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Overloaded { .. } | Self::Storage(_))
+        matches!(
+            self,
+            Self::Overloaded { .. } | Self::Storage(_) | Self::Unreachable { .. } | Self::NoPeers
+        )
     }
 }
 
@@ -103,4 +121,11 @@ pub trait ItemPool: Send + Sync + 'static {
     /// The context the next block executes Ethereum transactions in, as this node would
     /// propose it now (`eth_call`, `eth_estimateGas`, the gas price).
     fn pending_block_context(&self) -> iotchain_evm::BlockContext;
+
+    /// The readings waiting for a block, with their devices (to follow them to their block,
+    /// as the MQTT bridge does after a restart).
+    fn pending_readings(&self) -> Vec<(B256, iotchain_reading::DeviceAddress)>;
+
+    /// Acknowledged items refused for good by final blocks, as it happens.
+    fn subscribe_refused(&self) -> tokio::sync::broadcast::Receiver<crate::Refused>;
 }

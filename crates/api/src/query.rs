@@ -5,7 +5,7 @@ use alloy_primitives::B256;
 use iotchain_block::{Block, FinalityCertificate, Genesis, Header, ProofBundle};
 use iotchain_execution::StoredReceipt;
 use iotchain_reading::DeviceAddress;
-use iotchain_state::{DeviceRecord, Gap, State};
+use iotchain_state::{DeviceRecord, State};
 use iotchain_storage::{BlockGas, ReadingLocation, TxLocation};
 use tokio::sync::watch;
 
@@ -39,15 +39,51 @@ pub enum ReadingStatus {
         /// The block's time.
         block_time_ms: u64,
     },
+    /// Accepted here, then refused for good by a final block (another reading of the device
+    /// took its seq, the device was revoked or rotated its key before it was included).
+    Refused(Refused),
+}
+
+/// What a reading refused at submission really is when this node holds the very same bytes
+/// already, pending or final: a resend after a lost answer, a broker's redelivery, a
+/// gateway-failover copy that the relay brought first. Such a resend is acknowledged again
+/// (marked as a duplicate), not refused: the reading is held, once.
+pub fn held_already<Q: ChainQuery + ?Sized>(
+    chain: &Q,
+    id: &B256,
+    error: &crate::PoolError,
+) -> Option<ReadingStatus> {
+    if error.code() != "replayed_seq" {
+        return None;
+    }
+    match chain.reading_status(id) {
+        Ok(Some(s @ (ReadingStatus::Pending { .. } | ReadingStatus::Final { .. }))) => Some(s),
+        _ => None,
+    }
+}
+
+/// An acknowledged item a final block refused for good, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Reading id or transaction hash.
+    pub id: B256,
+    /// The stable code of the reason (`replayed_seq`, `revoked_device`, `nonce_too_low`, …).
+    pub code: String,
+    /// The reason, for people.
+    pub message: String,
+    /// The height of the block after which it no longer applied.
+    pub height: u64,
 }
 
 /// Where a transaction stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxStatus {
     /// In a final block.
     Final(TxLocation),
     /// Accepted, waiting for a block.
     Pending,
+    /// Accepted here, then refused for good by a final block.
+    Refused(Refused),
     /// Not known to this node.
     Unknown,
 }
@@ -128,8 +164,6 @@ pub trait ChainQuery: Send + Sync + 'static {
     fn device(&self, address: &DeviceAddress) -> Option<DeviceRecord> {
         self.with_state(StateAt::Committed, |s| s.device(address).cloned())
     }
-    /// A device's seq gaps, oldest first, at most `limit`.
-    fn gaps(&self, device: &DeviceAddress, limit: usize) -> QueryResult<Vec<Gap>>;
 
     /// A final block's header.
     fn header(&self, height: u64) -> QueryResult<Option<Header>>;

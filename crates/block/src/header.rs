@@ -159,6 +159,26 @@ impl Block {
             .collect()
     }
 
+    /// Whether the items are the ones the header commits to: the reading and transaction
+    /// counts and roots match (what a block fetched from an untrusted peer is checked against
+    /// before it is kept; the state root takes executing it).
+    pub fn body_matches_header(&self) -> bool {
+        let ids = self.reading_ids();
+        let tx_leaves: Vec<[u8; 32]> = self
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                BlockItem::Tx(b) | BlockItem::EthTx(b) => Some(iotchain_merkle::leaf_hash(b)),
+                BlockItem::Reading(_) => None,
+            })
+            .collect();
+        let h = &self.header;
+        h.reading_count == ids.len() as u64
+            && h.transaction_count == tx_leaves.len() as u64
+            && h.readings_root == B256::from(iotchain_merkle::root(&ids))
+            && h.transactions_root == B256::from(iotchain_merkle::root(&tx_leaves))
+    }
+
     /// RLP encoding.
     pub fn encode_rlp(&self) -> Vec<u8> {
         alloy_rlp::encode(self)

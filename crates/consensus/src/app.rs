@@ -22,11 +22,17 @@ use iotchain_block::{Block, FinalityCertificate};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
-use crate::{ConsensusConfig, Scheme};
+use crate::{
+    ConsensusConfig, Scheme,
+    fetch::{BlockResolver, Fetcher},
+};
 
 /// How long a validator waits for a proposed block (or its parent's commit) before voting
 /// against it by timing out.
-const BLOCK_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const BLOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a validator waits for a proposal's broadcast before asking peers for the block.
+const ASK_AFTER: Duration = Duration::from_millis(500);
 
 /// How many times a leader tries to build its block before giving up the view.
 const PROPOSE_ATTEMPTS: u32 = 3;
@@ -64,12 +70,17 @@ impl Inbox {
         self.arrived.notify_waiters();
     }
 
-    fn get(&self, hash: &B256) -> Option<Arc<Block>> {
+    pub(crate) fn get(&self, hash: &B256) -> Option<Arc<Block>> {
         self.blocks.lock().get(hash).cloned()
     }
 
     /// Waits up to `timeout` for the block `hash`.
-    async fn wait(&self, clock: &impl Clock, hash: &B256, timeout: Duration) -> Option<Arc<Block>> {
+    pub(crate) async fn wait(
+        &self,
+        clock: &impl Clock,
+        hash: &B256,
+        timeout: Duration,
+    ) -> Option<Arc<Block>> {
         let deadline = clock.current() + timeout;
         loop {
             let notified = self.arrived.notified();
@@ -172,18 +183,22 @@ pub(crate) fn certificate_of(
 }
 
 /// The application: proposals, verification, relay and finalization reports.
-pub(crate) struct Application<E, S, A> {
+pub(crate) struct Application<E, S, A, R> {
     pub(crate) context: E,
     pub(crate) chain: A,
     pub(crate) config: ConsensusConfig,
     pub(crate) participants: Set<ed25519::PublicKey>,
-    pub(crate) inbox: Arc<Inbox>,
+    pub(crate) fetcher: Fetcher<R>,
     pub(crate) blocks: S,
     pub(crate) finalized: mpsc::UnboundedSender<Finalized>,
 }
 
-impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngine + Clone> Automaton
-    for Application<E, S, A>
+impl<
+    E: crate::Runtime,
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    A: BlockEngine + Clone,
+    R: BlockResolver,
+> Automaton for Application<E, S, A, R>
 {
     type Digest = Digest;
     type Context = Context<Digest, ed25519::PublicKey>;
@@ -192,12 +207,14 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngin
         let (response, receiver) = oneshot::channel();
         let chain = self.chain.clone();
         let config = self.config.clone();
+        let fetcher = self.fetcher.clone();
         self.context.child("propose").spawn(move |rt| async move {
             let parent = to_b256(&context.parent.1);
-            // The parent is the head, or a notarized block not finalized yet (built or
-            // verified here); a parent verified here a moment ago may still be on its way.
-            if !wait_until(&rt, BLOCK_WAIT, || chain.can_extend(&parent)).await {
-                tracing::warn!(%parent, "proposal parent is unknown here; declining");
+            // The parent is the head, or a notarized block not finalized yet: built or
+            // verified here (restored from its record after a restart), or else fetched
+            // from the validators that hold it.
+            if !fetcher.ensure(&rt, &chain, parent, BLOCK_WAIT).await {
+                tracing::warn!(%parent, "proposal parent is unknown here and no peer had it; declining");
                 return;
             }
             // Pace blocks: `block_interval` after the parent's time (not after its commit, so
@@ -246,11 +263,11 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngin
             return receiver;
         }
         let chain = self.chain.clone();
-        let inbox = self.inbox.clone();
+        let fetcher = self.fetcher.clone();
         self.context.child("verify").spawn(move |rt| async move {
             tracing::debug!(%hash, view = context.round.view().get(), "verifying a proposal");
-            let Some(block) = inbox.wait(&rt, &hash, BLOCK_WAIT).await else {
-                tracing::debug!(%hash, "proposed block never arrived");
+            let Some(block) = fetcher.block(&rt, hash, ASK_AFTER, BLOCK_WAIT).await else {
+                tracing::debug!(%hash, "proposed block never arrived and no peer had it");
                 return;
             };
             let parent = to_b256(&context.parent.1);
@@ -262,10 +279,8 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngin
             }
             let height = block.header.height;
             tracing::debug!(%hash, height, "proposed block arrived");
-            if !wait_until(&rt, BLOCK_WAIT, || {
-                chain.can_extend(&parent) || chain.head().height >= height
-            })
-            .await
+            if chain.head().height < height
+                && !fetcher.ensure(&rt, &chain, parent, BLOCK_WAIT).await
             {
                 tracing::debug!(%hash, "parent of the proposal unknown here in time");
                 return;
@@ -275,10 +290,7 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngin
                 let _ = response.send(true);
                 return;
             }
-            let c = chain.clone();
-            let block = (*block).clone();
-            let now = now_ms(&rt);
-            match blocking(&rt, move || c.verify(block, now)).await {
+            match fetcher.verify(&rt, &chain, block).await {
                 Some(Ok(header)) => {
                     tracing::debug!(height = header.height, %hash, "verified a proposal");
                     let _ = response.send(true);
@@ -294,13 +306,21 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngin
     }
 }
 
-impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngine + Clone>
-    CertifiableAutomaton for Application<E, S, A>
+impl<
+    E: crate::Runtime,
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    A: BlockEngine + Clone,
+    R: BlockResolver,
+> CertifiableAutomaton for Application<E, S, A, R>
 {
 }
 
-impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngine + Clone> Relay
-    for Application<E, S, A>
+impl<
+    E: crate::Runtime,
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    A: BlockEngine + Clone,
+    R: BlockResolver,
+> Relay for Application<E, S, A, R>
 {
     type Digest = Digest;
     type PublicKey = ed25519::PublicKey;
@@ -324,21 +344,21 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngin
     }
 }
 
-impl<E: Supervisor, S: Clone, A: Clone> Clone for Application<E, S, A> {
+impl<E: Supervisor, S: Clone, A: Clone, R: Clone> Clone for Application<E, S, A, R> {
     fn clone(&self) -> Self {
         Self {
             context: self.context.child("application"),
             chain: self.chain.clone(),
             config: self.config.clone(),
             participants: self.participants.clone(),
-            inbox: self.inbox.clone(),
+            fetcher: self.fetcher.clone(),
             blocks: self.blocks.clone(),
             finalized: self.finalized.clone(),
         }
     }
 }
 
-impl<E: Clock, S, A: ChainQuery> Application<E, S, A> {
+impl<E: Clock, S, A: ChainQuery, R> Application<E, S, A, R> {
     /// Notes a vote from the validator at `index` of the sorted set.
     fn heard(&self, index: commonware_utils::Participant) {
         if let Some(key) = self.participants.get(usize::from(index)) {
@@ -349,8 +369,12 @@ impl<E: Clock, S, A: ChainQuery> Application<E, S, A> {
     }
 }
 
-impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngine + Clone> Reporter
-    for Application<E, S, A>
+impl<
+    E: crate::Runtime,
+    S: Sender<PublicKey = ed25519::PublicKey>,
+    A: BlockEngine + Clone,
+    R: BlockResolver,
+> Reporter for Application<E, S, A, R>
 {
     type Activity = Activity<Scheme, Digest>;
 
@@ -383,12 +407,16 @@ impl<E: crate::Runtime, S: Sender<PublicKey = ed25519::PublicKey>, A: BlockEngin
 }
 
 /// Commits finalized blocks, in the order simplex reports them. A block this node did not
-/// build or verify (it was down, or the proposal never reached it) is taken from the inbox or,
-/// failing that, left to block sync.
-pub(crate) async fn commit_finalized<E: Spawner + Clock, A: BlockEngine + Clone>(
+/// build or verify (it was down, or the proposal never reached it) is taken from the inbox or
+/// fetched from peers and verified; failing that, block sync brings it.
+pub(crate) async fn commit_finalized<
+    E: Spawner + Clock,
+    A: BlockEngine + Clone,
+    R: BlockResolver,
+>(
     context: E,
     chain: A,
-    inbox: Arc<Inbox>,
+    fetcher: Fetcher<R>,
     mut finalized: mpsc::UnboundedReceiver<Finalized>,
     sync: Arc<Notify>,
 ) {
@@ -400,17 +428,22 @@ pub(crate) async fn commit_finalized<E: Spawner + Clock, A: BlockEngine + Clone>
         if chain.is_final(&hash) {
             continue; // replayed from the journal after a restart, or synced: committed
         }
+        if chain.pending_header(&hash).is_none()
+            && !fetcher.ensure(&context, &chain, hash, BLOCK_WAIT).await
+        {
+            if chain.is_final(&hash) {
+                continue; // synced meanwhile
+            }
+            tracing::info!(%hash, "finalized block not held here nor by any peer in time; syncing from peers");
+            sync.notify_one();
+            continue;
+        }
         let c = chain.clone();
-        let from_peer = inbox.get(&hash);
         let now = now_ms(&context);
         let result = blocking(&context, move || {
-            let header = match c.pending_header(&hash) {
-                Some(h) => h,
-                None => {
-                    let block = from_peer.ok_or_else(|| format!("block {hash} is unknown here"))?;
-                    c.verify((*block).clone(), now).map_err(|e| e.to_string())?
-                }
-            };
+            let header = c
+                .pending_header(&hash)
+                .ok_or_else(|| format!("block {hash} is unknown here"))?;
             certificate.height = header.height;
             c.finalize(hash, certificate, now)
                 .map_err(|e| e.to_string())

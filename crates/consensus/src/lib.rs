@@ -14,10 +14,13 @@
 //!
 //! Channels between validators: 0 votes, 1 certificates, 2 simplex's resolver, 3 blocks
 //! (a proposer sends its block to the others; simplex forwards it to validators that missed
-//! it). A node that misses finalized blocks, and a follower (a node whose key is not a
-//! validator's), fetch them with their certificates from peers' HTTP APIs ([`sync`]).
+//! it), 4 block fetch (a validator that lacks a block it must vote over, build on or commit
+//! asks the others for it by hash, through Commonware's p2p resolver). A node that falls
+//! further behind, and a follower (a node whose key is not a validator's), fetch finalized
+//! blocks with their certificates from peers' HTTP APIs ([`sync`]).
 
 mod app;
+mod fetch;
 pub mod loopback;
 pub mod sync;
 
@@ -234,6 +237,7 @@ where
                         loopback::pair(me.clone()),
                         loopback::pair(me.clone()),
                         loopback::pair(me.clone()),
+                        loopback::pair(me.clone()),
                         loopback::pair(me),
                     ],
                     wake_sync,
@@ -272,6 +276,7 @@ where
                     network.register(1, quota),
                     network.register(2, quota),
                     network.register(3, quota),
+                    network.register(4, quota),
                 ];
                 handles.push(network.start());
                 handles.extend(run_validator(
@@ -325,8 +330,8 @@ pub trait Runtime: Spawner + Clock + Supervisor + Send + Sync + 'static {}
 impl<T: Spawner + Clock + Supervisor + Send + Sync + 'static> Runtime for T {}
 
 /// Runs a validator on `context` over the given network channels (votes, certificates,
-/// resolver, blocks): the simplex engine, the application over `chain`, the commit of
-/// finalized blocks and the block receiver. Aborting the returned handles stops it (a crash:
+/// simplex's resolver, blocks, block fetch): the simplex engine, the application over
+/// `chain`, the commit of finalized blocks, the block receiver and the block fetcher. Aborting the returned handles stops it (a crash:
 /// the journal under `config.partition` and the chain's stores keep what was durable).
 pub fn run_validator<E, B, S, R, A>(
     context: E,
@@ -334,7 +339,7 @@ pub fn run_validator<E, B, S, R, A>(
     signer: ed25519::PrivateKey,
     config: ConsensusConfig,
     blocker: B,
-    channels: [(S, R); 4],
+    channels: [(S, R); 5],
     wake_sync: Arc<Notify>,
 ) -> Vec<Handle<()>>
 where
@@ -351,19 +356,49 @@ where
             .iter()
             .filter_map(|v| ed25519::PublicKey::decode(v.public_key.to_vec()).ok()),
     );
+    let me = ed25519::PublicKey::from(signer.clone());
     let scheme =
         Scheme::signer(NAMESPACE, participants.clone(), signer).expect("the key is a participant");
     let genesis = Digest(chain.genesis_hash().0);
     let inbox = Arc::new(Inbox::default());
     let (finalized_tx, finalized_rx) = tokio::sync::mpsc::unbounded_channel();
-    let [votes, certs, resolver, (blocks_tx, blocks_rx)] = channels;
+    let [
+        votes,
+        certs,
+        resolver,
+        (blocks_tx, blocks_rx),
+        fetch_channel,
+    ] = channels;
     let mut handles = Vec::new();
+    let (fetch_engine, fetch_mailbox) = commonware_resolver::p2p::Engine::new(
+        context.child("fetch"),
+        commonware_resolver::p2p::Config {
+            peer_provider: commonware_p2p::utils::StaticProvider::new(0, participants.clone()),
+            blocker: blocker.clone(),
+            consumer: fetch::Take {
+                chain: chain.clone(),
+                inbox: inbox.clone(),
+            },
+            producer: fetch::Serve {
+                context: context.child("fetch_serve"),
+                chain: chain.clone(),
+            },
+            mailbox_size: NonZeroUsize::new(1024).expect("non-zero"),
+            me: Some(me),
+            fetch_timeout: commonware_utils::NZDuration!(Duration::from_secs(2)),
+            fetch_retry_delay: Duration::from_millis(250),
+            priority_requests: false,
+            priority_responses: false,
+        },
+    );
+    handles.push(fetch_engine.start(fetch_channel));
+    let fetcher = fetch::Fetcher::new(fetch_mailbox, inbox.clone());
     {
-        let (c, i, w) = (chain.clone(), inbox.clone(), wake_sync);
+        let (c, f, w) = (chain.clone(), fetcher.clone(), wake_sync);
         handles.push(
             context
                 .child("commit")
-                .spawn(move |rt| app::commit_finalized(rt, c, i, finalized_rx, w)),
+                .spawn(move |rt| app::commit_finalized(rt, c, f, finalized_rx, w)),
         );
     }
     {
@@ -379,7 +414,7 @@ where
         chain,
         config: config.clone(),
         participants,
-        inbox,
+        fetcher,
         blocks: blocks_tx,
         finalized: finalized_tx,
     };

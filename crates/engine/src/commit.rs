@@ -7,7 +7,7 @@ use alloy_primitives::B256;
 use iotchain_api::{BlockEngine, Committed, EngineError, HeadInfo, ItemPool};
 use iotchain_block::{Block, FinalityCertificate, Header};
 use iotchain_pool::{CommittedBlock, Parent};
-use iotchain_storage::BlockCommit;
+use iotchain_storage::{BlockCommit, RefusedItem};
 
 use crate::{Engine, MAX_UNCOMMITTED_DEPTH};
 
@@ -55,25 +55,38 @@ impl Engine {
             .map(|(id, _)| B256::from(*id))
             .chain(executed.txs.iter().map(|(h, _)| *h))
             .collect();
-        // Everything in the log up to the oldest item still waiting is in a block now.
+        let left_out: Vec<u64> = executed.left_out.iter().map(|(seq, _)| *seq).collect();
+        // Everything in the log up to the oldest item still waiting is in a block now (or
+        // refused, with its record in this very commit).
         let log_done = inner
             .pool
-            .log_done_after(&included.iter().copied().collect(), &executed.consumed)
+            .log_done_after(&included.iter().copied().collect(), &left_out)
             .max(inner.store.log_done()?);
+        let refused = inner.pool.take_refused();
+        let records: Vec<RefusedItem> = refused
+            .iter()
+            .map(|r| RefusedItem {
+                id: r.id,
+                height: r.height,
+                code: r.code.clone(),
+                message: r.message.clone(),
+            })
+            .collect();
         let commit = BlockCommit {
             block: &executed.block,
             certificate,
             readings: &executed.readings,
             txs: &executed.txs,
             state: &executed.records,
-            gaps: &executed.gaps,
             receipts: &executed.receipts,
             hook_calls: &executed.hook_calls,
             gas: executed.gas,
             log_done,
+            refused: &records,
         };
         if let Err(e) = inner.store.commit_block(&commit) {
             inner.failed.store(true, Ordering::SeqCst);
+            inner.pool.restore_refused(refused);
             return Err(e.into());
         }
         let header = executed.block.header;
@@ -101,7 +114,8 @@ impl Engine {
                 &committed,
                 &CommittedBlock {
                     included: &included,
-                    consumed: &executed.consumed,
+                    left_out: &executed.left_out,
+                    built_here: !executed.consumed.is_empty() || included.is_empty(),
                     changed: &executed.records,
                     parent,
                 },

@@ -170,7 +170,6 @@ impl Engine {
                     readings: &[],
                     txs: &[],
                     state: &records,
-                    gaps: &[],
                     receipts: &[],
                     hook_calls: &[],
                     gas: BlockGas {
@@ -178,6 +177,7 @@ impl Engine {
                         gas_used: 0,
                     },
                     log_done: 0,
+                    refused: &[],
                 })?;
                 (state, gheader)
             }
@@ -235,6 +235,7 @@ impl Engine {
                 max_pending_items,
                 max_batch_readings,
                 proposer,
+                proposes: genesis.validator_keys().contains(&proposer),
             },
             runtime.clone(),
             &committed,
@@ -246,10 +247,11 @@ impl Engine {
             },
             store.log_done()?,
             metrics.clone(),
-            Box::new(move |hash| {
-                lookup
-                    .upgrade()
-                    .is_some_and(|s| matches!(s.transaction(hash), Ok(Some(_))))
+            Box::new(move |id| {
+                lookup.upgrade().is_some_and(|s| {
+                    matches!(s.transaction(id), Ok(Some(_)))
+                        || matches!(s.reading(&id.0), Ok(Some(_)))
+                })
             }),
         )?;
         Ok(Self {
@@ -332,6 +334,14 @@ impl ItemPool for Engine {
 
     fn pending_block_context(&self) -> iotchain_evm::BlockContext {
         self.inner.pool.pending_context()
+    }
+
+    fn pending_readings(&self) -> Vec<(B256, iotchain_reading::DeviceAddress)> {
+        self.inner.pool.pending_readings()
+    }
+
+    fn subscribe_refused(&self) -> tokio::sync::broadcast::Receiver<iotchain_api::Refused> {
+        self.inner.pool.subscribe_refused()
     }
 }
 

@@ -2,15 +2,15 @@
 
 use alloy_primitives::B256;
 use iotchain_api::{
-    ChainQuery, ConsensusStats, HeadInfo, QueryError, QueryResult, ReadingStatus, StateAt, TxStatus,
+    ChainQuery, ConsensusStats, HeadInfo, QueryError, QueryResult, ReadingStatus, Refused, StateAt,
+    TxStatus,
 };
 use iotchain_block::{
     Block, BlockItem, DeviceKeyJson, FinalityCertificate, Genesis, Header, ProofBundle,
 };
 use iotchain_crypto::{SignatureCheck, verify_signatures};
 use iotchain_execution::{StoredReceipt, hook_ids_of, hooks_key};
-use iotchain_reading::DeviceAddress;
-use iotchain_state::{Gap, State};
+use iotchain_state::State;
 use iotchain_storage::BlockGas;
 use tokio::sync::watch;
 
@@ -22,6 +22,26 @@ fn storage(e: impl std::fmt::Display) -> QueryError {
 
 fn decode_receipt(bytes: Vec<u8>) -> QueryResult<StoredReceipt> {
     StoredReceipt::decode(&bytes).ok_or_else(|| storage("undecodable receipt"))
+}
+
+impl Engine {
+    /// The refusal of an item this node acknowledged: recorded, or waiting for the next commit.
+    fn refusal(&self, id: &B256) -> QueryResult<Option<Refused>> {
+        if let Some(r) = self.inner.pool.refused(id) {
+            return Ok(Some(r));
+        }
+        Ok(self
+            .inner
+            .store
+            .refused(id)
+            .map_err(storage)?
+            .map(|r| Refused {
+                id: r.id,
+                code: r.code,
+                message: r.message,
+                height: r.height,
+            }))
+    }
 }
 
 impl ChainQuery for Engine {
@@ -67,7 +87,10 @@ impl ChainQuery for Engine {
                 block_time_ms,
             }));
         }
-        Ok(pending)
+        if pending.is_some() {
+            return Ok(pending);
+        }
+        Ok(self.refusal(id)?.map(ReadingStatus::Refused))
     }
 
     fn tx_status(&self, hash: &B256) -> QueryResult<TxStatus> {
@@ -75,7 +98,10 @@ impl ChainQuery for Engine {
         Ok(match self.inner.store.transaction(hash).map_err(storage)? {
             Some(location) => TxStatus::Final(location),
             None if pending => TxStatus::Pending,
-            None => TxStatus::Unknown,
+            None => match self.refusal(hash)? {
+                Some(r) => TxStatus::Refused(r),
+                None => TxStatus::Unknown,
+            },
         })
     }
 
@@ -146,10 +172,6 @@ impl ChainQuery for Engine {
             StateAt::Committed => f(&self.inner.committed.read()),
             StateAt::Pending => self.inner.pool.with_pending(f),
         }
-    }
-
-    fn gaps(&self, device: &DeviceAddress, limit: usize) -> QueryResult<Vec<Gap>> {
-        self.inner.store.gaps(device, limit).map_err(storage)
     }
 
     fn header(&self, height: u64) -> QueryResult<Option<Header>> {

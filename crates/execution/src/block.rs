@@ -9,7 +9,7 @@ use alloy_primitives::{B256, Bytes, U256};
 use iotchain_block::{Block, BlockItem, Genesis, Header, SignedTx};
 use iotchain_evm::{BlockContext, BlockExecutor, BlockHashes, EthTx};
 use iotchain_reading::DeviceAddress;
-use iotchain_state::{Gap, State, StateRecords, StreamHead};
+use iotchain_state::{State, StateRecords, StreamHead};
 use iotchain_storage::{BlockGas, ItemKind, ReadingLocation, TxLocation};
 
 use crate::{
@@ -117,13 +117,13 @@ pub struct BlockExecution<'a, H: BlockHashes + ?Sized> {
     items: Vec<BlockItem>,
     readings: Vec<([u8; 32], ReadingLocation)>,
     txs: Vec<(B256, TxLocation)>,
-    gaps: Vec<(DeviceAddress, Gap)>,
     tx_leaves: Vec<[u8; 32]>,
     /// Readings decoded here, with their position among the block's readings: their
     /// signatures are checked in one batch when the block is finished.
     unverified: Vec<CheckedReading>,
     consumed: Vec<u64>,
     sources: Vec<Option<u64>>,
+    left_out: Vec<(u64, ItemError)>,
 }
 
 impl<H: BlockHashes + ?Sized> std::fmt::Debug for BlockExecution<'_, H> {
@@ -150,8 +150,6 @@ pub struct ExecutedBlock {
     pub readings: Vec<([u8; 32], ReadingLocation)>,
     /// Transaction hashes with their locations.
     pub txs: Vec<(B256, TxLocation)>,
-    /// Seq gaps the block's readings opened.
-    pub gaps: Vec<(DeviceAddress, Gap)>,
     /// Receipts of the Ethereum transactions and hook calls, encoded for the store.
     pub receipts: Vec<(B256, Vec<u8>)>,
     /// The ids of the hook calls.
@@ -164,6 +162,9 @@ pub struct ExecutedBlock {
     /// For each of the block's items, its item-log seq when this node's pool holds it (so a
     /// record of the block can name it instead of copying it).
     pub sources: Vec<Option<u64>>,
+    /// The pool items a block built here left out (by item-log seq), and why: once the block
+    /// is final they are refused for good.
+    pub left_out: Vec<(u64, ItemError)>,
 }
 
 impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
@@ -186,11 +187,11 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
             items: Vec::new(),
             readings: Vec::new(),
             txs: Vec::new(),
-            gaps: Vec::new(),
             tx_leaves: Vec::new(),
             unverified: Vec::new(),
             consumed: Vec::new(),
             sources: Vec::new(),
+            left_out: Vec::new(),
         }
     }
 
@@ -254,7 +255,10 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
             Err(source) => match self.policy {
                 Policy::Verify => Err(VerifyError::Item { index, source }),
                 Policy::Build => {
-                    tracing::error!(id = %item_id(&item), error = %source, "accepted item no longer applies; left out of the block");
+                    tracing::info!(id = %item_id(&item), error = %source, "accepted item no longer applies; left out of the block");
+                    if let Some(k) = known {
+                        self.left_out.push((k.seq, source));
+                    }
                     Ok(())
                 }
             },
@@ -277,8 +281,7 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
         });
         let (meta, id) = match fast {
             Some((meta, id, key_version)) => {
-                let gap = apply_reading(&mut self.state, &meta, id, key_version)?;
-                self.note_gap(&meta.device, gap);
+                apply_reading(&mut self.state, &meta, id, key_version)?;
                 (meta, id)
             }
             None => {
@@ -293,8 +296,7 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
                     return Err(ItemError::BadSignature(checked.reading.meta.device));
                 }
                 let (meta, id) = (checked.reading.meta.clone(), checked.reading.id);
-                let gap = apply_reading(&mut self.state, &meta, id, checked.key_version)?;
-                self.note_gap(&meta.device, gap);
+                apply_reading(&mut self.state, &meta, id, checked.key_version)?;
                 if self.policy == Policy::Verify {
                     self.unverified.push(checked);
                 }
@@ -313,12 +315,6 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
         };
         self.readings.push((id.0, location));
         Ok(())
-    }
-
-    fn note_gap(&mut self, device: &DeviceAddress, gap: Option<Gap>) {
-        if let Some(gap) = gap {
-            self.gaps.push((*device, gap));
-        }
     }
 
     fn apply_owner_tx(&mut self, bytes: &[u8]) -> Result<B256, ItemError> {
@@ -387,12 +383,12 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
                 records,
                 readings: self.readings,
                 txs: self.txs,
-                gaps: self.gaps,
                 receipts: self.receipts.encoded,
                 hook_calls: self.receipts.hook_calls,
                 gas,
                 consumed: self.consumed,
                 sources: self.sources,
+                left_out: self.left_out,
             },
         })
     }

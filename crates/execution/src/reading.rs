@@ -6,7 +6,7 @@ use std::sync::Arc;
 use alloy_primitives::{B256, Bytes, I256};
 use iotchain_crypto::{DevicePublicKey, SignatureCheck, verify_signatures};
 use iotchain_reading::{Alg, DeviceAddress};
-use iotchain_state::{Gap, State, StateError, StreamHead};
+use iotchain_state::{AppliedReading, State, StateError, StreamHead};
 
 use crate::ItemError;
 
@@ -158,14 +158,14 @@ pub fn signed_by_any(reading: &DecodedReading, keys: &[DevicePublicKey]) -> bool
     })
 }
 
-/// Applies a reading (verified when accepted) to a state: the device's `seq`, its counters
-/// and its stream's head. Returns the seq gap it opened, if any.
+/// Applies a reading (verified when accepted) to a state: the device's `seq` (a gap it opens
+/// or fills), its counters and its stream's head.
 pub fn apply_reading(
     state: &mut State,
     meta: &ReadingMeta,
     id: B256,
     key_version: u32,
-) -> Result<Option<Gap>, ItemError> {
+) -> Result<AppliedReading, ItemError> {
     let applied = state.apply_reading(&meta.device, key_version, meta.seq, meta.ts, id)?;
     state.record_stream(
         &meta.device,
@@ -177,5 +177,5 @@ pub fn apply_reading(
             value: meta.value,
         },
     );
-    Ok(applied.gap)
+    Ok(applied)
 }

@@ -261,6 +261,24 @@ proptest! {
         prop_assert_eq!(full.receipts, built.receipts);
         // Everything left out was refused for a reason the state gives, never silently.
         prop_assert_eq!(built.consumed.len(), items.len());
+        // The body is what the header commits to (what a block fetched from a peer is held
+        // against): a dropped item, or two readings swapped, is caught without executing.
+        // (The interleaving of readings with transactions is held by the state root only.)
+        prop_assert!(built.block.body_matches_header());
+        if !built.block.items.is_empty() {
+            let mut dropped = built.block.clone();
+            dropped.items.pop();
+            prop_assert!(!dropped.body_matches_header());
+        }
+        let readings: Vec<usize> = built.block.items.iter().enumerate()
+            .filter(|(_, i)| matches!(i, BlockItem::Reading(_)))
+            .map(|(k, _)| k)
+            .collect();
+        if let [a, b, ..] = readings[..] {
+            let mut swapped = built.block.clone();
+            swapped.items.swap(a, b);
+            prop_assert!(!swapped.body_matches_header());
+        }
     }
 }
 

@@ -72,9 +72,20 @@ pub enum AckResult {
         /// Position among the block's readings.
         block_index: u64,
     },
+    /// Accepted, then refused for good by a final block (another reading took its seq, its
+    /// device was revoked or rotated its key first).
+    Refused {
+        /// Reading id.
+        id: B256,
+        /// Height of the block after which it no longer applied.
+        height: u64,
+        /// Why.
+        error: AckError,
+    },
 }
 
-/// The answer to one reading message.
+/// What a final block decided for readings the node acknowledged on one ack topic: `"final"`
+/// (they are in it) or `"refused"` (they no longer apply after it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageAck {
     /// Readings accepted (duplicates included).
@@ -103,13 +114,13 @@ impl MessageAck {
 /// Readings of one ack topic that became final in one block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalAck {
-    /// Always `"final"`.
+    /// `"final"` or `"refused"`.
     pub status: String,
     /// Height of the block.
     pub height: u64,
     /// Time in the block's header, ms since the Unix epoch.
     pub block_time_ms: u64,
-    /// One [`AckResult::Final`] per reading.
+    /// One [`AckResult::Final`] (or [`AckResult::Refused`]) per reading.
     pub results: Vec<AckResult>,
 }
 

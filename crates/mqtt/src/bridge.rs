@@ -85,6 +85,19 @@ impl Bridge {
             epoch.clone(),
             disconnect_rx,
         ));
+        // Readings acknowledged before a restart get their final (or refused) ack too.
+        let awaiting: HashMap<B256, Awaited> = chain
+            .pending_readings()
+            .into_iter()
+            .map(|(id, device)| {
+                let awaited = Awaited {
+                    topic: Arc::from(topics.ack_topic(&device.to_string())),
+                    confirmed: true,
+                    found: None,
+                };
+                (id, awaited)
+            })
+            .collect();
         let processor = Processor {
             shared: Arc::new(Shared {
                 chain,
@@ -93,7 +106,7 @@ impl Bridge {
                 metrics: metrics.clone(),
                 max_message: config.max_message_bytes,
                 stop: stop_rx,
-                awaiting: std::sync::Mutex::new(HashMap::new()),
+                awaiting: std::sync::Mutex::new(awaiting),
             }),
             epoch,
         };
@@ -269,6 +282,7 @@ impl<N: ItemPool + ChainQuery + Clone> Processor<N> {
             done_rx,
         ));
         let finality = tokio::spawn(run_finality(shared.clone()));
+        let refusals = tokio::spawn(run_refusals(shared.clone()));
         let mut lanes = Vec::with_capacity(LANES);
         let mut lane_tasks = Vec::with_capacity(LANES);
         for _ in 0..LANES {
@@ -301,6 +315,7 @@ impl<N: ItemPool + ChainQuery + Clone> Processor<N> {
         }
         let _ = acker.await;
         finality.abort();
+        refusals.abort();
     }
 }
 
@@ -588,9 +603,9 @@ fn result<N: ChainQuery>(
         }
         Err(e) => e,
     };
-    if e.code() == "replayed_seq" {
-        match shared.chain.reading_status(&id) {
-            Ok(Some(ReadingStatus::Pending { .. })) => {
+    {
+        match iotchain_api::held_already(&shared.chain, &id, e) {
+            Some(ReadingStatus::Pending { .. }) => {
                 shared.metrics.readings_duplicate.fetch_add(1, Relaxed);
                 confirm(&mut push_final);
                 return AckResult::Accepted {
@@ -599,10 +614,10 @@ fn result<N: ChainQuery>(
                     duplicate: true,
                 };
             }
-            Ok(Some(ReadingStatus::Final {
+            Some(ReadingStatus::Final {
                 location,
                 block_time_ms,
-            })) => {
+            }) => {
                 shared.metrics.readings_duplicate.fetch_add(1, Relaxed);
                 shared.awaiting().remove(&id);
                 push_final(location.height, block_time_ms, location.index as u64);
@@ -656,6 +671,35 @@ async fn publish_finals<N>(shared: &Shared<N>, finals: Finals) {
             results,
         };
         publish(shared, &topic, &ack).await;
+    }
+}
+
+/// Publishes a `"refused"` ack for each awaited reading a final block refused for good.
+async fn run_refusals<N: ItemPool + ChainQuery>(shared: Arc<Shared<N>>) {
+    let mut refused = shared.chain.subscribe_refused();
+    loop {
+        let r = match refused.recv().await {
+            Ok(r) => r,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "refusals came faster than their acks went out");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let Some(awaited) = shared.awaiting().remove(&r.id) else {
+            continue;
+        };
+        let ack = FinalAck {
+            status: "refused".into(),
+            height: r.height,
+            block_time_ms: 0,
+            results: vec![AckResult::Refused {
+                id: r.id,
+                height: r.height,
+                error: AckError::new(&r.code, r.message),
+            }],
+        };
+        publish(&shared, &awaited.topic, &ack).await;
     }
 }
 

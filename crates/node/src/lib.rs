@@ -76,6 +76,7 @@ impl Node {
             engine.pool().set_relay(tx);
             tasks.push(tokio::spawn(relay::run(
                 config.peers.clone(),
+                engine.pool().clone(),
                 rx,
                 shutdown_rx.clone(),
             )));

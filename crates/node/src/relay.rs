@@ -1,16 +1,19 @@
 //! Relaying accepted readings and transactions to the other nodes, so that whichever
 //! validator proposes next holds them: a reading accepted by any node is included once (the
-//! state refuses a second inclusion: its device's `seq` has moved on).
+//! state refuses a second inclusion of a `seq`).
 //!
-//! Relaying is best effort and batched: what is accepted within a few milliseconds goes to
-//! every peer in one `application/cbor` request marked [`FORWARDED_HEADER`] (a node does not
-//! relay what it was relayed). A reading a peer misses is still proposed by the node that
-//! accepted it, when its turn comes.
+//! What is accepted within a few milliseconds goes to every peer in one `application/cbor`
+//! request marked [`FORWARDED_HEADER`] (a node does not relay what it was relayed). Then, until
+//! a final block includes or refuses it, the pool offers it again at growing intervals (2 s,
+//! 4 s, … 30 s; also after a restart): a peer that was down, or a follower's only way to a
+//! proposer, gets it when it comes back. A peer that does not answer is skipped for a while
+//! (backoff up to 30 s). Every answer from a peer tells the pool a node was reached.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use alloy_primitives::Bytes;
 use iotchain_api::Item;
+use iotchain_pool::Pool;
 use iotchain_rpc::FORWARDED_HEADER;
 use tokio::sync::{mpsc, watch};
 
@@ -20,28 +23,81 @@ const MAX_RELAY_BATCH: usize = 4096;
 const MAX_RELAY_TXS: usize = iotchain_rpc::eth::MAX_BATCH;
 /// Longest an accepted reading waits to be relayed with others.
 const LINGER: Duration = Duration::from_millis(5);
+/// How often the pool is asked for items due to be offered again.
+const REOFFER_TICK: Duration = Duration::from_millis(500);
+/// Most items offered again per tick.
+const MAX_REOFFER: usize = 20_000;
+/// A peer that did not answer is skipped this long, doubling per failure up to 30 s.
+const PEER_BACKOFF_MIN: Duration = Duration::from_secs(1);
+const PEER_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Sends what `items` delivers to every peer until `shutdown` turns true (a relay in flight
 /// is dropped then: the accepting node still holds the items in its durable log and
 /// proposes them itself).
 pub(crate) async fn run(
     peers: Vec<String>,
+    pool: Pool,
     items: mpsc::UnboundedReceiver<Vec<Item>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::select! {
-        _ = relay_all(peers, items) => {}
+        _ = relay_all(peers, pool, items) => {}
         _ = shutdown.wait_for(|s| *s) => {}
     }
 }
 
-async fn relay_all(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<Vec<Item>>) {
+/// When each peer that did not answer may be tried again (lookups only).
+#[derive(Default)]
+struct Backoff {
+    peers: HashMap<String, (u32, tokio::time::Instant)>,
+}
+
+impl Backoff {
+    fn ready(&self, peer: &str) -> bool {
+        self.peers
+            .get(peer)
+            .is_none_or(|(_, at)| tokio::time::Instant::now() >= *at)
+    }
+
+    fn failed(&mut self, peer: &str) {
+        let e = self
+            .peers
+            .entry(peer.to_string())
+            .or_insert((0, tokio::time::Instant::now()));
+        e.0 += 1;
+        let wait = (PEER_BACKOFF_MIN * 2u32.saturating_pow(e.0 - 1)).min(PEER_BACKOFF_MAX);
+        e.1 = tokio::time::Instant::now() + wait;
+    }
+
+    fn answered(&mut self, peer: &str) {
+        self.peers.remove(peer);
+    }
+}
+
+async fn relay_all(peers: Vec<String>, pool: Pool, mut items: mpsc::UnboundedReceiver<Vec<Item>>) {
     let client = reqwest::Client::new();
     let peers: Vec<String> = peers
         .into_iter()
         .map(|p| p.trim_end_matches('/').to_string())
         .collect();
-    while let Some(first) = items.recv().await {
+    let mut backoff = Backoff::default();
+    let mut tick = tokio::time::interval(REOFFER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            first = items.recv() => match first {
+                Some(f) => f,
+                None => return,
+            },
+            _ = tick.tick() => {
+                let due = pool.due_for_offer(MAX_REOFFER);
+                if due.is_empty() {
+                    continue;
+                }
+                tracing::debug!(items = due.len(), "offering acknowledged items again");
+                due
+            }
+        };
         let deadline = tokio::time::Instant::now() + LINGER;
         let (mut readings, mut txs, mut eth) = (Vec::new(), Vec::new(), Vec::new());
         let mut next = Some(first);
@@ -61,65 +117,108 @@ async fn relay_all(peers: Vec<String>, mut items: mpsc::UnboundedReceiver<Vec<It
                 _ => break,
             }
         }
+        let ready: Vec<&String> = peers.iter().filter(|p| backoff.ready(p)).collect();
+        for chunk in readings.chunks(MAX_RELAY_BATCH) {
+            let batch = Batch {
+                readings: chunk,
+                txs: &txs,
+                eth: &eth,
+            };
+            let answered =
+                futures::future::join_all(ready.iter().map(|peer| batch.send(&client, peer))).await;
+            settle(&pool, &mut backoff, &ready, &answered);
+            txs.clear();
+            eth.clear();
+        }
+        if !txs.is_empty() || !eth.is_empty() {
+            let batch = Batch {
+                readings: &[],
+                txs: &txs,
+                eth: &eth,
+            };
+            let answered =
+                futures::future::join_all(ready.iter().map(|peer| batch.send(&client, peer))).await;
+            settle(&pool, &mut backoff, &ready, &answered);
+        }
+    }
+}
+
+/// Notes which peers answered.
+fn settle(pool: &Pool, backoff: &mut Backoff, peers: &[&String], answered: &[bool]) {
+    for (peer, ok) in peers.iter().zip(answered) {
+        if *ok {
+            backoff.answered(peer);
+        } else {
+            backoff.failed(peer);
+        }
+    }
+    if answered.iter().any(|a| *a) {
+        pool.relay_reached();
+    }
+}
+
+/// One relay's items.
+struct Batch<'a> {
+    readings: &'a [Bytes],
+    txs: &'a [Bytes],
+    eth: &'a [Bytes],
+}
+
+impl Batch<'_> {
+    /// Sends the batch to `peer`; whether the peer answered (whatever it answered: it holds
+    /// the items, or refused them for a reason of its own).
+    async fn send(&self, client: &reqwest::Client, peer: &str) -> bool {
+        let mut answered = true;
+        if !self.readings.is_empty() {
+            let body = iotchain_reading::encode_batch(self.readings);
+            let r = client
+                .post(format!("{peer}/v1/readings"))
+                .header("content-type", "application/cbor")
+                .header(FORWARDED_HEADER, "1")
+                .body(body)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "relaying readings failed");
+                answered = false;
+            }
+        }
         // Ethereum transactions go in JSON-RPC batches, in the order they were accepted (a
         // sender's nonces stay in order).
-        let eth_batches: Vec<serde_json::Value> = eth
-            .chunks(MAX_RELAY_TXS)
-            .map(|chunk| {
-                chunk
+        let posts = self
+            .txs
+            .iter()
+            .map(|tx| {
+                (
+                    format!("{peer}/v1/transactions"),
+                    serde_json::json!({ "raw": tx }),
+                )
+            })
+            .chain(self.eth.chunks(MAX_RELAY_TXS).map(|chunk| {
+                let calls: Vec<serde_json::Value> = chunk
                     .iter()
                     .enumerate()
                     .map(|(i, tx)| {
                         let raw = format!("0x{}", hex::encode(tx));
                         serde_json::json!({"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction", "params": [raw]})
                     })
-                    .collect()
-            })
-            .collect();
-        let body = Bytes::from(iotchain_reading::encode_batch(&readings));
-        let sends = peers.iter().map(|peer| {
-            let client = client.clone();
-            let body = body.clone();
-            let txs = txs.clone();
-            let eth_batches = eth_batches.clone();
-            let has_readings = !readings.is_empty();
-            async move {
-                if has_readings {
-                    let r = client
-                        .post(format!("{peer}/v1/readings"))
-                        .header("content-type", "application/cbor")
-                        .header(FORWARDED_HEADER, "1")
-                        .body(body.0)
-                        .timeout(Duration::from_secs(10))
-                        .send()
-                        .await;
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "relaying readings failed");
-                    }
-                }
-                let posts = txs
-                    .into_iter()
-                    .map(|tx| {
-                        (
-                            format!("{peer}/v1/transactions"),
-                            serde_json::json!({ "raw": tx }),
-                        )
-                    })
-                    .chain(eth_batches.into_iter().map(|b| (format!("{peer}/"), b)));
-                for (url, body) in posts {
-                    let r = client
-                        .post(url)
-                        .header(FORWARDED_HEADER, "1")
-                        .json(&body)
-                        .timeout(Duration::from_secs(10))
-                        .send()
-                        .await;
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "relaying a transaction failed");
-                    }
-                }
+                    .collect();
+                (format!("{peer}/"), serde_json::Value::Array(calls))
+            }));
+        for (url, body) in posts {
+            let r = client
+                .post(url)
+                .header(FORWARDED_HEADER, "1")
+                .json(&body)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "relaying a transaction failed");
+                answered = false;
             }
-        });
-        futures::future::join_all(sends).await;
+        }
+        answered
     }
 }

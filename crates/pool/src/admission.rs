@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use alloy_primitives::{B256, Bytes};
-use iotchain_api::{Item, PoolError};
+use iotchain_api::{Item, Origin, PoolError};
 use iotchain_block::SignedTx;
 use iotchain_execution::{
     AcceptedItem, CheckedReading, DecodedReading, ItemError, apply_reading, decode_eth_tx,
@@ -20,7 +20,10 @@ pub(crate) type Admitted = Result<(B256, u64), PoolError>;
 
 impl Inner {
     /// Checks and queues `items` (CPU work: run off the async workers). One result per item.
-    pub(crate) fn admit(&self, items: Vec<Item>) -> Vec<Admitted> {
+    /// Items from local clients are offered to the other nodes until final (when there are
+    /// other nodes).
+    pub(crate) fn admit(&self, items: Vec<Item>, origin: Origin) -> Vec<Admitted> {
+        let offer = origin == Origin::Local && self.relay.get().is_some();
         let n = items.len();
         let mut out: Vec<Option<Admitted>> = (0..n).map(|_| None).collect();
         let (mut readings, mut owner_txs, mut eth_txs) = (Vec::new(), Vec::new(), Vec::new());
@@ -38,16 +41,16 @@ impl Inner {
         if !readings.is_empty() {
             let (idx, bytes): (Vec<usize>, Vec<Bytes>) = readings.into_iter().unzip();
             let checked = self.check_readings(bytes, true);
-            for (i, r) in idx.into_iter().zip(self.accept_readings(checked)) {
+            for (i, r) in idx.into_iter().zip(self.accept_readings(checked, offer)) {
                 out[i] = Some(r);
             }
         }
         for (i, raw) in owner_txs {
-            out[i] = Some(self.accept_owner_tx(raw));
+            out[i] = Some(self.accept_owner_tx(raw, offer));
         }
         if !eth_txs.is_empty() {
             let (idx, raws): (Vec<usize>, Vec<Bytes>) = eth_txs.into_iter().unzip();
-            for (i, r) in idx.into_iter().zip(self.accept_eth_txs(raws)) {
+            for (i, r) in idx.into_iter().zip(self.accept_eth_txs(raws, offer)) {
                 out[i] = Some(r);
             }
         }
@@ -136,6 +139,7 @@ impl Inner {
     pub(crate) fn accept_readings(
         &self,
         checked: Vec<Result<CheckedReading, ItemError>>,
+        offer: bool,
     ) -> Vec<Admitted> {
         let arrival_ms = self.runtime.now_ms();
         let mut guard = self.queue.lock();
@@ -172,6 +176,9 @@ impl Inner {
                     eth: None,
                     max_cost: Default::default(),
                 });
+                if offer {
+                    queue.offer(seq, arrival_ms);
+                }
                 Ok((reading.id, seq))
             })
             .collect();
@@ -204,7 +211,7 @@ impl Inner {
 
     /// Accepts an owner transaction (RLP bytes). An owner transaction that is final already
     /// is refused by its nonce.
-    fn accept_owner_tx(&self, raw: Bytes) -> Admitted {
+    fn accept_owner_tx(&self, raw: Bytes, offer: bool) -> Admitted {
         let tx = SignedTx::decode_and_check(&raw, self.genesis.chain_id)
             .map_err(|e| ItemError::InvalidTransaction(e.to_string()))?;
         let hash = tx.hash();
@@ -225,6 +232,9 @@ impl Inner {
             eth: None,
             max_cost: Default::default(),
         });
+        if offer {
+            queue.offer(seq, arrival_ms);
+        }
         drop(guard);
         self.metrics.transactions_accepted.inc();
         Ok((hash, seq))
@@ -233,7 +243,7 @@ impl Inner {
     /// Decodes `raws` and recovers their senders (in parallel: the costly part), then checks
     /// and queues them in order under one lock. A final Ethereum transaction needs no lookup:
     /// its nonce is used, so it is refused as `nonce too low`, as geth refuses it.
-    fn accept_eth_txs(&self, raws: Vec<Bytes>) -> Vec<Admitted> {
+    fn accept_eth_txs(&self, raws: Vec<Bytes>, offer: bool) -> Vec<Admitted> {
         use rayon::prelude::*;
         let decoded: Vec<Result<iotchain_evm::EthTx, ItemError>> = raws
             .par_iter()
@@ -259,7 +269,11 @@ impl Inner {
                 // "already known" is geth's wording, which Ethereum clients match on.
                 self.check_new_tx(queue, &tx.hash, true, false)?;
                 let hash = tx.hash;
-                Ok((hash, queue.enqueue_eth(tx, &ctx, arrival_ms, None)?))
+                let seq = queue.enqueue_eth(tx, &ctx, arrival_ms, None)?;
+                if offer {
+                    queue.offer(seq, arrival_ms);
+                }
+                Ok((hash, seq))
             })
             .collect();
         drop(guard);
@@ -275,7 +289,7 @@ impl crate::Pool {
     /// with forged readings: a Byzantine validator, for simulations only.
     pub async fn submit_unverified(&self, messages: Vec<Bytes>) -> Vec<iotchain_api::Submitted> {
         let checked = self.inner.check_readings(messages, false);
-        let admitted = self.inner.accept_readings(checked);
+        let admitted = self.inner.accept_readings(checked, false);
         let max_seq = admitted
             .iter()
             .filter_map(|r| r.as_ref().ok().map(|(_, s)| *s))

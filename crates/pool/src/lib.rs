@@ -30,19 +30,19 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, OnceLock,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
 use alloy_primitives::{Address, B256};
-use iotchain_api::{Item, ItemPool, NodeMetrics, Origin, PoolError, Runtime, Submitted};
+use iotchain_api::{Item, ItemPool, NodeMetrics, Origin, PoolError, Refused, Runtime, Submitted};
 use iotchain_block::Genesis;
 use iotchain_evm::EthTx;
 use iotchain_execution::{AcceptedItem, ReadingMeta, apply_owner_tx, apply_reading, decode_eth_tx};
 use iotchain_state::State;
 use iotchain_storage::{BlockGas, ItemKind, ItemLog, StorageError};
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use crate::queue::Queue;
 
@@ -59,7 +59,15 @@ pub struct PoolConfig {
     pub max_batch_readings: usize,
     /// The key this node proposes with (the pending block's fee recipient).
     pub proposer: B256,
+    /// Whether this node is a validator (it proposes what it holds itself); a follower only
+    /// relays, and refuses new items once no validator was reachable for
+    /// [`UNREACHABLE_AFTER_MS`].
+    pub proposes: bool,
 }
+
+/// How long a follower may fail to reach any validator before it refuses new items
+/// (`validators_unreachable`): it still holds, and keeps offering, what it acknowledged.
+pub const UNREACHABLE_AFTER_MS: u64 = 30_000;
 
 /// The block the next one builds on, as the pool checks Ethereum transactions against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +109,11 @@ struct Inner {
     /// Wakes the item log's task.
     flush: Notify,
     /// The highest item-log seq synced.
-    durable: watch::Sender<u64>,
+    durable: AtomicU64,
+    /// Wakes the submissions waiting for a sync, in the order they began waiting (a
+    /// `tokio::sync::watch` spreads its waiters over shards picked by a thread-local random
+    /// number, which would make the deterministic simulation's runs differ).
+    synced: Notify,
     /// The item log failed: nothing more is accepted.
     failed: AtomicBool,
     stopping: AtomicBool,
@@ -110,11 +122,18 @@ struct Inner {
     metrics: NodeMetrics,
     /// Where accepted local items go to reach the other nodes.
     relay: OnceLock<mpsc::UnboundedSender<Vec<Item>>>,
-    /// Whether a transaction is final already (the chain store's index).
+    /// Whether a reading or transaction is final already (the chain store's indexes).
     is_final: FinalLookup,
+    /// Refusals not yet recorded in the store (the next commit records them).
+    refused: Mutex<Vec<Refused>>,
+    /// Refusals as they happen.
+    refused_tx: broadcast::Sender<Refused>,
+    /// When a relay last reached another node (ms, the runtime's clock).
+    last_relay_ok: AtomicU64,
 }
 
-/// Tells whether a transaction hash is final already (the pool has no store of its own).
+/// Tells whether a reading id or transaction hash is final already (the pool has no store of
+/// its own).
 pub type FinalLookup = Box<dyn Fn(&B256) -> bool + Send + Sync>;
 
 impl Pool {
@@ -134,48 +153,30 @@ impl Pool {
         let (log, items) = ItemLog::open(&config.log_dir, log_done)?;
         let mut queue = Queue::new(committed.clone(), log_done + 1);
         let recovered = items.len();
-        let ctx = pending_context(&genesis, &parent, &config.proposer, runtime.now_ms());
+        let now = runtime.now_ms();
+        let ctx = pending_context(&genesis, &parent, &config.proposer, now);
+        let mut refused = Vec::new();
         for item in items {
             queue.next_seq = item.seq + 1;
-            let bytes = item.bytes;
-            let applied = match item.kind {
-                ItemKind::Reading => ReadingMeta::decode(&bytes).and_then(|(meta, id)| {
-                    apply_reading(&mut queue.pending, &meta, id, item.key_version)?;
-                    queue.insert(AcceptedItem {
-                        seq: item.seq,
-                        kind: item.kind,
-                        meta: Some(meta),
+            let (seq, arrival_ms) = (item.seq, item.arrival_ms);
+            match recover(&genesis, &mut queue, item, &ctx) {
+                // Every recovered item is offered to the other nodes again: its relay may not
+                // have gone out before the stop.
+                Ok(()) => queue.offer(seq, now),
+                Err(refusal) if is_final(&refusal.0) => {
+                    let id = refusal.0;
+                    tracing::debug!(%id, seq, "logged item is final already (in a block of another validator)")
+                }
+                Err(refusal) => {
+                    let (id, e) = *refusal;
+                    tracing::info!(%id, seq, arrival_ms, error = %e, "logged item no longer applies; refused");
+                    refused.push(Refused {
                         id,
-                        bytes,
-                        arrival_ms: item.arrival_ms,
-                        key_version: item.key_version,
-                        eth: None,
-                        max_cost: Default::default(),
+                        code: e.code().to_string(),
+                        message: e.to_string(),
+                        height: parent.height,
                     });
-                    Ok(())
-                }),
-                ItemKind::Tx => apply_owner_tx(&mut queue.pending, &bytes, genesis.chain_id, 0)
-                    .map(|id| {
-                        queue.insert(AcceptedItem {
-                            seq: item.seq,
-                            kind: item.kind,
-                            meta: None,
-                            id,
-                            bytes,
-                            arrival_ms: item.arrival_ms,
-                            key_version: 0,
-                            eth: None,
-                            max_cost: Default::default(),
-                        })
-                    }),
-                ItemKind::EthTx => decode_eth_tx(&genesis, &bytes).and_then(|tx| {
-                    queue
-                        .enqueue_eth(Arc::new(tx), &ctx, item.arrival_ms, Some(item.seq))
-                        .map(|_| ())
-                }),
-            };
-            if let Err(e) = applied {
-                tracing::info!(seq = item.seq, error = %e, "logged item no longer applies (final in a block of another validator, or superseded); skipped");
+                }
             }
         }
         if recovered > 0 {
@@ -191,13 +192,17 @@ impl Pool {
                 parent: Mutex::new(parent),
                 log: Mutex::new(log),
                 flush: Notify::new(),
-                durable: watch::Sender::new(durable),
+                durable: AtomicU64::new(durable),
+                synced: Notify::new(),
                 failed: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
                 stopped: watch::Sender::new(false),
                 metrics,
                 relay: OnceLock::new(),
                 is_final,
+                refused: Mutex::new(refused),
+                refused_tx: broadcast::channel(4096).0,
+                last_relay_ok: AtomicU64::new(now),
             }),
         };
         let inner = pool.inner.clone();
@@ -238,6 +243,98 @@ impl Pool {
         self.inner.queue.lock().get(id).cloned()
     }
 
+    /// The refusal of an item this node acknowledged, if a final block refused it and the
+    /// store does not hold the record yet.
+    pub fn refused(&self, id: &B256) -> Option<Refused> {
+        self.inner
+            .refused
+            .lock()
+            .iter()
+            .find(|r| r.id == *id)
+            .cloned()
+    }
+
+    /// The refusals the next block commit records (in its transaction, so the item log's mark
+    /// passes a refused item only with its record).
+    pub fn take_refused(&self) -> Vec<Refused> {
+        std::mem::take(&mut *self.inner.refused.lock())
+    }
+
+    /// Puts refusals back (a commit that failed did not record them).
+    pub fn restore_refused(&self, refused: Vec<Refused>) {
+        let mut r = self.inner.refused.lock();
+        let later = std::mem::replace(&mut *r, refused);
+        r.extend(later);
+    }
+
+    pub(crate) fn refuse(
+        &self,
+        items: Vec<(AcceptedItem, iotchain_execution::ItemError)>,
+        height: u64,
+    ) {
+        if items.is_empty() {
+            return;
+        }
+        let refused: Vec<Refused> = items
+            .into_iter()
+            .map(|(item, e)| {
+                tracing::info!(id = %item.id, error = %e, "an acknowledged item was refused by a final block");
+                self.inner.metrics.reject(e.code());
+                Refused {
+                    id: item.id,
+                    code: e.code().to_string(),
+                    message: e.to_string(),
+                    height,
+                }
+            })
+            .collect();
+        for r in &refused {
+            let _ = self.inner.refused_tx.send(r.clone());
+        }
+        self.inner.refused.lock().extend(refused);
+    }
+
+    /// Items accepted here that are due to be offered to the other nodes again (not yet in
+    /// a final block), at most `max`; each is offered again later, at growing intervals.
+    pub fn due_for_offer(&self, max: usize) -> Vec<Item> {
+        let now = self.inner.runtime.now_ms();
+        let mut guard = self.inner.queue.lock();
+        let queue = &mut *guard;
+        let due: Vec<u64> = queue
+            .offers
+            .iter()
+            .filter(|(_, o)| o.next_at_ms <= now)
+            .map(|(seq, _)| *seq)
+            .take(max)
+            .collect();
+        let mut out = Vec::with_capacity(due.len());
+        for seq in due {
+            let Some(item) = queue.items.get(&seq) else {
+                queue.offers.remove(&seq);
+                continue;
+            };
+            out.push(match item.kind {
+                ItemKind::Reading => Item::Reading(item.bytes.clone()),
+                ItemKind::Tx => Item::OwnerTx(item.bytes.clone()),
+                ItemKind::EthTx => Item::EthTx(item.bytes.clone()),
+            });
+            if let Some(o) = queue.offers.get_mut(&seq) {
+                o.attempts += 1;
+                let wait =
+                    (queue::REOFFER_FIRST_MS << o.attempts.min(8)).min(queue::REOFFER_MAX_MS);
+                o.next_at_ms = now + wait;
+            }
+        }
+        out
+    }
+
+    /// Notes that a relay reached another node now.
+    pub fn relay_reached(&self) {
+        self.inner
+            .last_relay_ok
+            .store(self.inner.runtime.now_ms(), Ordering::Relaxed);
+    }
+
     /// The queued item with this item-log seq, if any.
     pub fn by_seq(&self, seq: u64) -> Option<AcceptedItem> {
         self.inner.queue.lock().items.get(&seq).cloned()
@@ -269,6 +366,60 @@ impl Pool {
     }
 }
 
+/// Queues an item read back from the log (applied to the pending view, checked against it);
+/// its id and why when it no longer applies.
+fn recover(
+    genesis: &Genesis,
+    queue: &mut Queue,
+    item: iotchain_storage::LogItem,
+    ctx: &iotchain_evm::BlockContext,
+) -> Result<(), Box<(B256, iotchain_execution::ItemError)>> {
+    let bytes = item.bytes;
+    match item.kind {
+        ItemKind::Reading => {
+            let (meta, id) = ReadingMeta::decode(&bytes).map_err(|e| Box::new((B256::ZERO, e)))?;
+            apply_reading(&mut queue.pending, &meta, id, item.key_version)
+                .map_err(|e| Box::new((id, e)))?;
+            queue.insert(AcceptedItem {
+                seq: item.seq,
+                kind: item.kind,
+                meta: Some(meta),
+                id,
+                bytes,
+                arrival_ms: item.arrival_ms,
+                key_version: item.key_version,
+                eth: None,
+                max_cost: Default::default(),
+            });
+        }
+        ItemKind::Tx => {
+            let id = iotchain_block::SignedTx::decode_and_check(&bytes, genesis.chain_id)
+                .map_or_else(|_| alloy_primitives::keccak256(&bytes), |t| t.hash());
+            let id = apply_owner_tx(&mut queue.pending, &bytes, genesis.chain_id, 0)
+                .map_err(|e| Box::new((id, e)))?;
+            queue.insert(AcceptedItem {
+                seq: item.seq,
+                kind: item.kind,
+                meta: None,
+                id,
+                bytes,
+                arrival_ms: item.arrival_ms,
+                key_version: 0,
+                eth: None,
+                max_cost: Default::default(),
+            });
+        }
+        ItemKind::EthTx => {
+            let id = alloy_primitives::keccak256(&bytes);
+            let tx = decode_eth_tx(genesis, &bytes).map_err(|e| Box::new((id, e)))?;
+            queue
+                .enqueue_eth(Arc::new(tx), ctx, item.arrival_ms, Some(item.seq))
+                .map_err(|e| Box::new((id, e)))?;
+        }
+    }
+    Ok(())
+}
+
 /// The context of the next block on `parent`, proposed by `proposer` now.
 fn pending_context(
     genesis: &Genesis,
@@ -289,11 +440,17 @@ fn pending_context(
 impl ItemPool for Pool {
     async fn submit(&self, items: Vec<Item>, origin: Origin) -> Vec<Submitted> {
         let n = items.len();
+        if let Some(e) = self.inner.cannot_promise(origin) {
+            for _ in 0..n {
+                self.inner.metrics.reject(e.code());
+            }
+            return (0..n).map(|_| Err(e.clone())).collect();
+        }
         let relay =
             (origin == Origin::Local && self.inner.relay.get().is_some()).then(|| items.clone());
         let inner = self.inner.clone();
         let admitted = iotchain_api::blocking(&*self.inner.runtime, "admission", move || {
-            inner.admit(items)
+            inner.admit(items, origin)
         })
         .await;
         let Some(admitted) = admitted.filter(|a| a.len() == n) else {
@@ -349,5 +506,37 @@ impl ItemPool for Pool {
 
     fn pending_block_context(&self) -> iotchain_evm::BlockContext {
         self.pending_context()
+    }
+
+    fn pending_readings(&self) -> Vec<(B256, iotchain_reading::DeviceAddress)> {
+        self.inner
+            .queue
+            .lock()
+            .items
+            .values()
+            .filter_map(|q| Some((q.id, q.meta.as_ref()?.device)))
+            .collect()
+    }
+
+    fn subscribe_refused(&self) -> broadcast::Receiver<Refused> {
+        self.inner.refused_tx.subscribe()
+    }
+}
+
+impl Inner {
+    /// Why this node takes no new item from a local client now, if it cannot hand it on: a
+    /// follower without peers, or one that reached no validator for [`UNREACHABLE_AFTER_MS`].
+    fn cannot_promise(&self, origin: Origin) -> Option<PoolError> {
+        if self.config.proposes || origin == Origin::Forwarded {
+            return None;
+        }
+        if self.relay.get().is_none() {
+            return Some(PoolError::NoPeers);
+        }
+        let since = self
+            .runtime
+            .now_ms()
+            .saturating_sub(self.last_relay_ok.load(Ordering::Relaxed));
+        (since > UNREACHABLE_AFTER_MS).then_some(PoolError::Unreachable { for_ms: since })
     }
 }

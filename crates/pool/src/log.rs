@@ -36,12 +36,14 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         match written {
             Some(Ok(())) => {
                 inner.metrics.log_syncs.inc();
-                inner.durable.send_replace(last);
+                inner.durable.store(last, Ordering::SeqCst);
+                inner.synced.notify_waiters();
             }
             Some(Err(e)) => {
                 tracing::error!(error = %e, "cannot write the item log: refusing further writes");
                 inner.failed.store(true, Ordering::SeqCst);
-                inner.durable.send_replace(u64::MAX);
+                inner.durable.store(u64::MAX, Ordering::SeqCst);
+                inner.synced.notify_waiters();
                 break;
             }
             None => break,
@@ -54,10 +56,19 @@ impl Inner {
     /// Waits until the log has synced item `seq`.
     pub(crate) async fn wait_durable(&self, seq: u64) -> Result<(), PoolError> {
         self.flush.notify_one();
-        let mut rx = self.durable.subscribe();
-        let synced = within(&*self.runtime, SYNC_TIMEOUT, rx.wait_for(|d| *d >= seq)).await;
+        let synced = within(&*self.runtime, SYNC_TIMEOUT, async {
+            loop {
+                let mut notified = std::pin::pin!(self.synced.notified());
+                notified.as_mut().enable();
+                if self.durable.load(Ordering::SeqCst) >= seq {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
         match synced {
-            Some(Ok(_)) if !self.failed.load(Ordering::SeqCst) => Ok(()),
+            Some(()) if !self.failed.load(Ordering::SeqCst) => Ok(()),
             _ => {
                 tracing::error!(seq, "the item log did not sync");
                 Err(PoolError::Storage("the item log did not sync".into()))

@@ -11,6 +11,20 @@ use iotchain_storage::{ItemKind, LogItem};
 
 use std::sync::Arc;
 
+/// When an item accepted from a local client is next offered to the other nodes again (until
+/// a final block includes or refuses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Offer {
+    pub(crate) next_at_ms: u64,
+    pub(crate) attempts: u32,
+}
+
+/// The first re-offer waits this long after acceptance (the immediate relay went out then);
+/// each next one twice as long, up to [`REOFFER_MAX_MS`].
+pub(crate) const REOFFER_FIRST_MS: u64 = 2_000;
+/// The longest wait between two offers of one item.
+pub(crate) const REOFFER_MAX_MS: u64 = 30_000;
+
 /// A sender's queued Ethereum transactions.
 #[derive(Debug, Clone, Copy, Default)]
 struct QueuedTxs {
@@ -37,6 +51,9 @@ pub(crate) struct Queue {
     pub(crate) next_seq: u64,
     /// Accepted items not yet synced to the log.
     pub(crate) unsynced: Vec<LogItem>,
+    /// Items this node must keep offering to the others (accepted from local clients, or
+    /// recovered from the log), by log seq.
+    pub(crate) offers: BTreeMap<u64, Offer>,
 }
 
 impl Queue {
@@ -50,7 +67,19 @@ impl Queue {
             eth_txs: 0,
             next_seq,
             unsynced: Vec::new(),
+            offers: BTreeMap::new(),
         }
+    }
+
+    /// Keeps offering the item with log seq `seq` to the other nodes, from `now_ms` on.
+    pub(crate) fn offer(&mut self, seq: u64, now_ms: u64) {
+        self.offers.insert(
+            seq,
+            Offer {
+                next_at_ms: now_ms + REOFFER_FIRST_MS,
+                attempts: 0,
+            },
+        );
     }
 
     /// Readings and transactions waiting.
@@ -90,6 +119,7 @@ impl Queue {
 
     /// Takes the item with log seq `seq` out of the queue.
     pub(crate) fn remove(&mut self, seq: u64) -> Option<AcceptedItem> {
+        self.offers.remove(&seq);
         let item = self.items.remove(&seq)?;
         self.index.remove(&item.id);
         match (&item.kind, &item.eth) {
@@ -170,29 +200,45 @@ impl Queue {
 
     /// Drops queued Ethereum transactions that can no longer follow their sender's nonce in
     /// the pending view (another transaction of the sender took that nonce in a block, or an
-    /// earlier one of the sender was left out of a block), and those after them.
-    pub(crate) fn drop_stale_eth_txs(&mut self) {
+    /// earlier one of the sender was left out of a block), and those after them; returns them
+    /// with why.
+    pub(crate) fn drop_stale_eth_txs(&mut self) -> Vec<(AcceptedItem, ItemError)> {
+        let mut dropped = Vec::new();
         if self.eth_txs == 0 {
-            return;
+            return dropped;
         }
+        // Per sender: the nonce its next queued transaction must carry (lookups only).
         let mut next: HashMap<Address, Option<u64>> = HashMap::new();
         let mut stale = Vec::new();
         for item in self.items.values() {
             let Some(tx) = &item.eth else { continue };
-            let expected = next
-                .entry(tx.sender)
-                .or_insert_with(|| Some(self.pending.account(&tx.sender).map_or(0, |a| a.nonce)));
+            let account_nonce = self.pending.account(&tx.sender).map_or(0, |a| a.nonce);
+            let expected = next.entry(tx.sender).or_insert(Some(account_nonce));
             if *expected == Some(tx.nonce()) {
                 *expected = tx.nonce().checked_add(1);
             } else {
                 *expected = None;
-                stale.push(item.seq);
+                let e = if tx.nonce() < account_nonce {
+                    iotchain_evm::EvmError::NonceTooLow {
+                        sender: tx.sender,
+                        got: tx.nonce(),
+                        expected: account_nonce,
+                    }
+                } else {
+                    iotchain_evm::EvmError::NonceTooHigh {
+                        sender: tx.sender,
+                        got: tx.nonce(),
+                        expected: account_nonce,
+                    }
+                };
+                stale.push((item.seq, ItemError::Evm(e)));
             }
         }
-        for seq in stale {
+        for (seq, e) in stale {
             if let Some(item) = self.remove(seq) {
-                tracing::info!(hash = %item.id, "queued transaction no longer follows its sender's nonce after a block; dropped");
+                dropped.push((item, e));
             }
         }
+        dropped
     }
 }

@@ -1,10 +1,11 @@
 //! After a block commits: its items leave the queue, the pending view follows the committed
-//! state, and the item log drops what every block now holds.
+//! state, the items a final block refuses for good are recorded as refused (never silently
+//! dropped), and the item log drops what every block now holds.
 
 use std::collections::HashSet;
 
 use alloy_primitives::B256;
-use iotchain_execution::{apply_owner_tx, apply_reading};
+use iotchain_execution::{AcceptedItem, ItemError, apply_owner_tx, apply_reading};
 use iotchain_reading::DeviceAddress;
 use iotchain_state::{State, StateRecords};
 use iotchain_storage::{ItemKind, StorageError};
@@ -16,9 +17,11 @@ use crate::{Parent, Pool};
 pub struct CommittedBlock<'a> {
     /// The reading ids and transaction hashes it includes, in block order.
     pub included: &'a [B256],
-    /// The item-log seqs of the queue items a block built here took (empty for a block
-    /// built elsewhere).
-    pub consumed: &'a [u64],
+    /// The pool items a block built here left out (by item-log seq), and why.
+    pub left_out: &'a [(u64, ItemError)],
+    /// Whether this node built the block from its own pool (then its pending view holds the
+    /// block's effects already).
+    pub built_here: bool,
     /// The records it changed.
     pub changed: &'a StateRecords,
     /// The block itself, as the parent of the next.
@@ -26,17 +29,15 @@ pub struct CommittedBlock<'a> {
 }
 
 impl Pool {
-    /// The highest item-log seq every item up to which is in a block once `block` commits:
-    /// the mark the commit records, and up to which the log may be pruned after it.
-    pub fn log_done_after(&self, included: &HashSet<B256>, consumed: &[u64]) -> u64 {
+    /// The highest item-log seq every item up to which leaves the queue once a block that
+    /// includes `included` and refuses the items `left_out` commits: the mark the commit
+    /// records, and up to which the log may be pruned after it.
+    pub fn log_done_after(&self, included: &HashSet<B256>, left_out: &[u64]) -> u64 {
         let queue = self.inner.queue.lock();
         let oldest_waiting = queue
             .items
             .values()
-            .find(|q| {
-                // `consumed` is in queue order, so sorted.
-                !included.contains(&q.id) && consumed.binary_search(&q.seq).is_err()
-            })
+            .find(|q| !included.contains(&q.id) && !left_out.contains(&q.seq))
             .map(|q| q.seq);
         oldest_waiting.unwrap_or(queue.next_seq).saturating_sub(1)
     }
@@ -49,23 +50,21 @@ impl Pool {
     /// Takes a committed block's items out of the queue and brings the pending view (the
     /// committed state plus the queued readings and owner transactions) up to `committed`.
     ///
-    /// A block built here consumed a prefix of the queue: when it changed device records
-    /// only (readings), the pending view holds its effects already. Otherwise the pending
-    /// view takes the accounts the block changed, and the device records it changed with the
-    /// queued readings of those devices applied again; when the block changed owner records
-    /// or owner transactions are queued (registry administration, rare) it is rebuilt from
-    /// the committed state. Queued items that no longer apply are dropped, and so are
-    /// Ethereum transactions whose nonce the block used or skipped.
+    /// A block built here from the queue, leaving nothing out and changing device records
+    /// only (readings), is what the pending view holds already. Otherwise the pending view
+    /// takes the accounts the block changed and the device records it changed, with the queued
+    /// readings of those devices applied again; when the block changed owner records or owner
+    /// transactions are queued (registry administration, rare) it is rebuilt from the committed
+    /// state. A queued item that no longer applies to the committed chain (another reading
+    /// took its seq, its device was revoked or rotated its key, another transaction took its
+    /// nonce) is refused for good, with the reason.
     pub fn on_commit(&self, committed: &State, block: &CommittedBlock<'_>) {
         *self.inner.parent.lock() = block.parent;
-        let built_here = !block.consumed.is_empty() || block.included.is_empty();
         let changed = block.changed;
+        let height = block.parent.height;
+        let mut refused: Vec<(AcceptedItem, ItemError)> = Vec::new();
         let mut guard = self.inner.queue.lock();
         let queue = &mut *guard;
-        // A block built here may have left out queued items that no longer applied.
-        for seq in block.consumed {
-            queue.remove(*seq);
-        }
         let found: Vec<u64> = block
             .included
             .iter()
@@ -74,16 +73,21 @@ impl Pool {
         for seq in found {
             queue.remove(seq);
         }
+        for (seq, e) in block.left_out {
+            if let Some(item) = queue.remove(*seq) {
+                refused.push((item, e.clone()));
+            }
+        }
         let only_devices = changed.owners.is_empty()
             && changed.accounts.is_empty()
             && changed.storage.is_empty()
             && changed.wiped.is_empty()
             && changed.code.is_empty();
-        if built_here && only_devices {
+        if block.built_here && block.left_out.is_empty() && only_devices {
             return;
         }
-        let mut dropped = Vec::new();
-        if changed.owners.is_empty() && queue.owner_txs == 0 {
+        let mut failed = Vec::new();
+        if changed.owners.is_empty() && queue.owner_txs == 0 && block.left_out.is_empty() {
             queue.pending.absorb_accounts(changed);
             let touched: HashSet<DeviceAddress> =
                 changed.devices.iter().map(|d| d.address).collect();
@@ -95,8 +99,7 @@ impl Pool {
                     continue;
                 };
                 if let Err(e) = apply_reading(&mut queue.pending, meta, q.id, q.key_version) {
-                    tracing::info!(id = %q.id, error = %e, "queued reading no longer applies after a block; dropped");
-                    dropped.push(q.seq);
+                    failed.push((q.seq, e));
                 }
             }
         } else {
@@ -114,15 +117,18 @@ impl Pool {
                     _ => Ok(()),
                 };
                 if let Err(e) = applied {
-                    tracing::info!(id = %q.id, error = %e, "queued item no longer applies after a block; dropped");
-                    dropped.push(q.seq);
+                    failed.push((q.seq, e));
                 }
             }
             queue.pending = pending;
         }
-        for seq in dropped {
-            queue.remove(seq);
+        for (seq, e) in failed {
+            if let Some(item) = queue.remove(seq) {
+                refused.push((item, e));
+            }
         }
-        queue.drop_stale_eth_txs();
+        refused.extend(queue.drop_stale_eth_txs());
+        drop(guard);
+        self.refuse(refused, height);
     }
 }

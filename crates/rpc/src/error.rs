@@ -77,7 +77,10 @@ pub fn item_status(e: &ItemError) -> StatusCode {
             StatusCode::PAYLOAD_TOO_LARGE
         }
         ItemError::State(
-            StateError::Replay { .. } | StateError::BadNonce { .. } | StateError::DeviceExists(_),
+            StateError::Replay { .. }
+            | StateError::GapClosed { .. }
+            | StateError::BadNonce { .. }
+            | StateError::DeviceExists(_),
         )
         | ItemError::Evm(E::NonceTooLow { .. }) => StatusCode::CONFLICT,
         ItemError::State(StateError::UnknownDevice(_)) => StatusCode::NOT_FOUND,
@@ -95,7 +98,10 @@ impl From<&PoolError> for ApiError {
     fn from(e: &PoolError) -> Self {
         let status = match e {
             PoolError::Item(i) => item_status(i),
-            PoolError::Overloaded { .. } | PoolError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PoolError::Overloaded { .. }
+            | PoolError::Storage(_)
+            | PoolError::Unreachable { .. }
+            | PoolError::NoPeers => StatusCode::SERVICE_UNAVAILABLE,
             PoolError::Known { .. } => StatusCode::CONFLICT,
         };
         Self::new(status, e.code(), e.to_string())

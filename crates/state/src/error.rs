@@ -19,8 +19,11 @@ pub enum StateError {
     /// The reading was signed with a key the device no longer uses.
     #[error("device {0} rotated its key: the reading is signed with a replaced key")]
     RotatedKey(DeviceAddress),
-    /// The reading's seq is not above the last accepted one.
-    #[error("reading seq {seq} of device {device} is not greater than last accepted {last}")]
+    /// The reading's seq is not above the last accepted one, and fills none of the device's
+    /// open gaps: it was accepted already.
+    #[error(
+        "reading seq {seq} of device {device} is not greater than last accepted {last} and fills none of its open gaps"
+    )]
     Replay {
         /// Device.
         device: DeviceAddress,
@@ -28,6 +31,20 @@ pub enum StateError {
         seq: u64,
         /// The last accepted seq.
         last: u64,
+    },
+    /// The reading's seq was in a gap the device record no longer keeps (more than
+    /// [`crate::MAX_OPEN_GAPS`] newer gaps opened since): it cannot be accepted any more.
+    #[error(
+        "reading seq {seq} of device {device} is at or below {through}, the end of the gaps its record no longer keeps (a replay, or a reading arriving after {max} newer gaps opened)",
+        max = crate::MAX_OPEN_GAPS
+    )]
+    GapClosed {
+        /// Device.
+        device: DeviceAddress,
+        /// The reading's seq.
+        seq: u64,
+        /// The end of the closed gaps.
+        through: u64,
     },
     /// The owner is not authorised by genesis to register devices.
     #[error("owner {0} is not authorised on this chain")]
@@ -72,6 +89,7 @@ impl StateError {
             Self::RevokedDevice(_) => "revoked_device",
             Self::RotatedKey(_) => "rotated_key",
             Self::Replay { .. } => "replayed_seq",
+            Self::GapClosed { .. } => "gap_closed",
             Self::UnauthorisedOwner(_) => "unauthorised_owner",
             Self::BadNonce { .. } => "bad_nonce",
             Self::DeviceExists(_) => "device_exists",

@@ -15,6 +15,7 @@ mod state;
 pub use account::Account;
 pub use error::{Result, StateError};
 pub use record::{
-    DeviceRecord, DeviceStatus, Hook, MAX_STREAMS, OwnerRecord, StreamHead, micro_units,
+    DeviceRecord, DeviceStatus, Gap, Hook, MAX_OPEN_GAPS, MAX_STREAMS, OwnerRecord, StreamHead,
+    micro_units,
 };
-pub use state::{AccountProof, AppliedReading, Gap, MAX_STREAM_NAME, State, StateRecords};
+pub use state::{AccountProof, AppliedReading, MAX_STREAM_NAME, State, StateRecords};

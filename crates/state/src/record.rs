@@ -45,15 +45,34 @@ pub struct DeviceRecord {
     pub last_reading_id: B256,
     /// Number of readings.
     pub reading_count: u64,
-    /// Number of gaps (a reading whose seq skipped values).
+    /// Number of gaps opened (a reading whose seq skipped values).
     pub gap_count: u64,
-    /// Total skipped seq values.
+    /// Seq values skipped and not filled since.
     pub missing_count: u64,
     /// The latest reading of each stream, by stream name (at most [`MAX_STREAMS`]).
     pub streams: Vec<StreamHead>,
     /// Contracts called when a block includes a reading of a stream, by stream name.
     pub hooks: Vec<Hook>,
+    /// Seq ranges the device skipped that a reading may still fill, oldest first; at most
+    /// [`MAX_OPEN_GAPS`] (opening one more closes the oldest).
+    pub open_gaps: Vec<Gap>,
+    /// Every seq at or below this was in a gap that was closed to make room for newer ones:
+    /// such a seq can no longer be accepted.
+    pub gaps_closed_through: Option<u64>,
 }
+
+/// A run of seq values a device skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    /// First missing seq.
+    pub from: u64,
+    /// Last missing seq (inclusive).
+    pub to: u64,
+}
+
+/// Most open gaps a device record keeps: a reading may fill any of them, in any order, from
+/// any node; opening one more closes the oldest.
+pub const MAX_OPEN_GAPS: usize = 64;
 
 /// Most streams whose latest reading a device record keeps; readings of further streams
 /// are accepted, and not tracked.
@@ -133,10 +152,23 @@ struct LabelRlp {
     value: String,
 }
 
+#[derive(RlpEncodable, RlpDecodable)]
+struct GapRlp {
+    from: u64,
+    to: u64,
+}
+
+#[derive(RlpEncodable, RlpDecodable)]
+struct GapsRlp {
+    open: Vec<GapRlp>,
+    has_closed: bool,
+    closed_through: u64,
+}
+
 /// RLP shape: `[address, owner, key, previous_keys, status, model, firmware_hash, labels,
 /// registered_at, has_seq, last_seq, last_ts, last_reading_id, reading_count, gap_count,
-/// missing_count, streams?, hooks?]`; the two trailing lists are left out while both are
-/// empty (so records written before they existed keep their encoding).
+/// missing_count, streams?, hooks?, gaps?]`; trailing lists are left out while they and all
+/// after them are empty (so records written before they existed keep their encoding).
 #[derive(RlpEncodable, RlpDecodable)]
 #[rlp(trailing)]
 struct DeviceRlp {
@@ -158,6 +190,7 @@ struct DeviceRlp {
     missing_count: u64,
     streams: Option<Vec<StreamRlp>>,
     hooks: Option<Vec<HookRlp>>,
+    gaps: Option<GapsRlp>,
 }
 
 fn key_rlp(k: &DevicePublicKey) -> KeyRlp {
@@ -175,6 +208,9 @@ fn key_from(k: KeyRlp) -> alloy_rlp::Result<DevicePublicKey> {
 impl DeviceRecord {
     /// RLP encoding (the trie leaf value).
     pub fn encode_rlp(&self) -> Vec<u8> {
+        let has_gaps = !self.open_gaps.is_empty() || self.gaps_closed_through.is_some();
+        let has_hooks = !self.hooks.is_empty() || has_gaps;
+        let has_streams = !self.streams.is_empty() || has_hooks;
         alloy_rlp::encode(DeviceRlp {
             address: Address::from(self.address.0),
             owner: self.owner,
@@ -202,7 +238,7 @@ impl DeviceRecord {
             reading_count: self.reading_count,
             gap_count: self.gap_count,
             missing_count: self.missing_count,
-            streams: (!self.streams.is_empty() || !self.hooks.is_empty()).then(|| {
+            streams: has_streams.then(|| {
                 self.streams
                     .iter()
                     .map(|h| StreamRlp {
@@ -215,7 +251,7 @@ impl DeviceRecord {
                     })
                     .collect()
             }),
-            hooks: (!self.hooks.is_empty()).then(|| {
+            hooks: has_hooks.then(|| {
                 self.hooks
                     .iter()
                     .map(|h| HookRlp {
@@ -225,6 +261,18 @@ impl DeviceRecord {
                         deposit: h.deposit,
                     })
                     .collect()
+            }),
+            gaps: has_gaps.then(|| GapsRlp {
+                open: self
+                    .open_gaps
+                    .iter()
+                    .map(|g| GapRlp {
+                        from: g.from,
+                        to: g.to,
+                    })
+                    .collect(),
+                has_closed: self.gaps_closed_through.is_some(),
+                closed_through: self.gaps_closed_through.unwrap_or(0),
             }),
         })
     }
@@ -279,6 +327,22 @@ impl DeviceRecord {
                     deposit: h.deposit,
                 })
                 .collect(),
+            open_gaps: r
+                .gaps
+                .as_ref()
+                .map(|g| {
+                    g.open
+                        .iter()
+                        .map(|g| Gap {
+                            from: g.from,
+                            to: g.to,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            gaps_closed_through: r
+                .gaps
+                .and_then(|g| g.has_closed.then_some(g.closed_through)),
         })
     }
 }

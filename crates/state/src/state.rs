@@ -8,8 +8,8 @@ use iotchain_block::{DeviceOp, Genesis, SignedTx};
 use iotchain_reading::DeviceAddress;
 
 use crate::{
-    Account, DeviceRecord, DeviceStatus, Hook, MAX_STREAMS, OwnerRecord, Result, StateError,
-    StreamHead,
+    Account, DeviceRecord, DeviceStatus, Gap, Hook, MAX_OPEN_GAPS, MAX_STREAMS, OwnerRecord,
+    Result, StateError, StreamHead,
     account::{code_hash, storage_key, storage_root},
 };
 
@@ -17,15 +17,6 @@ use crate::{
 const DEVICE_PREFIX: u8 = 0x01;
 /// Trie key prefix of owner records.
 const OWNER_PREFIX: u8 = 0x02;
-
-/// A run of seq values a device skipped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Gap {
-    /// First missing seq.
-    pub from: u64,
-    /// Last missing seq (inclusive).
-    pub to: u64,
-}
 
 /// Device, owner and account records, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,8 +54,10 @@ pub const MAX_STREAM_NAME: usize = 64;
 /// What applying a reading did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppliedReading {
-    /// The seq values skipped before this reading, if any.
+    /// The seq values skipped before this reading (a gap it opened), if any.
     pub gap: Option<Gap>,
+    /// The reading filled a seq of an open gap (it came after a later reading).
+    pub filled: bool,
 }
 
 /// Device registry, owners, reading heads and Ethereum accounts, with one Merkle Patricia
@@ -264,7 +257,8 @@ impl State {
     }
 
     /// Checks that a reading signed with key version `key_version` of `device` may be
-    /// accepted with `seq`.
+    /// accepted with `seq`: above the device's last accepted seq, or in one of its open gaps
+    /// (a reading that arrives after later ones, from any node, is accepted once).
     pub fn check_reading(&self, device: &DeviceAddress, key_version: u32, seq: u64) -> Result<()> {
         let record = self
             .devices
@@ -278,17 +272,31 @@ impl State {
         }
         if let Some(last) = record.last_seq
             && seq <= last
+            && !record
+                .open_gaps
+                .iter()
+                .any(|g| g.from <= seq && seq <= g.to)
         {
-            return Err(StateError::Replay {
-                device: *device,
-                seq,
-                last,
+            return Err(match record.gaps_closed_through {
+                Some(through) if seq <= through => StateError::GapClosed {
+                    device: *device,
+                    seq,
+                    through,
+                },
+                _ => StateError::Replay {
+                    device: *device,
+                    seq,
+                    last,
+                },
             });
         }
         Ok(())
     }
 
-    /// Checks and applies a reading: advances the device's `last_seq` and reading head.
+    /// Checks and applies a reading: a seq above the last advances the device's `last_seq`
+    /// and reading head (opening a gap when it skips seqs; seqs start at 0, so a first reading
+    /// above 0 opens one below it); a seq in an open gap fills it (the head, the latest by
+    /// seq, stays).
     pub fn apply_reading(
         &mut self,
         device: &DeviceAddress,
@@ -299,21 +307,58 @@ impl State {
     ) -> Result<AppliedReading> {
         self.check_reading(device, key_version, seq)?;
         let record = self.devices.get_mut(device).expect("checked above");
+        self.dirty_devices.insert(*device);
+        record.reading_count += 1;
+        if record.last_seq.is_some_and(|last| seq <= last) {
+            // In an open gap (checked above): split it around `seq`.
+            let i = record
+                .open_gaps
+                .iter()
+                .position(|g| g.from <= seq && seq <= g.to)
+                .expect("checked above");
+            let g = record.open_gaps.remove(i);
+            if seq < g.to {
+                record.open_gaps.insert(
+                    i,
+                    Gap {
+                        from: seq + 1,
+                        to: g.to,
+                    },
+                );
+            }
+            if seq > g.from {
+                record.open_gaps.insert(
+                    i,
+                    Gap {
+                        from: g.from,
+                        to: seq - 1,
+                    },
+                );
+            }
+            record.missing_count = record.missing_count.saturating_sub(1);
+            close_oldest_gaps(record);
+            return Ok(AppliedReading {
+                gap: None,
+                filled: true,
+            });
+        }
+        // Seqs start at 0: a first reading above 0 opens a gap below it too, so readings
+        // acknowledged elsewhere that arrive after it are still accepted.
         let expected = record.last_seq.map_or(0, |s| s + 1);
-        let gap = (seq > expected && record.last_seq.is_some()).then(|| Gap {
+        let gap = (seq > expected).then(|| Gap {
             from: expected,
             to: seq - 1,
         });
         if let Some(g) = gap {
             record.gap_count += 1;
             record.missing_count += g.to - g.from + 1;
+            record.open_gaps.push(g);
+            close_oldest_gaps(record);
         }
         record.last_seq = Some(seq);
         record.last_ts = ts;
         record.last_reading_id = id;
-        record.reading_count += 1;
-        self.dirty_devices.insert(*device);
-        Ok(AppliedReading { gap })
+        Ok(AppliedReading { gap, filled: false })
     }
 
     /// Records `head` as the latest reading of its stream on `device` (a registered device;
@@ -328,6 +373,8 @@ impl State {
             .streams
             .binary_search_by(|h| h.stream.as_str().cmp(head.stream))
         {
+            // The head is the latest reading by seq: one that fills an earlier gap leaves it.
+            Ok(i) if record.streams[i].seq > head.seq => return,
             Ok(i) => {
                 let h = &mut record.streams[i];
                 (h.seq, h.ts, h.id, h.value) = (head.seq, head.ts, head.id, head.value);
@@ -499,6 +546,8 @@ impl State {
                         missing_count: 0,
                         streams: vec![],
                         hooks: vec![],
+                        open_gaps: vec![],
+                        gaps_closed_through: None,
                     },
                 );
                 self.dirty_devices.insert(address);
@@ -695,6 +744,15 @@ impl State {
     }
 }
 
+/// Closes a record's oldest open gaps while it has more than [`MAX_OPEN_GAPS`]: their seqs
+/// can no longer be accepted.
+fn close_oldest_gaps(record: &mut DeviceRecord) {
+    while record.open_gaps.len() > MAX_OPEN_GAPS {
+        let g = record.open_gaps.remove(0);
+        record.gaps_closed_through = Some(record.gaps_closed_through.map_or(g.to, |c| c.max(g.to)));
+    }
+}
+
 /// The trie nodes on the path to `target` in the trie of `leaves` (sorted by key).
 fn proof_nodes(leaves: impl Iterator<Item = (B256, Vec<u8>)>, target: Nibbles) -> Vec<Bytes> {
     let mut hb = HashBuilder::default().with_proof_retainer(ProofRetainer::new(vec![target]));
@@ -785,7 +843,8 @@ mod tests {
             .apply_reading(&a, 0, 9, 12, B256::repeat_byte(2))
             .unwrap();
         assert_eq!(applied.gap, Some(Gap { from: 6, to: 8 }));
-        assert_eq!(state.device(&a).unwrap().missing_count, 3);
+        // The first reading, seq 5, opened 0..=4.
+        assert_eq!(state.device(&a).unwrap().missing_count, 5 + 3);
 
         let rotate = DeviceOp::Rotate {
             device: a,
@@ -837,5 +896,111 @@ mod tests {
             .collect();
         let mut rebuilt = State::from_records(decoded, owners);
         assert_eq!(rebuilt.root(), root);
+    }
+
+    fn registered() -> (State, DeviceAddress) {
+        let (mut state, owner, device) = setup();
+        register(&mut state, &owner, &device, 0).unwrap();
+        (state, device.address())
+    }
+
+    fn id(seq: u64) -> B256 {
+        B256::left_padding_from(&seq.to_be_bytes())
+    }
+
+    #[test]
+    fn a_late_reading_fills_its_gap_and_leaves_the_head() {
+        let (mut state, a) = registered();
+        for seq in [0, 4, 9] {
+            state.apply_reading(&a, 0, seq, seq, id(seq)).unwrap();
+        }
+        let record = state.device(&a).unwrap();
+        assert_eq!(
+            record.open_gaps,
+            vec![Gap { from: 1, to: 3 }, Gap { from: 5, to: 8 }]
+        );
+        assert_eq!((record.gap_count, record.missing_count), (2, 7));
+        // seq 6 splits 5..=8; seq 1 trims 1..=3; the head stays at 9.
+        let applied = state.apply_reading(&a, 0, 6, 6, id(6)).unwrap();
+        assert_eq!((applied.gap, applied.filled), (None, true));
+        state.apply_reading(&a, 0, 1, 1, id(1)).unwrap();
+        let record = state.device(&a).unwrap();
+        assert_eq!(
+            record.open_gaps,
+            vec![
+                Gap { from: 2, to: 3 },
+                Gap { from: 5, to: 5 },
+                Gap { from: 7, to: 8 }
+            ]
+        );
+        assert_eq!(record.missing_count, 5);
+        assert_eq!((record.last_seq, record.last_reading_id), (Some(9), id(9)));
+        assert_eq!(record.reading_count, 5);
+        // A filled seq, the head and a seq never skipped are replays.
+        for seq in [1, 6, 9, 0] {
+            assert_eq!(
+                state.check_reading(&a, 0, seq).unwrap_err().code(),
+                "replayed_seq",
+                "seq {seq}"
+            );
+        }
+        // The record, gaps and all, survives its encoding.
+        let record = state.device(&a).unwrap();
+        assert_eq!(
+            &DeviceRecord::decode_rlp(&record.encode_rlp()).unwrap(),
+            record
+        );
+    }
+
+    #[test]
+    fn opening_more_than_the_limit_closes_the_oldest_gaps() {
+        let (mut state, a) = registered();
+        state.apply_reading(&a, 0, 0, 0, id(0)).unwrap();
+        // Every even seq skips the odd one before it: gaps {1}, {3}, … one more than the limit.
+        let last = 2 * (MAX_OPEN_GAPS as u64 + 1);
+        for seq in (2..=last).step_by(2) {
+            state.apply_reading(&a, 0, seq, seq, id(seq)).unwrap();
+        }
+        let record = state.device(&a).unwrap();
+        assert_eq!(record.open_gaps.len(), MAX_OPEN_GAPS);
+        assert_eq!(record.open_gaps[0], Gap { from: 3, to: 3 });
+        assert_eq!(record.gaps_closed_through, Some(1));
+        let err = state.check_reading(&a, 0, 1).unwrap_err();
+        assert_eq!(err.code(), "gap_closed");
+        assert!(err.to_string().contains("seq 1"), "{err}");
+        state.apply_reading(&a, 0, 3, 3, id(3)).unwrap();
+        let record = state.device(&a).unwrap();
+        assert_eq!(record.open_gaps.len(), MAX_OPEN_GAPS - 1);
+        let decoded = DeviceRecord::decode_rlp(&record.encode_rlp()).unwrap();
+        assert_eq!(&decoded, record);
+    }
+
+    proptest::proptest! {
+        /// Whatever order a device's readings arrive in (they reach different nodes, blocks
+        /// commit in any order), each is accepted exactly once and the record ends as if
+        /// they had come in order.
+        #[test]
+        fn any_delivery_order_accepts_each_seq_once(
+            order in proptest::strategy::Strategy::prop_shuffle(
+                proptest::sample::subsequence((0..40u64).collect::<Vec<_>>(), 40),
+            ),
+            replays in proptest::collection::vec(0..40usize, 0..20),
+        ) {
+            let (mut state, a) = registered();
+            for (i, &seq) in order.iter().enumerate() {
+                state.apply_reading(&a, 0, seq, seq, id(seq)).unwrap();
+                for &r in &replays {
+                    let again = order[r % (i + 1)];
+                    proptest::prop_assert!(state.check_reading(&a, 0, again).is_err());
+                }
+            }
+            let record = state.device(&a).unwrap();
+            proptest::prop_assert_eq!(record.last_seq, Some(39));
+            proptest::prop_assert_eq!(record.last_reading_id, id(39));
+            proptest::prop_assert!(record.open_gaps.is_empty(), "{:?}", record.open_gaps);
+            proptest::prop_assert_eq!(record.missing_count, 0);
+            proptest::prop_assert_eq!(record.reading_count, 40);
+            proptest::prop_assert_eq!(record.gaps_closed_through, None);
+        }
     }
 }

@@ -5,8 +5,7 @@ use std::path::Path;
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use iotchain_block::{Block, FinalityCertificate, Header};
-use iotchain_reading::DeviceAddress;
-use iotchain_state::{Account, DeviceRecord, Gap, OwnerRecord, StateRecords};
+use iotchain_state::{Account, DeviceRecord, OwnerRecord, StateRecords};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::{Result, StorageError, index::HashIndex};
@@ -32,7 +31,6 @@ const LEGACY_READINGS: TableDefinition<'_, [u8; 32], [u8; 24]> = TableDefinition
 const TXS: TableDefinition<'_, [u8; 32], [u8; 12]> = TableDefinition::new("transactions");
 const DEVICES: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("devices");
 const OWNERS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("owners");
-const GAPS: TableDefinition<'_, [u8; 28], u64> = TableDefinition::new("gaps");
 /// Ethereum accounts: address → RLP `[nonce, balance, code_hash]`.
 const ACCOUNTS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("accounts");
 /// Contract storage: address ‖ slot → value (32 bytes, big-endian); zero values absent.
@@ -47,6 +45,9 @@ const RECEIPTS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("rec
 const BLOCK_RECEIPTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("block_receipts");
 /// Per block: the EIP-1559 base fee and the gas its Ethereum transactions used.
 const GAS: TableDefinition<'_, u64, [u8; 16]> = TableDefinition::new("block_gas");
+/// Items this node acknowledged that a final block refused for good: id → height (u64 BE) ‖
+/// code length (u8) ‖ code ‖ message.
+const REFUSED: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::new("refused");
 /// Blocks built or verified here and not yet final: header hash → height (u64 BE) ‖ the
 /// engine's record of the block. Recorded before this validator votes for the block, so that
 /// after a crash or a stop of every validator the blocks simplex can build on are still here.
@@ -135,8 +136,6 @@ pub struct BlockCommit<'a> {
     pub readings: &'a [([u8; 32], ReadingLocation)],
     /// Transaction hashes with their locations.
     pub txs: &'a [(B256, TxLocation)],
-    /// Seq gaps recorded in this block.
-    pub gaps: &'a [(DeviceAddress, Gap)],
     /// Changed device, owner and account records, storage slots and code.
     pub state: &'a StateRecords,
     /// Receipts of the block's Ethereum transactions and hook calls (and any other value the
@@ -148,6 +147,47 @@ pub struct BlockCommit<'a> {
     pub gas: BlockGas,
     /// The highest item-log seq this block consumed.
     pub log_done: u64,
+    /// Items this node acknowledged that final blocks refused for good (recorded with the
+    /// commit that lets the item log's mark pass them).
+    pub refused: &'a [RefusedItem],
+}
+
+/// An acknowledged item a final block refused, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedItem {
+    /// Reading id or transaction hash.
+    pub id: B256,
+    /// The height of the block after which it no longer applied.
+    pub height: u64,
+    /// The reason's stable code.
+    pub code: String,
+    /// The reason.
+    pub message: String,
+}
+
+impl RefusedItem {
+    fn encode(&self) -> Vec<u8> {
+        let code = &self.code.as_bytes()[..self.code.len().min(255)];
+        let mut v = self.height.to_be_bytes().to_vec();
+        v.push(code.len() as u8);
+        v.extend_from_slice(code);
+        v.extend_from_slice(self.message.as_bytes());
+        v
+    }
+
+    fn decode(id: B256, v: &[u8]) -> Result<Self> {
+        let bad = || StorageError::Corrupt(format!("refusal record of {id}"));
+        let height = u64::from_be_bytes(v.get(..8).ok_or_else(bad)?.try_into().expect("8 bytes"));
+        let n = *v.get(8).ok_or_else(bad)? as usize;
+        let code = v.get(9..9 + n).ok_or_else(bad)?;
+        let message = v.get(9 + n..).ok_or_else(bad)?;
+        Ok(Self {
+            id,
+            height,
+            code: String::from_utf8_lossy(code).into_owned(),
+            message: String::from_utf8_lossy(message).into_owned(),
+        })
+    }
 }
 
 /// A block's EIP-1559 figures.
@@ -214,8 +254,8 @@ impl ChainStore {
             w.open_table(TXS)?;
             w.open_table(DEVICES)?;
             w.open_table(OWNERS)?;
-            w.open_table(GAPS)?;
             w.open_table(PENDING_BLOCKS)?;
+            w.open_table(REFUSED)?;
             w.open_table(ACCOUNTS)?;
             w.open_table(STORAGE)?;
             w.open_table(CODE)?;
@@ -292,10 +332,6 @@ impl ChainStore {
             for (a, o) in &c.state.owners {
                 owners.insert(a.0.0, alloy_rlp::encode(o).as_slice())?;
             }
-            let mut gaps = w.open_table(GAPS)?;
-            for (device, gap) in c.gaps {
-                gaps.insert(gap_key(device, gap.from), gap.to)?;
-            }
             let mut accounts = w.open_table(ACCOUNTS)?;
             let mut storage = w.open_table(STORAGE)?;
             for a in &c.state.wiped {
@@ -348,6 +384,10 @@ impl ChainStore {
                     .and_then(|h| h.try_into().ok())
                     .is_some_and(|h| u64::from_be_bytes(h) > height)
             })?;
+            let mut refused = w.open_table(REFUSED)?;
+            for r in c.refused {
+                refused.insert(r.id.0, r.encode().as_slice())?;
+            }
             let mut meta = w.open_table(META)?;
             meta.insert(HEAD, height)?;
             meta.insert(DONE, c.log_done)?;
@@ -453,29 +493,19 @@ impl ChainStore {
         })
     }
 
+    /// The refusal of an item this node acknowledged, if a final block refused it.
+    pub fn refused(&self, id: &B256) -> Result<Option<RefusedItem>> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(REFUSED)?;
+        t.get(id.0)?
+            .map(|v| RefusedItem::decode(*id, v.value()))
+            .transpose()
+    }
+
     /// Where a final transaction is.
     pub fn transaction(&self, hash: &B256) -> Result<Option<TxLocation>> {
         let r = self.db.begin_read()?;
         tx_location(&r, hash)
-    }
-
-    /// A device's seq gaps, oldest first, at most `limit`.
-    pub fn gaps(&self, device: &DeviceAddress, limit: usize) -> Result<Vec<Gap>> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(GAPS)?;
-        let mut out = Vec::new();
-        for entry in t
-            .range(gap_key(device, 0)..=gap_key(device, u64::MAX))?
-            .take(limit)
-        {
-            let (k, v) = entry?;
-            let from = u64::from_be_bytes(k.value()[20..].try_into().expect("8 bytes"));
-            out.push(Gap {
-                from,
-                to: v.value(),
-            });
-        }
-        Ok(out)
     }
 
     /// Every stored device and owner record (to rebuild the state on start).
@@ -580,13 +610,6 @@ impl ChainStore {
     }
 }
 
-fn gap_key(device: &DeviceAddress, from: u64) -> [u8; 28] {
-    let mut k = [0u8; 28];
-    k[..20].copy_from_slice(&device.0);
-    k[20..].copy_from_slice(&from.to_be_bytes());
-    k
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -640,12 +663,12 @@ mod tests {
                 certificate: &cert,
                 readings: &[],
                 txs,
-                gaps: &[],
                 state: &StateRecords::default(),
                 receipts,
                 hook_calls: hooks,
                 gas: BlockGas::default(),
                 log_done: 0,
+                refused: &[],
             })
             .unwrap();
     }
@@ -684,12 +707,12 @@ mod tests {
                 certificate: &cert,
                 readings: &[(new_reading, new_loc)],
                 txs: &[(B256::repeat_byte(4), TxLocation { height: 2, item: 1 })],
-                gaps: &[],
                 state: &StateRecords::default(),
                 receipts: &[],
                 hook_calls: &[],
                 gas: BlockGas::default(),
                 log_done: 0,
+                refused: &[],
             })
             .unwrap();
         assert_eq!(store.reading(&old_reading).unwrap(), Some(loc));

@@ -14,6 +14,8 @@ mod index;
 mod log;
 mod receipts;
 
-pub use chain::{BlockCommit, BlockGas, ChainStore, ReadingLocation, TxLocation, delay_ms};
+pub use chain::{
+    BlockCommit, BlockGas, ChainStore, ReadingLocation, RefusedItem, TxLocation, delay_ms,
+};
 pub use error::{Result, StorageError};
 pub use log::{ItemKind, ItemLog, LogItem};

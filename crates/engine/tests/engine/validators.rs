@@ -13,7 +13,7 @@ use iotchain_block::{Block, BlockItem, DeviceOp, FinalityCertificate, ProofError
 use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey};
 use iotchain_engine::testing::run;
 use iotchain_execution::{ItemError, VerifyError};
-use iotchain_state::StateError;
+use iotchain_state::{Gap, StateError};
 
 use crate::pair::{Pair, pair};
 
@@ -210,7 +210,7 @@ fn a_reading_held_by_two_validators_is_included_once() {
 }
 
 #[test]
-fn a_reading_that_skips_seqs_held_elsewhere_waits_for_them() {
+fn readings_held_elsewhere_fill_the_gap_a_later_seq_opened() {
     run(|context| async move {
         let net = setup(&context).await;
         net.a.submit_readings(vec![reading(&net, 0)]).await[0]
@@ -228,20 +228,29 @@ fn a_reading_that_skips_seqs_held_elsewhere_waits_for_them() {
         net.b.submit_readings(vec![reading(&net, 3)]).await[0]
             .clone()
             .unwrap();
-        // Were `b` to propose seq 3 now, seqs 1 and 2 (acknowledged by `a`) would become replays.
-        assert_eq!(net.b.propose_now(net.b.head().hash, false).unwrap(), None);
-        let empty = net.b.propose_now(net.b.head().hash, true).unwrap().unwrap();
-        assert_eq!(empty.reading_count, 0);
-        // Once `a`'s block has them, seq 3 follows without a gap.
-        let block = net.round(3);
-        assert_eq!(block.header.reading_count, 2);
-        let header = net
-            .b
-            .propose_now(net.b.head().hash, false)
-            .unwrap()
-            .unwrap();
-        let block = net.b.pending_block(&header.hash()).unwrap();
+        // `b` proposes seq 3 at once: the chain opens a gap for 1..=2 instead of waiting.
+        let block = net.round_by(&net.b, &net.a, 3);
         assert_eq!(block.items, vec![BlockItem::Reading(reading(&net, 3))]);
+        let address = net.device.public_key().address();
+        let record = net.a.device(&address).unwrap();
+        assert_eq!(record.last_seq, Some(3));
+        assert_eq!(record.open_gaps, vec![Gap { from: 1, to: 2 }]);
+        assert_eq!(record.missing_count, 2);
+        // `a`'s next block fills the gap with the readings it acknowledged: nothing is lost
+        // and the head stays at seq 3.
+        let block = net.round(4);
+        assert_eq!(block.header.reading_count, 2);
+        for engine in [&net.a, &net.b] {
+            let record = engine.device(&address).unwrap();
+            assert_eq!(record.last_seq, Some(3));
+            assert!(record.open_gaps.is_empty(), "{:?}", record.open_gaps);
+            assert_eq!(record.missing_count, 0);
+            assert_eq!(record.reading_count, 4);
+            assert_eq!(engine.pending_counts(), (0, 0));
+        }
+        // A seq already in the chain is a replay wherever it arrives.
+        let again = net.b.submit_readings(vec![reading(&net, 1)]).await;
+        assert!(again[0].is_err(), "{:?}", again[0]);
     })
 }
 

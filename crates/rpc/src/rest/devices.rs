@@ -33,6 +33,8 @@ fn device_json(d: &DeviceRecord) -> Value {
         "reading_count": d.reading_count,
         "gap_count": d.gap_count,
         "missing_count": d.missing_count,
+        "gaps": d.open_gaps,
+        "gaps_closed_through": d.gaps_closed_through,
     })
 }
 
@@ -49,7 +51,6 @@ pub(super) async fn get_device<N: NodeApi>(
     out["pending_last_seq"] = json!(node.with_state(StateAt::Pending, |s| {
         s.device(&address).and_then(|d| d.last_seq)
     }));
-    out["gaps"] = json!(node.gaps(&address, 100)?);
     Ok(Json(out))
 }
 

@@ -29,7 +29,7 @@ pub(super) async fn get_reading<N: NodeApi>(
     wait_final(node, q.wait_ms, || {
         Ok(matches!(
             node.reading_status(&id)?,
-            Some(ReadingStatus::Final { .. }) | None
+            Some(ReadingStatus::Final { .. } | ReadingStatus::Refused(_)) | None
         ))
     })
     .await?;
@@ -39,6 +39,7 @@ pub(super) async fn get_reading<N: NodeApi>(
             "id": id, "status": "pending", "arrival_ms": arrival_ms, "ts": ts,
             "delay_ms": iotchain_storage::delay_ms(arrival_ms, ts),
         }))),
+        Some(ReadingStatus::Refused(r)) => Ok(Json(refused_json(&r))),
         Some(ReadingStatus::Final {
             location,
             block_time_ms,
@@ -53,6 +54,16 @@ pub(super) async fn get_reading<N: NodeApi>(
             "block_time_ms": block_time_ms,
         }))),
     }
+}
+
+/// An acknowledged item a final block refused for good.
+fn refused_json(r: &iotchain_api::Refused) -> Value {
+    json!({
+        "id": r.id,
+        "status": "refused",
+        "height": r.height,
+        "error": {"code": r.code, "message": r.message},
+    })
 }
 
 pub(super) async fn get_proof<N: NodeApi>(
@@ -81,6 +92,14 @@ pub(super) async fn get_transaction<N: NodeApi>(
             json!({"hash": hash, "status": "final", "height": loc.height}),
         )),
         TxStatus::Pending => Ok(Json(json!({"hash": hash, "status": "pending"}))),
+        TxStatus::Refused(r) => {
+            let mut j = refused_json(&r);
+            if let Some(o) = j.as_object_mut() {
+                o.remove("id");
+                o.insert("hash".into(), json!(hash));
+            }
+            Ok(Json(j))
+        }
         TxStatus::Unknown => Err(ApiError::not_found(format!(
             "transaction {hash} is unknown"
         ))),

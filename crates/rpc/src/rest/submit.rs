@@ -22,8 +22,62 @@ use crate::{ApiError, NodeApi, Shared};
 #[derive(Serialize)]
 #[serde(untagged)]
 enum ItemJson<'a> {
-    Accepted { id: &'a B256, status: &'static str },
-    Rejected { status: u16, error: ErrorJson<'a> },
+    Accepted {
+        id: &'a B256,
+        status: &'static str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
+    },
+    Rejected {
+        status: u16,
+        error: ErrorJson<'a>,
+    },
+}
+
+/// One reading's outcome as the client sees it: accepted (`duplicate` when this node held
+/// the very same bytes already, pending or final: a resend is acknowledged again, not
+/// refused), or refused.
+enum Answer {
+    Accepted {
+        id: B256,
+        status: &'static str,
+        duplicate: bool,
+    },
+    Refused(iotchain_api::PoolError),
+}
+
+/// The answers to submitted readings: a refusal of something held already is a duplicate.
+fn answers<N: NodeApi>(node: &N, items: &[Item], results: Vec<Submitted>) -> Vec<Answer> {
+    items
+        .iter()
+        .zip(results)
+        .map(|(item, r)| match r {
+            Ok(id) => Answer::Accepted {
+                id,
+                status: "pending",
+                duplicate: false,
+            },
+            Err(e) => {
+                let Item::Reading(bytes) = item else {
+                    return Answer::Refused(e);
+                };
+                let id = B256::from(iotchain_reading::reading_id(bytes));
+                match iotchain_api::held_already(node, &id, &e) {
+                    Some(iotchain_api::ReadingStatus::Final { .. }) => Answer::Accepted {
+                        id,
+                        status: "final",
+                        duplicate: true,
+                    },
+                    Some(_) => Answer::Accepted {
+                        id,
+                        status: "pending",
+                        duplicate: true,
+                    },
+                    None => Answer::Refused(e),
+                }
+            }
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -61,16 +115,21 @@ pub(super) async fn post_readings<N: NodeApi>(
         .unwrap_or_default();
     match content_type.as_str() {
         "application/cose" => {
-            let mut results = node
-                .submit(vec![Item::Reading(Bytes::from(body))], origin(&headers))
-                .await;
-            match results.pop() {
-                Some(Ok(id)) => Ok((
-                    StatusCode::ACCEPTED,
-                    Json(json!({"id": id, "status": "pending"})),
-                )
-                    .into_response()),
-                Some(Err(e)) => Err(ApiError::from(e)),
+            let items = vec![Item::Reading(Bytes::from(body))];
+            let results = node.submit(items.clone(), origin(&headers)).await;
+            match answers(node, &items, results).pop() {
+                Some(Answer::Accepted {
+                    id,
+                    status,
+                    duplicate,
+                }) => {
+                    let mut answer = json!({"id": id, "status": status});
+                    if duplicate {
+                        answer["duplicate"] = true.into();
+                    }
+                    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+                }
+                Some(Answer::Refused(e)) => Err(ApiError::from(e)),
                 None => Err(ApiError::storage()),
             }
         }
@@ -82,8 +141,8 @@ pub(super) async fn post_readings<N: NodeApi>(
                 .into_iter()
                 .map(|m| Item::Reading(body.slice_ref(m)))
                 .collect();
-            let results = node.submit(items, origin(&headers)).await;
-            Ok(batch_response(&results))
+            let results = node.submit(items.clone(), origin(&headers)).await;
+            Ok(batch_response(&answers(node, &items, results)))
         }
         other => Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -97,33 +156,44 @@ pub(super) async fn post_readings<N: NodeApi>(
 
 /// The answer to a batch: 202 with a result per reading when any was accepted, otherwise
 /// the first refusal's status and code.
-fn batch_response(results: &[Submitted]) -> Response {
-    let errors: Vec<Option<ApiError>> = results
+fn batch_response(answers: &[Answer]) -> Response {
+    let errors: Vec<Option<ApiError>> = answers
         .iter()
-        .map(|r| r.as_ref().err().map(ApiError::from))
+        .map(|a| match a {
+            Answer::Refused(e) => Some(ApiError::from(e)),
+            Answer::Accepted { .. } => None,
+        })
         .collect();
-    let items: Vec<ItemJson<'_>> = results
+    let items: Vec<ItemJson<'_>> = answers
         .iter()
         .zip(&errors)
-        .map(|(r, e)| match (r, e) {
-            (Ok(id), _) => ItemJson::Accepted {
+        .map(|(a, e)| match (a, e) {
+            (
+                Answer::Accepted {
+                    id,
+                    status,
+                    duplicate,
+                },
+                _,
+            ) => ItemJson::Accepted {
                 id,
-                status: "pending",
+                status,
+                duplicate: *duplicate,
             },
-            (Err(_), Some(e)) => ItemJson::Rejected {
+            (Answer::Refused(_), Some(e)) => ItemJson::Rejected {
                 status: e.status.as_u16(),
                 error: ErrorJson {
                     code: e.code,
                     message: &e.message,
                 },
             },
-            (Err(_), None) => unreachable!("every refusal has its error"),
+            (Answer::Refused(_), None) => unreachable!("every refusal has its error"),
         })
         .collect();
-    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let accepted = errors.iter().filter(|e| e.is_none()).count();
     let mut out = BatchJson {
         accepted,
-        rejected: results.len() - accepted,
+        rejected: answers.len() - accepted,
         results: items,
         error: None,
     };
