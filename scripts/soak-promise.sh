@@ -25,6 +25,7 @@ done
 cargo build --quiet --bin iotchain
 out=target/soak-promise
 mkdir -p "$out"
+rm -f "$out"/iteration-*.log
 burners=()
 cleanup() { for p in "${burners[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -48,7 +49,9 @@ for i in $(seq "$iterations"); do
     failed=$((failed + 1))
   fi
   echo "[$i/$iterations] $verdict in $(( $(date +%s) - started )) s"
-  grep -E "^(leaders|restarts):" "$log" | sed 's/^/    /' || true
+  grep -oE "(leaders|restarts): acknowledged .*" "$log" | sed 's/^/    /' || true
 done
 echo "$((iterations - failed)) of $iterations iterations passed"
+grep -ohE "(leaders|restarts): acknowledged [0-9]+, lost [0-9]+" "$out"/iteration-*.log |
+  awk '{n[$1]++; a[$1] += $3; l[$1] += $5} END {for (k in n) printf "%s %d runs: acknowledged %d, lost %d\n", k, n[k], a[k], l[k]}' || true
 [ "$failed" = 0 ]

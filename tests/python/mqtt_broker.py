@@ -140,6 +140,16 @@ class AckClient:
     def publish(self, topic: str, payload: bytes):
         """Publishes with QoS 1 and waits for the broker's PUBACK."""
         info = self.client.publish(topic, payload, qos=1)
+        if info.rc == mqtt.MQTT_ERR_NO_CONN:
+            # The connection dropped (a broker restart): paho keeps a QoS 1 message and sends
+            # it on reconnection, but its wait_for_publish raises at once for this rc; wait
+            # for the PUBACK the way it would.
+            deadline = time.monotonic() + 30
+            with info._condition:
+                while not info._published and time.monotonic() < deadline:
+                    info._condition.wait(0.5)
+            assert info._published, f"broker did not acknowledge a publish on {topic}"
+            return
         info.wait_for_publish(timeout=30)
         assert info.is_published(), f"broker did not acknowledge a publish on {topic}"
 

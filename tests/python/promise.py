@@ -16,7 +16,6 @@ to the next node; a reading acknowledged by two nodes is still final once.
 import argparse
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -64,6 +63,14 @@ class NetNode(Node):
             raise AssertionError(f"{self.name} exited before serving; see {self.log_path}")
         threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
         return self
+
+    @property
+    def genesis(self) -> Path:
+        return self.dir / "genesis.json"
+
+    @property
+    def owner_key(self) -> Path:
+        return self.dir / "owner.key"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -130,10 +137,18 @@ class Testnet:
 
     def register(self, device: Device) -> Device:
         # helpers.register takes a node with .url and .owner_key.
+        via = self.any_live_validator()
+
         class Via:
-            url = self.any_live_validator().url
+            url = via.url
             owner_key = self.owner_key
-        return register(Via, device)
+        register(Via, device)
+        # Known on every running node before the device sends anywhere.
+        height = via.height()
+        for n in self.nodes:
+            if n.alive():
+                n.wait_height(height)
+        return device
 
     def leaders_after(self, view: int, count: int) -> list[int]:
         """The validators that lead the `count` views after `view`, from the proposers and

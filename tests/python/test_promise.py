@@ -11,6 +11,9 @@
   holds and delivers the reading after its restart.
 - A device's readings delivered in reverse, shuffled and with a real replay mixed in, each
   to another node: all final once, the replay refused.
+- Two MQTT gateways (each validator bridged to its own Mosquitto) both acknowledge one of two
+  readings with one seq while there is no quorum: one gets its final ack, the other a refused
+  ack with the reason, and HTTP says the same.
 
 The scenarios live in promise.py, which also runs them in a loop (scripts/soak-promise.sh).
 """
@@ -18,6 +21,7 @@ The scenarios live in promise.py, which also runs them in a loop (scripts/soak-p
 import random
 
 from cose_device import Device, cbor_array, reading_id
+from mqtt_broker import AckClient, Broker
 from promise import RESUME_LIMIT_S, SCENARIOS, Testnet, post
 
 
@@ -138,4 +142,54 @@ def test_out_of_order_across_gateways_all_final_once_and_the_replay_refused(tmp_
                     (24, 23, [], 0), (n.name, info)
     finally:
         failures = net.stop()
+    assert not failures, failures
+
+
+def test_two_mqtt_gateways_one_seq_one_final_ack_and_one_refused_ack(tmp_path):
+    net = Testnet(tmp_path / "net")
+    brokers = [Broker(tmp_path / f"mosquitto-{i}").start() for i in range(2)]
+    clients = []
+    try:
+        for i, b in enumerate(brokers):
+            config = net.validators[i].config
+            # The two gateways do not relay to each other (only to validators 2 and 3), so
+            # each acknowledges its own reading whatever the timing.
+            other = net.validators[1 - i].url
+            text = config.read_text().replace(f'"{other}", ', "").replace(f', "{other}"', "")
+            config.write_text(text + f'\n[mqtt]\nurl = "{b.url}"\nclient_id = "iotchain-gateway-{i}"\n')
+        marks = [b.mark() for b in brokers]
+        net.start()
+        for i, b in enumerate(brokers):
+            b.wait_line(f"iotchain-gateway-{i}", "iotchain/+/readings", after=marks[i])
+        clients = [AckClient(b, f"device-side-{i}").start() for i, b in enumerate(brokers)]
+        d = net.register(Device("ed25519"))
+        # No quorum: each gateway acknowledges its own reading of seq 3.
+        for v in net.validators[2:]:
+            v.kill()
+        first, second = d.sign(seq=3, data=1.0), d.sign(seq=3, data=2.0)
+        topic = f"iotchain/{d.address}/readings"
+        for c, m in zip(clients, (first, second)):
+            c.publish(topic, m)
+            c.result_for(reading_id(m), "accepted", timeout=60)
+        for v in net.validators[2:]:
+            v.start()
+        outcomes = {}
+        for c, m in zip(clients, (first, second)):
+            rid = reading_id(m)
+            c.wait(lambda: any(r.get("id") == rid and r["status"] in ("final", "refused")
+                               for r in c.results()), f"the final or refused ack of {rid}", timeout=60)
+            outcomes[rid] = next(r for r in c.results() if r.get("id") == rid and r["status"] in ("final", "refused"))
+        assert sorted(r["status"] for r in outcomes.values()) == ["final", "refused"], outcomes
+        loser = next(r for r in outcomes.values() if r["status"] == "refused")
+        assert loser["error"]["code"] == "replayed_seq", loser
+        # The acknowledging node's HTTP API says the same, never 404.
+        for i, m in enumerate((first, second)):
+            s = net.validators[i].status_of(reading_id(m))
+            assert s["status"] == outcomes[reading_id(m)]["status"], s
+    finally:
+        for c in clients:
+            c.close()
+        failures = net.stop()
+        for b in brokers:
+            b.stop()
     assert not failures, failures

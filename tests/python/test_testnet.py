@@ -7,67 +7,19 @@ verify against the genesis.
 """
 
 import json
-import signal
-import subprocess
 import threading
-import time
-from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Node, cli, free_ports
-from cose_device import cbor_array
+from conftest import cli, free_ports
+from cose_device import Device, cbor_array
 from helpers import register
-from cose_device import Device
+from promise import NetNode as TestnetNode
 
 
 def free_base_port() -> int:
     """A base port whose HTTP (base+i) and p2p (base+100+i) ports are all free."""
     return free_ports([i for i in range(5)] + [100 + i for i in range(5)])
-
-
-class TestnetNode(Node):
-    __test__ = False
-
-    """One `iotchain node --config` process of a testnet."""
-
-    def __init__(self, testnet_dir: Path, name: str, port: int):
-        super().__init__(testnet_dir / name / "data", port)
-        self.dir = testnet_dir
-        self.name = name
-        self.config = testnet_dir / name / "node.toml"
-
-    def start(self):
-        log = open(self.dir / self.name / "test.log", "a")
-        self.proc = subprocess.Popen([BIN, "node", "--config", str(self.config)],
-                                     stdout=subprocess.PIPE, stderr=log, text=True)
-        for line in self.proc.stdout:
-            if "serving" in line:
-                break
-        else:
-            raise AssertionError(f"{self.name} exited before serving; see {self.dir / self.name / 'test.log'}")
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
-        return self
-
-    @property
-    def genesis(self) -> Path:
-        return self.dir / "genesis.json"
-
-    @property
-    def owner_key(self) -> Path:
-        return self.dir / "owner.key"
-
-    def height(self) -> int:
-        return self.get("/v1/status")[1]["height"]
-
-    def wait_height(self, height: int, timeout=60):
-        """Waits for a block through the node's own long poll (GET /v1/sync?wait_ms)."""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.height() >= height:
-                return
-            self.get(f"/v1/sync/{height}?wait_ms=2000&max=1")
-        raise AssertionError(f"{self.name} did not reach height {height} (at {self.height()})")
 
 
 @pytest.fixture(scope="module")

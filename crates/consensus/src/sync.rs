@@ -111,8 +111,11 @@ pub async fn run<E: Runtime, A: BlockEngine + Clone>(
                         if block.header.height <= c.head().height {
                             return Ok(None); // committed meanwhile through consensus
                         }
-                        c.import_final(block, b.certificate, now)
-                            .map_err(|e| e.to_string())
+                        match c.import_final(block, b.certificate, now) {
+                            // Consensus committed it between the check and the import.
+                            Err(iotchain_api::EngineError::AlreadyFinal(_)) => Ok(None),
+                            r => r.map_err(|e| e.to_string()),
+                        }
                     })
                     .await;
                     match r {

@@ -106,6 +106,12 @@ impl Engine {
         None
     }
 
+    /// Whether `hash` was committed while its record was being read (a finalization racing
+    /// a lookup): then it is not in the tree, and that is no fault of the record.
+    fn final_meanwhile(&self, hash: &B256) -> bool {
+        self.inner.store.height_of(hash).ok().flatten().is_some()
+    }
+
     /// Puts a block recorded before a restart back into the tree by executing it again on
     /// its parent (restoring the parent first if it is a recorded block too). A record that
     /// no longer executes is forgotten (block sync brings the chain on).
@@ -116,6 +122,7 @@ impl Engine {
         let record = self.inner.store.pending_block(hash).ok().flatten()?;
         let block = match self.block_of_record(&record) {
             Ok(block) => block,
+            Err(_) if self.final_meanwhile(hash) => return None,
             Err(e) => {
                 tracing::warn!(%hash, error = %e, "a block recorded before the restart cannot be rebuilt; forgotten");
                 let _ = self.inner.store.remove_pending_block(hash);
@@ -133,6 +140,7 @@ impl Engine {
                 tracing::info!(%hash, "restored a recorded block");
                 Some(())
             }
+            Err(_) if self.final_meanwhile(hash) => None,
             Err(e) => {
                 tracing::warn!(%hash, error = %e, "a block recorded before the restart does not execute; forgotten");
                 let _ = self.inner.store.remove_pending_block(hash);

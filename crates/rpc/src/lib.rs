@@ -17,6 +17,74 @@ mod error;
 pub mod eth;
 mod rest;
 
+/// The Ethereum JSON-RPC parameter parsers, for the fuzz targets (`fuzz/`): thin wrappers
+/// that turn the crate's error objects into their code and message. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use alloy_primitives::{Address, B256, Bytes, U256};
+    use iotchain_evm::CallRequest;
+    use serde_json::Value;
+
+    use crate::eth::params;
+
+    /// A JSON-RPC error: its code and message.
+    pub type Error = (i32, String);
+
+    fn err(e: params::RpcError) -> Error {
+        (e.code(), e.message().to_string())
+    }
+
+    /// Positional parameters as a method sees them (`raw`: the request's `params` JSON).
+    pub fn params(raw: Option<&str>) -> Result<Vec<Value>, Error> {
+        let p = jsonrpsee::types::Params::new(raw);
+        params::Params::of(&p).map(|p| p.0).map_err(err)
+    }
+
+    /// A 256-bit hex quantity.
+    pub fn parse_u256(v: &Value) -> Result<U256, Error> {
+        params::parse_u256(v).map_err(err)
+    }
+
+    /// A 64-bit hex quantity.
+    pub fn parse_u64(v: &Value) -> Result<u64, Error> {
+        params::parse_u64(v).map_err(err)
+    }
+
+    /// 0x-prefixed hex data.
+    pub fn parse_bytes(v: &Value) -> Result<Bytes, Error> {
+        params::parse_bytes(v).map_err(err)
+    }
+
+    /// A call object (`eth_call`, `eth_estimateGas`).
+    pub fn call_request(v: &Value) -> Result<CallRequest, Error> {
+        params::call_request(v).map_err(err)
+    }
+
+    /// A block parameter, in its `Debug` form (`Latest`, `Number(5)`, `Hash(0x…)`, …).
+    pub fn block_id(v: Option<&Value>) -> Result<String, Error> {
+        params::block_id(v).map(|b| format!("{b:?}")).map_err(err)
+    }
+
+    /// A log filter's addresses and topics (`eth_getLogs`, `logs` subscriptions).
+    pub fn log_filter(
+        o: &serde_json::Map<String, Value>,
+    ) -> Result<(Vec<Address>, Vec<Vec<B256>>), Error> {
+        params::LogMatch::parse(o)
+            .map(|m| (m.addresses, m.topics))
+            .map_err(err)
+    }
+
+    /// Whether a log filter accepts a log.
+    pub fn log_filter_matches(
+        o: &serde_json::Map<String, Value>,
+        log: &alloy_primitives::Log,
+    ) -> Result<bool, Error> {
+        params::LogMatch::parse(o)
+            .map(|m| m.matches(log))
+            .map_err(err)
+    }
+}
+
 use std::sync::{Arc, atomic::AtomicU32};
 
 use alloy_primitives::B256;

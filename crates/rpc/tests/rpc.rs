@@ -181,9 +181,15 @@ fn readings_are_taken_and_refused_with_documented_errors() {
         assert_eq!(s, StatusCode::ACCEPTED, "{body}");
         let id = body["id"].as_str().unwrap().to_string();
         assert_eq!(body["status"], "pending");
-        // The same again: a replay.
+        // The same message again: a retry, acknowledged as the one already held.
+        let (s, again) = api.post("/v1/readings", "application/cose", m).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{again}");
+        assert_eq!(again["id"], body["id"]);
+        assert_eq!(again["duplicate"], true);
+        // A different reading under a seq already taken: a replay.
+        let other = api.device.sign_reading(0, 1, None, &[0x02]);
         assert_eq!(
-            code(&api.post("/v1/readings", "application/cose", m).await),
+            code(&api.post("/v1/readings", "application/cose", other).await),
             (409, "replayed_seq")
         );
         // Malformed, forged, the wrong media type, too large.

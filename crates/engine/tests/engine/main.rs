@@ -1,9 +1,10 @@
 //! Integration tests of the engine: restarts (the chain resumes where it stopped, items
 //! accepted but not yet in a block come back from the log, recorded blocks are restored,
 //! another chain's data is refused), backpressure and proofs; two validators exchanging
-//! blocks; the contract lane through blocks.
+//! blocks; the contract lane through blocks; a follower's promise.
 
 mod eth;
+mod follower;
 mod pair;
 mod restart;
 mod validators;
