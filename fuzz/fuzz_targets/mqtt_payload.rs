@@ -70,7 +70,7 @@ libfuzzer_sys::fuzz_target!(init: iotchain_fuzz::init("mqtt_payload"), |data: &[
         Ok(Payload::Batch(ms)) => {
             assert!(!ms.is_empty() && ms.len() <= max_batch, "{} of {max_batch}", ms.len());
             // The messages are consecutive slices of the payload, after the array head.
-            let total: usize = ms.iter().map(Bytes::len).sum();
+            let total: usize = ms.iter().map(|m| m.len()).sum();
             let head = payload.len() - total;
             assert!((1..=9).contains(&head), "a head of {head} bytes");
             assert_eq!(ms.concat(), payload[head..].to_vec());

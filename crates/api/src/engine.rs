@@ -111,6 +111,10 @@ pub trait BlockEngine: ChainQuery {
     /// Whether items wait for a block (a proposer with nothing to include waits a little).
     fn has_pending_items(&self) -> bool;
 
+    /// Records that a critical consensus task stopped (it must not end while the node
+    /// runs): the node then takes no more writes and its binary exits non-zero.
+    fn task_stopped(&self, task: &'static str, code: &'static str, message: String);
+
     /// Builds a block on `parent` at `timestamp_ms` (the runtime's clock) from the pool's
     /// oldest durable items, records it durably and keeps it until it is finalized or
     /// superseded. With `allow_empty` false, `None` when nothing waits.

@@ -14,12 +14,14 @@
 //! runtime the node runs on.
 
 mod engine;
+mod health;
 mod metrics;
 mod pool;
 mod query;
 mod runtime;
 
 pub use engine::{BlockEngine, Committed, ConsensusStats, EngineError};
+pub use health::{Failure, Health};
 pub use metrics::{CodeLabel, MetricsRegistry, NodeMetrics, registry};
 pub use pool::{Item, ItemPool, Origin, PoolError, Submitted};
 pub use query::{

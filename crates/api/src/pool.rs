@@ -66,6 +66,10 @@ pub enum PoolError {
     /// ever be final.
     #[error("this node is not a validator and has no peers configured; send to a validator")]
     NoPeers,
+    /// A critical task of the node stopped: it takes nothing it could not finalize, and is
+    /// exiting so that its supervisor restarts it.
+    #[error("{}: {}; the node is restarting, retry shortly", .0.task, .0.message)]
+    Failed(crate::Failure),
 }
 
 impl PoolError {
@@ -78,6 +82,7 @@ impl PoolError {
             Self::Storage(_) => "storage_unavailable",
             Self::Unreachable { .. } => "validators_unreachable",
             Self::NoPeers => "no_peers",
+            Self::Failed(f) => f.code,
         }
     }
 
@@ -85,7 +90,11 @@ impl PoolError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Overloaded { .. } | Self::Storage(_) | Self::Unreachable { .. } | Self::NoPeers
+            Self::Overloaded { .. }
+                | Self::Storage(_)
+                | Self::Unreachable { .. }
+                | Self::NoPeers
+                | Self::Failed(_)
         )
     }
 }
@@ -128,4 +137,12 @@ pub trait ItemPool: Send + Sync + 'static {
 
     /// Acknowledged items refused for good by final blocks, as it happens.
     fn subscribe_refused(&self) -> tokio::sync::broadcast::Receiver<crate::Refused>;
+
+    /// The node's health record: critical tasks report their death to it.
+    fn health(&self) -> &crate::Health;
+
+    /// Why the node would refuse a client's write now, if it would: a failed critical task,
+    /// a failed item log, a follower that cannot hand items on, a full pool. `None` when it
+    /// takes writes (what `GET /v1/health` reports as ready).
+    fn not_ready(&self) -> Option<PoolError>;
 }

@@ -158,7 +158,9 @@ pub trait ChainQuery: Send + Sync + 'static {
     /// The proof bundle of a final reading.
     fn proof(&self, id: &B256) -> QueryResult<ProofBundle>;
 
-    /// Runs `f` on the committed or pending state.
+    /// Runs `f` on a snapshot of the committed or pending state. The snapshot is taken in
+    /// O(1) (the state's maps are structurally shared) and no lock is held while `f` runs,
+    /// so a long call or proof never stalls admission, block building or commits.
     fn with_state<R>(&self, at: StateAt, f: impl FnOnce(&State) -> R) -> R;
     /// A device's record in the committed state.
     fn device(&self, address: &DeviceAddress) -> Option<DeviceRecord> {

@@ -275,35 +275,46 @@ impl SignedTx {
         keccak256(self.encode_rlp())
     }
 
-    /// Decodes RLP bytes and checks that the signature recovers to `owner` for `chain_id`.
-    pub fn decode_and_check(mut bytes: &[u8], chain_id: u64) -> Result<Self> {
-        let raw = SignedRlp::decode(&mut bytes)?;
-        if !bytes.is_empty() {
-            return Err(BlockError::TrailingBytes(bytes.len()));
+    /// Decodes RLP bytes and checks that they are the transaction's canonical encoding and
+    /// that the signature recovers to `owner` for `chain_id`.
+    pub fn decode_and_check(bytes: &[u8], chain_id: u64) -> Result<Self> {
+        let mut rest = bytes;
+        let raw = SignedRlp::decode(&mut rest)?;
+        if !rest.is_empty() {
+            return Err(BlockError::TrailingBytes(rest.len()));
         }
         let signature: [u8; 65] = raw
             .signature
             .as_ref()
             .try_into()
             .map_err(|_| invalid("signature", "must be 65 bytes"))?;
-        let op = DeviceOp::from_rlp(raw.op)?;
-        let hash = Self::signing_hash(chain_id, raw.owner, raw.nonce, &op);
-        let signer = recover_owner(&hash, &signature)?;
-        if signer != raw.owner {
+        let tx = Self {
+            owner: raw.owner,
+            nonce: raw.nonce,
+            op: DeviceOp::from_rlp(raw.op)?,
+            signature,
+        };
+        // The owner signs the operation as it re-encodes, so other bytes for the same signed
+        // transaction (a field the operation does not use set, such as a register's device,
+        // or a compressed P-256 key) would be accepted under another hash than the bytes'.
+        if tx.encode_rlp() != bytes {
+            return Err(invalid(
+                "op",
+                "not the canonical encoding (unused fields must be empty, P-256 keys uncompressed)",
+            ));
+        }
+        let hash = Self::signing_hash(chain_id, tx.owner, tx.nonce, &tx.op);
+        let signer = recover_owner(&hash, &tx.signature)?;
+        if signer != tx.owner {
             return Err(invalid(
                 "signature",
                 format!(
                     "signed by {signer}, not by the owner {} (wrong key or wrong chain id)",
-                    raw.owner
+                    tx.owner
                 ),
             ));
         }
-        Ok(Self {
-            owner: raw.owner,
-            nonce: raw.nonce,
-            op,
-            signature,
-        })
+        Ok(tx)
     }
 }
 

@@ -87,6 +87,22 @@ struct NodeFile {
     p2p_listen: Option<SocketAddr>,
     /// MQTT bridge (`[mqtt]` table).
     mqtt: Option<iotchain_mqtt::MqttConfig>,
+    /// Most HTTP connections at once (held below the descriptor limit; default 4096).
+    max_http_connections: Option<usize>,
+    /// Most HTTP connections from one IP address (default 512).
+    max_http_connections_per_ip: Option<usize>,
+    /// Longest a client may take to send its headers, and keep an idle connection (default
+    /// 15000).
+    http_header_timeout_ms: Option<u64>,
+    /// Most gas one `eth_call` / `eth_estimateGas` execution may use (default 50,000,000).
+    rpc_gas_cap: Option<u64>,
+    /// Longest the EVM work of one JSON-RPC request or batch may take (default 5000).
+    rpc_call_timeout_ms: Option<u64>,
+    /// Calls executed at once (default: half the cores, at least 1).
+    rpc_call_workers: Option<usize>,
+    /// Gas one JSON-RPC request or batch may use over all its executions (default
+    /// 500,000,000).
+    rpc_request_gas: Option<u64>,
 }
 
 fn default_http() -> SocketAddr {
@@ -243,7 +259,7 @@ async fn run_dev(
             }
         }))
     };
-    shutdown_signal().await?;
+    let failure = until_stopped(&node).await?;
     println!("stopping…");
     if let Some(b) = bridge {
         b.stop().await;
@@ -254,7 +270,7 @@ async fn run_dev(
     }
     node.stop().await;
     printer.abort();
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(failure))
 }
 
 /// Registers `n` simulated devices (reusing their keys across restarts) and has each send
@@ -405,6 +421,27 @@ fn node_config(a: &NodeArgs) -> anyhow::Result<(NodeConfig, NodeFile, bool, [u8;
     if let Some(mb) = file.db_cache_mb {
         config.db_cache_bytes = mb.max(1) * 1024 * 1024;
     }
+    if let Some(n) = file.max_http_connections {
+        config.http.max_connections = n.max(1);
+    }
+    if let Some(n) = file.max_http_connections_per_ip {
+        config.http.max_connections_per_ip = n.max(1);
+    }
+    if let Some(ms) = file.http_header_timeout_ms {
+        config.http.header_timeout = Duration::from_millis(ms.max(100));
+    }
+    if let Some(gas) = file.rpc_gas_cap {
+        config.calls.gas_cap = gas.max(21_000);
+    }
+    if let Some(ms) = file.rpc_call_timeout_ms {
+        config.calls.timeout = Duration::from_millis(ms.max(1));
+    }
+    if let Some(n) = file.rpc_call_workers {
+        config.calls.workers = n.max(1);
+    }
+    if let Some(gas) = file.rpc_request_gas {
+        config.calls.request_gas = gas.max(21_000);
+    }
     let mut file = file;
     file.mqtt = file.mqtt.take().map(|mut m| {
         m.ca_file = m.ca_file.as_ref().map(&resolve);
@@ -445,14 +482,37 @@ async fn run_node(
             );
         }
     });
-    shutdown_signal().await?;
+    let failure = until_stopped(&node).await?;
     if let Some(b) = bridge {
         b.stop().await;
     }
     consensus.stop().await;
     node.stop().await;
     printer.abort();
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(failure))
+}
+
+/// Waits for Ctrl-C or SIGTERM, or for a critical task of the node to stop (returned).
+async fn until_stopped(node: &Node) -> anyhow::Result<Option<iotchain_api::Failure>> {
+    tokio::select! {
+        r = shutdown_signal() => r.map(|()| None),
+        f = node.failed() => {
+            eprintln!(
+                "error: {} stopped ({}): {}; stopping the node so that its supervisor restarts it",
+                f.task, f.code, f.message
+            );
+            Ok(Some(f))
+        }
+    }
+}
+
+/// 0 after a requested stop; 70 (EX_SOFTWARE) after a critical task stopped, so that systemd
+/// (`Restart=on-failure`) or another supervisor restarts the node.
+fn exit_code(failure: Option<iotchain_api::Failure>) -> ExitCode {
+    match failure {
+        None => ExitCode::SUCCESS,
+        Some(_) => ExitCode::from(70),
+    }
 }
 
 /// Starts the MQTT bridge if configured (a broker that is down is retried in the background).

@@ -290,8 +290,19 @@ where
                 ));
             }
         }
-        futures::future::pending::<()>().await;
-        drop(handles);
+        // Every task here is critical: if one ends while the node runs, the node must not
+        // take writes it can no longer finalize (the engine refuses them and the binary
+        // exits non-zero so its supervisor restarts it).
+        if handles.is_empty() {
+            futures::future::pending::<()>().await;
+        }
+        let (outcome, index, rest) = futures::future::select_all(handles).await;
+        chain.task_stopped(
+            "consensus",
+            "consensus_stopped",
+            format!("consensus task {index} ended ({outcome:?})"),
+        );
+        drop(rest);
     });
     tracing::info!(
         validator = is_validator,

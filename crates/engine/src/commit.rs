@@ -86,6 +86,11 @@ impl Engine {
         };
         if let Err(e) = inner.store.commit_block(&commit) {
             inner.failed.store(true, Ordering::SeqCst);
+            inner.pool.health().fail(
+                "committer",
+                "store_failed",
+                format!("cannot commit block {}: {e}", executed.block.header.height),
+            );
             inner.pool.restore_refused(refused);
             return Err(e.into());
         }
@@ -161,6 +166,10 @@ impl BlockEngine for Engine {
 
     fn has_pending_items(&self) -> bool {
         self.pending_counts() != (0, 0)
+    }
+
+    fn task_stopped(&self, task: &'static str, code: &'static str, message: String) {
+        self.inner.pool.health().fail(task, code, message);
     }
 
     fn propose(

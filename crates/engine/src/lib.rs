@@ -343,6 +343,14 @@ impl ItemPool for Engine {
     fn subscribe_refused(&self) -> tokio::sync::broadcast::Receiver<iotchain_api::Refused> {
         self.inner.pool.subscribe_refused()
     }
+
+    fn health(&self) -> &iotchain_api::Health {
+        self.inner.pool.health()
+    }
+
+    fn not_ready(&self) -> Option<iotchain_api::PoolError> {
+        self.inner.pool.not_ready()
+    }
 }
 
 #[cfg(feature = "testing")]

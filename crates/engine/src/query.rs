@@ -168,10 +168,11 @@ impl ChainQuery for Engine {
     }
 
     fn with_state<R>(&self, at: StateAt, f: impl FnOnce(&State) -> R) -> R {
-        match at {
-            StateAt::Committed => f(&self.inner.committed.read()),
-            StateAt::Pending => self.inner.pool.with_pending(f),
-        }
+        let snapshot = match at {
+            StateAt::Committed => self.inner.committed.read().clone(),
+            StateAt::Pending => self.inner.pool.snapshot(),
+        };
+        f(&snapshot)
     }
 
     fn header(&self, height: u64) -> QueryResult<Option<Header>> {

@@ -107,6 +107,14 @@ pub enum EvmError {
     /// A call halted (out of gas, invalid opcode, …).
     #[error("execution halted: {0}")]
     Halted(String),
+    /// A call ran past the node's time limit for calls (`rpc_call_timeout_ms`) and was
+    /// stopped.
+    #[error("execution aborted (timeout = {0} ms)")]
+    Timeout(u64),
+    /// A request (or a batch) used up the gas the node lets one request run
+    /// (`rpc_batch_gas`).
+    #[error("request exceeds the node's work budget of {0} gas; split it up")]
+    BudgetExhausted(u64),
 }
 
 impl EvmError {
@@ -128,6 +136,8 @@ impl EvmError {
             Self::Invalid(_) => "invalid_transaction",
             Self::Reverted(_) => "execution_reverted",
             Self::Halted(_) => "execution_halted",
+            Self::Timeout(_) => "execution_timeout",
+            Self::BudgetExhausted(_) => "work_budget_exhausted",
         }
     }
 }

@@ -1,17 +1,21 @@
 //! Executing transactions and calls with revm against an [`iotchain_state::State`].
 
-use std::convert::Infallible;
+use std::{
+    convert::Infallible,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+};
 
 use alloy_primitives::{Address, B256, Bloom, Bytes, Log, TxKind, U256};
 use iotchain_state::{Account, State};
 use revm::{
-    Context, DatabaseRef, ExecuteEvm, MainBuilder, MainContext,
+    Context, DatabaseRef, ExecuteEvm, InspectEvm, Inspector, MainBuilder, MainContext,
     bytecode::Bytecode,
     context::{
         BlockEnv, TxEnv,
         result::{EVMError, ExecutionResult, InvalidTransaction},
     },
     database_interface::WrapDatabaseRef,
+    interpreter::{InstructionResult, Interpreter, InterpreterTypes},
     state::{AccountInfo, EvmState},
 };
 
@@ -380,25 +384,58 @@ fn run(
     tx: TxEnv,
     for_call: bool,
 ) -> Result<(ExecutionResult, EvmState)> {
+    run_limited(state, hashes, ctx, tx, for_call, None)
+}
+
+/// Stops an execution when its flag is set: every frame halts at its next instruction.
+struct Interrupt<'a> {
+    cancel: &'a AtomicBool,
+    steps: u32,
+}
+
+impl<CTX, INTR: InterpreterTypes> Inspector<CTX, INTR> for Interrupt<'_> {
+    fn step(&mut self, interp: &mut Interpreter<INTR>, _context: &mut CTX) {
+        self.steps = self.steps.wrapping_add(1);
+        if self.steps.is_multiple_of(1024) && self.cancel.load(Ordering::Relaxed) {
+            interp.halt(InstructionResult::OutOfGas);
+        }
+    }
+}
+
+/// [`run`], stopped when `cancel` is set (a call's time limit).
+fn run_limited(
+    state: &State,
+    hashes: &(impl BlockHashes + ?Sized),
+    ctx: &BlockContext,
+    tx: TxEnv,
+    for_call: bool,
+    cancel: Option<&AtomicBool>,
+) -> Result<(ExecutionResult, EvmState)> {
     let db = WrapDatabaseRef(StateDb { state, hashes });
     let mut block = ctx.env();
     if for_call {
         // As geth's eth_call: a call without a gas price is not held to the base fee.
         block.basefee = 0;
     }
-    let mut evm = Context::mainnet()
+    let context = Context::mainnet()
         .with_db(db)
         .with_block(block)
         .modify_cfg_chained(|cfg| {
             cfg.set_spec_and_mainnet_gas_params(SPEC);
             cfg.chain_id = ctx.chain_id;
             cfg.disable_nonce_check = for_call;
-        })
-        .build_mainnet()
-        .with_precompiles(IotPrecompiles::new(SPEC));
-    let out = evm
-        .transact(tx.clone())
-        .map_err(|e| evm_error(state, &tx, ctx, e))?;
+        });
+    let out = match cancel {
+        None => context
+            .build_mainnet()
+            .with_precompiles(IotPrecompiles::new(SPEC))
+            .transact(tx.clone()),
+        Some(cancel) => context
+            .build_mainnet_with_inspector(Interrupt { cancel, steps: 0 })
+            .with_precompiles(IotPrecompiles::new(SPEC))
+            .inspect_tx(tx.clone()),
+    }
+    .map_err(|e| evm_error(state, &tx, ctx, e))?;
     Ok((out.result, out.state))
 }
 
@@ -595,19 +632,84 @@ pub struct CallOutcome {
     pub gas_used: u64,
 }
 
+/// The bounds of the calls a client asks for (`eth_call`, `eth_estimateGas`): as geth's
+/// `--rpc.gascap` and `--rpc.evmtimeout`, plus a gas budget one request (or one batch)
+/// shares.
+#[derive(Debug, Clone, Copy)]
+pub struct CallLimits<'a> {
+    /// Most gas one execution may use; a call asking for more is held to it.
+    pub gas_cap: u64,
+    /// Set (by a timer) to stop the execution: it then ends with [`EvmError::Timeout`].
+    pub cancel: Option<&'a AtomicBool>,
+    /// What the timeout was, for the error message.
+    pub timeout_ms: u64,
+    /// Gas left for the request or batch this call belongs to; each execution takes its gas
+    /// used from it, and none starts once it is used up ([`EvmError::BudgetExhausted`]).
+    pub budget: Option<(&'a AtomicU64, u64)>,
+}
+
+impl CallLimits<'_> {
+    /// No bounds but the block gas limit (the chain's own calls, tests).
+    pub const NONE: CallLimits<'static> = CallLimits {
+        gas_cap: u64::MAX,
+        cancel: None,
+        timeout_ms: 0,
+        budget: None,
+    };
+
+    fn timed_out(&self) -> bool {
+        self.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
+    /// Takes `gas` from the budget; false once it is used up.
+    fn charge(&self, gas: u64) -> bool {
+        let Some((left, _)) = self.budget else {
+            return true;
+        };
+        let mut cur = left.load(Ordering::Relaxed);
+        loop {
+            if cur == 0 {
+                return false;
+            }
+            match left.compare_exchange_weak(
+                cur,
+                cur.saturating_sub(gas),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    fn exhausted(&self) -> Option<EvmError> {
+        let (left, total) = self.budget?;
+        (left.load(Ordering::Relaxed) == 0).then_some(EvmError::BudgetExhausted(total))
+    }
+}
+
 /// Executes a call on `state` without changing it: the return data, or
-/// [`EvmError::Reverted`] with the revert data, or [`EvmError::Halted`].
+/// [`EvmError::Reverted`] with the revert data, or [`EvmError::Halted`]; within `limits`.
 pub fn call(
     state: &State,
     hashes: &(impl BlockHashes + ?Sized),
     ctx: &BlockContext,
     req: &CallRequest,
+    limits: &CallLimits<'_>,
 ) -> Result<CallOutcome> {
+    if let Some(e) = limits.exhausted() {
+        return Err(e);
+    }
     let from = req.from.unwrap_or(Address::ZERO);
     let tx = TxEnv {
         tx_type: 2,
         caller: from,
-        gas_limit: req.gas.unwrap_or(ctx.gas_limit).min(ctx.gas_limit),
+        gas_limit: req
+            .gas
+            .unwrap_or(ctx.gas_limit)
+            .min(ctx.gas_limit)
+            .min(limits.gas_cap),
         gas_price: req.gas_price.unwrap_or(0),
         gas_priority_fee: Some(0),
         kind: req.to.map_or(TxKind::Create, TxKind::Call),
@@ -617,8 +719,12 @@ pub fn call(
         chain_id: Some(ctx.chain_id),
         ..TxEnv::default()
     };
-    let (result, _) = run(state, hashes, ctx, tx, true)?;
+    let (result, _) = run_limited(state, hashes, ctx, tx, true, limits.cancel)?;
     let gas_used = result.tx_gas_used();
+    limits.charge(gas_used);
+    if limits.timed_out() {
+        return Err(EvmError::Timeout(limits.timeout_ms));
+    }
     match result {
         ExecutionResult::Success { output, .. } => Ok(CallOutcome {
             output: output.into_data(),
@@ -629,15 +735,21 @@ pub fn call(
     }
 }
 
-/// The smallest gas limit with which the call succeeds (binary search, as geth does), or the
-/// error of the call at the block gas limit.
+/// The smallest gas limit with which the call succeeds (binary search, as geth does, from
+/// the gas the call used at the cap), or the error of the call at the cap; within `limits`
+/// (each probe takes from the same budget and stops at the same deadline).
 pub fn estimate_gas(
     state: &State,
     hashes: &(impl BlockHashes + ?Sized),
     ctx: &BlockContext,
     req: &CallRequest,
+    limits: &CallLimits<'_>,
 ) -> Result<u64> {
-    let cap = req.gas.unwrap_or(ctx.gas_limit).min(ctx.gas_limit);
+    let cap = req
+        .gas
+        .unwrap_or(ctx.gas_limit)
+        .min(ctx.gas_limit)
+        .min(limits.gas_cap);
     let at = |gas: u64| {
         call(
             state,
@@ -647,10 +759,24 @@ pub fn estimate_gas(
                 gas: Some(gas),
                 ..req.clone()
             },
+            limits,
         )
     };
-    at(cap)?;
-    let (mut lo, mut hi) = (20_999u64, cap);
+    let used = at(cap)?.gas_used;
+    // What it used is a lower bound: below it the call cannot succeed.
+    let (mut lo, mut hi) = (used.saturating_sub(1).max(20_999), cap);
+    // Most calls succeed with what they used plus the 1/64 that calls keep back (EIP-150):
+    // try that first, as geth does, to skip most of the search.
+    let guess = used.saturating_mul(64) / 63;
+    if guess < hi {
+        match at(guess) {
+            Ok(_) => hi = guess,
+            Err(
+                EvmError::Reverted(_) | EvmError::Halted(_) | EvmError::IntrinsicGasTooLow { .. },
+            ) => lo = guess,
+            Err(e) => return Err(e),
+        }
+    }
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         match at(mid) {

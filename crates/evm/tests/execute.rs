@@ -5,8 +5,8 @@ use alloy_consensus::{SignableTransaction, TxEip1559, TxEnvelope, TxLegacy};
 use alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, keccak256};
 use alloy_trie::{Nibbles, proof::verify_proof};
 use iotchain_evm::{
-    BlockContext, BlockExecutor, CallRequest, EthTx, EvmError, call, estimate_gas, key_address,
-    sign_tx,
+    BlockContext, BlockExecutor, CallLimits, CallRequest, EthTx, EvmError, call, estimate_gas,
+    key_address, sign_tx,
 };
 use iotchain_state::{Account, State};
 use k256::ecdsa::SigningKey;
@@ -342,9 +342,9 @@ fn contracts_are_created_called_and_proven() {
         to: Some(contract),
         ..Default::default()
     };
-    let out = call(&state, &(), &ctx(), &req).unwrap();
+    let out = call(&state, &(), &ctx(), &req, &CallLimits::NONE).unwrap();
     assert_eq!(U256::from_be_slice(&out.output), U256::from(42));
-    let gas = estimate_gas(&state, &(), &ctx(), &req).unwrap();
+    let gas = estimate_gas(&state, &(), &ctx(), &req, &CallLimits::NONE).unwrap();
     assert!(gas > 21_000 && gas < 30_000, "{gas}");
     let reverted = call(
         &state,
@@ -354,6 +354,7 @@ fn contracts_are_created_called_and_proven() {
             input: Bytes::from_static(&[1]),
             ..req.clone()
         },
+        &CallLimits::NONE,
     )
     .unwrap_err();
     let EvmError::Reverted(data) = reverted else {
@@ -451,4 +452,70 @@ fn same_transactions_give_the_same_root() {
     );
     let mut rebuilt = rebuilt;
     assert_eq!(rebuilt.root(), a);
+}
+
+/// Init code that loops for ever (JUMPDEST; PUSH1 0; JUMP): it only ends out of gas.
+fn endless_loop() -> Bytes {
+    Bytes::from_static(&[0x5b, 0x60, 0x00, 0x56])
+}
+
+#[test]
+fn calls_are_held_to_the_gas_cap_the_deadline_and_the_budget() {
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    let alice = key(1);
+    let state = funded(&alice);
+    let looping = CallRequest {
+        input: endless_loop(),
+        ..Default::default()
+    };
+    // The gas cap bounds what one execution may burn, whatever the call asks for.
+    let capped = CallLimits {
+        gas_cap: 1_000_000,
+        ..CallLimits::NONE
+    };
+    let asked = CallRequest {
+        gas: Some(25_000_000),
+        ..looping.clone()
+    };
+    assert!(matches!(
+        call(&state, &(), &ctx(), &asked, &capped),
+        Err(EvmError::Halted(_))
+    ));
+    // A cancelled call stops at once and says why.
+    let cancel = AtomicBool::new(true);
+    let timed = CallLimits {
+        cancel: Some(&cancel),
+        timeout_ms: 5000,
+        ..CallLimits::NONE
+    };
+    assert_eq!(
+        call(&state, &(), &ctx(), &looping, &timed),
+        Err(EvmError::Timeout(5000))
+    );
+    assert_eq!(
+        estimate_gas(&state, &(), &ctx(), &looping, &timed),
+        Err(EvmError::Timeout(5000))
+    );
+    // The gas budget of a request is shared by its executions: once they used it up, no
+    // further execution of the request runs.
+    let left = AtomicU64::new(3_000_000);
+    let budgeted = CallLimits {
+        gas_cap: 1_000_000,
+        budget: Some((&left, 3_000_000)),
+        ..CallLimits::NONE
+    };
+    for _ in 0..3 {
+        assert!(matches!(
+            call(&state, &(), &ctx(), &looping, &budgeted),
+            Err(EvmError::Halted(_))
+        ));
+    }
+    assert_eq!(
+        call(&state, &(), &ctx(), &looping, &budgeted),
+        Err(EvmError::BudgetExhausted(3_000_000))
+    );
+    assert_eq!(
+        estimate_gas(&state, &(), &ctx(), &looping, &budgeted),
+        Err(EvmError::BudgetExhausted(3_000_000))
+    );
 }

@@ -193,6 +193,7 @@ fn views_show_the_readings_lane_and_refuse_malformed_calls() {
                 input: input.into(),
                 ..CallRequest::default()
             },
+            &iotchain_evm::CallLimits::NONE,
         )
     };
     let out = view(

@@ -31,6 +31,11 @@ pub struct NodeConfig {
     pub db_cache_bytes: usize,
     /// Most JSON-RPC connections at once (HTTP requests in flight and WebSocket sessions).
     pub max_rpc_connections: u32,
+    /// The HTTP server's connection cap, per-address cap and header timeout.
+    pub http: crate::HttpLimits,
+    /// The bounds of `eth_call` and `eth_estimateGas`: gas cap, timeout, workers, gas per
+    /// request or batch.
+    pub calls: iotchain_rpc::eth::CallConfig,
     /// Produce blocks with the node's own single-validator loop. Off when a consensus engine
     /// (`iotchain-consensus`) drives the engine's propose, verify and finalize.
     pub produce_blocks: bool,
@@ -53,6 +58,8 @@ impl NodeConfig {
             max_pending_items: 500_000,
             db_cache_bytes: 256 * 1024 * 1024,
             max_rpc_connections: 1024,
+            http: crate::HttpLimits::default(),
+            calls: iotchain_rpc::eth::CallConfig::default(),
             produce_blocks: true,
             peers: Vec::new(),
         }

@@ -14,11 +14,13 @@
 
 mod config;
 mod error;
+mod http;
 mod producer;
 mod relay;
 
 pub use config::NodeConfig;
 pub use error::NodeError;
+pub use http::{HttpLimits, HttpStats};
 pub use iotchain_engine::Engine;
 pub use producer::BlockEvent;
 
@@ -43,6 +45,8 @@ pub struct Node {
     pub blocks: broadcast::Sender<BlockEvent>,
     /// The registry `/metrics` renders (other parts, like the MQTT bridge, add to it).
     pub metrics: iotchain_api::MetricsRegistry,
+    /// The HTTP server's connection counts.
+    pub http_stats: Arc<HttpStats>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     http: tokio::task::JoinHandle<()>,
@@ -74,12 +78,17 @@ impl Node {
         if !config.peers.is_empty() {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             engine.pool().set_relay(tx);
-            tasks.push(tokio::spawn(relay::run(
-                config.peers.clone(),
-                engine.pool().clone(),
-                rx,
-                shutdown_rx.clone(),
-            )));
+            tasks.push(critical(
+                &engine,
+                &shutdown_rx,
+                "relay",
+                relay::run(
+                    config.peers.clone(),
+                    engine.pool().clone(),
+                    rx,
+                    shutdown_rx.clone(),
+                ),
+            ));
         }
         tasks.push(tokio::spawn(producer::announce(
             engine.clone(),
@@ -87,11 +96,12 @@ impl Node {
             shutdown_rx.clone(),
         )));
         if config.produce_blocks {
-            tasks.push(tokio::spawn(producer::run(
-                engine.clone(),
-                config.block_interval,
-                shutdown_rx.clone(),
-            )));
+            tasks.push(critical(
+                &engine,
+                &shutdown_rx,
+                "producer",
+                producer::run(engine.clone(), config.block_interval, shutdown_rx.clone()),
+            ));
         }
         let runtime_metrics = context.child("metrics");
         let (app, rpc) = iotchain_rpc::router(
@@ -103,28 +113,48 @@ impl Node {
                 node_key: engine.proposer(),
                 metrics: registry.clone(),
                 runtime_metrics: Some(Arc::new(move || runtime_metrics.encode())),
+                calls: config.calls,
             },
         );
-        let mut rx = shutdown_rx;
-        let http = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "http server stopped");
-            }
-        });
-        tracing::info!(%http_addr, chain_id = engine.genesis().chain_id, "node started");
+        let cap = http::connection_cap(&config.http);
+        let http_stats = Arc::new(HttpStats::default());
+        let http = critical(
+            &engine,
+            &shutdown_rx,
+            "http",
+            http::serve(
+                listener,
+                app,
+                config.http,
+                cap,
+                http_stats.clone(),
+                shutdown_rx.clone(),
+            ),
+        );
+        tracing::info!(
+            %http_addr,
+            chain_id = engine.genesis().chain_id,
+            max_http_connections = cap,
+            "node started"
+        );
         Ok(Self {
             engine,
             http_addr,
             blocks,
             metrics: registry,
+            http_stats,
             shutdown,
             tasks,
             http,
             rpc,
         })
+    }
+
+    /// Resolves when a critical task (consensus, the item log, the committer, the producer,
+    /// the relay, the HTTP server) has stopped: the node then takes no more writes, and its
+    /// binary should stop it and exit non-zero so that its supervisor restarts it.
+    pub async fn failed(&self) -> Failure {
+        self.engine.health().failed().await
     }
 
     /// Stops the HTTP server, the relay and the block producer (letting a block in flight
@@ -146,4 +176,35 @@ impl Node {
     }
 }
 
-use iotchain_api::ChainQuery as _;
+use iotchain_api::{ChainQuery as _, Failure, ItemPool as _};
+
+/// Spawns a task the node cannot do without: if it ends or panics before the node stops,
+/// the node's health records it (writes are refused from then on).
+fn critical(
+    engine: &Engine,
+    stopping: &watch::Receiver<bool>,
+    task: &'static str,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    use futures::FutureExt as _;
+    let health = engine.health().clone();
+    let stopping = stopping.clone();
+    tokio::spawn(async move {
+        let outcome = std::panic::AssertUnwindSafe(work).catch_unwind().await;
+        if *stopping.borrow() {
+            return;
+        }
+        let message = match outcome {
+            Ok(()) => format!("the {task} task ended"),
+            Err(panic) => format!(
+                "the {task} task panicked: {}",
+                panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default()
+            ),
+        };
+        health.fail(task, "task_stopped", message);
+    })
+}

@@ -34,8 +34,7 @@ impl Inner {
                 Item::EthTx(b) => eth_txs.push((i, b)),
             }
         }
-        if self.failed.load(std::sync::atomic::Ordering::Relaxed) {
-            let e = PoolError::Storage("the item log failed".into());
+        if let Some(e) = self.stopped_taking() {
             return (0..n).map(|_| Err(e.clone())).collect();
         }
         if !readings.is_empty() {
@@ -128,7 +127,7 @@ impl Inner {
         }
     }
 
-    fn overloaded(&self, pending: usize) -> PoolError {
+    pub(crate) fn overloaded(&self, pending: usize) -> PoolError {
         PoolError::Overloaded {
             pending,
             limit: self.config.max_pending_items,

@@ -130,6 +130,8 @@ struct Inner {
     refused_tx: broadcast::Sender<Refused>,
     /// When a relay last reached another node (ms, the runtime's clock).
     last_relay_ok: AtomicU64,
+    /// Critical tasks report their death here; then nothing more is accepted.
+    health: iotchain_api::Health,
 }
 
 /// Tells whether a reading id or transaction hash is final already (the pool has no store of
@@ -203,6 +205,7 @@ impl Pool {
                 refused: Mutex::new(refused),
                 refused_tx: broadcast::channel(4096).0,
                 last_relay_ok: AtomicU64::new(now),
+                health: iotchain_api::Health::new(),
             }),
         };
         let inner = pool.inner.clone();
@@ -232,10 +235,11 @@ impl Pool {
         let _ = stopped.wait_for(|s| *s).await;
     }
 
-    /// Runs `f` on the pending view (the committed state plus the queued readings and owner
-    /// transactions).
-    pub fn with_pending<R>(&self, f: impl FnOnce(&State) -> R) -> R {
-        f(&self.inner.queue.lock().pending)
+    /// A snapshot of the pending view (the committed state plus the queued readings and owner
+    /// transactions), taken in O(1) (structural sharing): reads and calls
+    /// run on it without holding the queue's lock.
+    pub fn snapshot(&self) -> State {
+        self.inner.queue.lock().pending.clone()
     }
 
     /// The queued item with this id, if any (cloned: its bytes and decoded parts are shared).
@@ -440,7 +444,11 @@ fn pending_context(
 impl ItemPool for Pool {
     async fn submit(&self, items: Vec<Item>, origin: Origin) -> Vec<Submitted> {
         let n = items.len();
-        if let Some(e) = self.inner.cannot_promise(origin) {
+        if let Some(e) = self
+            .inner
+            .stopped_taking()
+            .or_else(|| self.inner.cannot_promise(origin))
+        {
             for _ in 0..n {
                 self.inner.metrics.reject(e.code());
             }
@@ -521,9 +529,35 @@ impl ItemPool for Pool {
     fn subscribe_refused(&self) -> broadcast::Receiver<Refused> {
         self.inner.refused_tx.subscribe()
     }
+
+    fn health(&self) -> &iotchain_api::Health {
+        &self.inner.health
+    }
+
+    fn not_ready(&self) -> Option<PoolError> {
+        if let Some(e) = self.inner.stopped_taking() {
+            return Some(e);
+        }
+        if let Some(e) = self.inner.cannot_promise(Origin::Local) {
+            return Some(e);
+        }
+        let pending = self.inner.queue.lock().items.len();
+        (pending >= self.inner.config.max_pending_items).then(|| self.inner.overloaded(pending))
+    }
 }
 
 impl Inner {
+    /// Why this node takes nothing at all now: a critical task stopped, or the item log
+    /// failed.
+    pub(crate) fn stopped_taking(&self) -> Option<PoolError> {
+        if let Some(f) = self.health.failure() {
+            return Some(PoolError::Failed(f.clone()));
+        }
+        self.failed
+            .load(Ordering::Relaxed)
+            .then(|| PoolError::Storage("the item log failed".into()))
+    }
+
     /// Why this node takes no new item from a local client now, if it cannot hand it on: a
     /// follower without peers, or one that reached no validator for [`UNREACHABLE_AFTER_MS`].
     fn cannot_promise(&self, origin: Origin) -> Option<PoolError> {

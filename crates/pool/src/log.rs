@@ -42,6 +42,11 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             Some(Err(e)) => {
                 tracing::error!(error = %e, "cannot write the item log: refusing further writes");
                 inner.failed.store(true, Ordering::SeqCst);
+                inner.health.fail(
+                    "item_log",
+                    "item_log_failed",
+                    format!("cannot write the item log: {e}"),
+                );
                 inner.durable.store(u64::MAX, Ordering::SeqCst);
                 inner.synced.notify_waiters();
                 break;

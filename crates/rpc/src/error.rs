@@ -101,7 +101,8 @@ impl From<&PoolError> for ApiError {
             PoolError::Overloaded { .. }
             | PoolError::Storage(_)
             | PoolError::Unreachable { .. }
-            | PoolError::NoPeers => StatusCode::SERVICE_UNAVAILABLE,
+            | PoolError::NoPeers
+            | PoolError::Failed(_) => StatusCode::SERVICE_UNAVAILABLE,
             PoolError::Known { .. } => StatusCode::CONFLICT,
         };
         Self::new(status, e.code(), e.to_string())

@@ -127,6 +127,8 @@ pub struct RpcConfig {
     pub metrics: MetricsRegistry,
     /// The runtime's own metrics (tasks, p2p, simplex), appended to `/metrics`.
     pub runtime_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// The bounds of `eth_call` and `eth_estimateGas`.
+    pub calls: eth::CallConfig,
 }
 
 impl std::fmt::Debug for RpcConfig {
@@ -192,7 +194,7 @@ pub fn router<N: NodeApi>(node: N, config: RpcConfig) -> (Router, RpcHandle) {
         .build();
     let shared = Arc::new(Shared {
         rpc: JsonRpc {
-            methods: eth::module(node.clone()).into(),
+            methods: eth::module(node.clone(), config.calls).into(),
             server,
             guard: ConnectionGuard::new(config.max_rpc_connections as usize),
             stop,

@@ -57,6 +57,7 @@ fn api(context: &Context) -> Api {
             node_key: engine.proposer(),
             metrics: iotchain_api::registry(),
             runtime_metrics: None,
+            calls: Default::default(),
         },
     );
     Api {
@@ -397,4 +398,83 @@ fn json_rpc_envelopes_batches_and_raw_transaction_runs() {
             (StatusCode::OK, &json!(CHAIN_ID.to_string()))
         );
     })
+}
+
+#[test]
+fn a_stopped_critical_task_makes_the_node_unready_and_refuse_writes() {
+    run(|context| async move {
+        let api = api(&context);
+        api.register().await;
+        let (s, body) = api.get("/v1/health").await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["live"], true);
+        assert_eq!(body["ready"], true);
+        let before = api.device.sign_reading(0, 1, None, &[0x01]);
+        let (s, ok) = api.post("/v1/readings", "application/cose", before).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{ok}");
+
+        // Consensus reports that one of its tasks ended.
+        iotchain_api::BlockEngine::task_stopped(
+            &api.engine,
+            "consensus",
+            "consensus_stopped",
+            "voter ended".into(),
+        );
+        let (s, body) = api.get("/v1/health").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["live"], true);
+        assert_eq!(body["ready"], false);
+        assert_eq!(body["error"]["code"], "consensus_stopped");
+        // No write is acknowledged any more, on REST or JSON-RPC; reads still answer.
+        let after = api.device.sign_reading(1, 2, None, &[0x02]);
+        assert_eq!(
+            code(&api.post("/v1/readings", "application/cose", after).await),
+            (503, "consensus_stopped")
+        );
+        let rpc = api
+            .rpc(json!({
+                "jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
+                "params": [api.transfer(0)]
+            }))
+            .await;
+        assert!(
+            rpc["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("consensus")),
+            "{rpc}"
+        );
+        assert_eq!(api.get("/v1/status").await.0, StatusCode::OK);
+        // The failure is what the node's binary waits for to exit non-zero.
+        let failure = iotchain_api::ItemPool::health(&api.engine).failed().await;
+        assert_eq!(failure.task, "consensus");
+    });
+}
+
+#[test]
+fn a_batch_of_expensive_calls_is_bounded_in_total_work() {
+    run(|context| async move {
+        let api = api(&context);
+        // Init code that loops for ever: each execution burns all the gas it may.
+        let call = |id: u64| {
+            json!({
+                "jsonrpc": "2.0", "id": id, "method": "eth_estimateGas",
+                "params": [{"data": "0x5b600056"}]
+            })
+        };
+        let batch: Vec<Value> = (0..100).map(call).collect();
+        let answers = api.rpc(Value::Array(batch)).await;
+        let answers = answers.as_array().expect("a batch answer");
+        assert_eq!(answers.len(), 100);
+        let message = |a: &Value| a["error"]["message"].as_str().unwrap_or("").to_string();
+        // The first runs out of gas at the cap; the batch then stops at its gas budget (or
+        // its deadline), and every later call is refused without running.
+        assert!(message(&answers[0]).contains("halted"), "{}", answers[0]);
+        let last = message(&answers[99]);
+        assert!(
+            last.contains("work budget") || last.contains("timeout"),
+            "{last}"
+        );
+        // The node still answers at once.
+        assert_eq!(api.get("/v1/status").await.0, StatusCode::OK);
+    });
 }

@@ -1,6 +1,8 @@
 //! The state and its transition rules.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+use imbl::{OrdMap, OrdSet};
 
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy_trie::{HashBuilder, Nibbles, proof::ProofRetainer};
@@ -69,21 +71,21 @@ pub struct AppliedReading {
 /// code_hash]`, with each account's storage in its own trie).
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    devices: BTreeMap<DeviceAddress, DeviceRecord>,
-    owners: BTreeMap<Address, OwnerRecord>,
-    accounts: BTreeMap<Address, Account>,
-    storage: BTreeMap<Address, BTreeMap<U256, U256>>,
-    code: BTreeMap<B256, Bytes>,
+    devices: OrdMap<DeviceAddress, DeviceRecord>,
+    owners: OrdMap<Address, OwnerRecord>,
+    accounts: OrdMap<Address, Account>,
+    storage: OrdMap<Address, OrdMap<U256, U256>>,
+    code: OrdMap<B256, Bytes>,
     /// Storage roots of the accounts, kept up to date lazily from `dirty_accounts`.
-    storage_roots: BTreeMap<Address, B256>,
+    storage_roots: OrdMap<Address, B256>,
     /// Encoded trie leaves, kept up to date lazily from `dirty_*`.
-    leaves: BTreeMap<B256, Vec<u8>>,
-    dirty_devices: BTreeSet<DeviceAddress>,
-    dirty_owners: BTreeSet<Address>,
-    dirty_accounts: BTreeSet<Address>,
-    dirty_slots: BTreeSet<(Address, U256)>,
-    wiped: BTreeSet<Address>,
-    new_code: BTreeSet<B256>,
+    leaves: OrdMap<B256, Vec<u8>>,
+    dirty_devices: OrdSet<DeviceAddress>,
+    dirty_owners: OrdSet<Address>,
+    dirty_accounts: OrdSet<Address>,
+    dirty_slots: OrdSet<(Address, U256)>,
+    wiped: OrdSet<Address>,
+    new_code: OrdSet<B256>,
 }
 
 fn device_key(a: &DeviceAddress) -> B256 {
@@ -210,7 +212,14 @@ impl State {
     pub fn wipe_storage(&mut self, address: Address) {
         if self.storage.remove(&address).is_some() {
             self.wiped.insert(address);
-            self.dirty_slots.retain(|(a, _)| *a != address);
+            let of_account: Vec<_> = self
+                .dirty_slots
+                .range((address, U256::ZERO)..=(address, U256::MAX))
+                .copied()
+                .collect();
+            for k in of_account {
+                self.dirty_slots.remove(&k);
+            }
         }
         self.dirty_accounts.insert(address);
     }
@@ -715,7 +724,7 @@ impl State {
         debug_assert!(self.is_clean(), "proof of a state with unfolded changes");
         let target = Nibbles::unpack(keccak256(address));
         let proof = proof_nodes(self.leaves.iter().map(|(k, v)| (*k, v.clone())), target);
-        let empty = BTreeMap::new();
+        let empty = OrdMap::new();
         let slots_map = self.storage.get(address).unwrap_or(&empty);
         let storage_leaves: BTreeMap<B256, Vec<u8>> = slots_map
             .iter()

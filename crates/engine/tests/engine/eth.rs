@@ -343,3 +343,48 @@ fn the_queue_reserves_funds_and_follows_nonces_used_elsewhere() {
         assert_eq!(balance(&net.b, &bob), U256::from(200_000_000_000_003u64));
     })
 }
+
+/// A read of the state (a call, a proof) runs on a snapshot: block building and commits go
+/// on while it runs, and it sees the state as it was when it began.
+#[test]
+fn reads_run_on_snapshots_and_never_hold_what_blocks_need() {
+    run(|context| async move {
+        let net = net(&context);
+        let bob = Address::repeat_byte(0xb0);
+        net.a
+            .submit_eth_tx(transfer(&net.alice, 0, bob, 5))
+            .await
+            .unwrap();
+        let alice = key_address(&net.alice);
+        let a = net.a.clone();
+        // Inside a read of the pending view and of the committed state, a whole block is
+        // built and committed: if the read held the pool's queue or the committed state's
+        // lock, this would never finish.
+        let during = tokio::task::spawn_blocking(move || {
+            a.with_state(StateAt::Committed, |committed| {
+                a.with_state(StateAt::Pending, |pending| {
+                    let block = a.produce_next_block().unwrap().expect("a block");
+                    (
+                        committed.account(&alice).map_or(0, |x| x.nonce),
+                        pending.account(&alice).map_or(0, |x| x.nonce),
+                        block.header.height,
+                    )
+                })
+            })
+        });
+        let (committed_nonce, pending_nonce, height) =
+            tokio::time::timeout(std::time::Duration::from_secs(30), during)
+                .await
+                .expect("a read held a lock that block production needs")
+                .unwrap();
+        // The snapshots are what they were when the reads began (Ethereum transactions wait
+        // beside the pending view, not in it).
+        assert_eq!((committed_nonce, pending_nonce), (0, 0));
+        assert_eq!(net.a.head().height, height);
+        assert_eq!(
+            net.a
+                .with_state(StateAt::Committed, |s| s.account(&alice).map(|x| x.nonce)),
+            Some(1)
+        );
+    });
+}

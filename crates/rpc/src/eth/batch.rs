@@ -2,7 +2,7 @@
 //! are submitted to the pool together, in order (their senders recovered in parallel, one
 //! log sync for all), instead of one after the other.
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use alloy_primitives::Bytes;
 use iotchain_api::{Item, Origin};
@@ -14,7 +14,7 @@ use jsonrpsee::{
 };
 use serde_json::Value;
 
-use super::{params::parse_bytes, state::pool_error};
+use super::{Budget, params::parse_bytes, state::pool_error};
 use crate::NodeApi;
 
 /// Adds [`RawTxBatch`] to the JSON-RPC service.
@@ -22,6 +22,7 @@ use crate::NodeApi;
 pub(crate) struct RawTxBatchLayer<N> {
     pub(crate) node: N,
     pub(crate) max_response: usize,
+    pub(crate) calls: super::CallConfig,
 }
 
 impl<S, N: Clone> tower::Layer<S> for RawTxBatchLayer<N> {
@@ -32,6 +33,7 @@ impl<S, N: Clone> tower::Layer<S> for RawTxBatchLayer<N> {
             inner,
             node: self.node.clone(),
             max_response: self.max_response,
+            calls: self.calls,
         }
     }
 }
@@ -42,6 +44,7 @@ pub(crate) struct RawTxBatch<S, N> {
     inner: S,
     node: N,
     max_response: usize,
+    calls: super::CallConfig,
 }
 
 /// The raw transaction of a well-formed `eth_sendRawTransaction` call.
@@ -72,7 +75,13 @@ where
     type NotificationResponse = MethodResponse;
     type BatchResponse = MethodResponse;
 
-    fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+    fn call<'a>(
+        &self,
+        mut request: Request<'a>,
+    ) -> impl Future<Output = MethodResponse> + Send + 'a {
+        request
+            .extensions
+            .insert(Arc::new(Budget::new(&self.calls)));
         self.inner.call(request)
     }
 
@@ -87,6 +96,8 @@ where
         let this = self.clone();
         async move {
             let mut out = BatchResponseBuilder::new_with_limit(this.max_response);
+            // The calls of a batch share one budget of EVM work and one deadline.
+            let budget = Arc::new(Budget::new(&this.calls));
             let mut got_notification = false;
             let mut entries = batch.into_iter().peekable();
             while let Some(entry) = entries.next() {
@@ -129,7 +140,11 @@ where
                             }
                             continue;
                         }
-                        None => this.inner.call(req).await,
+                        None => {
+                            let mut req = req;
+                            req.extensions.insert(budget.clone());
+                            this.inner.call(req).await
+                        }
                     },
                     Ok(BatchEntry::Notification(n)) => {
                         got_notification = true;

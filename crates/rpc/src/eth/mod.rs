@@ -14,6 +14,11 @@ mod state;
 mod subscribe;
 mod transport;
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicU64, Ordering},
+};
+
 use iotchain_api::{ChainQuery, QueryError, StateAt};
 use iotchain_evm::BlockHashes;
 use iotchain_state::State;
@@ -31,14 +36,127 @@ pub const MAX_BATCH: usize = 100;
 /// Most subscriptions one WebSocket connection may hold.
 pub(crate) const MAX_SUBSCRIPTIONS: u32 = 64;
 
+/// The bounds of `eth_call` and `eth_estimateGas` (geth's `--rpc.gascap` and
+/// `--rpc.evmtimeout` are the precedent). Calls run on a snapshot of the state, never under a
+/// lock that admission or block building takes.
+#[derive(Debug, Clone, Copy)]
+pub struct CallConfig {
+    /// Most gas one execution may use; a call asking for more is held to it.
+    pub gas_cap: u64,
+    /// Longest the EVM work of one request, or of a whole batch, may take (waiting for a
+    /// worker included); then it is stopped with "execution aborted (timeout = … ms)".
+    pub timeout: std::time::Duration,
+    /// Calls executed at once (the others wait for a worker, within their timeout).
+    pub workers: usize,
+    /// Gas one request, or a whole batch, may use over all its executions (an
+    /// `eth_estimateGas` runs a call per step of its search).
+    pub request_gas: u64,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            gas_cap: 50_000_000,
+            timeout: std::time::Duration::from_secs(5),
+            workers: (cores / 2).max(1),
+            request_gas: 500_000_000,
+        }
+    }
+}
+
 /// What every method sees.
 pub(crate) struct EthCtx<N> {
     pub(crate) node: N,
+    pub(crate) calls: CallConfig,
+    /// One permit per call worker.
+    pub(crate) workers: Arc<tokio::sync::Semaphore>,
+}
+
+/// The EVM work one request (or one batch: its calls share it) may still do: gas left and
+/// a deadline, after which its executions stop.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    gas: AtomicU64,
+    total: u64,
+    timeout: std::time::Duration,
+    deadline: tokio::time::Instant,
+    cancel: Arc<AtomicBool>,
+    timer: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Budget {
+    pub(crate) fn new(calls: &CallConfig) -> Self {
+        Self {
+            gas: AtomicU64::new(calls.request_gas),
+            total: calls.request_gas,
+            timeout: calls.timeout,
+            deadline: tokio::time::Instant::now() + calls.timeout,
+            cancel: Arc::new(AtomicBool::new(false)),
+            timer: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Starts the timer that stops this budget's executions at its deadline (once).
+    fn arm(&self) {
+        let mut timer = self.timer.lock();
+        if timer.is_none() {
+            let (cancel, deadline) = (self.cancel.clone(), self.deadline);
+            *timer = Some(tokio::spawn(async move {
+                tokio::time::sleep_until(deadline).await;
+                cancel.store(true, Ordering::Relaxed);
+            }));
+        }
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        if let Some(t) = self.timer.get_mut().take() {
+            t.abort();
+        }
+    }
+}
+
+/// Runs EVM work `f` for a request: on a call worker (waiting for one within the request's
+/// deadline), off the async threads, bounded by the request's gas budget and deadline.
+pub(crate) async fn with_evm<N: NodeApi, T: Send + 'static>(
+    ctx: Arc<EthCtx<N>>,
+    budget: Option<Arc<Budget>>,
+    f: impl FnOnce(&EthCtx<N>, &iotchain_evm::CallLimits<'_>) -> Result<T, RpcError> + Send + 'static,
+) -> Result<T, RpcError> {
+    let budget = budget.unwrap_or_else(|| Arc::new(Budget::new(&ctx.calls)));
+    budget.arm();
+    let permit = tokio::time::timeout_at(budget.deadline, ctx.workers.clone().acquire_owned())
+        .await
+        .map_err(|_| {
+            server_error(format!(
+                "execution aborted (timeout = {} ms): every call worker was busy",
+                budget.timeout.as_millis()
+            ))
+        })?
+        .map_err(|_| server_error("the node is stopping"))?;
+    let work = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let limits = iotchain_evm::CallLimits {
+            gas_cap: ctx.calls.gas_cap,
+            cancel: Some(&budget.cancel),
+            timeout_ms: budget.timeout.as_millis() as u64,
+            budget: Some((&budget.gas, budget.total)),
+        };
+        f(&ctx, &limits)
+    });
+    work.await
+        .map_err(|_| server_error("the call failed inside the node"))?
 }
 
 /// The methods, with their context.
-pub(crate) fn module<N: NodeApi>(node: N) -> RpcModule<EthCtx<N>> {
-    let mut m = RpcModule::new(EthCtx { node });
+pub(crate) fn module<N: NodeApi>(node: N, calls: CallConfig) -> RpcModule<EthCtx<N>> {
+    let mut m = RpcModule::new(EthCtx {
+        node,
+        calls,
+        workers: Arc::new(tokio::sync::Semaphore::new(calls.workers.max(1))),
+    });
     state::register(&mut m);
     blocks::register(&mut m);
     logs::register(&mut m);

@@ -1,5 +1,7 @@
 //! Chain facts, account state, calls, transaction submission and state proofs.
 
+use std::sync::Arc;
+
 use alloy_primitives::{Address, B256, U256};
 use iotchain_api::{Item, Origin, PoolError};
 use iotchain_evm::EvmError;
@@ -8,9 +10,9 @@ use jsonrpsee::{RpcModule, types::ErrorObject};
 use serde_json::{Value, json};
 
 use super::{
-    EthCtx, QueryHashes, SUGGESTED_TIP,
+    Budget, EthCtx, QueryHashes, SUGGESTED_TIP,
     params::{Params, RpcError, block_id, call_request, params_error, parse_u256, server_error},
-    qty, qty_u256, with_state,
+    qty, qty_u256, with_evm, with_state,
 };
 use crate::NodeApi;
 
@@ -102,30 +104,43 @@ pub(super) fn register<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>) {
             json!(B256::from(s.storage_slot(&a, &slot)))
         })
     });
-    blocking(m, "eth_call", |c, p| {
+    m.register_async_method("eth_call", |p, ctx, ext| async move {
+        let p = Params::of(&p)?;
         let req = call_request(p.get(0)?)?;
-        let ctx = c.node.pending_block_context();
-        let hashes = QueryHashes {
-            chain: &c.node,
-            number: ctx.number,
-        };
-        let out = with_state(&c.node, &block_id(p.opt(1))?, |s| {
-            iotchain_evm::call(s, &hashes, &ctx, &req)
-        })?;
-        Ok(json!(out.map_err(evm_error)?.output))
-    });
-    blocking(m, "eth_estimateGas", |c, p| {
+        let at = block_id(p.opt(1))?;
+        let budget = ext.get::<Arc<Budget>>().cloned();
+        let out = with_evm(ctx, budget, move |c, limits| {
+            let bctx = c.node.pending_block_context();
+            let hashes = QueryHashes {
+                chain: &c.node,
+                number: bctx.number,
+            };
+            with_state(&c.node, &at, |s| {
+                iotchain_evm::call(s, &hashes, &bctx, &req, limits)
+            })
+        })
+        .await?;
+        Ok::<_, RpcError>(json!(out.map_err(evm_error)?.output))
+    })
+    .expect("method names are unique");
+    m.register_async_method("eth_estimateGas", |p, ctx, ext| async move {
+        let p = Params::of(&p)?;
         let req = call_request(p.get(0)?)?;
-        let ctx = c.node.pending_block_context();
-        let hashes = QueryHashes {
-            chain: &c.node,
-            number: ctx.number,
-        };
-        let gas = with_state(&c.node, &super::BlockId::Pending, |s| {
-            iotchain_evm::estimate_gas(s, &hashes, &ctx, &req)
-        })?;
-        Ok(qty(gas.map_err(evm_error)?))
-    });
+        let budget = ext.get::<Arc<Budget>>().cloned();
+        let gas = with_evm(ctx, budget, move |c, limits| {
+            let bctx = c.node.pending_block_context();
+            let hashes = QueryHashes {
+                chain: &c.node,
+                number: bctx.number,
+            };
+            with_state(&c.node, &super::BlockId::Pending, |s| {
+                iotchain_evm::estimate_gas(s, &hashes, &bctx, &req, limits)
+            })
+        })
+        .await?;
+        Ok::<_, RpcError>(qty(gas.map_err(evm_error)?))
+    })
+    .expect("method names are unique");
     m.register_async_method("eth_sendRawTransaction", |p, ctx, ext| async move {
         let raw = Params::of(&p)?.bytes(0)?;
         let origin = ext.get::<Origin>().copied().unwrap_or(Origin::Local);

@@ -41,6 +41,7 @@ fn middleware<N: NodeApi>(
     RpcServiceBuilder::new().layer(RawTxBatchLayer {
         node: shared.node.clone(),
         max_response: shared.config.max_body_bytes,
+        calls: shared.config.calls,
     })
 }
 

@@ -32,6 +32,7 @@ const MAX_WAIT: Duration = Duration::from_secs(60);
 pub(crate) fn routes<N: NodeApi>() -> Router<Arc<Shared<N>>> {
     Router::new()
         .route("/v1/status", get(status::status::<N>))
+        .route("/v1/health", get(status::health::<N>))
         .route("/v1/readings", post(submit::post_readings::<N>))
         .route("/v1/readings/{id}", get(readings::get_reading::<N>))
         .route("/v1/readings/{id}/proof", get(readings::get_proof::<N>))

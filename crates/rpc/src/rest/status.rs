@@ -44,6 +44,30 @@ pub(super) async fn status<N: NodeApi>(State(shared): State<Arc<Shared<N>>>) -> 
     }))
 }
 
+/// `GET /v1/health`: for load balancers and service managers. Live while the process serves
+/// HTTP; ready while it takes writes (200), otherwise 503 with the reason in the documented
+/// error shape (a failed critical task, a failed item log, a follower that reaches no
+/// validator, a full pool).
+pub(super) async fn health<N: NodeApi>(
+    State(shared): State<Arc<Shared<N>>>,
+) -> axum::response::Response {
+    let node = &shared.node;
+    let head = node.head();
+    match node.not_ready() {
+        None => Json(json!({"live": true, "ready": true, "height": head.height})).into_response(),
+        Some(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "live": true,
+                "ready": false,
+                "height": head.height,
+                "error": {"code": e.code(), "message": e.to_string()},
+            })),
+        )
+            .into_response(),
+    }
+}
+
 /// The figures read at each scrape: the head, the pool's queue, what consensus reports.
 pub(crate) struct NodeCollector<N> {
     pub(crate) shared: std::sync::Weak<Shared<N>>,
