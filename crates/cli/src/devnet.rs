@@ -188,7 +188,15 @@ async fn run_dev(
     );
     config.http_addr = a.http_addr;
     config.block_interval = Duration::from_millis(a.block_interval_ms.max(10));
-    let (node, consensus) = start_with_consensus(context, config, None).await?;
+    let (node, consensus) = start_with_consensus(context, config, None)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start on {} with the genesis in {}",
+                a.data_dir.display(),
+                files.genesis.display()
+            )
+        })?;
     let mqtt = a.mqtt.as_ref().map(|url| {
         let mut m = iotchain_mqtt::MqttConfig::new(url.clone());
         m.protocol = a.mqtt_protocol;
@@ -460,7 +468,16 @@ async fn run_node(
     is_validator: bool,
     _validator_public: [u8; 32],
 ) -> anyhow::Result<ExitCode> {
-    let (node, consensus) = start_with_consensus(context, config, file.p2p_listen).await?;
+    let data_dir = config.data_dir.clone();
+    let (node, consensus) = start_with_consensus(context, config, file.p2p_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start on {} with the genesis in {}",
+                data_dir.display(),
+                file.genesis.display()
+            )
+        })?;
     let bridge = start_bridge(&node, file.mqtt.clone())?;
     println!(
         "iotchain {} serving http://{}",

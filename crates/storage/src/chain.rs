@@ -241,7 +241,17 @@ impl ChainStore {
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Self> {
         let db = Database::builder()
             .set_cache_size(cache_bytes)
-            .create(path)?;
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => {
+                    StorageError::Corrupt(format!(
+                        "{} is damaged ({e}): restore it from a backup, or resync the node from \
+                         its peers into an empty data directory",
+                        path.display()
+                    ))
+                }
+                other => StorageError::Db(format!("{}: {other}", path.display())),
+            })?;
         let w = db.begin_write()?;
         {
             // Create every table so readers never see a missing one.

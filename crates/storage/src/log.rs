@@ -17,6 +17,8 @@ use crate::{Result, StorageError};
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 const HEADER: usize = 8;
 const BODY_FIXED: usize = 8 + 1 + 8 + 4;
+/// Longest record body looked for past damage (an item is at most a request body).
+const MAX_RECORD: usize = 16 * 1024 * 1024;
 
 /// What a log item is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +96,15 @@ impl ItemLog {
                 if i + 1 < count {
                     return Err(StorageError::Corrupt(format!(
                         "{} is damaged at byte {valid_len} and is not the last segment",
+                        path.display()
+                    )));
+                }
+                // A crash tears only the end of the last write: whole records after the
+                // damage mean the file was damaged in the middle, and cutting there would drop
+                // acknowledged items.
+                if let Some(at) = record_after(&bytes, valid_len) {
+                    return Err(StorageError::Corrupt(format!(
+                        "{} is damaged at byte {valid_len}, and holds whole records after it (from                          byte {at}): this is not a torn tail from a crash. Items acknowledged after                          the damage would be lost if it were cut; restore the file from a backup,                          or move it aside to start without them",
                         path.display()
                     )));
                 }
@@ -240,6 +251,20 @@ fn encode(item: &LogItem, out: &mut Vec<u8>) {
 }
 
 /// Parses records until the end or the first damaged one; returns them and the valid length.
+/// The offset of a whole, well-formed record that starts after `from`, if any.
+fn record_after(bytes: &[u8], from: usize) -> Option<usize> {
+    (from + 1..bytes.len().saturating_sub(HEADER)).find(|&pos| {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+        if len < BODY_FIXED || len > MAX_RECORD {
+            return false;
+        }
+        let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
+        bytes
+            .get(pos + HEADER..pos + HEADER + len)
+            .is_some_and(|body| body[8] <= 2 && crc32fast::hash(body) == crc)
+    })
+}
+
 fn parse(bytes: &[u8]) -> (Vec<LogItem>, usize) {
     let mut items = Vec::new();
     let mut pos = 0;
@@ -315,18 +340,34 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_byte_in_the_middle_stops_there() {
+    fn damage_in_the_middle_is_refused_and_in_the_last_record_cut() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = ItemLog::open(dir.path(), 0).unwrap();
         log.append(&(1..=3).map(item).collect::<Vec<_>>()).unwrap();
         drop(log);
         let seg = dir.path().join("000000000001.log");
-        let mut bytes = std::fs::read(&seg).unwrap();
+        let pristine = std::fs::read(&seg).unwrap();
+        // A flipped byte in the second of three records: the third is whole, so this is no
+        // torn tail, and cutting would lose it. Opening refuses and names the file.
+        let mut bytes = pristine.clone();
         let second = HEADER + BODY_FIXED + 1 + HEADER + 2;
         bytes[second] ^= 0xff;
         std::fs::write(&seg, &bytes).unwrap();
+        let Err(e) = ItemLog::open(dir.path(), 0) else {
+            panic!("a log damaged in the middle was opened");
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("000000000001.log") && e.contains("not a torn tail"),
+            "{e}"
+        );
+        // A flipped byte in the last record is what a torn write can leave: it is cut.
+        let mut bytes = pristine.clone();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&seg, &bytes).unwrap();
         let (_, items) = ItemLog::open(dir.path(), 0).unwrap();
-        assert_eq!(items, vec![item(1)]);
+        assert_eq!(items, vec![item(1), item(2)]);
     }
 
     proptest::proptest! {

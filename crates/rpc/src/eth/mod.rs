@@ -71,6 +71,8 @@ pub(crate) struct EthCtx<N> {
     pub(crate) calls: CallConfig,
     /// One permit per call worker.
     pub(crate) workers: Arc<tokio::sync::Semaphore>,
+    /// Filter entries all `logs` subscriptions hold (bounded in total).
+    pub(crate) filter_entries: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The EVM work one request (or one batch: its calls share it) may still do: gas left and
@@ -156,6 +158,7 @@ pub(crate) fn module<N: NodeApi>(node: N, calls: CallConfig) -> RpcModule<EthCtx
         node,
         calls,
         workers: Arc::new(tokio::sync::Semaphore::new(calls.workers.max(1))),
+        filter_entries: Arc::default(),
     });
     state::register(&mut m);
     blocks::register(&mut m);

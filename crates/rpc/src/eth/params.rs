@@ -180,17 +180,24 @@ pub(crate) fn block_id(v: Option<&Value>) -> Result<BlockId, RpcError> {
     }
 }
 
-/// A log filter's addresses and topics (`eth_getLogs`, `logs` subscriptions).
+/// Most addresses one log filter may name (`eth_getLogs`, `logs` subscriptions).
+pub(crate) const MAX_FILTER_ADDRESSES: usize = 1000;
+/// Most topics one log filter may name, over all its positions.
+pub(crate) const MAX_FILTER_TOPICS: usize = 1000;
+
+/// A log filter's addresses and topics (`eth_getLogs`, `logs` subscriptions), sorted for
+/// matching by binary search.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct LogMatch {
-    /// Accepted addresses (empty: any).
+    /// Accepted addresses (empty: any), sorted, without repeats.
     pub(crate) addresses: Vec<Address>,
-    /// Per position: the accepted topics (empty: any).
+    /// Per position: the accepted topics (empty: any), sorted, without repeats.
     pub(crate) topics: Vec<Vec<B256>>,
 }
 
 impl LogMatch {
-    /// The addresses and topics of a filter object.
+    /// The addresses and topics of a filter object, within [`MAX_FILTER_ADDRESSES`],
+    /// [`MAX_FILTER_TOPICS`] and four topic positions.
     pub(crate) fn parse(o: &serde_json::Map<String, Value>) -> Result<Self, RpcError> {
         let field = |k: &str| o.get(k).filter(|v| !v.is_null());
         let parse_addr = |v: &Value| -> Result<Address, RpcError> {
@@ -198,38 +205,72 @@ impl LogMatch {
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| params_error("address is not a 20-byte hex address"))
         };
-        let addresses = match field("address") {
+        let mut addresses = match field("address") {
             None => Vec::new(),
+            Some(Value::Array(a)) if a.len() > MAX_FILTER_ADDRESSES => {
+                return Err(params_error(format!(
+                    "a filter may name at most {MAX_FILTER_ADDRESSES} addresses, this one names {}",
+                    a.len()
+                )));
+            }
             Some(Value::Array(a)) => a.iter().map(parse_addr).collect::<Result<_, _>>()?,
             Some(v) => vec![parse_addr(v)?],
         };
+        addresses.sort_unstable();
+        addresses.dedup();
         let parse_topic = |v: &Value| -> Result<B256, RpcError> {
             v.as_str()
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| params_error("topic is not a 32-byte hash"))
         };
-        let topics = match field("topics") {
+        let topics: Vec<Vec<B256>> = match field("topics") {
             None => Vec::new(),
-            Some(Value::Array(t)) => t
-                .iter()
-                .map(|p| match p {
-                    Value::Null => Ok(Vec::new()),
-                    Value::Array(any) => any.iter().map(parse_topic).collect(),
-                    one => Ok(vec![parse_topic(one)?]),
-                })
-                .collect::<Result<_, _>>()?,
+            Some(Value::Array(t)) if t.len() > 4 => {
+                return Err(params_error("a log has at most 4 topics"));
+            }
+            Some(Value::Array(t)) => {
+                let named: usize = t.iter().map(|p| p.as_array().map_or(1, Vec::len)).sum();
+                if named > MAX_FILTER_TOPICS {
+                    return Err(params_error(format!(
+                        "a filter may name at most {MAX_FILTER_TOPICS} topics, this one names {named}"
+                    )));
+                }
+                t.iter()
+                    .map(|p| {
+                        let mut accepted: Vec<B256> = match p {
+                            Value::Null => Vec::new(),
+                            Value::Array(any) => {
+                                any.iter().map(parse_topic).collect::<Result<_, _>>()?
+                            }
+                            one => vec![parse_topic(one)?],
+                        };
+                        accepted.sort_unstable();
+                        accepted.dedup();
+                        Ok(accepted)
+                    })
+                    .collect::<Result<_, RpcError>>()?
+            }
             Some(_) => return Err(params_error("topics must be an array")),
         };
         Ok(Self { addresses, topics })
     }
 
+    /// Addresses and topics the filter holds (what a subscription costs in memory).
+    pub(crate) fn size(&self) -> usize {
+        self.addresses.len() + self.topics.iter().map(Vec::len).sum::<usize>()
+    }
+
     /// Whether a log matches.
     pub(crate) fn matches(&self, log: &alloy_primitives::Log) -> bool {
-        if !self.addresses.is_empty() && !self.addresses.contains(&log.address) {
+        if !self.addresses.is_empty() && self.addresses.binary_search(&log.address).is_err() {
             return false;
         }
         self.topics.iter().enumerate().all(|(i, accepted)| {
-            accepted.is_empty() || log.topics().get(i).is_some_and(|t| accepted.contains(t))
+            accepted.is_empty()
+                || log
+                    .topics()
+                    .get(i)
+                    .is_some_and(|t| accepted.binary_search(t).is_ok())
         })
     }
 }
@@ -352,13 +393,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.addresses, vec![a]);
-        assert_eq!(m.topics, vec![vec![t], vec![], vec![t, B256::ZERO]]);
+        assert_eq!(m.topics, vec![vec![t], vec![], vec![B256::ZERO, t]]);
         let log = alloy_primitives::Log::new_unchecked(a, vec![t, t, B256::ZERO], Bytes::new());
         assert!(m.matches(&log));
         let other = alloy_primitives::Log::new_unchecked(a, vec![B256::ZERO], Bytes::new());
         assert!(!m.matches(&other));
         assert!(LogMatch::parse(json!({"topics": "x"}).as_object().unwrap()).is_err());
         assert!(LogMatch::parse(json!({"address": ["0x1"]}).as_object().unwrap()).is_err());
+    }
+
+    #[test]
+    fn log_filters_are_bounded_and_match_by_search() {
+        let many: Vec<Address> = (0..MAX_FILTER_ADDRESSES as u64)
+            .map(|i| Address::left_padding_from(&i.to_be_bytes()))
+            .collect();
+        let m = LogMatch::parse(json!({"address": many}).as_object().unwrap()).unwrap();
+        assert_eq!(m.size(), MAX_FILTER_ADDRESSES);
+        for (i, a) in many.iter().enumerate().step_by(97) {
+            let log = alloy_primitives::Log::new_unchecked(*a, vec![], Bytes::new());
+            assert!(m.matches(&log), "address {i}");
+        }
+        let outside = Address::repeat_byte(0xff);
+        assert!(!m.matches(&alloy_primitives::Log::new_unchecked(
+            outside,
+            vec![],
+            Bytes::new()
+        )));
+        let mut too_many = many.clone();
+        too_many.push(outside);
+        let e = LogMatch::parse(json!({"address": too_many}).as_object().unwrap()).unwrap_err();
+        assert!(
+            e.message().contains("at most 1000 addresses"),
+            "{}",
+            e.message()
+        );
+        let topics: Vec<B256> = (0..=MAX_FILTER_TOPICS as u64)
+            .map(|i| B256::left_padding_from(&i.to_be_bytes()))
+            .collect();
+        let e = LogMatch::parse(json!({"topics": [topics]}).as_object().unwrap()).unwrap_err();
+        assert!(
+            e.message().contains("at most 1000 topics"),
+            "{}",
+            e.message()
+        );
+        let five = json!({"topics": [null, null, null, null, null]});
+        assert!(LogMatch::parse(five.as_object().unwrap()).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `eth_subscribe` over WebSocket: `newHeads` and `logs` of the blocks finalized after the
 //! subscription (its filter parsed once), and `eth_unsubscribe`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use iotchain_api::ChainQuery;
 use jsonrpsee::{PendingSubscriptionSink, RpcModule, SubscriptionMessage};
 use serde_json::{Value, json};
@@ -50,6 +52,37 @@ fn notifications<Q: ChainQuery>(chain: &Q, sub: &Subscription, height: u64) -> V
     results.unwrap_or_default()
 }
 
+/// Most filter entries (addresses and topics) all `logs` subscriptions of the node may hold
+/// together (about 32 MiB); one filter holds at most 1000 addresses and 1000 topics, and one
+/// connection at most 64 subscriptions.
+pub(crate) const MAX_FILTER_ENTRIES: usize = 1_000_000;
+
+/// A subscription's share of [`MAX_FILTER_ENTRIES`], given back when it ends.
+struct FilterShare {
+    total: std::sync::Arc<AtomicUsize>,
+    size: usize,
+}
+
+impl FilterShare {
+    fn take(total: &std::sync::Arc<AtomicUsize>, size: usize) -> Option<Self> {
+        total
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held + size <= MAX_FILTER_ENTRIES).then_some(held + size)
+            })
+            .ok()?;
+        Some(Self {
+            total: total.clone(),
+            size,
+        })
+    }
+}
+
+impl Drop for FilterShare {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.size, Ordering::Relaxed);
+    }
+}
+
 async fn run<N: NodeApi>(node: N, sub: Subscription, pending: PendingSubscriptionSink) {
     let Ok(sink) = pending.accept().await else {
         return;
@@ -87,10 +120,22 @@ pub(super) fn register<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>) {
         "eth_subscription",
         "eth_unsubscribe",
         |params, pending, ctx, _| async move {
-            match parse(&params) {
-                Ok(sub) => run(ctx.node.clone(), sub, pending).await,
-                Err(e) => pending.reject(e).await,
-            }
+            let sub = match parse(&params) {
+                Ok(sub) => sub,
+                Err(e) => return pending.reject(e).await,
+            };
+            let size = match &sub {
+                Subscription::Logs(m) => m.size(),
+                Subscription::NewHeads => 0,
+            };
+            let Some(_share) = FilterShare::take(&ctx.filter_entries, size) else {
+                return pending
+                    .reject(super::params::server_error(
+                        "the node holds as many log filters as it may; retry later or narrow the filter",
+                    ))
+                    .await;
+            };
+            run(ctx.node.clone(), sub, pending).await;
         },
     )
     .expect("method names are unique");

@@ -1,0 +1,185 @@
+"""Faults a node must survive without losing what it acknowledged: its disk fills up, and its
+files are damaged. The long forms (a crash loop of 100+ SIGKILLs, hostile load) are
+scripts/faults.sh; these are the short forms the test command runs."""
+
+import os
+import subprocess
+import urllib.error
+
+import pytest
+
+from conftest import Node
+from cose_device import cbor_array
+from helpers import new_device
+
+
+def mount_tmpfs(path, size):
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
+
+
+def stream_until_refused(node, devices, limit=200_000):
+    """Sends batches until the node refuses them or goes away; the acknowledged ids and the
+    refusal codes seen."""
+    acked, codes = [], set()
+    while len(acked) < limit:
+        for d in devices:
+            batch = [d.sign(data=os.urandom(200)) for _ in range(50)]
+            try:
+                status, body = node.post_batch(cbor_array(batch))
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                return acked, codes
+            if status == 202:
+                for r in body["results"]:
+                    if "id" in r:
+                        acked.append(r["id"])
+                    else:
+                        codes.add(r["error"]["code"])
+            else:
+                codes.add((body or {}).get("error", {}).get("code"))
+                # The device's later seqs would open gaps: stop at the first refusal.
+                return acked, codes
+    return acked, codes
+
+
+def test_a_full_disk_refuses_writes_loses_nothing_and_resumes_once_space_is_freed(tmp_path):
+    mnt = tmp_path / "small"
+    mount_tmpfs(mnt, "12m")
+    node = None
+    try:
+        node = Node(mnt).start()
+        devices = [new_device(node) for _ in range(2)]
+        acked, codes = stream_until_refused(node, devices)
+        assert acked, "nothing was acknowledged before the disk filled"
+        # Whatever it refused said why (never a 202 it cannot keep); then the node stopped by
+        # itself, exit code 70, so that a supervisor restarts it.
+        assert codes <= {"storage_unavailable", "item_log_failed", "store_failed",
+                         "consensus_stopped", "task_stopped", "overloaded"}, codes
+        code = node.proc.wait(timeout=120)
+        assert code == 70, f"a node that cannot store exited {code}\n{node.log_tail()}"
+        assert "No space left on device" in node.log_tail(200), node.log_tail()
+
+        # Space is freed: the node starts again and every acknowledged reading is final.
+        subprocess.run(["mount", "-o", "remount,size=512m", str(mnt)], check=True)
+        node = Node(mnt, port=node.port).start()
+        for rid in acked[::97] + acked[-1:]:
+            node.wait_final(rid)
+        status, body = node.get(f"/v1/readings/{acked[-1]}")
+        assert body["status"] == "final", body
+        for rid in acked:
+            status, body = node.get(f"/v1/readings/{rid}")
+            assert status == 200 and body["status"] == "final", (rid, body)
+        # And it takes new readings.
+        d = devices[0]
+        _, info = node.get(f"/v1/devices/{d.address}")
+        d.seq = info["pending_last_seq"] + 1
+        status, body = node.post_cose(d.sign())
+        assert status == 202, body
+        node.wait_final(body["id"])
+        status, health = node.get("/v1/health")
+        assert status == 200 and health["ready"] is True, health
+        node.stop()
+        node = None
+    finally:
+        if node is not None and node.proc.poll() is None:
+            node.kill()
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def start_or_refusal(data_dir, port):
+    """Starts a node on `data_dir`: (Node, None) if it serves, or (None, what it printed) if it
+    exits first."""
+    n = Node(data_dir, port=port)
+    try:
+        return n.start(), None
+    except AssertionError as e:
+        if n.proc is not None:
+            n.proc.wait(timeout=60)
+            assert n.proc.returncode != 0, "a node that refused its data exited 0"
+        return None, str(e)
+
+
+def flip(path, at):
+    b = bytearray(path.read_bytes())
+    b[at] ^= 0x5A
+    path.write_bytes(bytes(b))
+
+
+DAMAGE = {
+    # name: (file chooser, how to damage, what must happen: "recover" or "refuse")
+    "item log, torn tail": (lambda d: sorted((d / "log").glob("*.log"))[-1],
+                            lambda p: os.truncate(p, p.stat().st_size - 5), "recover"),
+    "item log, flipped byte in the middle": (lambda d: sorted((d / "log").glob("*.log"))[-1],
+                                             lambda p: flip(p, p.stat().st_size // 2), "refuse"),
+    "chain store, truncated": (lambda d: d / "chain.redb",
+                               lambda p: os.truncate(p, p.stat().st_size // 2), "refuse"),
+    "chain store, flipped byte": (lambda d: d / "chain.redb",
+                                  lambda p: flip(p, p.stat().st_size // 2), "either"),
+    "consensus journal, truncated": (
+        lambda d: max((d / "consensus" / "simplex").iterdir(), key=lambda f: f.name),
+        lambda p: os.truncate(p, p.stat().st_size // 2), "either"),
+    "genesis, changed": (lambda d: d / "genesis.json",
+                         lambda p: p.write_text(p.read_text().replace('"chain_id": ', '"chain_id": 1')),
+                         "refuse"),
+    "validator key, damaged": (lambda d: d / "validator.key",
+                               lambda p: p.write_bytes(p.read_bytes()[:10]), "refuse"),
+}
+
+
+# Known limitation, kept visible: a single validator whose simplex journal lost its latest
+# views restarts simplex from an older view, whose parent block is final below the store's
+# head; the engine declines to build on it and the chain does not resume (with several
+# validators the others carry it on and this one catches up from their certificates).
+JOURNAL_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="a single validator cannot resume from a consensus journal that lost its latest views")
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(c, marks=JOURNAL_GAP) if c.startswith("consensus journal") else c
+    for c in DAMAGE
+])
+def test_a_damaged_file_is_named_and_never_serves_a_state_it_cannot_trust(tmp_path, case):
+    import shutil
+    pristine = tmp_path / "pristine"
+    node = Node(pristine).start()
+    d = new_device(node)
+    ids = []
+    for _ in range(6):
+        status, body = node.post_batch(cbor_array([d.sign() for _ in range(50)]))
+        assert status == 202, body
+        ids += [r["id"] for r in body["results"]]
+    node.wait_final(ids[-1])
+    status, head = node.get("/v1/status")
+    node.stop()
+
+    choose, damage, expected = DAMAGE[case]
+    data = tmp_path / "damaged"
+    shutil.copytree(pristine, data)
+    target = choose(data)
+    damage(target)
+    node, refusal = start_or_refusal(data, node.port)
+    if node is None:
+        assert expected in ("refuse", "either"), f"{case}: refused to start\n{refusal}"
+        # The message names the damaged file.
+        assert target.name in refusal, f"{case}: the refusal does not name {target.name}\n{refusal}"
+        return
+    try:
+        assert expected in ("recover", "either"), f"{case}: started on a damaged file\n{node.log_tail()}"
+        # What it serves is what was final: every reading, with its proof, and the chain goes on.
+        for rid in ids:
+            status, body = node.get(f"/v1/readings/{rid}")
+            assert status == 200 and body["status"] == "final", (case, rid, body)
+        status, proof = node.get(f"/v1/readings/{ids[0]}/proof")
+        assert status == 200, (case, proof)
+        status, now = node.get("/v1/status")
+        assert now["height"] >= head["height"], (case, now, head)
+        d.seq = 300
+        status, body = node.post_cose(d.sign())
+        assert status == 202, (case, body)
+        node.wait_final(body["id"])
+    finally:
+        node.stop()
