@@ -255,7 +255,7 @@ fn encode(item: &LogItem, out: &mut Vec<u8>) {
 fn record_after(bytes: &[u8], from: usize) -> Option<usize> {
     (from + 1..bytes.len().saturating_sub(HEADER)).find(|&pos| {
         let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-        if len < BODY_FIXED || len > MAX_RECORD {
+        if !(BODY_FIXED..=MAX_RECORD).contains(&len) {
             return false;
         }
         let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
