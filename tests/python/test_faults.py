@@ -183,3 +183,39 @@ def test_a_damaged_file_is_named_and_never_serves_a_state_it_cannot_trust(tmp_pa
         node.wait_final(body["id"])
     finally:
         node.stop()
+
+
+def test_crash_loop_short_single_node(tmp_path):
+    """The short form of `crashloop.py --kills 100`: SIGKILLs at random moments under
+    readings and Ethereum transfers; nothing acknowledged is lost, no restart needs a human."""
+    from crashloop import single
+    out = single(tmp_path, kills=6, seed=7)
+    assert out["readings"] > 0 and out["txs"] > 0, out
+    assert out["readings_lost"] == [] and out["txs_lost"] == [], out
+    assert out["needed_a_human"] == 0, out
+
+
+def test_crash_loop_short_one_validator_of_four(tmp_path):
+    from crashloop import one_of_four
+    out = one_of_four(tmp_path, kills=4, seed=7)
+    assert out["readings"] > 0 and out["txs"] > 0, out
+    assert out["readings_lost"] == [] and out["txs_lost"] == [], out
+    assert out["needed_a_human"] == 0 and out["stop_failures"] == [], out
+
+
+def test_hostile_load_short(tmp_path):
+    """The short form of `hostile.py --seconds 120`: the legitimate device is never refused
+    and all its readings are final, whatever the five attacks do; the figures are printed
+    (latency is a benchmark's business, not an assertion's)."""
+    from hostile import run
+    out = run(tmp_path, seconds=8, idle=1000)
+    print(f"legitimate p50 {out['p50_ms']:.0f} ms, p99 {out['p99_ms']:.0f} ms; {out['attacks']}")
+    assert out["legit_sent"] > 0
+    assert out["legit_refused"] == [], out["legit_refused"][:5]
+    assert out["legit_not_final"] == []
+    assert out["healthy_after"]
+    # The attacks met their bounds: no forged reading taken, no oversized filter served.
+    flood = out["attacks"]["forged-reading flood"]
+    assert flood and all("bad_signature" in k for k in flood), flood
+    logs = out["attacks"]["eth_getLogs with 100,000 addresses"]
+    assert logs and all("at most 1000 addresses" in k for k in logs), logs
