@@ -87,6 +87,10 @@ struct NodeFile {
     p2p_listen: Option<SocketAddr>,
     /// MQTT bridge (`[mqtt]` table).
     mqtt: Option<iotchain_mqtt::MqttConfig>,
+    /// Keys (0x-hex) of the followers whose relays this node takes as relays (the genesis
+    /// validators' always are).
+    #[serde(default)]
+    forwarders: Vec<alloy_primitives::B256>,
     /// Most HTTP connections at once (held below the descriptor limit; default 4096).
     max_http_connections: Option<usize>,
     /// Most HTTP connections from one IP address (default 512).
@@ -416,6 +420,7 @@ fn node_config(a: &NodeArgs) -> anyhow::Result<(NodeConfig, NodeFile, bool, [u8;
     }
     let mut config = NodeConfig::new(resolve(&file.data_dir), genesis, key);
     config.peers = file.peers.clone();
+    config.forwarders = file.forwarders.clone();
     config.http_addr = file.http_addr;
     if let Some(ms) = file.block_interval_ms {
         config.block_interval = Duration::from_millis(ms.max(10));

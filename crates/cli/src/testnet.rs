@@ -120,10 +120,17 @@ pub(crate) fn setup(a: &Layout) -> anyhow::Result<(Genesis, bool)> {
     owner.write(&a.dir.join("owner.key"))?;
     let all = nodes(a);
     let mut validators = Vec::new();
+    let mut followers = Vec::new();
     for (i, n) in all.iter().enumerate() {
         std::fs::create_dir_all(&n.dir)?;
         let key = KeyFile::generate(KeyAlg::Ed25519);
         key.write(&n.dir.join("validator.key"))?;
+        if i >= a.validators {
+            followers.push(format!(
+                "\"{}\"",
+                alloy_primitives::B256::from(key.validator_key()?.public_key())
+            ));
+        }
         if i < a.validators {
             validators.push(GenesisValidator {
                 public_key: key.validator_key()?.public_key().into(),
@@ -161,11 +168,14 @@ pub(crate) fn setup(a: &Layout) -> anyhow::Result<(Genesis, bool)> {
              validator_key = \"validator.key\"\n\
              block_interval_ms = {interval}\n\
              # Other nodes' HTTP APIs: accepted readings are forwarded there, missed blocks synced from there.\n\
-             peers = [{peers}]\n",
+             peers = [{peers}]\n\
+             # The followers' keys: their relays are taken as relays (validators' always are).\n\
+             forwarders = [{forwarders}]\n",
             name = n.name,
             http = n.http,
             interval = a.block_interval_ms,
             peers = peers.join(", "),
+            forwarders = followers.join(", "),
         );
         std::fs::write(n.config(), toml)?;
     }

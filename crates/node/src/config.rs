@@ -39,6 +39,9 @@ pub struct NodeConfig {
     /// Produce blocks with the node's own single-validator loop. Off when a consensus engine
     /// (`iotchain-consensus`) drives the engine's propose, verify and finalize.
     pub produce_blocks: bool,
+    /// Keys (besides the genesis validators') whose relays this node takes as relays: the
+    /// followers that forward to it.
+    pub forwarders: Vec<alloy_primitives::B256>,
     /// Base URLs of other nodes' HTTP APIs (`http://host:port`): accepted readings and
     /// transactions are forwarded to them, and block sync fetches from them.
     pub peers: Vec<String>,
@@ -62,6 +65,7 @@ impl NodeConfig {
             calls: iotchain_rpc::eth::CallConfig::default(),
             produce_blocks: true,
             peers: Vec::new(),
+            forwarders: Vec::new(),
         }
     }
 

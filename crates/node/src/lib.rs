@@ -84,6 +84,10 @@ impl Node {
                 "relay",
                 relay::run(
                     config.peers.clone(),
+                    relay::Signer {
+                        key: config.validator_key.clone(),
+                        genesis: engine.genesis_hash(),
+                    },
                     engine.pool().clone(),
                     rx,
                     shutdown_rx.clone(),
@@ -114,6 +118,7 @@ impl Node {
                 metrics: registry.clone(),
                 runtime_metrics: Some(Arc::new(move || runtime_metrics.encode())),
                 calls: config.calls,
+                forwarders: config.forwarders.clone(),
             },
         );
         let cap = http::connection_cap(&config.http);

@@ -36,12 +36,13 @@ const PEER_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// proposes them itself).
 pub(crate) async fn run(
     peers: Vec<String>,
+    signer: Signer,
     pool: Pool,
     items: mpsc::UnboundedReceiver<Vec<Item>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     tokio::select! {
-        _ = relay_all(peers, pool, items) => {}
+        _ = relay_all(peers, signer, pool, items) => {}
         _ = shutdown.wait_for(|s| *s) => {}
     }
 }
@@ -74,7 +75,24 @@ impl Backoff {
     }
 }
 
-async fn relay_all(peers: Vec<String>, pool: Pool, mut items: mpsc::UnboundedReceiver<Vec<Item>>) {
+/// What signs this node's relays ([`iotchain_rpc::sign_forwarded`]).
+pub(crate) struct Signer {
+    pub(crate) key: iotchain_crypto::ValidatorKey,
+    pub(crate) genesis: alloy_primitives::B256,
+}
+
+impl Signer {
+    fn mark(&self, body: &[u8]) -> String {
+        iotchain_rpc::sign_forwarded(&self.key, &self.genesis, body)
+    }
+}
+
+async fn relay_all(
+    peers: Vec<String>,
+    signer: Signer,
+    pool: Pool,
+    mut items: mpsc::UnboundedReceiver<Vec<Item>>,
+) {
     let client = reqwest::Client::new();
     let peers: Vec<String> = peers
         .into_iter()
@@ -124,8 +142,10 @@ async fn relay_all(peers: Vec<String>, pool: Pool, mut items: mpsc::UnboundedRec
                 txs: &txs,
                 eth: &eth,
             };
-            let answered =
-                futures::future::join_all(ready.iter().map(|peer| batch.send(&client, peer))).await;
+            let answered = futures::future::join_all(
+                ready.iter().map(|peer| batch.send(&client, &signer, peer)),
+            )
+            .await;
             settle(&pool, &mut backoff, &ready, &answered);
             txs.clear();
             eth.clear();
@@ -136,8 +156,10 @@ async fn relay_all(peers: Vec<String>, pool: Pool, mut items: mpsc::UnboundedRec
                 txs: &txs,
                 eth: &eth,
             };
-            let answered =
-                futures::future::join_all(ready.iter().map(|peer| batch.send(&client, peer))).await;
+            let answered = futures::future::join_all(
+                ready.iter().map(|peer| batch.send(&client, &signer, peer)),
+            )
+            .await;
             settle(&pool, &mut backoff, &ready, &answered);
         }
     }
@@ -167,14 +189,14 @@ struct Batch<'a> {
 impl Batch<'_> {
     /// Sends the batch to `peer`; whether the peer answered (whatever it answered: it holds
     /// the items, or refused them for a reason of its own).
-    async fn send(&self, client: &reqwest::Client, peer: &str) -> bool {
+    async fn send(&self, client: &reqwest::Client, signer: &Signer, peer: &str) -> bool {
         let mut answered = true;
         if !self.readings.is_empty() {
             let body = iotchain_reading::encode_batch(self.readings);
             let r = client
                 .post(format!("{peer}/v1/readings"))
                 .header("content-type", "application/cbor")
-                .header(FORWARDED_HEADER, "1")
+                .header(FORWARDED_HEADER, signer.mark(&body))
                 .body(body)
                 .timeout(Duration::from_secs(10))
                 .send()
@@ -207,10 +229,12 @@ impl Batch<'_> {
                 (format!("{peer}/"), serde_json::Value::Array(calls))
             }));
         for (url, body) in posts {
+            let body = serde_json::to_vec(&body).expect("JSON values serialize");
             let r = client
                 .post(url)
-                .header(FORWARDED_HEADER, "1")
-                .json(&body)
+                .header("content-type", "application/json")
+                .header(FORWARDED_HEADER, signer.mark(&body))
+                .body(body)
                 .timeout(Duration::from_secs(10))
                 .send()
                 .await;

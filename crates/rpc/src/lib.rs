@@ -15,6 +15,7 @@
 
 mod error;
 pub mod eth;
+mod forwarded;
 mod rest;
 
 /// The Ethereum JSON-RPC parameter parsers, for the fuzz targets (`fuzz/`): thin wrappers
@@ -102,7 +103,7 @@ use jsonrpsee::server::{
 };
 
 pub use error::{ApiError, item_status};
-pub use rest::FORWARDED_HEADER;
+pub use forwarded::{FORWARDED_HEADER, ForwardError, sign_forwarded, verify_forwarded};
 
 /// What the API needs of a node: its pool and its queries.
 pub trait NodeApi: ChainQuery + ItemPool + Clone {}
@@ -129,6 +130,9 @@ pub struct RpcConfig {
     pub runtime_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
     /// The bounds of `eth_call` and `eth_estimateGas`.
     pub calls: eth::CallConfig,
+    /// Keys besides the genesis validators' whose relays (signed [`FORWARDED_HEADER`]) this
+    /// node takes: the followers that forward to it.
+    pub forwarders: Vec<B256>,
 }
 
 impl std::fmt::Debug for RpcConfig {
@@ -153,6 +157,8 @@ pub(crate) struct Shared<N> {
     pub(crate) node: N,
     pub(crate) config: RpcConfig,
     pub(crate) rpc: JsonRpc,
+    /// Whose relays are taken: the genesis validators and `config.forwarders`.
+    pub(crate) forwarders: Vec<B256>,
 }
 
 /// Subscription ids as geth gives them: 16 random bytes in 0x-hex.
@@ -192,7 +198,15 @@ pub fn router<N: NodeApi>(node: N, config: RpcConfig) -> (Router, RpcHandle) {
         .set_batch_request_config(BatchRequestConfig::Limit(eth::MAX_BATCH as u32))
         .set_id_provider(HexIds)
         .build();
+    let forwarders = node
+        .genesis()
+        .validators
+        .iter()
+        .map(|v| v.public_key)
+        .chain(config.forwarders.iter().copied())
+        .collect();
     let shared = Arc::new(Shared {
+        forwarders,
         rpc: JsonRpc {
             methods: eth::module(node.clone(), config.calls).into(),
             server,

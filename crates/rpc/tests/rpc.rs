@@ -58,6 +58,7 @@ fn api(context: &Context) -> Api {
             metrics: iotchain_api::registry(),
             runtime_metrics: None,
             calls: Default::default(),
+            forwarders: vec![],
         },
     );
     Api {
@@ -476,5 +477,63 @@ fn a_batch_of_expensive_calls_is_bounded_in_total_work() {
         );
         // The node still answers at once.
         assert_eq!(api.get("/v1/status").await.0, StatusCode::OK);
+    });
+}
+
+#[test]
+fn only_a_relay_signed_by_a_known_node_counts_as_one() {
+    run(|context| async move {
+        let api = api(&context);
+        api.register().await;
+        let genesis = iotchain_api::ChainQuery::genesis_hash(&api.engine);
+        let post_marked = |body: Vec<u8>, mark: String| {
+            let api = &api;
+            async move {
+                api.send(
+                    Request::post("/v1/readings")
+                        .header(CONTENT_TYPE, "application/cose")
+                        .header(iotchain_rpc::FORWARDED_HEADER, mark)
+                        .body(Body::from(body))
+                        .unwrap(),
+                )
+                .await
+            }
+        };
+        let m = api.device.sign_reading(0, 1, None, &[0x01]);
+        // The bare mark any client could send, a stranger's signature, a validator's signature
+        // over another body: refused, nothing taken.
+        for mark in [
+            "1".to_string(),
+            iotchain_rpc::sign_forwarded(&ValidatorKey::from_secret(&[9; 32]), &genesis, &m),
+            iotchain_rpc::sign_forwarded(&ValidatorKey::from_secret(&[2; 32]), &genesis, b"x"),
+        ] {
+            let r = post_marked(m.clone(), mark).await;
+            assert_eq!(code(&r), (401, "bad_forward"), "{}", r.1);
+        }
+        let id = B256::from(iotchain_reading::reading_id(&m));
+        assert_eq!(
+            api.get(&format!("/v1/readings/{id}")).await.0,
+            StatusCode::NOT_FOUND
+        );
+        // The validator's own signature over this body: taken, as a relay.
+        let mark = iotchain_rpc::sign_forwarded(&ValidatorKey::from_secret(&[2; 32]), &genesis, &m);
+        let (s, body) = post_marked(m.clone(), mark).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{body}");
+        // JSON-RPC relays are checked the same way.
+        let call = serde_json::to_vec(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
+            "params": [api.transfer(0)]
+        }))
+        .unwrap();
+        let r = api
+            .send(
+                Request::post("/")
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(iotchain_rpc::FORWARDED_HEADER, "1")
+                    .body(Body::from(call))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(code(&r), (401, "bad_forward"), "{}", r.1);
     });
 }

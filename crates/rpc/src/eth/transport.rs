@@ -50,7 +50,26 @@ pub(crate) async fn http<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     mut req: Request,
 ) -> Response {
-    let origin = origin(req.headers());
+    // A relay from another node is taken as one only if its mark is signed over the body.
+    let origin = if req.headers().contains_key(crate::FORWARDED_HEADER) {
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, shared.config.max_body_bytes).await else {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "a relayed request body exceeds the node's limit",
+            )
+            .into_response();
+        };
+        let origin = match origin(&shared, &parts.headers, &bytes) {
+            Ok(o) => o,
+            Err(e) => return e.into_response(),
+        };
+        req = Request::from_parts(parts, Body::from(bytes));
+        origin
+    } else {
+        iotchain_api::Origin::Local
+    };
     req.extensions_mut().insert(origin);
     // Clients that send JSON without saying so (curl -d) are served as JSON.
     if !req.headers().contains_key(CONTENT_TYPE) {

@@ -22,8 +22,7 @@ use crate::{ApiError, NodeApi, Shared};
 
 pub(crate) use status::metrics;
 
-/// Header marking a submission another node relayed.
-pub const FORWARDED_HEADER: &str = "x-iotchain-forwarded";
+use crate::forwarded::FORWARDED_HEADER;
 
 /// Longest a request may wait for finality with `?wait_ms=`.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -49,13 +48,20 @@ pub(crate) fn routes<N: NodeApi>() -> Router<Arc<Shared<N>>> {
         .route("/v1/sync/{height}", get(blocks::get_sync::<N>))
 }
 
-/// Who sent a submission: another node (marked with [`FORWARDED_HEADER`]) or a client.
-pub(crate) fn origin(headers: &HeaderMap) -> Origin {
-    if headers.contains_key(FORWARDED_HEADER) {
-        Origin::Forwarded
-    } else {
-        Origin::Local
-    }
+/// Who sent a submission: another node (its [`FORWARDED_HEADER`] signed over `body` by a
+/// validator or a configured forwarder) or a client; a mark that does not hold is refused.
+pub(crate) fn origin<N: NodeApi>(
+    shared: &Shared<N>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Origin, ApiError> {
+    let Some(value) = headers.get(FORWARDED_HEADER) else {
+        return Ok(Origin::Local);
+    };
+    let value = value.to_str().unwrap_or("");
+    crate::forwarded::verify_forwarded(value, &shared.node.genesis_hash(), body, &shared.forwarders)
+        .map(|_| Origin::Forwarded)
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_forward", e.to_string()))
 }
 
 pub(crate) fn parse_b256(s: &str, what: &str) -> Result<B256, ApiError> {

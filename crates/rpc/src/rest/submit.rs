@@ -102,6 +102,7 @@ pub(super) async fn post_readings<N: NodeApi>(
 ) -> Result<Response, ApiError> {
     let node = &shared.node;
     let body = body_bytes(body)?;
+    let origin = origin(&shared, &headers, &body)?;
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -116,7 +117,7 @@ pub(super) async fn post_readings<N: NodeApi>(
     match content_type.as_str() {
         "application/cose" => {
             let items = vec![Item::Reading(Bytes::from(body))];
-            let results = node.submit(items.clone(), origin(&headers)).await;
+            let results = node.submit(items.clone(), origin).await;
             match answers(node, &items, results).pop() {
                 Some(Answer::Accepted {
                     id,
@@ -141,7 +142,7 @@ pub(super) async fn post_readings<N: NodeApi>(
                 .into_iter()
                 .map(|m| Item::Reading(body.slice_ref(m)))
                 .collect();
-            let results = node.submit(items.clone(), origin(&headers)).await;
+            let results = node.submit(items.clone(), origin).await;
             Ok(batch_response(&answers(node, &items, results)))
         }
         other => Err(ApiError::new(
@@ -226,6 +227,7 @@ pub(super) async fn post_transaction<N: NodeApi>(
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body_bytes(body)?;
+    let origin = origin(&shared, &headers, &body)?;
     let tx: TxBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("bad_json", format!("expected {{\"raw\": \"0x…\"}}: {e}"))
     })?;
@@ -233,7 +235,7 @@ pub(super) async fn post_transaction<N: NodeApi>(
         .map_err(|e| ApiError::bad_request("bad_hex", format!("raw: {e}")))?;
     let mut results = shared
         .node
-        .submit(vec![Item::OwnerTx(Bytes::from(raw))], origin(&headers))
+        .submit(vec![Item::OwnerTx(Bytes::from(raw))], origin)
         .await;
     let hash = results.pop().ok_or_else(ApiError::storage)??;
     Ok((
