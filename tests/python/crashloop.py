@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import Node  # noqa: E402
 from cose_device import Device, cbor_array  # noqa: E402
 from helpers import new_device  # noqa: E402
+from promise import post  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,16 +44,6 @@ def signed_transfers(owner_key: Path, chain_id: int, count: int) -> list[str]:
                          cwd=ROOT / "tests" / "eth", capture_output=True, text=True, timeout=300,
                          check=True)
     return out.stdout.split()
-
-
-def post(url, body: bytes, timeout=10):
-    req = urllib.request.Request(url + "/v1/readings", data=body, method="POST")
-    req.add_header("Content-Type", "application/cbor")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
 
 
 class Load:
@@ -158,6 +149,18 @@ def check(url, load: Load, timeout=120) -> dict:
     return {"readings_lost": lost_readings, "txs_lost": lost_txs}
 
 
+def restarted(start, k, say) -> int:
+    """Starts the killed node again (up to three tries); how many tries failed (each a
+    restart that would have needed a human)."""
+    for attempt in range(3):
+        try:
+            start()
+            return attempt
+        except AssertionError as e:
+            say(f"restart {k} attempt {attempt} failed: {e}")
+    raise AssertionError(f"the node did not come back after kill {k}")
+
+
 def single(root: Path, kills: int, seed: int, say=print) -> dict:
     rng = random.Random(seed)
     node = Node(root / "data").start()
@@ -169,15 +172,9 @@ def single(root: Path, kills: int, seed: int, say=print) -> dict:
     for k in range(kills):
         time.sleep(rng.uniform(0.2, 1.5))  # a random moment: the fault schedule, not a wait
         node.kill()
-        for attempt in range(3):
-            try:
-                node = Node(root / "data", port=node.port).start()
-                break
-            except AssertionError as e:
-                human += 1
-                say(f"restart {k} attempt {attempt} failed: {e}")
-        else:
-            raise AssertionError(f"the node did not come back after kill {k}:\n{node.log_tail()}")
+        fresh = Node(root / "data", port=node.port)
+        human += restarted(fresh.start, k, say)
+        node = fresh
         if (k + 1) % 10 == 0:
             r, t = load.counts()
             say(f"kill {k + 1}/{kills}: acknowledged {r} readings, {t} transactions")
@@ -204,15 +201,7 @@ def one_of_four(root: Path, kills: int, seed: int, victim: int = 1, say=print) -
         time.sleep(rng.uniform(0.3, 2.0))  # a random moment: the fault schedule, not a wait
         target.signal(9)
         target.proc.wait(timeout=30)
-        for attempt in range(3):
-            try:
-                target.start()
-                break
-            except AssertionError as e:
-                human += 1
-                say(f"restart {k} attempt {attempt} failed: {e}")
-        else:
-            raise AssertionError(f"validator {victim} did not come back after kill {k}")
+        human += restarted(target.start, k, say)
         if (k + 1) % 10 == 0:
             r, t = load.counts()
             say(f"kill {k + 1}/{kills}: acknowledged {r} readings, {t} transactions")

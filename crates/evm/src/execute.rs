@@ -762,30 +762,30 @@ pub fn estimate_gas(
             limits,
         )
     };
+    // Whether the call succeeds with `gas` (it fails for want of gas, or ends the search).
+    let enough = |gas: u64| match at(gas) {
+        Ok(_) => Ok(true),
+        Err(EvmError::Reverted(_) | EvmError::Halted(_) | EvmError::IntrinsicGasTooLow { .. }) => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    };
     let used = at(cap)?.gas_used;
     // What it used is a lower bound: below it the call cannot succeed.
     let (mut lo, mut hi) = (used.saturating_sub(1).max(20_999), cap);
     // Most calls succeed with what they used plus the 1/64 that calls keep back (EIP-150):
     // try that first, as geth does, to skip most of the search.
-    let guess = used.saturating_mul(64) / 63;
-    if guess < hi {
-        match at(guess) {
-            Ok(_) => hi = guess,
-            Err(
-                EvmError::Reverted(_) | EvmError::Halted(_) | EvmError::IntrinsicGasTooLow { .. },
-            ) => lo = guess,
-            Err(e) => return Err(e),
-        }
-    }
+    let mut probe = used.saturating_mul(64) / 63;
     while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        match at(mid) {
-            Ok(_) => hi = mid,
-            Err(
-                EvmError::Reverted(_) | EvmError::Halted(_) | EvmError::IntrinsicGasTooLow { .. },
-            ) => lo = mid,
-            Err(e) => return Err(e),
+        if probe <= lo || probe >= hi {
+            probe = lo + (hi - lo) / 2;
         }
+        if enough(probe)? {
+            hi = probe;
+        } else {
+            lo = probe;
+        }
+        probe = lo + (hi - lo) / 2;
     }
     Ok(hi)
 }
