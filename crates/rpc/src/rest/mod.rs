@@ -11,8 +11,7 @@ use std::{sync::Arc, time::Duration};
 use alloy_primitives::B256;
 use axum::{
     Router,
-    extract::rejection::BytesRejection,
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     routing::{get, post},
 };
 use iotchain_api::{ChainQuery, Origin};
@@ -78,22 +77,6 @@ pub(crate) fn parse_device(s: &str) -> Result<DeviceAddress, ApiError> {
 pub(crate) fn parse_height(s: &str) -> Result<u64, ApiError> {
     s.parse().map_err(|_| {
         ApiError::bad_request("bad_height", format!("height must be a number, got {s:?}"))
-    })
-}
-
-pub(crate) fn body_bytes(
-    body: Result<axum::body::Bytes, BytesRejection>,
-) -> Result<axum::body::Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "request body exceeds the node's limit",
-            )
-        } else {
-            ApiError::bad_request("bad_body", e.body_text())
-        }
     })
 }
 
