@@ -660,3 +660,51 @@ fn every_error_of_every_route_is_json() {
         }
     })
 }
+
+#[test]
+fn a_relay_that_strips_the_tag_does_not_take_the_devices_reading() {
+    run(|context| async move {
+        let api = api(&context);
+        api.register().await;
+        let m = api.device.sign_reading(1, 1, None, &[0x01]);
+        assert_eq!(m[0], 0xd2, "the SDK tags its messages");
+        let id = format!("{}", B256::from(iotchain_reading::reading_id(&m)));
+        // A relay strips the optional tag 18 and submits first: the reading is taken under
+        // the id the device computes for its own copy.
+        let (s, first) = api
+            .post("/v1/readings", "application/cose", m[1..].to_vec())
+            .await;
+        assert_eq!(
+            (s, first["id"].as_str()),
+            (StatusCode::ACCEPTED, Some(&*id)),
+            "{first}"
+        );
+        assert!(first.get("duplicate").is_none(), "{first}");
+        // The device's own copy is the same reading: a duplicate, not a replay.
+        let (s, own) = api
+            .post("/v1/readings", "application/cose", m.clone())
+            .await;
+        assert_eq!(
+            (s, own["id"].as_str()),
+            (StatusCode::ACCEPTED, Some(&*id)),
+            "{own}"
+        );
+        assert_eq!(own["duplicate"], true, "{own}");
+        // In a batch too.
+        let batch = iotchain_reading::encode_batch(&[&m[1..]]);
+        let (s, b) = api.post("/v1/readings", "application/cbor", batch).await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+        assert_eq!(b["results"][0]["id"].as_str(), Some(&*id), "{b}");
+        assert_eq!(b["results"][0]["duplicate"], true, "{b}");
+        // What is kept, and proven, is the device's canonical message: it hashes to the id,
+        // and the proof verifies as any other.
+        api.engine.produce_next_block().unwrap();
+        let (s, proof) = api.get(&format!("/v1/readings/{id}/proof")).await;
+        assert_eq!(s, StatusCode::OK, "{proof}");
+        assert_eq!(proof["message"], format!("0x{}", hex::encode(&m)));
+        let bundle: iotchain_block::ProofBundle = serde_json::from_value(proof).unwrap();
+        bundle
+            .verify(iotchain_api::ChainQuery::genesis(&api.engine))
+            .unwrap();
+    })
+}
