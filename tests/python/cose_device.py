@@ -46,9 +46,29 @@ class Device:
         return msg.encode()
 
 
+# The order of the P-256 group: an ES256 signature (r, s) and (r, n - s) both verify.
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def canonical_message(message: bytes) -> bytes:
+    """The canonical form of a COSE_Sign1 reading (docs/formats.md, "Reading id"), written
+    from the rule with cbor2: tag 18, shortest heads, the protected header and payload bytes
+    as they are, an empty unprotected map, and an ES256 signature with the low s."""
+    item = cbor2.loads(message)
+    if isinstance(item, cbor2.CBORTag):
+        assert item.tag == 18, item.tag
+        item = item.value
+    protected, _unprotected, payload, signature = item
+    if cbor2.loads(protected).get(1) == -7:
+        s = int.from_bytes(signature[32:], "big")
+        if P256_N // 2 < s < P256_N:
+            signature = signature[:32] + (P256_N - s).to_bytes(32, "big")
+    return cbor2.dumps(cbor2.CBORTag(18, [protected, {}, payload, signature]))
+
+
 def reading_id(message: bytes) -> str:
-    """RFC 6962 leaf hash of the message bytes, computed independently."""
-    return "0x" + hashlib.sha256(b"\x00" + message).hexdigest()
+    """RFC 6962 leaf hash of the canonical message, computed independently."""
+    return "0x" + hashlib.sha256(b"\x00" + canonical_message(message)).hexdigest()
 
 
 def cbor_array(messages) -> bytes:

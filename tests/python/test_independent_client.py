@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from conftest import cli
-from cose_device import cbor_array, reading_id
+from cose_device import canonical_message, cbor_array, reading_id
 from helpers import finalize_message, new_device
 
 
@@ -29,13 +29,17 @@ def test_pycose_readings_become_final_and_their_proofs_verify(node, tmp_path, al
     message = device.sign(data={"temp_c": 3.5})
     status, body = node.post_cose(message)
     assert status == 202, body
-    # The id is the RFC 6962 leaf hash of the bytes we sent, computed here independently.
+    # The id is the RFC 6962 leaf hash of the canonical form of what we sent, computed here
+    # independently (docs/formats.md, "Reading id").
     assert body["id"] == reading_id(message)
     final = node.wait_final(body["id"])
     assert final["height"] >= 1
 
     proof = fetch_proof(node, body["id"], tmp_path / "proof.json")
-    assert proof["message"] == "0x" + message.hex()
+    # The node proves the canonical message: ours as sent, or with the low s when pycose's
+    # ES256 signature had the high one. Either way it hashes to the id.
+    assert proof["message"] == "0x" + canonical_message(message).hex()
+    assert "0x" + hashlib.sha256(b"\x00" + canonical_message(message)).hexdigest() == body["id"]
     p = verify(node, tmp_path / "proof.json")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("OK"), p.stdout

@@ -9,7 +9,7 @@ from pycose.keys import OKPKey
 from pycose.keys.curves import Ed25519
 
 from conftest import cli
-from cose_device import Device, cbor_array, reading_id
+from cose_device import Device, canonical_message, cbor_array, reading_id
 from helpers import new_device, register
 
 
@@ -49,6 +49,30 @@ def test_replayed_seq(node):
     node.wait_final(reading_id(late))
     status, body = node.post_cose(late)
     assert (status, body["status"], body.get("duplicate")) == (202, "final", True), body
+
+
+def test_a_relays_re_encoding_does_not_take_the_devices_reading(node):
+    """A relay that strips the optional tag 18 (or adds unprotected headers, or sends the twin
+    ES256 signature) and submits first gets the reading under the device's own id; the device's
+    copy is then a duplicate, not a replay."""
+    for alg in ("ed25519", "p256"):
+        d = new_device(node, alg)
+        m = d.sign(seq=1)
+        assert m[0] == 0xD2, "pycose tags its messages"
+        item = cbor2.loads(m).value
+        stripped = cbor2.dumps(item)
+        status, first = node.post_cose(stripped)
+        assert (status, first["id"]) == (202, reading_id(m)), first
+        status, body = node.post_cose(m)
+        assert (status, body["id"], body.get("duplicate")) == (202, reading_id(m), True), body
+        relayed = cbor2.dumps(cbor2.CBORTag(18, [item[0], {"relay": "gw-7"}, item[2], item[3]]))
+        status, body = node.post_cose(relayed)
+        assert (status, body["id"], body.get("duplicate")) == (202, reading_id(m), True), body
+        # The node keeps and proves the canonical message, whose hash is the id.
+        node.wait_final(reading_id(m))
+        status, proof = node.get(f"/v1/readings/{reading_id(m)}/proof")
+        assert status == 200, proof
+        assert bytes.fromhex(proof["message"][2:]) == canonical_message(m)
 
 
 def test_a_gap_closed_to_make_room_refuses_its_seqs(node):

@@ -15,6 +15,7 @@ from pycose.keys import EC2Key, OKPKey
 from pycose.keys.curves import P256, Ed25519
 from pycose.messages import Sign1Message
 
+from cose_device import canonical_message
 from helpers import finalize_message
 
 V = json.loads((Path(__file__).resolve().parents[2] / "docs" / "vectors.json").read_text())
@@ -74,6 +75,40 @@ def test_es256_reading_verifies_with_pycose():
     assert "0x" + leaf(b(v["message"])).hex() == v["reading_id"]
     # Sig_structure is the one RFC 9052 defines.
     assert cbor2.dumps(["Signature1", b(v["protected"]), b"", b(v["payload"])]) == b(v["sig_structure"])
+
+
+def test_every_encoding_of_a_reading_has_one_id():
+    """docs/formats.md "Reading id": a tagged and an untagged message of one reading (and other
+    re-encodings a relay could make) have the same id, reproduced with pycose and cbor2."""
+    e = V["reading_encodings"]
+    ed = V["reading_ed25519"]
+    canonical = b(e["canonical"])
+    assert canonical == b(ed["message"]) and canonical[0] == 0xD2
+    assert "0x" + leaf(canonical).hex() == e["reading_id"] == ed["reading_id"]
+    key = OKPKey(crv=Ed25519, x=b(ed["public_key"]))
+    for m in map(b, e["same_reading"]):
+        assert m != canonical
+        item = cbor2.loads(m)
+        # pycose decodes tagged messages: tag what came untagged, as the rule does.
+        tagged = cbor2.dumps(item if isinstance(item, cbor2.CBORTag) else cbor2.CBORTag(18, item))
+        decoded = Sign1Message.decode(tagged)
+        decoded.key = key
+        assert decoded.verify_signature(), m.hex()
+        assert canonical_message(m) == canonical
+        assert "0x" + leaf(canonical_message(m)).hex() == e["reading_id"]
+    # The ES256 twin (r, n - s) verifies as well, and has the id of the low-s message.
+    es = V["reading_es256"]
+    high = b(e["es256_high_s"])
+    assert int.from_bytes(cbor2.loads(high).value[3][32:], "big") > P256_HALF
+    pub = b(es["public_key"])
+    decoded = Sign1Message.decode(high)
+    decoded.key = EC2Key(crv=P256, x=pub[1:33], y=pub[33:])
+    assert decoded.verify_signature()
+    assert canonical_message(high) == b(es["message"])
+    assert "0x" + leaf(canonical_message(high)).hex() == e["es256_reading_id"] == es["reading_id"]
+
+
+P256_HALF = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551 // 2
 
 
 def test_merkle_root_and_audit_path():

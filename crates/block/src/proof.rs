@@ -71,7 +71,7 @@ pub enum ProofError {
     /// The message is not a well-formed reading.
     #[error("message: {0}")]
     Message(String),
-    /// The reading id is not the leaf hash of the message.
+    /// The reading id is not the leaf hash of the message's canonical form.
     #[error("reading id: {0}")]
     ReadingId(String),
     /// The device signature or key binding does not check.
@@ -163,7 +163,7 @@ impl ProofError {
         match e {
             L::Message(e) => Self::Message(e.to_string()),
             L::ReadingId { computed } => Self::ReadingId(format!(
-                "leaf hash of the message is {}, the proof claims another",
+                "leaf hash of the canonical message is {}, the proof claims another",
                 B256::from(computed)
             )),
             L::DeviceSignature(why) => Self::DeviceSignature(why.into()),

@@ -275,8 +275,12 @@ impl SignedTx {
         keccak256(self.encode_rlp())
     }
 
-    /// Decodes RLP bytes and checks that they are the transaction's canonical encoding and
-    /// that the signature recovers to `owner` for `chain_id`.
+    /// Decodes RLP bytes and checks that the signature recovers to `owner` for `chain_id`.
+    ///
+    /// Only the canonical encoding is accepted (the one [`SignedTx::encode_rlp`] writes: its
+    /// hash is keccak256 of exactly these bytes): not the fields an operation leaves empty
+    /// filled in, not another encoding of a device key, not a signature with `v` other than
+    /// 27/28 or a high `s`. Each transaction has one hash.
     pub fn decode_and_check(bytes: &[u8], chain_id: u64) -> Result<Self> {
         let mut rest = bytes;
         let raw = SignedRlp::decode(&mut rest)?;
@@ -288,30 +292,29 @@ impl SignedTx {
             .as_ref()
             .try_into()
             .map_err(|_| invalid("signature", "must be 65 bytes"))?;
-        let tx = Self {
-            owner: raw.owner,
-            nonce: raw.nonce,
-            op: DeviceOp::from_rlp(raw.op)?,
-            signature,
-        };
-        // The owner signs the operation as it re-encodes, so other bytes for the same signed
-        // transaction (a field the operation does not use set, such as a register's device,
-        // or a compressed P-256 key) would be accepted under another hash than the bytes'.
-        if tx.encode_rlp() != bytes {
-            return Err(invalid(
-                "op",
-                "not the canonical encoding (unused fields must be empty, P-256 keys uncompressed)",
-            ));
-        }
-        let hash = Self::signing_hash(chain_id, tx.owner, tx.nonce, &tx.op);
-        let signer = recover_owner(&hash, &tx.signature)?;
-        if signer != tx.owner {
+        let op = DeviceOp::from_rlp(raw.op)?;
+        let hash = Self::signing_hash(chain_id, raw.owner, raw.nonce, &op);
+        let signer = recover_owner(&hash, &signature)?;
+        if signer != raw.owner {
             return Err(invalid(
                 "signature",
                 format!(
                     "signed by {signer}, not by the owner {} (wrong key or wrong chain id)",
-                    tx.owner
+                    raw.owner
                 ),
+            ));
+        }
+        let tx = Self {
+            owner: raw.owner,
+            nonce: raw.nonce,
+            op,
+            signature,
+        };
+        if tx.encode_rlp() != bytes {
+            return Err(invalid(
+                "encoding",
+                "not the canonical encoding of the transaction (a field the operation does \
+                 not use is set, or a key is encoded another way)",
             ));
         }
         Ok(tx)
@@ -360,5 +363,149 @@ mod tests {
             SignedTx::decode_and_check(&revoke.encode_rlp(), 1337).unwrap(),
             revoke
         );
+    }
+
+    fn register(owner: &OwnerKey, nonce: u64) -> SignedTx {
+        let device =
+            DeviceSigner::from_secret(KeyAlg::Ed25519, &[(nonce % 251) as u8 + 1; 32]).unwrap();
+        let op = DeviceOp::Register {
+            public_key: device.public_key(),
+            model: "m".into(),
+            firmware_hash: Bytes::new(),
+            labels: vec![],
+        };
+        SignedTx::sign(owner, 7, nonce, op).unwrap()
+    }
+
+    /// RLP of a transaction with its signature bytes replaced.
+    fn with_signature(tx: &SignedTx, op: OpRlp, signature: Vec<u8>) -> Vec<u8> {
+        alloy_rlp::encode(SignedRlp {
+            owner: tx.owner,
+            nonce: tx.nonce,
+            op,
+            signature: signature.into(),
+        })
+    }
+
+    #[test]
+    fn another_encoding_of_the_signature_is_refused() {
+        let owner = OwnerKey::from_secret(&[3; 32]).unwrap();
+        let tx = register(&owner, 0);
+        // The same signature with v = 0/1 instead of 27/28: it would recover the same owner
+        // under another hash.
+        let mut sig = tx.signature.to_vec();
+        sig[64] -= 27;
+        let resent = with_signature(&tx, tx.op.to_rlp(), sig);
+        assert_ne!(keccak256(&resent), tx.hash());
+        let err = SignedTx::decode_and_check(&resent, 7)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be 27 or 28"), "{err}");
+        // n - s with the other v (the high-s twin, EIP-2).
+        let low = k256::ecdsa::Signature::from_slice(&tx.signature[..64]).unwrap();
+        let (r, s) = low.split_scalars();
+        let high = k256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+        let mut sig = high.to_bytes().to_vec();
+        sig.push(55 - tx.signature[64]);
+        let err = SignedTx::decode_and_check(&with_signature(&tx, tx.op.to_rlp(), sig), 7)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("high-s"), "{err}");
+    }
+
+    #[test]
+    fn fields_an_operation_does_not_use_are_refused() {
+        let owner = OwnerKey::from_secret(&[3; 32]).unwrap();
+        let device = DeviceSigner::from_secret(KeyAlg::Ed25519, &[4; 32]).unwrap();
+        let revoke = SignedTx::sign(
+            &owner,
+            7,
+            1,
+            DeviceOp::Revoke {
+                device: device.address(),
+            },
+        )
+        .unwrap();
+        // The owner signed the canonical operation: a relay that fills in a field a revoke
+        // ignores keeps the signature valid, and would get another hash.
+        let mut op = revoke.op.to_rlp();
+        op.model = "padding".into();
+        let padded = with_signature(&revoke, op, revoke.signature.to_vec());
+        let err = SignedTx::decode_and_check(&padded, 7)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("canonical"), "{err}");
+        // A register naming a device address (the address derives from the key).
+        let tx = register(&owner, 0);
+        let mut op = tx.op.to_rlp();
+        op.device = Address::repeat_byte(1);
+        let named = with_signature(&tx, op, tx.signature.to_vec());
+        assert!(SignedTx::decode_and_check(&named, 7).is_err());
+    }
+
+    /// `[owner, nonce, op, signature]` with `nonce` given as raw RLP, in a list whose head
+    /// is `list_head` (or the canonical one).
+    fn hand_encoded(tx: &SignedTx, nonce: &[u8], list_head: Option<&[u8]>) -> Vec<u8> {
+        use alloy_rlp::Encodable;
+        let mut payload = Vec::new();
+        tx.owner.encode(&mut payload);
+        payload.extend_from_slice(nonce);
+        tx.op.to_rlp().encode(&mut payload);
+        Bytes::copy_from_slice(&tx.signature).encode(&mut payload);
+        let mut out = Vec::new();
+        match list_head {
+            Some(h) => out.extend_from_slice(h),
+            None => alloy_rlp::Header {
+                list: true,
+                payload_length: payload.len(),
+            }
+            .encode(&mut out),
+        }
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    #[test]
+    fn non_canonical_rlp_is_refused() {
+        let owner = OwnerKey::from_secret(&[3; 32]).unwrap();
+        let tx = register(&owner, 5);
+        let canonical = hand_encoded(&tx, &[0x05], None);
+        assert_eq!(canonical, tx.encode_rlp());
+        assert!(SignedTx::decode_and_check(&canonical, 7).is_ok());
+        // The nonce 5 as a one-byte string, with a leading zero, in a long-form head.
+        for nonce in [
+            &[0x81u8, 0x05][..],
+            &[0x82, 0x00, 0x05],
+            &[0xb8, 0x01, 0x05],
+        ] {
+            let other = hand_encoded(&tx, nonce, None);
+            assert!(SignedTx::decode_and_check(&other, 7).is_err(), "{nonce:x?}");
+        }
+        // The list's length in a longer head than it needs.
+        let n = canonical.len() - if canonical[0] == 0xf8 { 2 } else { 3 };
+        let mut long = vec![0xfa, 0x00];
+        long.extend_from_slice(&(n as u16).to_be_bytes());
+        assert!(SignedTx::decode_and_check(&hand_encoded(&tx, &[0x05], Some(&long)), 7).is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes are accepted are their own canonical encoding: a transaction has
+        /// one hash (keccak256 of the bytes as received), however it is mangled.
+        #[test]
+        fn accepted_bytes_are_canonical(
+            nonce in 0u64..1_000_000,
+            edits in proptest::collection::vec((0usize..400, 0u8..=255), 1..4),
+        ) {
+            let owner = OwnerKey::from_secret(&[3; 32]).unwrap();
+            let mut raw = register(&owner, nonce).encode_rlp();
+            for (at, b) in edits {
+                let n = raw.len();
+                raw[at % n] = b;
+            }
+            if let Ok(tx) = SignedTx::decode_and_check(&raw, 7) {
+                proptest::prop_assert_eq!(tx.encode_rlp(), raw.clone());
+                proptest::prop_assert_eq!(tx.hash(), keccak256(&raw));
+            }
+        }
     }
 }

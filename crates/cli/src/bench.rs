@@ -233,7 +233,10 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
             crate::send::now_ms()
         ));
         std::fs::write(n.config(), config)?;
-        println!("readings go through the MQTT broker at {url}");
+        println!(
+            "readings go through the MQTT broker at {}",
+            iotchain_mqtt::redact_url(url)
+        );
     }
     let owner = KeyFile::read(&dir.join("owner.key"))?;
     let mut children = Vec::new();
@@ -452,7 +455,10 @@ async fn run_phase(
         .await?
     };
     if let Some(url) = &a.mqtt {
-        println!("{alg:>8}: publishing from {clients} topics in batches of {batch} via {url}…");
+        println!(
+            "{alg:>8}: publishing from {clients} topics in batches of {batch} via {}…",
+            iotchain_mqtt::redact_url(url)
+        );
         let me = std::process::id();
         // Wait for the transfers' setup before the clock, as the HTTP path does.
         if let Some(s) = &started {

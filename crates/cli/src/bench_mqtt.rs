@@ -66,7 +66,10 @@ pub(crate) async fn send(
         .is_err()
     {
         driver.abort();
-        bail!("no subscription ack from the broker at {url} within 10 s");
+        bail!(
+            "no subscription ack from the broker at {} within 10 s",
+            iotchain_mqtt::redact_url(url)
+        );
     }
 
     // Batches round-robin over clients; each client's topic keeps its devices' order.
@@ -121,8 +124,9 @@ pub(crate) async fn send(
             Ok(Some(p)) => p,
             Ok(None) => bail!("the bench's MQTT connection ended"),
             Err(_) => bail!(
-                "no ack for {} s: {acked_messages}/{total_batches} batches acked, {finals}/{accepted} readings final (is the node bridged to {url}?)",
-                STALL.as_secs()
+                "no ack for {} s: {acked_messages}/{total_batches} batches acked, {finals}/{accepted} readings final (is the node bridged to {}?)",
+                STALL.as_secs(),
+                iotchain_mqtt::redact_url(url)
             ),
         };
         let v: Value = serde_json::from_slice(&payload).context("an ack that is not JSON")?;

@@ -230,7 +230,8 @@ async fn run_dev(
     println!("  API:         {url}/v1/status");
     if let Some(m) = &a.mqtt {
         println!(
-            "  MQTT:        {m} (readings on {}, acks on iotchain/<device>/acks)",
+            "  MQTT:        {} (readings on {}, acks on iotchain/<device>/acks)",
+            iotchain_mqtt::redact_url(m),
             a.mqtt_topic
         );
     }

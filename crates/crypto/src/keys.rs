@@ -387,7 +387,8 @@ impl DeviceSigner {
         self.public_key().address()
     }
 
-    /// Signs a message (a COSE Sig_structure): 64 bytes, Ed25519 or P-256 raw `r‖s`.
+    /// Signs a message (a COSE Sig_structure): 64 bytes, Ed25519 or P-256 raw `r‖s` with the
+    /// low `s` (the canonical form a reading's id is over).
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         match self {
             Self::Ed25519(k) => ed25519_dalek::Signer::sign(k.as_ref(), message).to_bytes(),
@@ -397,12 +398,12 @@ impl DeviceSigner {
                     .expect("P-256 signing with a valid key does not fail");
                 let mut out = [0u8; 64];
                 out.copy_from_slice(sig.as_ref());
-                out
+                iotchain_reading::canonical_signature(iotchain_reading::Alg::Es256, &out)
             }
         }
     }
 
-    /// Builds and signs a complete reading (tagged COSE_Sign1).
+    /// Builds and signs a complete reading (tagged COSE_Sign1, canonical).
     pub fn sign_reading(
         &self,
         seq: u64,
@@ -478,6 +479,28 @@ mod tests {
             );
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// ring's P-256 signatures have a random `s`: the signer keeps the low one, so what it
+    /// signs is a canonical message whose id is the hash of its bytes.
+    #[test]
+    fn p256_readings_are_canonical() {
+        let signer = DeviceSigner::from_secret(KeyAlg::P256, &[8; 32]).unwrap();
+        for seq in 0..32 {
+            let m = signer.sign_reading(seq, 1, None, &[0x01]);
+            let r = iotchain_reading::decode(&m).unwrap();
+            assert!(r.is_canonical_encoding(&m), "seq {seq}");
+            assert_eq!(iotchain_reading::reading_id(&m), leaf_hash_of(&m));
+        }
+    }
+
+    fn leaf_hash_of(m: &[u8]) -> [u8; 32] {
+        use sha2::Digest as _;
+        sha2::Sha256::new()
+            .chain_update([0u8])
+            .chain_update(m)
+            .finalize()
+            .into()
     }
 
     #[test]

@@ -6,7 +6,8 @@ use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
 use crate::{CryptoError, Result};
 
 /// A 65-byte recoverable secp256k1 signature `r‖s‖v` with `v` in {27, 28} (as Ethereum's
-/// `personal_sign`; {0, 1} is accepted too).
+/// `personal_sign`) and a low `s` (EIP-2). Nothing else is accepted: each signature has one
+/// encoding, so a transaction cannot be re-sent under another hash.
 pub type OwnerSignature = [u8; 65];
 
 /// An owner's secp256k1 signing key.
@@ -54,14 +55,15 @@ impl OwnerKey {
     }
 }
 
-/// Recovers the owner address that signed `hash`; rejects malleable (high-s) signatures.
+/// Recovers the owner address that signed `hash`. Refuses the other encodings of a
+/// signature, which would recover the same owner: `v` other than 27 or 28 (0 and 1
+/// included), and a high `s` (`n - s` signs the same hash, EIP-2).
 pub fn recover_owner(hash: &B256, signature: &OwnerSignature) -> Result<Address> {
     let v = match signature[64] {
-        v @ (0 | 1) => v,
         v @ (27 | 28) => v - 27,
         v => {
             return Err(CryptoError::InvalidOwnerSignature(format!(
-                "bad recovery id v={v}"
+                "recovery id v={v}: it must be 27 or 28"
             )));
         }
     };
@@ -94,6 +96,42 @@ mod tests {
         let mut bad = sig;
         bad[64] = 5;
         assert!(recover_owner(&hash, &bad).is_err());
+    }
+
+    /// The other encodings of a valid signature (`v` 0/1, all other `v`, `n - s` with the
+    /// flipped `v`) all recover to the same owner if accepted: each is refused.
+    #[test]
+    fn only_one_encoding_of_a_signature_is_accepted() {
+        let key = OwnerKey::from_secret(&[9u8; 32]).unwrap();
+        for i in 0u8..16 {
+            let hash = keccak256([i]);
+            let sig = key.sign_hash(&hash).unwrap();
+            assert!(matches!(sig[64], 27 | 28));
+            assert_eq!(recover_owner(&hash, &sig).unwrap(), key.address());
+            for v in (0..=255u8).filter(|v| *v != sig[64]) {
+                let mut other = sig;
+                other[64] = v;
+                match recover_owner(&hash, &other) {
+                    // The other recovery id names another key (or none): not this owner.
+                    Ok(a) if v == 55 - sig[64] => assert_ne!(a, key.address()),
+                    Err(_) if v == 55 - sig[64] => {}
+                    Ok(a) => panic!("v={v} accepted, recovering {a}"),
+                    Err(e) => assert!(e.to_string().contains("must be 27 or 28"), "v={v}: {e}"),
+                }
+            }
+            // High s: n - s with the other recovery id recovers the same key.
+            let low = Signature::from_slice(&sig[..64]).unwrap();
+            let (r, s) = low.split_scalars();
+            let high = Signature::from_scalars(r, -*s).unwrap();
+            assert!(high.normalize_s().is_some(), "n - s is high");
+            // (k256 itself refuses to recover from it; other libraries take it.)
+            assert_eq!(high.normalize_s(), Some(low), "the twin of the signature");
+            let mut flipped = [0u8; 65];
+            flipped[..64].copy_from_slice(&high.to_bytes());
+            flipped[64] = 55 - sig[64];
+            let err = recover_owner(&hash, &flipped).unwrap_err().to_string();
+            assert!(err.contains("high-s"), "{err}");
+        }
     }
 
     #[test]

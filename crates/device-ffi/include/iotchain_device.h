@@ -142,6 +142,17 @@ int32_t iotchain_device_set_next_seq(struct IotchainDevice *dev, uint64_t seq);
 int32_t iotchain_device_address(const struct IotchainDevice *dev, uint8_t *out);
 
 /**
+ * Writes the id of the reading `message` (`len` bytes) to `out` (32 bytes): the id the node
+ * acknowledges it under, the same for every encoding of one signed reading (with or without
+ * the COSE tag; see docs/formats.md). For bytes that are no reading, the RFC 6962 leaf hash
+ * of the bytes.
+ *
+ * # Safety
+ * `message` is null or valid for `len` bytes; `out` is null or has 32 writable bytes.
+ */
+int32_t iotchain_reading_id(const uint8_t *message, size_t len, uint8_t *out);
+
+/**
  * Writes the public key to register (Ed25519: 32 bytes; P-256: 65-byte uncompressed point)
  * to `out` (65 bytes of room) and returns its length, or 0 on a null pointer or an
  * uninitialised device.

@@ -222,6 +222,27 @@ pub unsafe extern "C" fn iotchain_device_address(dev: *const IotchainDevice, out
     IOTCHAIN_OK
 }
 
+/// Writes the id of the reading `message` (`len` bytes) to `out` (32 bytes): the id the node
+/// acknowledges it under, the same for every encoding of one signed reading (with or without
+/// the COSE tag; see docs/formats.md). For bytes that are no reading, the RFC 6962 leaf hash
+/// of the bytes.
+///
+/// # Safety
+/// `message` is null or valid for `len` bytes; `out` is null or has 32 writable bytes.
+#[unsafe(no_mangle)]
+#[allow(unsafe_code)]
+pub unsafe extern "C" fn iotchain_reading_id(message: *const u8, len: usize, out: *mut u8) -> i32 {
+    if message.is_null() || out.is_null() {
+        return IOTCHAIN_ERR_NULL;
+    }
+    // SAFETY: the caller guarantees `len` readable bytes at `message`.
+    let message = unsafe { slice::from_raw_parts(message, len) };
+    let id = iotchain_device::reading_id(message);
+    // SAFETY: `out` has 32 writable bytes.
+    unsafe { ptr::copy_nonoverlapping(id.as_ptr(), out, 32) };
+    IOTCHAIN_OK
+}
+
 /// Writes the public key to register (Ed25519: 32 bytes; P-256: 65-byte uncompressed point)
 /// to `out` (65 bytes of room) and returns its length, or 0 on a null pointer or an
 /// uninitialised device.
@@ -244,4 +265,38 @@ pub unsafe extern "C" fn iotchain_device_public_key(
     // SAFETY: `out` has 65 writable bytes and a key is at most 65.
     unsafe { ptr::copy_nonoverlapping(key.as_ptr(), out, key.len()) };
     key.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The C API names a reading by the id the node gives it, tag or no tag.
+    #[test]
+    #[allow(unsafe_code)]
+    fn reading_ids_from_c_ignore_the_tag() {
+        let mut device = Device::p256(&[5; 32], 0).unwrap();
+        let mut buf = [0u8; 512];
+        let n = device
+            .sign_reading(1, Some("t"), &[0x01], &mut buf)
+            .unwrap();
+        let want = iotchain_reading::decode(&buf[..n]).unwrap().id();
+        let (mut tagged, mut untagged) = ([0u8; 32], [0u8; 32]);
+        // SAFETY: the pointers are valid for the lengths given.
+        unsafe {
+            assert_eq!(
+                iotchain_reading_id(buf.as_ptr(), n, tagged.as_mut_ptr()),
+                IOTCHAIN_OK
+            );
+            assert_eq!(
+                iotchain_reading_id(buf[1..].as_ptr(), n - 1, untagged.as_mut_ptr()),
+                IOTCHAIN_OK
+            );
+            assert_eq!(
+                iotchain_reading_id(ptr::null(), 0, tagged.as_mut_ptr()),
+                IOTCHAIN_ERR_NULL
+            );
+        }
+        assert_eq!((tagged, untagged), (want, want));
+    }
 }

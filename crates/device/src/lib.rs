@@ -10,6 +10,10 @@
 //! The device keeps its next `seq` in [`Device`]; the caller persists it (flash, EEPROM) and
 //! gives it back after a reboot: the chain refuses a `seq` that is not greater than the last.
 //!
+//! What it signs is a reading's canonical message (ECDSA signatures with the low `s`), so the
+//! id the node acknowledges, [`reading_id`], is `SHA-256(0x00 ‖ message)`, whoever carries
+//! the message on and however they re-encode it (docs/formats.md, "Reading id").
+//!
 //! ```
 //! let mut device = iotchain_device::Device::ed25519(&[7; 32], 0).unwrap();
 //! let mut buf = [0u8; 512];
@@ -22,6 +26,7 @@
 #![no_std]
 
 use ed25519_dalek::Signer as _;
+pub use iotchain_reading::reading_id;
 use iotchain_reading::{Alg, DeviceAddress, ReadingError};
 use sha3::{Digest as _, Keccak256};
 
@@ -160,7 +165,8 @@ impl Device {
                 let sig: p256::ecdsa::Signature = k.sign(message);
                 let mut out = [0u8; 64];
                 out.copy_from_slice(&sig.to_bytes());
-                out
+                // The low-s form: the message is then canonical, its id the hash of its bytes.
+                iotchain_reading::canonical_signature(Alg::Es256, &out)
             }
         }
     }

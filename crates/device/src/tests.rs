@@ -125,6 +125,12 @@ proptest! {
         let mut buf = vec![0u8; buffer_len(data.len(), stream.as_ref().map_or(0, String::len))];
         let n = device.sign_reading(ts, stream.as_deref(), &data, &mut buf).unwrap();
         let r = node_accepts(&device, &buf[..n]);
+        // Canonical (tagged, low s): its id is the hash of its bytes, and a relay's copy
+        // without the tag has the same id.
+        prop_assert!(r.is_canonical_encoding(&buf[..n]));
+        prop_assert_eq!(buf[0], 0xd2);
+        prop_assert_eq!(reading_id(&buf[..n]), r.id());
+        prop_assert_eq!(reading_id(&buf[1..n]), r.id());
         prop_assert_eq!(r.seq, seq);
         prop_assert_eq!(r.ts, ts);
         prop_assert_eq!(r.stream, stream.as_deref().unwrap_or("default"));

@@ -42,10 +42,7 @@ impl ReadingMeta {
     /// accepted).
     pub fn decode(bytes: &[u8]) -> Result<(Self, B256), ItemError> {
         let r = iotchain_reading::decode(bytes)?;
-        Ok((
-            Self::from(&r),
-            B256::from(iotchain_reading::reading_id(bytes)),
-        ))
+        Ok((Self::from(&r), B256::from(r.id())))
     }
 
     /// The stream head this reading makes.
@@ -67,13 +64,15 @@ pub struct DecodedReading {
     pub alg: Alg,
     /// What block production needs.
     pub meta: ReadingMeta,
-    /// Its id: SHA-256 of the message.
+    /// Its id: the leaf hash of its canonical message ([`iotchain_reading::reading_id`]).
     pub id: B256,
     /// The bytes the device signed (COSE `Sig_structure`).
     pub sig_structure: Vec<u8>,
     /// The signature.
     pub signature: [u8; 64],
-    /// The message as received.
+    /// The canonical message: as received when it was canonical (what devices send), else
+    /// re-encoded (a relay's copy without the tag, say), so what is kept, put in blocks and
+    /// proven hashes to the id.
     pub bytes: Bytes,
 }
 
@@ -87,13 +86,18 @@ impl DecodedReading {
             });
         }
         let r = iotchain_reading::decode(&message)?;
+        let bytes = if r.is_canonical_encoding(&message) {
+            message.clone()
+        } else {
+            Bytes::from(r.to_canonical())
+        };
         Ok(Self {
             alg: r.alg,
             meta: ReadingMeta::from(&r),
-            id: B256::from(iotchain_reading::reading_id(&message)),
+            id: B256::from(r.id()),
             sig_structure: iotchain_reading::sig_structure(r.protected, r.payload),
             signature: *r.signature,
-            bytes: message.clone(),
+            bytes,
         })
     }
 

@@ -445,9 +445,9 @@ pub struct Proof<'a> {
 pub enum ProofError {
     /// The message is not a well-formed reading.
     Message(ReadingError),
-    /// The reading id is not the leaf hash of the message.
+    /// The reading id is not the leaf hash of the message's canonical form.
     ReadingId {
-        /// The message's leaf hash.
+        /// The id of the message (the leaf hash of its canonical form).
         computed: Hash,
     },
     /// The device key is malformed, of another algorithm, or did not sign the message.
@@ -468,7 +468,7 @@ impl fmt::Display for ProofError {
             Self::Message(e) => write!(f, "message: {e}"),
             Self::ReadingId { computed } => write!(
                 f,
-                "reading id: leaf hash of the message is {}, the proof claims another",
+                "reading id: leaf hash of the canonical message is {}, the proof claims another",
                 Hex(computed)
             ),
             Self::DeviceSignature(why) => write!(f, "device signature: {why}"),
@@ -558,7 +558,8 @@ pub fn verify_proof<'a>(
     scratch: &mut [u8],
 ) -> Result<VerifiedReading<'a>, ProofError> {
     let reading = iotchain_reading::decode(proof.message).map_err(ProofError::Message)?;
-    let id = iotchain_reading::reading_id(proof.message);
+    // The id of the reading, however the message is encoded (docs/formats.md).
+    let id = reading.id();
     if id != proof.reading_id {
         return Err(ProofError::ReadingId { computed: id });
     }

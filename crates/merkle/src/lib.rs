@@ -1,7 +1,7 @@
 //! RFC 6962 Merkle trees over SHA-256 for reading batches, no_std.
 //!
 //! A block's `readings_root` is the RFC 6962 Merkle Tree Hash over its reading ids, and a
-//! reading id *is* the leaf hash `SHA-256(0x00 ‖ message)`. So [`root`] and [`audit_path`]
+//! reading id *is* a leaf hash, `SHA-256(0x00 ‖ canonical message)`. So [`root`] and [`audit_path`]
 //! take leaf hashes, and [`verify_inclusion`] (RFC 9162 §2.1.3.2) needs neither an allocator
 //! nor the standard library: a microcontroller with SHA-256 hardware can check a proof.
 //!
@@ -51,6 +51,17 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
     let mut h = Sha256::new();
     h.update([0u8]);
     h.update(data);
+    h.finalize().into()
+}
+
+/// `SHA-256(0x00 ‖ parts[0] ‖ parts[1] ‖ …)`: the hash of a leaf given in pieces, without
+/// putting them together first.
+pub fn leaf_hash_parts(parts: &[&[u8]]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    for p in parts {
+        h.update(p);
+    }
     h.finalize().into()
 }
 
@@ -211,6 +222,8 @@ mod tests {
         let l = leaf_hash(b"");
         assert_eq!(l[0], 0x6e);
         assert_eq!(l[31], 0x1d);
+        assert_eq!(leaf_hash_parts(&[]), l);
+        assert_eq!(leaf_hash_parts(&[b"ab", b"", b"c"]), leaf_hash(b"abc"));
         let three = leaves(3);
         assert_eq!(
             root(&three),

@@ -47,7 +47,7 @@ pub enum AckResult {
     Accepted {
         /// Position of the reading in its message (0 for a single reading).
         index: usize,
-        /// Reading id: `SHA-256(0x00 ‖ message)`.
+        /// Reading id: `SHA-256(0x00 ‖ canonical message)` ([`iotchain_reading::reading_id`]).
         id: B256,
         /// The node already held this reading (a redelivery or a resend): stored once.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]

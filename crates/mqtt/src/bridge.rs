@@ -116,7 +116,7 @@ impl Bridge {
             let _ = disconnect.send(true);
             let _ = connection.await;
         });
-        tracing::info!(url = %config.url, topic = %config.topic, protocol = ?config.protocol, client_id = %config.client_id(), "mqtt bridge started");
+        tracing::info!(url = %config.redacted_url(), topic = %config.topic, protocol = ?config.protocol, client_id = %config.client_id(), "mqtt bridge started");
         Ok(Self {
             stop,
             task,

@@ -39,7 +39,10 @@ impl std::str::FromStr for Protocol {
 /// client_id = "iotchain-validator-0"
 /// protocol = "v4"                 # or "v5"
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+///
+/// Its `Debug` form, like every log line and banner that names the broker, shows the URL
+/// with the password replaced by `***` ([`redact_url`]) and no `password`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// Broker URL: `mqtt://[user[:password]@]host[:port]` (port 1883 by default) or
@@ -80,6 +83,51 @@ pub struct MqttConfig {
     /// Largest message accepted from the broker, bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+}
+
+/// `url` with the password of its user info replaced by `***` (`mqtts://node:***@host:8883`),
+/// the way the node prints or logs a broker URL: a credential is never printed. A URL without
+/// a password is returned as it is.
+///
+/// ```
+/// assert_eq!(
+///     iotchain_mqtt::redact_url("mqtts://node:secret@broker:8883/x"),
+///     "mqtts://node:***@broker:8883/x"
+/// );
+/// assert_eq!(iotchain_mqtt::redact_url("mqtt://node@broker"), "mqtt://node@broker");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_len = url[start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(url.len() - start);
+    let authority = &url[start..start + authority_len];
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let Some((user, _password)) = userinfo.split_once(':') else {
+        return url.to_string();
+    };
+    format!(
+        "{}{user}:***{}",
+        &url[..start],
+        &url[start + userinfo.len()..]
+    )
+}
+
+impl std::fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("url", &redact_url(&self.url))
+            .field("protocol", &self.protocol)
+            .field("client_id", &self.client_id)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("ca_file", &self.ca_file)
+            .field("topic", &self.topic)
+            .field("ack_topic", &self.ack_topic)
+            .finish_non_exhaustive()
+    }
 }
 
 fn default_topic() -> String {
@@ -131,11 +179,16 @@ impl MqttConfig {
         TopicFilter::new(&self.topic, &self.ack_topic)?;
         if self.client_id().is_empty() {
             return Err(MqttError::BadUrl {
-                url: self.url.clone(),
+                url: self.redacted_url(),
                 reason: "the client id must not be empty (it names the persistent session)".into(),
             });
         }
         Ok(())
+    }
+
+    /// The broker URL as it may be printed: its password replaced by `***`.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
     }
 
     /// Host and port of the broker, from the URL.
@@ -156,7 +209,7 @@ impl MqttConfig {
     /// Host, port, TLS and credentials from the URL and the explicit fields.
     pub(crate) fn endpoint(&self) -> Result<Endpoint> {
         let bad = |reason: &str| MqttError::BadUrl {
-            url: self.url.clone(),
+            url: self.redacted_url(),
             reason: reason.to_string(),
         };
         let (scheme, rest) = self
@@ -246,6 +299,41 @@ mod tests {
             c.endpoint().unwrap().credentials,
             Some(("alice".into(), "other".into()))
         );
+    }
+
+    #[test]
+    fn credentials_are_never_printed() {
+        for (url, shown) in [
+            (
+                "mqtts://node:secret@host:8883",
+                "mqtts://node:***@host:8883",
+            ),
+            (
+                "mqtt://node:secret@[::1]:1/a?b",
+                "mqtt://node:***@[::1]:1/a?b",
+            ),
+            ("mqtt://node:p@ss:w@rd@host", "mqtt://node:***@host"),
+            ("node:secret@host:1883", "node:***@host:1883"),
+            ("mqtt://node:@host", "mqtt://node:***@host"),
+            ("mqtt://node@host", "mqtt://node@host"),
+            ("mqtt://host:1883/a@b:c", "mqtt://host:1883/a@b:c"),
+            ("mqtt://host:1883", "mqtt://host:1883"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let mut c = MqttConfig::new("mqtts://node:hunter2@host:8883");
+        c.password = Some("swordfish".into());
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("swordfish"),
+            "{debug}"
+        );
+        assert!(debug.contains("node:***@host"), "{debug}");
+        // An unusable URL names itself in errors without its password.
+        for url in ["mqtt://node:hunter2@host:port", "http://node:hunter2@host"] {
+            let e = MqttConfig::new(url).endpoint().unwrap_err().to_string();
+            assert!(!e.contains("hunter2") && e.contains("node:***@"), "{e}");
+        }
     }
 
     #[test]

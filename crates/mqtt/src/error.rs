@@ -6,7 +6,7 @@ pub enum MqttError {
     /// The broker URL cannot be used.
     #[error("broker url {url:?}: {reason}")]
     BadUrl {
-        /// The URL as given.
+        /// The URL as given, its password redacted.
         url: String,
         /// What is wrong with it.
         reason: String,

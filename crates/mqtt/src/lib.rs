@@ -24,7 +24,7 @@ mod topic;
 
 pub use ack::{AckError, AckResult, FinalAck, MessageAck};
 pub use bridge::Bridge;
-pub use config::{MqttConfig, Protocol};
+pub use config::{MqttConfig, Protocol, redact_url};
 pub use error::{MqttError, Result};
 pub use metrics::BridgeMetrics;
 pub use payload::{Payload, split_payload};

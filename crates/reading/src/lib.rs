@@ -20,12 +20,22 @@
 //! - Only definite lengths are accepted; integers and lengths may use any head size.
 //! - The signature is over `Sig_structure = ["Signature1", protected, h'', payload]`
 //!   ([`sig_structure`]), with the protected and payload bytes exactly as received.
-//! - A reading's id is the RFC 6962 leaf hash of the message bytes as received:
-//!   `SHA-256(0x00 ‖ message)` ([`reading_id`]).
+//!
+//! # Identity
+//!
+//! A reading's id is the RFC 6962 leaf hash of its *canonical message*,
+//! `SHA-256(0x00 ‖ canonical)` ([`reading_id`], [`Reading::id`]), where the canonical message
+//! is what [`encode_message`] writes: tag 18 as the one byte `0xd2`, shortest heads, the
+//! protected and payload bytes exactly as received (the signature covers them), an empty
+//! unprotected map, and for ES256 the signature with the low `s` (`n - s` when `s > n/2`:
+//! both verify). Everything the signature does not cover, and so anyone on the way could
+//! change, leaves the id as it is: the tag present or not (or in a longer head), longer heads
+//! in the envelope, unprotected headers, the twin ECDSA signature. What devices send (this
+//! crate's encoder, the device SDK, pycose) is canonical already: its id is the leaf hash of
+//! the bytes sent.
 //!
 //! A batch (`application/cbor`) is a definite-length CBOR array whose elements are the
-//! messages themselves ([`decode_batch`] returns each element's bytes, so ids are over
-//! exactly the bytes a device produced).
+//! messages themselves ([`decode_batch`] returns each element's bytes).
 //!
 //! Encoding ([`encode_protected`], [`encode_payload`], [`encode_message`], and the allocating
 //! [`UnsignedReading`]) is deterministic: shortest heads, protected `{1: alg, 4: kid}`, payload
@@ -170,13 +180,160 @@ pub struct Reading<'a> {
     pub signature: &'a [u8; 64],
 }
 
-/// The reading id: RFC 6962 leaf hash `SHA-256(0x00 ‖ message)`.
+/// The order `n` of the P-256 group, big-endian.
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+/// `⌊n / 2⌋` of P-256: the largest low `s`.
+const P256_HALF_ORDER: [u8; 32] = [
+    0x7f, 0xff, 0xff, 0xff, 0x80, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xde, 0x73, 0x7d, 0x56, 0xd3, 0x8b, 0xcf, 0x42, 0x79, 0xdc, 0xe5, 0x61, 0x7e, 0x31, 0x92, 0xa8,
+];
+
+/// A signature's canonical form: for ES256 `r‖s` with `s` at most `n/2` (`r‖(n - s)`
+/// otherwise, which verifies as well), EdDSA as it is (a valid Ed25519 signature has one
+/// encoding).
+pub fn canonical_signature(alg: Alg, signature: &[u8; 64]) -> [u8; 64] {
+    let mut out = *signature;
+    let s = &signature[32..];
+    if alg == Alg::Es256 && s > &P256_HALF_ORDER[..] && s < &P256_ORDER[..] {
+        // n - s, big-endian with borrow (s < n: no underflow).
+        let mut borrow = 0u16;
+        for i in (0..32).rev() {
+            let d = P256_ORDER[i] as u16 + 0x100 - s[i] as u16 - borrow;
+            out[32 + i] = d as u8;
+            borrow = u16::from(d < 0x100);
+        }
+    }
+    out
+}
+
+/// Bytes of a CBOR head for `arg`.
+fn head_len(arg: usize) -> usize {
+    match arg {
+        0..=23 => 1,
+        24..=0xff => 2,
+        0x100..=0xffff => 3,
+        _ if arg as u64 <= 0xffff_ffff => 5,
+        _ => 9,
+    }
+}
+
+/// The id of the canonical message of these parts, hashed piece by piece.
+fn canonical_id(alg: Alg, protected: &[u8], payload: &[u8], signature: &[u8; 64]) -> [u8; 32] {
+    let bstr_head = |out: &mut [u8; 9], len: usize| {
+        let mut w = Writer::new(out);
+        w.head(2, len as u64).expect("nine bytes hold any head");
+        w.len()
+    };
+    let (mut p_head, mut l_head) = ([0u8; 9], [0u8; 9]);
+    let n_p = bstr_head(&mut p_head, protected.len());
+    let n_l = bstr_head(&mut l_head, payload.len());
+    let signature = canonical_signature(alg, signature);
+    iotchain_merkle::leaf_hash_parts(&[
+        &[0xc0 | COSE_SIGN1_TAG as u8, 0x84],
+        &p_head[..n_p],
+        protected,
+        &[0xa0],
+        &l_head[..n_l],
+        payload,
+        &[0x58, 0x40],
+        &signature,
+    ])
+}
+
+/// A reading's id: the RFC 6962 leaf hash of its canonical message (see the crate docs),
+/// the same for every encoding of one signed reading. Bytes that are no COSE_Sign1 message
+/// of a supported algorithm (never accepted, so never given an id by the node) have the
+/// leaf hash of the bytes themselves.
 pub fn reading_id(message: &[u8]) -> [u8; 32] {
-    iotchain_merkle::leaf_hash(message)
+    match envelope(message).and_then(|e| Ok((decode_protected(e.protected)?.0, e))) {
+        Ok((alg, e)) => canonical_id(alg, e.protected, e.payload, e.signature),
+        Err(_) => iotchain_merkle::leaf_hash(message),
+    }
+}
+
+impl Reading<'_> {
+    /// The reading's id ([`reading_id`] of any of its encodings).
+    pub fn id(&self) -> [u8; 32] {
+        canonical_id(self.alg, self.protected, self.payload, self.signature)
+    }
+
+    /// The signature in its canonical form ([`canonical_signature`]).
+    pub fn canonical_signature(&self) -> [u8; 64] {
+        canonical_signature(self.alg, self.signature)
+    }
+
+    /// Length of the canonical message.
+    pub fn canonical_len(&self) -> usize {
+        let (p, l) = (self.protected.len(), self.payload.len());
+        2 + head_len(p) + p + 1 + head_len(l) + l + 2 + 64
+    }
+
+    /// Writes the canonical message into `out`; returns its length.
+    pub fn write_canonical(&self, out: &mut [u8]) -> Result<usize, ReadingError> {
+        encode_message(
+            self.protected,
+            self.payload,
+            &self.canonical_signature(),
+            out,
+        )
+    }
+
+    /// The canonical message.
+    #[cfg(feature = "alloc")]
+    pub fn to_canonical(&self) -> alloc::vec::Vec<u8> {
+        let mut out = alloc::vec![0u8; self.canonical_len()];
+        let n = self
+            .write_canonical(&mut out)
+            .expect("buffer sized for the message");
+        debug_assert_eq!(n, out.len());
+        out
+    }
+
+    /// Whether `message`, the bytes this reading was decoded from, is its canonical message.
+    pub fn is_canonical_encoding(&self, message: &[u8]) -> bool {
+        // Each part of the envelope is at least as long as its canonical encoding, which is
+        // unique: the same total length with the one-byte tag first means every part is
+        // canonical (and the map empty), so only the signature remains to look at.
+        message.first() == Some(&(0xc0 | COSE_SIGN1_TAG as u8))
+            && message.len() == self.canonical_len()
+            && self.canonical_signature() == *self.signature
+    }
+}
+
+/// The parts of a COSE_Sign1 message a reading is made of.
+struct Envelope<'a> {
+    protected: &'a [u8],
+    payload: &'a [u8],
+    signature: &'a [u8; 64],
 }
 
 /// Decodes and checks a COSE_Sign1 reading (not its signature: that needs the device key).
 pub fn decode(message: &[u8]) -> Result<Reading<'_>, ReadingError> {
+    let Envelope {
+        protected,
+        payload,
+        signature,
+    } = envelope(message)?;
+    let (alg, device) = decode_protected(protected)?;
+    let p = decode_payload(payload)?;
+    Ok(Reading {
+        alg,
+        device,
+        seq: p.seq,
+        ts: p.ts,
+        stream: p.stream,
+        data: p.data,
+        protected,
+        payload,
+        signature,
+    })
+}
+
+/// The envelope of a COSE_Sign1 message: the protected header, payload and signature.
+fn envelope(message: &[u8]) -> Result<Envelope<'_>, ReadingError> {
     // Well-formedness first, so "not CBOR" and "not COSE" are told apart.
     let mut whole = Reader::new(message);
     if whole.is_empty() {
@@ -230,15 +387,7 @@ pub fn decode(message: &[u8]) -> Result<Reading<'_>, ReadingError> {
     let signature: &[u8; 64] = signature
         .try_into()
         .map_err(|_| ReadingError::BadSignatureLength(signature.len()))?;
-    let (alg, device) = decode_protected(protected)?;
-    let p = decode_payload(payload)?;
-    Ok(Reading {
-        alg,
-        device,
-        seq: p.seq,
-        ts: p.ts,
-        stream: p.stream,
-        data: p.data,
+    Ok(Envelope {
         protected,
         payload,
         signature,
@@ -465,7 +614,9 @@ pub fn encode_payload(
     Ok(w.len())
 }
 
-/// Writes the tagged COSE_Sign1 message with an empty unprotected map; returns its length.
+/// Writes the tagged COSE_Sign1 message with an empty unprotected map and shortest heads;
+/// returns its length. This is the canonical message when `signature` is canonical
+/// ([`canonical_signature`]).
 pub fn encode_message(
     protected: &[u8],
     payload: &[u8],

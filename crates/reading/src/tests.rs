@@ -402,3 +402,236 @@ proptest! {
         let _ = decode_batch(&batch, 4);
     }
 }
+
+/// A COSE_Sign1 envelope put together from raw pieces (each head given as bytes).
+fn envelope_of(pieces: &[&[u8]]) -> Vec<u8> {
+    pieces.concat()
+}
+
+/// The `n - s` twin of an ES256 signature (the same signature to a verifier).
+fn twin(signature: &[u8; 64]) -> [u8; 64] {
+    let n = num(&P256_ORDER);
+    let s = num(&signature[32..]);
+    let mut out = *signature;
+    out[32..].copy_from_slice(&(n - s).to_be_bytes());
+    out
+}
+
+fn num(b: &[u8]) -> U256Halves {
+    U256Halves(
+        u128::from_be_bytes(b[..16].try_into().unwrap()),
+        u128::from_be_bytes(b[16..].try_into().unwrap()),
+    )
+}
+
+/// A 256-bit number as two halves, just for `n - s` in tests (written apart from the
+/// crate's byte-wise subtraction).
+#[derive(Clone, Copy)]
+struct U256Halves(u128, u128);
+
+impl core::ops::Sub for U256Halves {
+    type Output = Self;
+    fn sub(self, o: Self) -> Self {
+        let (lo, borrow) = self.1.overflowing_sub(o.1);
+        Self(self.0 - o.0 - u128::from(borrow), lo)
+    }
+}
+
+impl U256Halves {
+    fn to_be_bytes(self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[..16].copy_from_slice(&self.0.to_be_bytes());
+        out[16..].copy_from_slice(&self.1.to_be_bytes());
+        out
+    }
+}
+
+#[test]
+fn every_envelope_of_one_reading_has_its_id() {
+    let m = message(7, Some("temp"), &[0x15]);
+    let r = decode(&m).unwrap();
+    assert!(r.is_canonical_encoding(&m));
+    assert_eq!(r.to_canonical(), m);
+    assert_eq!(r.canonical_len(), m.len());
+    let id = reading_id(&m);
+    assert_eq!(
+        id,
+        iotchain_merkle::leaf_hash(&m),
+        "canonical bytes: the plain leaf hash"
+    );
+    assert_eq!(r.id(), id);
+    let (p, l, sig) = (r.protected, r.payload, &r.signature[..]);
+    let pl = [0x58, p.len() as u8];
+    let ll = [0x58, l.len() as u8];
+    let variants: Vec<(&str, Vec<u8>)> = alloc::vec![
+        ("untagged", m[1..].to_vec()),
+        (
+            "tag in a two-byte head",
+            [&[0xd8, 0x12][..], &m[1..]].concat()
+        ),
+        (
+            "array head of two bytes",
+            envelope_of(&[
+                &[0xd2, 0x98, 0x04],
+                &pl,
+                p,
+                &[0xa0],
+                &ll,
+                l,
+                &[0x58, 0x40],
+                sig
+            ])
+        ),
+        (
+            "protected head of three bytes",
+            envelope_of(&[
+                &[0xd2, 0x84, 0x59, 0x00, p.len() as u8],
+                p,
+                &[0xa0],
+                &ll,
+                l,
+                &[0x58, 0x40],
+                sig
+            ])
+        ),
+        (
+            "map head of two bytes",
+            envelope_of(&[
+                &[0xd2, 0x84],
+                &pl,
+                p,
+                &[0xb8, 0x00],
+                &ll,
+                l,
+                &[0x58, 0x40],
+                sig
+            ])
+        ),
+        (
+            "unprotected headers",
+            envelope_of(&[
+                &[0xd2, 0x84],
+                &pl,
+                p,
+                &[0xa2, 0x05, 0x41, 0x00, 0x61, b'x', 0xf5],
+                &ll,
+                l,
+                &[0x58, 0x40],
+                sig
+            ])
+        ),
+        (
+            "payload head of five bytes",
+            envelope_of(&[
+                &[0xd2, 0x84],
+                &pl,
+                p,
+                &[0xa0, 0x5a, 0, 0, 0, l.len() as u8],
+                l,
+                &[0x58, 0x40],
+                sig
+            ])
+        ),
+        (
+            "signature head of nine bytes",
+            envelope_of(&[
+                &[0xd2, 0x84],
+                &pl,
+                p,
+                &[0xa0],
+                &ll,
+                l,
+                &[0x5b, 0, 0, 0, 0, 0, 0, 0, 0x40],
+                sig
+            ])
+        ),
+        (
+            "untagged, longer heads",
+            envelope_of(&[
+                &[0x98, 0x04],
+                &pl,
+                p,
+                &[0xa0],
+                &ll,
+                l,
+                &[0x59, 0x00, 0x40],
+                sig
+            ])
+        ),
+    ];
+    for (what, v) in variants {
+        let d = decode(&v).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(reading_id(&v), id, "{what}");
+        assert_eq!(d.id(), id, "{what}");
+        assert!(!d.is_canonical_encoding(&v), "{what}");
+        assert_eq!(d.to_canonical(), m, "{what}");
+    }
+}
+
+#[test]
+fn an_es256_signature_and_its_twin_have_one_id() {
+    // s just above and below n/2, the largest s below n, and a small s.
+    let mut s_values = alloc::vec![P256_HALF_ORDER, P256_ORDER, [0u8; 32]];
+    s_values[1][31] -= 1; // n - 1
+    s_values[2][31] = 1;
+    let mut above_half = P256_HALF_ORDER;
+    above_half[31] += 1;
+    s_values.push(above_half);
+    for s in s_values {
+        let mut sig = [0x42u8; 64];
+        sig[32..].copy_from_slice(&s);
+        let m = UnsignedReading::new(Alg::Es256, DEVICE, 1, 2, None, &[0x01]).into_message(&sig);
+        let twin_m =
+            UnsignedReading::new(Alg::Es256, DEVICE, 1, 2, None, &[0x01]).into_message(&twin(&sig));
+        assert_eq!(
+            reading_id(&m),
+            reading_id(&twin_m),
+            "s = {}",
+            hex::encode(s)
+        );
+        let low = canonical_signature(Alg::Es256, &sig);
+        assert!(low[32..] <= P256_HALF_ORDER[..]);
+        assert!(low == sig || low == twin(&sig));
+        assert_eq!(canonical_signature(Alg::Es256, &low), low);
+        let r = decode(&m).unwrap();
+        assert_eq!(r.is_canonical_encoding(&m), low == sig);
+        // EdDSA signatures are left as they are.
+        assert_eq!(canonical_signature(Alg::EdDsa, &sig), sig);
+    }
+    // n is odd: n - (⌊n/2⌋ + 1) = ⌊n/2⌋.
+    let mut sig = [0u8; 64];
+    sig[32..].copy_from_slice(&above_half);
+    assert_eq!(
+        canonical_signature(Alg::Es256, &sig)[32..],
+        P256_HALF_ORDER[..]
+    );
+    // s = n or above is no signature: left alone (it fails verification anyway).
+    let mut sig = [0u8; 64];
+    sig[32..].copy_from_slice(&P256_ORDER);
+    assert_eq!(canonical_signature(Alg::Es256, &sig), sig);
+}
+
+proptest! {
+    /// Stripping or adding the tag, or taking the twin of an ES256 signature, never changes
+    /// a reading's id; and the id is the plain leaf hash of the canonical message.
+    #[test]
+    fn the_tag_never_changes_the_id(seq in any::<u64>(), stream in proptest::option::of("[a-z]{1,64}"), data in cbor_data(), es256 in any::<bool>(), sig in proptest::array::uniform32(any::<u8>()), s in proptest::array::uniform32(any::<u8>())) {
+        let alg = if es256 { Alg::Es256 } else { Alg::EdDsa };
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&sig);
+        signature[32..].copy_from_slice(&s);
+        let tagged = UnsignedReading::new(alg, DEVICE, seq, 5, stream.as_deref(), &data).into_message(&signature);
+        let untagged = &tagged[1..];
+        let id = reading_id(&tagged);
+        prop_assert_eq!(reading_id(untagged), id);
+        prop_assert_eq!(reading_id(&[&[0xd8, 0x12][..], untagged].concat()), id);
+        let canonical = decode(untagged).unwrap().to_canonical();
+        prop_assert_eq!(iotchain_merkle::leaf_hash(&canonical), id);
+        prop_assert_eq!(reading_id(&canonical), id);
+        if es256 && s[..] < P256_ORDER[..] && s != [0u8; 32] {
+            let other = UnsignedReading::new(alg, DEVICE, seq, 5, stream.as_deref(), &data).into_message(&twin(&signature));
+            prop_assert_eq!(reading_id(&other), id);
+            prop_assert_eq!(reading_id(&other[1..]), id);
+        }
+    }
+}

@@ -1,10 +1,21 @@
 //! Errors at the edge: domain errors mapped to an HTTP status and a stable machine-readable
 //! code (REST), or to a JSON-RPC error object (Ethereum JSON-RPC). Nowhere else in the node
 //! is there an HTTP status.
+//!
+//! Every error leaves as JSON: handlers return [`ApiError`]; the extractors' rejections
+//! (a bad path, query or body) convert into it; and [`json_errors`], the router's outermost
+//! layer, rewrites whatever other error response would leave in another shape (axum's
+//! empty 405, jsonrpsee's `text/plain` answers) into `{"error": {"code", "message"}}`, or,
+//! for a JSON-RPC call (`POST /`), into a JSON-RPC error object.
 
 use axum::{
     Json,
-    http::StatusCode,
+    extract::{
+        Request,
+        rejection::{BytesRejection, PathRejection, QueryRejection},
+    },
+    http::{HeaderValue, Method, StatusCode, header},
+    middleware::Next,
     response::{IntoResponse, Response},
 };
 use iotchain_api::{PoolError, QueryError};
@@ -56,6 +67,32 @@ impl ApiError {
             "storage_unavailable",
             "the node cannot store data right now",
         )
+    }
+
+    /// 413 for a body over the node's limit.
+    pub fn body_too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
+    }
+
+    /// An error for a bare status (what [`json_errors`] makes of an error response that is
+    /// not JSON): a stable code for the status and `message`.
+    pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status.as_u16() {
+            404 => "not_found",
+            405 => "method_not_allowed",
+            406 => "not_acceptable",
+            408 => "request_timeout",
+            411 => "length_required",
+            413 => "body_too_large",
+            414 => "uri_too_long",
+            415 => "unsupported_media_type",
+            426 => "upgrade_required",
+            429 => "too_many_requests",
+            503 => "unavailable",
+            500..=599 => "internal_error",
+            _ => "bad_request",
+        };
+        Self::new(status, code, message)
     }
 
     /// A batch of readings that does not decode: 413 when it holds too many, 400 otherwise.
@@ -124,6 +161,107 @@ impl From<QueryError> for ApiError {
         };
         Self::new(status, e.code(), e.to_string())
     }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self::bad_request("bad_path", e.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::bad_request("bad_query", e.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::body_too_large("request body exceeds the node's limit")
+        } else {
+            Self::bad_request("bad_body", e.body_text())
+        }
+    }
+}
+
+/// Largest non-JSON error body [`json_errors`] quotes as the message.
+const MAX_QUOTED: usize = 1024;
+
+/// A JSON-RPC error object answering no request in particular (`"id": null`), with its HTTP
+/// status.
+pub(crate) fn json_rpc_error(status: StatusCode, code: i32, message: &str) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "error": {"code": code, "message": message},
+        "id": null,
+    });
+    (status, Json(body)).into_response()
+}
+
+/// The JSON-RPC error code of an HTTP-level failure of a call.
+fn json_rpc_code(status: StatusCode) -> i32 {
+    match status {
+        // jsonrpsee's "request too big".
+        StatusCode::PAYLOAD_TOO_LARGE => -32007,
+        s if s.is_server_error() => -32603,
+        _ => -32600,
+    }
+}
+
+/// The one place where an error response that is not JSON becomes JSON: a JSON-RPC error
+/// object for a call (`POST /`), `{"error": {"code", "message"}}` otherwise. The message is
+/// the original body when it is short text, else a sentence built from the status; the
+/// headers (`Allow` on a 405) stay.
+pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_QUOTED)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let message = text.unwrap_or_else(|| match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .unwrap_or("none");
+            format!("{method} is not allowed on {path} (allowed: {allowed})")
+        }
+        s => format!(
+            "{} {}",
+            s.as_u16(),
+            s.canonical_reason().unwrap_or("error").to_lowercase()
+        ),
+    });
+    let rebuilt = if method == Method::POST && path == "/" {
+        json_rpc_error(status, json_rpc_code(status), &message)
+    } else {
+        ApiError::from_status(status, message).into_response()
+    };
+    // The original headers stay (`Allow`), but not what described the original body.
+    let (_, body) = rebuilt.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, body)
 }
 
 impl IntoResponse for ApiError {

@@ -15,6 +15,7 @@
 
 mod error;
 pub mod eth;
+mod extract;
 mod forwarded;
 mod rest;
 
@@ -92,7 +93,7 @@ use alloy_primitives::B256;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    http::StatusCode,
+    http::Method,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -232,11 +233,13 @@ pub fn router<N: NodeApi>(node: N, config: RpcConfig) -> (Router, RpcHandle) {
             refuse_oversized(limit, req, next)
         }))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(shared);
     (router, RpcHandle(handle))
 }
 
-/// Refuses a body whose declared length is over the limit before reading any of it.
+/// Refuses a body whose declared length is over the limit before reading any of it (a
+/// JSON-RPC call with a JSON-RPC error object).
 async fn refuse_oversized(
     limit: usize,
     req: axum::extract::Request,
@@ -248,11 +251,12 @@ async fn refuse_oversized(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(n) = declared.filter(|n| *n > limit as u64) {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("request body of {n} bytes exceeds the node's limit of {limit}"),
-        )
+        if req.method() == Method::POST && req.uri().path() == "/" {
+            return eth::too_large(limit);
+        }
+        return ApiError::body_too_large(format!(
+            "request body of {n} bytes exceeds the node's limit of {limit}"
+        ))
         .into_response();
     }
     next.run(req).await

@@ -27,7 +27,7 @@ use jsonrpsee::RpcModule;
 use crate::NodeApi;
 use params::{BlockId, RpcError, server_error};
 
-pub(crate) use transport::{http, ws};
+pub(crate) use transport::{http, too_large, ws};
 
 /// Priority fee the node suggests (`eth_maxPriorityFeePerGas`), in wei.
 pub(crate) const SUGGESTED_TIP: u64 = 1_000_000_000;

@@ -9,15 +9,43 @@ use axum::{
     http::{HeaderValue, StatusCode, header::CONTENT_TYPE},
     response::{IntoResponse, Response},
 };
+use futures::StreamExt as _;
 use jsonrpsee::server::{
     ConnectionState,
-    http::call_with_service_builder,
+    http::{call_with_service_builder, response},
     middleware::rpc::RpcServiceBuilder,
     ws::{connect, is_upgrade_request},
 };
 
 use super::batch::RawTxBatchLayer;
-use crate::{ApiError, NodeApi, Shared, rest::origin};
+use crate::{ApiError, NodeApi, Shared, error::json_rpc_error, rest::origin};
+
+/// The JSON-RPC answer to a call whose body is over `limit` bytes (HTTP 413, jsonrpsee's
+/// "request is too big" object with `"id": null`), whether its length was declared or not.
+pub(crate) fn too_large(limit: usize) -> Response {
+    response::too_large(u32::try_from(limit).unwrap_or(u32::MAX)).map(Body::new)
+}
+
+/// Reads a call's body, at most `limit` bytes: a chunked body without a declared length is
+/// cut off as soon as it passes the limit, and answered like a declared one.
+async fn read_call(body: Body, limit: usize) -> Result<axum::body::Bytes, Response> {
+    let mut data = Vec::new();
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            json_rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32700,
+                &format!("the request body could not be read: {e}"),
+            )
+        })?;
+        if data.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        data.extend_from_slice(&chunk);
+    }
+    Ok(data.into())
+}
 
 fn too_many_connections() -> Response {
     ApiError::new(
@@ -79,8 +107,13 @@ pub(crate) async fn http<N: NodeApi>(
     let Some(conn) = connection(&shared) else {
         return too_many_connections();
     };
+    let (parts, body) = req.into_parts();
+    let body = match read_call(body, shared.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
+    };
     let rp = call_with_service_builder(
-        req,
+        Request::from_parts(parts, Body::from(body)),
         shared.rpc.server.clone(),
         conn,
         shared.rpc.methods.clone(),

@@ -2,17 +2,17 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{
-    Json,
-    extract::{Path, Query, State},
-};
+use axum::{Json, extract::State};
 use iotchain_api::ChainQuery;
 use iotchain_block::{SyncBlock, SyncBlocks};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{off_thread, parse_height};
-use crate::{ApiError, NodeApi, Shared};
+use crate::{
+    ApiError, NodeApi, Shared,
+    extract::{Path, Query},
+};
 
 pub(super) async fn latest_block<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,

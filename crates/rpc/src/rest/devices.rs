@@ -3,17 +3,18 @@
 use std::sync::Arc;
 
 use alloy_primitives::Address;
-use axum::{
-    Json,
-    extract::{Path, Query, State},
-};
+use axum::{Json, extract::State};
 use iotchain_api::StateAt;
 use iotchain_state::DeviceRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::parse_device;
-use crate::{ApiError, NodeApi, Shared, hex0x};
+use crate::{
+    ApiError, NodeApi, Shared,
+    extract::{Path, Query},
+    hex0x,
+};
 
 fn device_json(d: &DeviceRecord) -> Value {
     json!({

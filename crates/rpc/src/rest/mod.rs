@@ -11,8 +11,7 @@ use std::{sync::Arc, time::Duration};
 use alloy_primitives::B256;
 use axum::{
     Router,
-    extract::rejection::BytesRejection,
-    http::{HeaderMap, StatusCode},
+    http::HeaderMap,
     routing::{get, post},
 };
 use iotchain_api::{ChainQuery, Origin};
@@ -61,7 +60,7 @@ pub(crate) fn origin<N: NodeApi>(
     let value = value.to_str().unwrap_or("");
     crate::forwarded::verify_forwarded(value, &shared.node.genesis_hash(), body, &shared.forwarders)
         .map(|_| Origin::Forwarded)
-        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "bad_forward", e.to_string()))
+        .map_err(|e| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "bad_forward", e.to_string()))
 }
 
 pub(crate) fn parse_b256(s: &str, what: &str) -> Result<B256, ApiError> {
@@ -85,22 +84,6 @@ pub(crate) fn parse_device(s: &str) -> Result<DeviceAddress, ApiError> {
 pub(crate) fn parse_height(s: &str) -> Result<u64, ApiError> {
     s.parse().map_err(|_| {
         ApiError::bad_request("bad_height", format!("height must be a number, got {s:?}"))
-    })
-}
-
-pub(crate) fn body_bytes(
-    body: Result<axum::body::Bytes, BytesRejection>,
-) -> Result<axum::body::Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "request body exceeds the node's limit",
-            )
-        } else {
-            ApiError::bad_request("bad_body", e.body_text())
-        }
     })
 }
 

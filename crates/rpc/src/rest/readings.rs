@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
-use axum::{
-    Json,
-    extract::{Path, Query, State},
-};
+use axum::{Json, extract::State};
 use iotchain_api::{ReadingStatus, TxStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{off_thread, parse_b256, wait_final};
-use crate::{ApiError, NodeApi, Shared};
+use crate::{
+    ApiError, NodeApi, Shared,
+    extract::{Path, Query},
+};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct WaitQuery {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use alloy_primitives::{B256, Bytes};
 use axum::{
     Json,
-    extract::{State, rejection::BytesRejection},
+    extract::State,
     http::{HeaderMap, StatusCode, header::CONTENT_TYPE},
     response::{IntoResponse, Response},
 };
@@ -14,8 +14,8 @@ use iotchain_api::{Item, Submitted};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{body_bytes, origin};
-use crate::{ApiError, NodeApi, Shared};
+use super::origin;
+use crate::{ApiError, NodeApi, Shared, extract::Body};
 
 /// One entry of a submission's `results`, serialized without an intermediate JSON tree (a
 /// batch answers thousands of these).
@@ -98,10 +98,9 @@ struct BatchJson<'a> {
 pub(super) async fn post_readings<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     headers: HeaderMap,
-    body: Result<axum::body::Bytes, BytesRejection>,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let node = &shared.node;
-    let body = body_bytes(body)?;
     let origin = origin(&shared, &headers, &body)?;
     let content_type = headers
         .get(CONTENT_TYPE)
@@ -224,9 +223,8 @@ struct TxBody {
 pub(super) async fn post_transaction<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     headers: HeaderMap,
-    body: Result<axum::body::Bytes, BytesRejection>,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let body = body_bytes(body)?;
     let origin = origin(&shared, &headers, &body)?;
     let tx: TxBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("bad_json", format!("expected {{\"raw\": \"0x…\"}}: {e}"))
