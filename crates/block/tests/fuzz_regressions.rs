@@ -25,7 +25,13 @@ fn transaction_with_a_device_in_a_register_is_refused() {
     );
     let err = SignedTx::decode_and_check(&raw, 1337).unwrap_err();
     assert!(
-        matches!(err, BlockError::InvalidField { field: "encoding", .. }),
+        matches!(
+            err,
+            BlockError::InvalidField {
+                field: "encoding",
+                ..
+            }
+        ),
         "{err}"
     );
     // The same transaction with the device zeroed is the canonical one, and it is accepted.

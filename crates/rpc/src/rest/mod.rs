@@ -60,7 +60,13 @@ pub(crate) fn origin<N: NodeApi>(
     let value = value.to_str().unwrap_or("");
     crate::forwarded::verify_forwarded(value, &shared.node.genesis_hash(), body, &shared.forwarders)
         .map(|_| Origin::Forwarded)
-        .map_err(|e| ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "bad_forward", e.to_string()))
+        .map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "bad_forward",
+                e.to_string(),
+            )
+        })
 }
 
 pub(crate) fn parse_b256(s: &str, what: &str) -> Result<B256, ApiError> {
