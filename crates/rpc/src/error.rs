@@ -74,7 +74,7 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", message)
     }
 
-    /// An error for a bare status (what [`json_errors`] makes of an error response that is
+    /// An error for a bare status (what `json_errors` makes of an error response that is
     /// not JSON): a stable code for the status and `message`.
     pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
         let code = match status.as_u16() {
