@@ -193,7 +193,7 @@ pub fn router<N: NodeApi>(node: N, config: RpcConfig) -> (Router, RpcHandle) {
         .build();
     let shared = Arc::new(Shared {
         rpc: JsonRpc {
-            methods: eth::module(node.clone()).into(),
+            methods: eth::module(node.clone(), config.runtime.clone(), config.node_key).into(),
             server,
             guard: ConnectionGuard::new(config.max_rpc_connections as usize),
             stop,

@@ -34,11 +34,22 @@ pub(crate) const MAX_SUBSCRIPTIONS: u32 = 64;
 /// What every method sees.
 pub(crate) struct EthCtx<N> {
     pub(crate) node: N,
+    /// The node's clock and key, for `net_peerCount`.
+    pub(crate) runtime: std::sync::Arc<dyn iotchain_api::Runtime>,
+    pub(crate) node_key: alloy_primitives::B256,
 }
 
 /// The methods, with their context.
-pub(crate) fn module<N: NodeApi>(node: N) -> RpcModule<EthCtx<N>> {
-    let mut m = RpcModule::new(EthCtx { node });
+pub(crate) fn module<N: NodeApi>(
+    node: N,
+    runtime: std::sync::Arc<dyn iotchain_api::Runtime>,
+    node_key: alloy_primitives::B256,
+) -> RpcModule<EthCtx<N>> {
+    let mut m = RpcModule::new(EthCtx {
+        node,
+        runtime,
+        node_key,
+    });
     state::register(&mut m);
     blocks::register(&mut m);
     logs::register(&mut m);
