@@ -80,6 +80,13 @@ def test_four_validators_finalize_readings_sent_to_any_of_them(testnet, tmp_path
     for rid in ids:
         for n in nodes:
             assert n.wait_final(rid)["status"] == "final"
+    # Each validator hears its three peers over p2p; /v1/status and net_peerCount agree.
+    for n in nodes:
+        _, status = n.get("/v1/status")
+        assert status["consensus"]["validators_heard_10s"] == 3, (n.name, status)
+        _, count = n.request("POST", "/", json.dumps(
+            {"jsonrpc": "2.0", "id": 1, "method": "net_peerCount"}).encode(), "application/json")
+        assert count["result"] == "0x3", (n.name, count)
     # Every validator holds the same blocks, each certified by a quorum of validators.
     head = min(n.height() for n in nodes)
     for h in range(1, head + 1):

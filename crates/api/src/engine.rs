@@ -163,7 +163,8 @@ pub trait BlockEngine: ChainQuery {
 pub struct ConsensusStats {
     /// The latest simplex view this validator saw notarized or finalized.
     pub view: AtomicU64,
-    /// When each validator was last heard from (a vote), by key: ms of the runtime's clock.
+    /// When each validator was last heard from (a p2p message on any channel), by key: ms of
+    /// the runtime's clock.
     seen: Mutex<BTreeMap<B256, u64>>,
     /// Milliseconds from the last committed block's proposal time to its commit here.
     pub last_finality_ms: AtomicU64,
@@ -178,12 +179,14 @@ impl ConsensusStats {
         self.view.fetch_max(view, Ordering::Relaxed);
     }
 
-    /// Records a vote from `validator` at `now_ms`.
+    /// Records a message from `validator` at `now_ms`.
     pub fn heard_from(&self, validator: B256, now_ms: u64) {
         self.seen.lock().insert(validator, now_ms);
     }
 
-    /// Validators heard from within `window_ms` before `now_ms`, `me` excepted.
+    /// Validators heard from within `window_ms` before `now_ms`, `me` excepted (the p2p
+    /// layer never delivers a validator's own messages; a key recorded by mistake for this
+    /// node is not counted either).
     pub fn peers_seen(&self, now_ms: u64, window_ms: u64, me: &B256) -> usize {
         self.seen
             .lock()

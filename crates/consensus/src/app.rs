@@ -10,14 +10,14 @@ use commonware_consensus::{
     Automaton, CertifiableAutomaton, Relay, Reporter,
     simplex::{
         Plan,
-        types::{Activity, Attributable, Context, Finalization},
+        types::{Activity, Context, Finalization},
     },
 };
 use commonware_cryptography::{ed25519, sha256::Digest};
 use commonware_p2p::{Recipients, Sender};
 use commonware_runtime::{Clock, Spawner, Supervisor};
 use commonware_utils::{channel::oneshot, ordered::Set};
-use iotchain_api::{BlockEngine, ChainQuery};
+use iotchain_api::BlockEngine;
 use iotchain_block::{Block, FinalityCertificate};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
@@ -358,17 +358,6 @@ impl<E: Supervisor, S: Clone, A: Clone, R: Clone> Clone for Application<E, S, A,
     }
 }
 
-impl<E: Clock, S, A: ChainQuery, R> Application<E, S, A, R> {
-    /// Notes a vote from the validator at `index` of the sorted set.
-    fn heard(&self, index: commonware_utils::Participant) {
-        if let Some(key) = self.participants.get(usize::from(index)) {
-            self.chain
-                .consensus_stats()
-                .heard_from(B256::from_slice(key.as_ref()), now_ms(&self.context));
-        }
-    }
-}
-
 impl<
     E: crate::Runtime,
     S: Sender<PublicKey = ed25519::PublicKey>,
@@ -381,8 +370,6 @@ impl<
     fn report(&mut self, activity: Self::Activity) -> Feedback {
         let stats = self.chain.consensus_stats();
         match &activity {
-            Activity::Notarize(v) => self.heard(v.signer()),
-            Activity::Finalize(v) => self.heard(v.signer()),
             Activity::Notarization(n) => stats.observe_view(n.proposal.round.view().get()),
             Activity::Finalization(f) => stats.observe_view(f.proposal.round.view().get()),
             Activity::ConflictingNotarize(_)

@@ -21,6 +21,7 @@
 
 mod app;
 mod fetch;
+mod heard;
 pub mod loopback;
 pub mod sync;
 
@@ -373,6 +374,16 @@ where
     let genesis = Digest(chain.genesis_hash().0);
     let inbox = Arc::new(Inbox::default());
     let (finalized_tx, finalized_rx) = tokio::sync::mpsc::unbounded_channel();
+    // Every message received notes its sender: the validators heard from (`/v1/status`).
+    let channels = channels.map(|(sender, receiver)| {
+        let receiver = heard::Heard {
+            inner: receiver,
+            chain: chain.clone(),
+            clock: context.child("heard"),
+            me: me.clone(),
+        };
+        (sender, receiver)
+    });
     let [
         votes,
         certs,

@@ -176,6 +176,9 @@ struct Outcome {
     forged_final: usize,
     /// Equivocations the honest validators reported.
     faults: u64,
+    /// The other validators each validator heard from over p2p in the last 10 s, at the
+    /// end (what `/v1/status`, `/metrics` and `net_peerCount` report).
+    heard: Vec<usize>,
     /// The deterministic runtime's auditor at the end of the run.
     auditor: String,
 }
@@ -550,6 +553,16 @@ fn simulate(seed: u64, scenario: Scenario) -> Outcome {
             }
         }
         let heads: Vec<u64> = chains.iter().map(|c| c.head().height).collect();
+        let now = context
+            .current()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let heard = chains
+            .iter()
+            .zip(&validators)
+            .map(|(c, me)| c.consensus_stats().peers_seen(now, 10_000, me))
+            .collect();
         for r in running {
             for h in r {
                 h.abort();
@@ -608,6 +621,7 @@ fn simulate(seed: u64, scenario: Scenario) -> Outcome {
             follower: follower_blocks,
             forged_final,
             faults,
+            heard,
             auditor: context.auditor().state(),
         }
     })
@@ -671,6 +685,18 @@ fn check(seed: u64, scenario: Scenario) {
     if scenario == Scenario::Byzantine {
         assert!(!outcome.forged.is_empty());
     }
+    // Every validator running at the end hears the three others (the equivocator runs no
+    // validator of ours: it has no figures).
+    let running = if scenario == Scenario::Equivocate {
+        3
+    } else {
+        N
+    };
+    assert_eq!(
+        outcome.heard[..running],
+        vec![N - 1; running][..],
+        "{scenario:?} seed {seed}: validators heard"
+    );
     if scenario == Scenario::Equivocate {
         // The conflicting votes were seen (and reported) by the honest validators.
         assert!(

@@ -209,7 +209,13 @@ pub fn router<N: NodeApi>(node: N, config: RpcConfig) -> (Router, RpcHandle) {
     let shared = Arc::new(Shared {
         forwarders,
         rpc: JsonRpc {
-            methods: eth::module(node.clone(), config.calls).into(),
+            methods: eth::module(
+                node.clone(),
+                config.calls,
+                config.runtime.clone(),
+                config.node_key,
+            )
+            .into(),
             server,
             guard: ConnectionGuard::new(config.max_rpc_connections as usize),
             stop,

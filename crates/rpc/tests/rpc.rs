@@ -847,3 +847,49 @@ fn a_relay_that_strips_the_tag_does_not_take_the_devices_reading() {
             .unwrap();
     })
 }
+
+/// The peer count as `/v1/status`, `/metrics` and `net_peerCount` report it.
+async fn peer_figures(api: &Api) -> (u64, u64, String) {
+    let (_, status) = api.get("/v1/status").await;
+    let r = api
+        .router
+        .clone()
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    let metric = text
+        .lines()
+        .find_map(|l| l.strip_prefix("iotchain_validators_heard "))
+        .unwrap_or_else(|| panic!("{text}"))
+        .parse::<u64>()
+        .unwrap();
+    let count = api
+        .rpc(json!({"jsonrpc": "2.0", "id": 1, "method": "net_peerCount"}))
+        .await;
+    (
+        status["consensus"]["validators_heard_10s"]
+            .as_u64()
+            .unwrap(),
+        metric,
+        count["result"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn status_metrics_and_net_peer_count_report_the_same_peers() {
+    run(|context| async move {
+        let api = api(&context);
+        assert_eq!(peer_figures(&api).await, (0, 0, "0x0".into()));
+        // Two other validators heard from now, one long ago, and this node itself (which
+        // consensus never records; a record of it would still not count).
+        let now = iotchain_api::Runtime::now_ms(&*runtime(&context));
+        let stats = iotchain_api::ChainQuery::consensus_stats(&api.engine);
+        stats.heard_from(B256::repeat_byte(1), now);
+        stats.heard_from(B256::repeat_byte(2), now.saturating_sub(3_000));
+        stats.heard_from(B256::repeat_byte(3), now.saturating_sub(60_000));
+        stats.heard_from(api.engine.proposer(), now);
+        assert_eq!(peer_figures(&api).await, (2, 2, "0x2".into()));
+    })
+}

@@ -73,6 +73,9 @@ pub(crate) struct EthCtx<N> {
     pub(crate) workers: Arc<tokio::sync::Semaphore>,
     /// Filter entries all `logs` subscriptions hold (bounded in total).
     pub(crate) filter_entries: Arc<std::sync::atomic::AtomicUsize>,
+    /// The node's clock and key, for `net_peerCount`.
+    pub(crate) runtime: Arc<dyn iotchain_api::Runtime>,
+    pub(crate) node_key: alloy_primitives::B256,
 }
 
 /// The EVM work one request (or one batch: its calls share it) may still do: gas left and
@@ -153,12 +156,19 @@ pub(crate) async fn with_evm<N: NodeApi, T: Send + 'static>(
 }
 
 /// The methods, with their context.
-pub(crate) fn module<N: NodeApi>(node: N, calls: CallConfig) -> RpcModule<EthCtx<N>> {
+pub(crate) fn module<N: NodeApi>(
+    node: N,
+    calls: CallConfig,
+    runtime: Arc<dyn iotchain_api::Runtime>,
+    node_key: alloy_primitives::B256,
+) -> RpcModule<EthCtx<N>> {
     let mut m = RpcModule::new(EthCtx {
         node,
         calls,
         workers: Arc::new(tokio::sync::Semaphore::new(calls.workers.max(1))),
         filter_entries: Arc::default(),
+        runtime,
+        node_key,
     });
     state::register(&mut m);
     blocks::register(&mut m);

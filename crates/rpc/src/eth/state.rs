@@ -67,7 +67,12 @@ pub(super) fn register<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>) {
         Ok(json!(c.node.genesis().chain_id.to_string()))
     });
     quick(m, "net_listening", |_, _| Ok(json!(true)));
-    quick(m, "net_peerCount", |_, _| Ok(qty(0)));
+    // The validators heard from in the last 10 s, as `/v1/status` counts them.
+    quick(m, "net_peerCount", |c, _| {
+        Ok(qty(
+            crate::rest::status::peers(&c.node, c.runtime.now_ms(), &c.node_key) as u64,
+        ))
+    });
     quick(m, "web3_clientVersion", |_, _| {
         Ok(json!(format!("iotchain/v{}", env!("CARGO_PKG_VERSION"))))
     });

@@ -12,8 +12,15 @@ use serde_json::{Value, json};
 
 use crate::{NodeApi, Shared, hex0x};
 
-/// How far back a vote counts for "validators heard from".
+/// How far back a p2p message counts for "validators heard from".
 pub(crate) const HEARD_WINDOW_MS: u64 = 10_000;
+
+/// The node's peers: the other validators a p2p message arrived from (any channel) in the
+/// last [`HEARD_WINDOW_MS`]. `/v1/status`, `/metrics` and `net_peerCount` all report it.
+pub(crate) fn peers<N: NodeApi>(node: &N, now_ms: u64, me: &alloy_primitives::B256) -> usize {
+    node.consensus_stats()
+        .peers_seen(now_ms, HEARD_WINDOW_MS, me)
+}
 
 pub(super) async fn status<N: NodeApi>(State(shared): State<Arc<Shared<N>>>) -> Json<Value> {
     let node = &shared.node;
@@ -36,7 +43,7 @@ pub(super) async fn status<N: NodeApi>(State(shared): State<Arc<Shared<N>>>) -> 
         "max_body_bytes": shared.config.max_body_bytes,
         "consensus": {
             "view": stats.view.load(Relaxed),
-            "validators_heard_10s": stats.peers_seen(now, HEARD_WINDOW_MS, &shared.config.node_key),
+            "validators_heard_10s": peers(node, now, &shared.config.node_key),
             "last_finality_ms": stats.last_finality_ms.load(Relaxed),
             "faults": stats.faults.load(Relaxed),
         },
@@ -115,8 +122,8 @@ impl<N: NodeApi> Collector for NodeCollector<N> {
         gauge(
             &mut encoder,
             "iotchain_validators_heard",
-            "Other validators whose votes arrived in the last 10 s.",
-            stats.peers_seen(now, HEARD_WINDOW_MS, &shared.config.node_key) as u64,
+            "Other validators a p2p message arrived from in the last 10 s (this node's peers).",
+            peers(node, now, &shared.config.node_key) as u64,
         )?;
         gauge(
             &mut encoder,
