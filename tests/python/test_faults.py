@@ -116,8 +116,9 @@ DAMAGE = {
                                              lambda p: flip(p, p.stat().st_size // 2), "refuse"),
     "chain store, truncated": (lambda d: d / "chain.redb",
                                lambda p: os.truncate(p, p.stat().st_size // 2), "refuse"),
-    "chain store, flipped byte": (lambda d: d / "chain.redb",
-                                  lambda p: flip(p, p.stat().st_size // 2), "either"),
+    "chain store, a flipped byte in every page": (
+        lambda d: d / "chain.redb",
+        lambda p: [flip(p, at) for at in range(4096, p.stat().st_size, 4096)], "refuse"),
     "consensus journal, truncated": (
         lambda d: max((d / "consensus" / "simplex").iterdir(), key=lambda f: f.name),
         lambda p: os.truncate(p, p.stat().st_size // 2), "either"),

@@ -65,7 +65,17 @@ impl Node {
         let metrics = NodeMetrics::default();
         let registry = iotchain_api::registry();
         metrics.register(&mut registry.lock());
-        let engine = Engine::open(config.engine(), runtime.clone(), metrics)?;
+        // The store panics on some damaged pages (redb's "unreachable" states) rather than
+        // answering an error: that is a damaged data directory, and it is named.
+        let engine = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Engine::open(config.engine(), runtime.clone(), metrics)
+        }))
+        .map_err(|panic| {
+            NodeError::Damaged(
+                config.data_dir.join("chain.redb").display().to_string(),
+                panic_message(&*panic),
+            )
+        })??;
         let (blocks, _) = broadcast::channel(1024);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let listener = tokio::net::TcpListener::bind(config.http_addr)
@@ -183,6 +193,15 @@ impl Node {
 
 use iotchain_api::{ChainQuery as _, Failure, ItemPool as _};
 
+/// What a panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 /// Spawns a task the node cannot do without: if it ends or panics before the node stops,
 /// the node's health records it (writes are refused from then on).
 fn critical(
@@ -201,14 +220,7 @@ fn critical(
         }
         let message = match outcome {
             Ok(()) => format!("the {task} task ended"),
-            Err(panic) => format!(
-                "the {task} task panicked: {}",
-                panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default()
-            ),
+            Err(panic) => format!("the {task} task panicked: {}", panic_message(&*panic)),
         };
         health.fail(task, "task_stopped", message);
     })

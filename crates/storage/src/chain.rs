@@ -239,19 +239,33 @@ impl ChainStore {
     /// Opens or creates the database file.
     /// `cache_bytes` bounds the database's page cache (it grows on demand up to that).
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Self> {
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => {
-                    StorageError::Corrupt(format!(
-                        "{} is damaged ({e}): restore it from a backup, or resync the node from \
+        // redb panics on some damaged pages instead of answering an error: that is a
+        // damaged file too, and it must be named.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Database::builder().set_cache_size(cache_bytes).create(path)
+        }))
+        .map_err(|panic| {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            StorageError::Corrupt(format!(
+                "{} is damaged ({why}): restore it from a backup, or resync the node from its \
+                 peers into an empty data directory",
+                path.display()
+            ))
+        })?;
+        let db = opened.map_err(|e| match e {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => {
+                StorageError::Corrupt(format!(
+                    "{} is damaged ({e}): restore it from a backup, or resync the node from \
                          its peers into an empty data directory",
-                        path.display()
-                    ))
-                }
-                other => StorageError::Db(format!("{}: {other}", path.display())),
-            })?;
+                    path.display()
+                ))
+            }
+            other => StorageError::Db(format!("{}: {other}", path.display())),
+        })?;
         let w = db.begin_write()?;
         {
             // Create every table so readers never see a missing one.
