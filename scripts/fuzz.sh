@@ -8,7 +8,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: scripts/fuzz.sh [--minutes N] [--no-cmin] [--sanitizer S] [--list] [TARGET...]
+Usage: scripts/fuzz.sh [--minutes N] [--no-cmin] [--reseed] [--sanitizer S] [--list] [TARGET...]
 
 Runs each fuzz target (default: all of `cargo fuzz list`) for N minutes (default 30), one
 target at a time and one fuzzer process at a time, on its corpus in fuzz/corpus/<target>/.
@@ -18,6 +18,8 @@ every corpus that ran is minimised (`cargo fuzz cmin`) and a summary is printed.
 Options:
   --minutes N      minutes per target (default 30; a fraction such as 0.5 is allowed)
   --no-cmin        do not minimise the corpora at the end
+  --reseed         add the fixtures' seeds to every corpus, not only to an empty one (after
+                   a change of a format or of the fixtures: see fuzz/README.md)
   --sanitizer S    address (default), none, leak, memory or thread (cargo fuzz --sanitizer)
   --list           print the targets and exit
   -h, --help       this help
@@ -33,6 +35,7 @@ EOF
 
 minutes=30
 cmin=1
+reseed=0
 sanitizer=address
 list=0
 targets=()
@@ -45,6 +48,7 @@ while [ $# -gt 0 ]; do
       ;;
     --minutes=*) minutes="${1#--minutes=}"; shift ;;
     --no-cmin) cmin=0; shift ;;
+    --reseed) reseed=1; shift ;;
     --sanitizer)
       [ $# -ge 2 ] || { echo "--sanitizer needs a value" >&2; exit 2; }
       sanitizer="$2"
@@ -111,19 +115,26 @@ bin="$fuzz/target/$triple/release"
 # As cargo fuzz runs them.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_odr_violation=0}"
 
-# count_files DIR, size_kib DIR
+# count_files DIR; size_kib DIR (the bytes of the files, not the disk blocks they take)
 count_files() { find "$1" -type f 2>/dev/null | wc -l | tr -d ' '; }
-size_kib() { du -sk "$1" 2>/dev/null | cut -f1; }
+size_kib() { du -sk --apparent-size "$1" 2>/dev/null | cut -f1; }
 
 declare -A runs execs_per_s cov ft result artifact
 crashed=0
 for t in "${targets[@]}"; do
   corpus="$fuzz/corpus/$t"
   mkdir -p "$corpus" "$fuzz/artifacts/$t"
-  if [ "$(count_files "$corpus")" = 0 ]; then
-    step "$t: seed the empty corpus"
-    IOTCHAIN_FUZZ_SEEDS="$corpus" "$bin/$t" -runs=0 >"$logs/$t.seed.log" 2>&1 \
+  if [ "$reseed" = 1 ] || [ "$(count_files "$corpus")" = 0 ]; then
+    step "$t: seed the corpus with the fixtures"
+    seeds="$fuzz/target/campaign/seeds-$t"
+    rm -rf "$seeds"
+    IOTCHAIN_FUZZ_SEEDS="$seeds" "$bin/$t" -runs=0 >"$logs/$t.seed.log" 2>&1 \
       || { cat "$logs/$t.seed.log" >&2; exit 2; }
+    # Named by content, as libFuzzer names its inputs: reseeding adds nothing twice.
+    for f in "$seeds"/*; do
+      cp "$f" "$corpus/$(sha1sum "$f" | cut -c1-40)"
+    done
+    rm -rf "$seeds"
   fi
   dict=()
   if [ -f "$fuzz/dicts/$t.dict" ]; then

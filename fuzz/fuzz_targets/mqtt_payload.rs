@@ -28,7 +28,10 @@ fn topics(filter: &str, template: &str, topic: &str) {
     assert_eq!(plus, 1, "{filter:?} accepted");
     assert!(!filter.contains('#'));
     if let Some(device) = f.device(topic) {
-        assert!(!device.is_empty() && !device.contains('/'), "{topic:?} → {device:?}");
+        assert!(
+            !device.is_empty() && !device.contains('/'),
+            "{topic:?} → {device:?}"
+        );
         // The topic is the filter with the device in place of `+`.
         let rebuilt: Vec<&str> = filter
             .split('/')

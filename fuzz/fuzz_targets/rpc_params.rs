@@ -65,7 +65,9 @@ fn check(v: &Value) {
         let input = field("input").or_else(|| field("data"));
         assert_eq!(
             c.input,
-            input.map(|i| p::parse_bytes(i).unwrap()).unwrap_or_default(),
+            input
+                .map(|i| p::parse_bytes(i).unwrap())
+                .unwrap_or_default(),
             "{v}"
         );
         if let Some(price) = field("gasPrice").or_else(|| field("maxFeePerGas")) {

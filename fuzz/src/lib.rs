@@ -37,7 +37,11 @@ pub fn init(target: &str) {
     for (i, seed) in seeds.iter().enumerate() {
         std::fs::write(dir.join(format!("seed-{i:02}")), seed).expect("write a seed");
     }
-    eprintln!("{target}: wrote {} seeds into {}", seeds.len(), dir.display());
+    eprintln!(
+        "{target}: wrote {} seeds into {}",
+        seeds.len(),
+        dir.display()
+    );
     std::process::exit(0);
 }
 
@@ -145,8 +149,18 @@ fn build() -> Fixtures {
     // data: 21.5 (a CBOR float), {"t": -3}, [1, "x"]
     let readings = vec![
         devices[0].sign_reading(1, 1_700_000_000_000, None, &[0xf9, 0x4d, 0x60]),
-        devices[1].sign_reading(1, 1_700_000_000_100, Some("temp"), &[0xa1, 0x61, 0x74, 0x22]),
-        devices[0].sign_reading(2, 1_700_000_000_200, Some("door"), &[0x82, 0x01, 0x61, 0x78]),
+        devices[1].sign_reading(
+            1,
+            1_700_000_000_100,
+            Some("temp"),
+            &[0xa1, 0x61, 0x74, 0x22],
+        ),
+        devices[0].sign_reading(
+            2,
+            1_700_000_000_200,
+            Some("door"),
+            &[0x82, 0x01, 0x61, 0x78],
+        ),
     ];
     let register = DeviceOp::Register {
         public_key: devices[0].public_key(),
@@ -326,20 +340,42 @@ pub fn certificate_within(got: &FinalityCertificate, want: &FinalityCertificate)
         && got.epoch == want.epoch
         && got.view == want.view
         && got.parent_view == want.parent_view
-        && got.signatures.iter().enumerate().all(|(i, s)| {
-            want.signatures.contains(s) && !got.signatures[..i].contains(s)
-        })
+        && got
+            .signatures
+            .iter()
+            .enumerate()
+            .all(|(i, s)| want.signatures.contains(s) && !got.signatures[..i].contains(s))
+}
+
+/// A reading's canonical message (`None` for bytes that are no reading): every encoding of
+/// one signed reading has the same one, and the same id.
+pub fn canonical_reading(message: &[u8]) -> Option<Vec<u8>> {
+    iotchain_reading::decode(message)
+        .ok()
+        .map(|r| r.to_canonical())
+}
+
+/// Whether `message` is an encoding of one of the fixtures' readings.
+pub fn is_fixture_reading(message: &[u8]) -> bool {
+    let c = canonical_reading(message);
+    c.is_some()
+        && fixtures()
+            .readings
+            .iter()
+            .any(|m| canonical_reading(m) == c)
 }
 
 /// Whether `got` is one of the fixtures' bundles, up to the order and number of its
-/// certificate's signatures and to the encoding of its device key (P-256 keys may be
-/// compressed).
+/// certificate's signatures, the encoding of its device key (P-256 keys may be compressed)
+/// and the encoding of its message (the id is over the canonical message).
 pub fn is_fixture_bundle(got: &ProofBundle) -> bool {
     let key = |b: &ProofBundle| b.device_key.to_key().ok();
+    let message = canonical_reading(&got.message);
     fixtures().bundles.iter().any(|want| {
         got.version == want.version
             && got.reading_id == want.reading_id
-            && got.message == want.message
+            && message.is_some()
+            && message == canonical_reading(&want.message)
             && got.index == want.index
             && got.audit_path == want.audit_path
             && got.device_key.alg == want.device_key.alg
