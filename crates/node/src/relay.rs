@@ -193,18 +193,8 @@ impl Batch<'_> {
         let mut answered = true;
         if !self.readings.is_empty() {
             let body = iotchain_reading::encode_batch(self.readings);
-            let r = client
-                .post(format!("{peer}/v1/readings"))
-                .header("content-type", "application/cbor")
-                .header(FORWARDED_HEADER, signer.mark(&body))
-                .body(body)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await;
-            if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "relaying readings failed");
-                answered = false;
-            }
+            let url = format!("{peer}/v1/readings");
+            answered &= post_signed(client, signer, url, "application/cbor", body).await;
         }
         // Ethereum transactions go in JSON-RPC batches, in the order they were accepted (a
         // sender's nonces stay in order).
@@ -230,19 +220,30 @@ impl Batch<'_> {
             }));
         for (url, body) in posts {
             let body = serde_json::to_vec(&body).expect("JSON values serialize");
-            let r = client
-                .post(url)
-                .header("content-type", "application/json")
-                .header(FORWARDED_HEADER, signer.mark(&body))
-                .body(body)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await;
-            if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "relaying a transaction failed");
-                answered = false;
-            }
+            answered &= post_signed(client, signer, url, "application/json", body).await;
         }
         answered
     }
+}
+
+/// Posts `body` to `url` marked as a relay signed by `signer`; whether the peer answered.
+async fn post_signed(
+    client: &reqwest::Client,
+    signer: &Signer,
+    url: String,
+    content_type: &str,
+    body: Vec<u8>,
+) -> bool {
+    let r = client
+        .post(&url)
+        .header("content-type", content_type)
+        .header(FORWARDED_HEADER, signer.mark(&body))
+        .body(body)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    if let Err(e) = &r {
+        tracing::debug!(%url, error = %e, "relaying failed");
+    }
+    r.is_ok()
 }
