@@ -7,6 +7,7 @@ verify against the genesis.
 """
 
 import json
+import time
 import threading
 
 import pytest
@@ -80,12 +81,20 @@ def test_four_validators_finalize_readings_sent_to_any_of_them(testnet, tmp_path
     for rid in ids:
         for n in nodes:
             assert n.wait_final(rid)["status"] == "final"
-    # Each validator hears its three peers over p2p; /v1/status and net_peerCount agree.
+    # Each validator hears its three peers over p2p (a p2p connection may still be coming up
+    # under load: give it the figure's 10 s window and a little more); /v1/status and
+    # net_peerCount agree.
     for n in nodes:
-        _, status = n.get("/v1/status")
-        assert status["consensus"]["validators_heard_10s"] == 3, (n.name, status)
-        _, count = n.request("POST", "/", json.dumps(
-            {"jsonrpc": "2.0", "id": 1, "method": "net_peerCount"}).encode(), "application/json")
+        deadline = time.time() + 30
+        while True:
+            _, status = n.get("/v1/status")
+            heard = status["consensus"]["validators_heard_10s"]
+            _, count = n.request("POST", "/", json.dumps(
+                {"jsonrpc": "2.0", "id": 1, "method": "net_peerCount"}).encode(), "application/json")
+            if (heard == 3 and count["result"] == "0x3") or time.time() > deadline:
+                break
+            time.sleep(0.5)  # the figure is a 10 s window: no event to wait for
+        assert heard == 3, (n.name, status)
         assert count["result"] == "0x3", (n.name, count)
     # Every validator holds the same blocks, each certified by a quorum of validators.
     head = min(n.height() for n in nodes)
