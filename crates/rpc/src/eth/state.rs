@@ -113,17 +113,12 @@ pub(super) fn register<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>) {
         let p = Params::of(&p)?;
         let req = call_request(p.get(0)?)?;
         let at = block_id(p.opt(1))?;
-        let budget = ext.get::<Arc<Budget>>().cloned();
-        let out = with_evm(ctx, budget, move |c, limits| {
-            let bctx = c.node.pending_block_context();
-            let hashes = QueryHashes {
-                chain: &c.node,
-                number: bctx.number,
-            };
-            with_state(&c.node, &at, |s| {
-                iotchain_evm::call(s, &hashes, &bctx, &req, limits)
-            })
-        })
+        let out = on_evm(
+            ctx,
+            ext.get::<Arc<Budget>>().cloned(),
+            at,
+            move |s, h, b, l| iotchain_evm::call(s, h, b, &req, l),
+        )
         .await?;
         Ok::<_, RpcError>(json!(out.map_err(evm_error)?.output))
     })
@@ -131,17 +126,13 @@ pub(super) fn register<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>) {
     m.register_async_method("eth_estimateGas", |p, ctx, ext| async move {
         let p = Params::of(&p)?;
         let req = call_request(p.get(0)?)?;
-        let budget = ext.get::<Arc<Budget>>().cloned();
-        let gas = with_evm(ctx, budget, move |c, limits| {
-            let bctx = c.node.pending_block_context();
-            let hashes = QueryHashes {
-                chain: &c.node,
-                number: bctx.number,
-            };
-            with_state(&c.node, &super::BlockId::Pending, |s| {
-                iotchain_evm::estimate_gas(s, &hashes, &bctx, &req, limits)
-            })
-        })
+        let at = super::BlockId::Pending;
+        let gas = on_evm(
+            ctx,
+            ext.get::<Arc<Budget>>().cloned(),
+            at,
+            move |s, h, b, l| iotchain_evm::estimate_gas(s, h, b, &req, l),
+        )
         .await?;
         Ok::<_, RpcError>(qty(gas.map_err(evm_error)?))
     })
@@ -168,6 +159,32 @@ pub(super) fn register<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>) {
         }
         with_state(&c.node, &block_id(p.opt(2))?, |s| proof_json(s, &a, &slots))
     });
+}
+
+/// Runs `f` on a call worker against the state `at` names, in the pending block's context,
+/// within the request's budget (see [`with_evm`]).
+async fn on_evm<N: NodeApi, T: Send + 'static>(
+    ctx: Arc<EthCtx<N>>,
+    budget: Option<Arc<Budget>>,
+    at: super::BlockId,
+    f: impl FnOnce(
+        &State,
+        &QueryHashes<'_, N>,
+        &iotchain_evm::BlockContext,
+        &iotchain_evm::CallLimits<'_>,
+    ) -> T
+    + Send
+    + 'static,
+) -> Result<T, RpcError> {
+    with_evm(ctx, budget, move |c, limits| {
+        let block = c.node.pending_block_context();
+        let hashes = QueryHashes {
+            chain: &c.node,
+            number: block.number,
+        };
+        with_state(&c.node, &at, |s| f(s, &hashes, &block, limits))
+    })
+    .await
 }
 
 fn proof_json(state: &State, address: &Address, slots: &[U256]) -> Value {
