@@ -60,10 +60,12 @@ gcc -std=c11 -Wall -Wextra -Werror -I crates/device-ffi/include examples/c/sign_
 git diff --exit-code -- crates/device-ffi/include/iotchain_device.h \
   || { echo "the committed C header is stale: commit the regenerated one"; exit 1; }
 
+step "npm ci in tests/eth (ethers v6, solc, @ethereumjs/trie, ws: the Ethereum tests and the fault tests' signer)"
+(cd tests/eth && npm ci --no-audit --no-fund --loglevel=error)
+
 step "independent client tests (pycose, the C device, several validators, paho-mqtt with Mosquitto)"
 IOTCHAIN_BIN="$root/target/debug/iotchain" IOTCHAIN_C_EXAMPLE="$root/target/debug/sign_reading" \
   .venv/bin/python -m pytest -q tests/python
 
-step "real Ethereum clients (npm ci: ethers v6, solc, @ethereumjs/trie, ws; node --test)"
-(cd tests/eth && npm ci --no-audit --no-fund --loglevel=error)
+step "real Ethereum clients (ethers v6, solc, @ethereumjs/trie, ws; node --test)"
 (cd tests/eth && IOTCHAIN_BIN="$root/target/debug/iotchain" node --test eth.test.js)

@@ -40,9 +40,13 @@ def rpc(url, method, params, timeout=10):
 
 def signed_transfers(owner_key: Path, chain_id: int, count: int) -> list[str]:
     """`count` transfers with nonces 0.., signed by ethers (tests/eth)."""
+    eth = ROOT / "tests" / "eth"
+    if not (eth / "node_modules" / "ethers").is_dir():
+        raise RuntimeError(f"ethers is not installed: run `npm ci` in {eth} (scripts/test.sh does)")
     out = subprocess.run(["node", "sign-transfers.mjs", str(owner_key), str(chain_id), str(count)],
-                         cwd=ROOT / "tests" / "eth", capture_output=True, text=True, timeout=300,
-                         check=True)
+                         cwd=eth, capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise RuntimeError(f"sign-transfers.mjs failed ({out.returncode}): {out.stderr.strip()}")
     return out.stdout.split()
 
 

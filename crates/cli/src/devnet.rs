@@ -167,7 +167,11 @@ where
 {
     use commonware_runtime::Runner as _;
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    // A panicking task (simplex's voter when its journal cannot be written, say) is caught and
+    // logged: the task ends, its supervisor marks the node failed, and the node stops with
+    // exit code 70 (not an abort with 101 halfway through a write).
     let config = commonware_runtime::tokio::Config::new()
+        .with_catch_panics(true)
         .with_storage_directory(data_dir.join("consensus"))
         .with_worker_threads(threads)
         .with_tcp_nodelay(Some(true));
