@@ -2,10 +2,13 @@
  * Signs iotchain readings with the C API of the device SDK, as firmware would.
  *
  *   sign_reading info  ALG SECRET_HEX                  -> "address public_key" (hex)
- *   sign_reading sign  ALG SECRET_HEX SEQ TS STREAM N  -> N readings, one hex line each,
+ *   sign_reading sign  ALG SECRET_HEX SEQ TS STREAM N [CHAIN_HEX]
+ *                                                      -> N readings, one hex line each,
  *                                                          seq SEQ.., data = the integer seq
  *
- * ALG is "ed25519" or "p256"; SECRET_HEX is 64 hex digits; STREAM "-" means none.
+ * ALG is "ed25519" or "p256"; SECRET_HEX is 64 hex digits; STREAM "-" means none; CHAIN_HEX
+ * is the chain's genesis hash (64 hex digits, `reading_aad` in GET /v1/status), signed as
+ * COSE external_aad (omitted: none, for a chain whose readings do not name it).
  * Build: gcc -I crates/device-ffi/include sign_reading.c target/debug/libiotchain_device_ffi.a
  *        -lpthread -ldl -lm
  */
@@ -81,6 +84,15 @@ int main(int argc, char **argv) {
     const char *stream = strcmp(argv[6], "-") == 0 ? NULL : argv[6];
     size_t stream_len = stream ? strlen(stream) : 0;
     long count = strtol(argv[7], NULL, 10);
+    if (argc > 8) {
+        uint8_t chain[32];
+        if (parse_hex(argv[8], chain, 32) != 0) {
+            fprintf(stderr, "CHAIN_HEX must be 64 hex digits\n");
+            return 2;
+        }
+        if (iotchain_device_set_chain(&dev, chain) != IOTCHAIN_OK) return 1;
+    }
+    if (iotchain_device_set_chain(&dev, NULL) != IOTCHAIN_ERR_NULL) return 3;
     uint8_t out[1024];
     for (long i = 0; i < count; i++) {
         uint8_t data[9];

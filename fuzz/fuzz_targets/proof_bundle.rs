@@ -15,7 +15,7 @@ use iotchain_fuzz::{Input, fixtures, is_fixture_bundle};
 
 fn check(bundle: &ProofBundle) {
     let f = fixtures();
-    match bundle.verify(&f.genesis) {
+    match bundle.verify(&f.genesis, &iotchain_fuzz::GENESIS_HASH) {
         Ok(v) => {
             assert!(
                 is_fixture_bundle(bundle),

@@ -12,9 +12,11 @@ libfuzzer_sys::fuzz_target!(init: iotchain_fuzz::init("reading"), |data: &[u8]| 
     let Ok(r) = decode(data) else {
         return;
     };
-    let signed = sig_structure(r.protected, r.payload);
-    let mut small = vec![0u8; signed.len().saturating_sub(1)];
-    assert!(write_sig_structure(r.protected, r.payload, &mut small).is_err());
+    for aad in [&[][..], &[0x9e; 32][..]] {
+        let signed = sig_structure(r.protected, aad, r.payload);
+        let mut small = vec![0u8; signed.len().saturating_sub(1)];
+        assert!(write_sig_structure(r.protected, aad, r.payload, &mut small).is_err());
+    }
 
     // One id for every encoding: the canonical message's.
     let id = r.id();

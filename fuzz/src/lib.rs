@@ -65,15 +65,17 @@ impl FixtureDevice {
         }
     }
 
-    /// Signs a reading (tagged COSE_Sign1).
+    /// Signs a reading (tagged COSE_Sign1) of the fixtures' chain (COSE `external_aad` =
+    /// [`GENESIS_HASH`]).
     pub fn sign_reading(&self, seq: u64, ts: u64, stream: Option<&str>, data: &[u8]) -> Vec<u8> {
         let key = self.public_key();
         let unsigned = UnsignedReading::new(key.alg(), key.address(), seq, ts, stream, data);
         let signature: [u8; 64] = match self {
-            Self::Ed25519(s) => s.sign(&unsigned.sig_structure()),
+            Self::Ed25519(s) => s.sign(&unsigned.sig_structure(GENESIS_HASH.as_slice())),
             Self::P256(k) => {
                 use p256::ecdsa::signature::Signer as _;
-                let sig: p256::ecdsa::Signature = k.sign(&unsigned.sig_structure());
+                let sig: p256::ecdsa::Signature =
+                    k.sign(&unsigned.sig_structure(GENESIS_HASH.as_slice()));
                 sig.to_bytes().into()
             }
         };
@@ -82,6 +84,10 @@ impl FixtureDevice {
 }
 
 /// Everything validly signed that the targets start from.
+/// The genesis hash the fixtures' readings sign as COSE `external_aad` (a stand-in: the
+/// fixture blocks are not chained to a genesis block).
+pub const GENESIS_HASH: B256 = B256::repeat_byte(0x9e);
+
 pub struct Fixtures {
     /// The four validators (quorum 3).
     pub validators: Vec<ValidatorKey>,
@@ -309,7 +315,8 @@ fn build() -> Fixtures {
         }
     }
     for b in &bundles {
-        b.verify(&genesis).expect("fixture bundles verify");
+        b.verify(&genesis, &GENESIS_HASH)
+            .expect("fixture bundles verify");
     }
     Fixtures {
         validators,

@@ -22,6 +22,9 @@ class Device:
             self.cose_alg = Es256
         self.address = None  # set from the registration's output
         self.seq = 0
+        # COSE external_aad: the chain's genesis hash (`reading_aad` in /v1/status), set at
+        # registration; empty on a chain whose readings do not name it.
+        self.aad = b""
 
     @property
     def pubkey_hex(self) -> str:
@@ -29,7 +32,8 @@ class Device:
             return self.key.x.hex()
         return (b"\x04" + self.key.x + self.key.y).hex()
 
-    def sign(self, seq=None, data=21.5, stream="temperature", ts=None, extra=None, key=None) -> bytes:
+    def sign(self, seq=None, data=21.5, stream="temperature", ts=None, extra=None, key=None,
+             aad=None) -> bytes:
         if seq is None:
             seq = self.seq
             self.seq += 1
@@ -41,6 +45,7 @@ class Device:
         msg = Sign1Message(
             phdr={Algorithm: self.cose_alg, KID: bytes.fromhex(self.address[2:])},
             payload=cbor2.dumps(payload),
+            external_aad=self.aad if aad is None else aad,
         )
         msg.key = key or self.key
         return msg.encode()

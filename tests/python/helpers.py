@@ -1,6 +1,7 @@
 """Shared steps of the end-to-end tests."""
 
 import json
+import urllib.request
 
 from conftest import cli
 from cose_device import Device
@@ -12,7 +13,14 @@ def register(node, device: Device, model="pycose-sensor"):
               "--device-pubkey", device.pubkey_hex, "--alg", device.alg, "--model", model,
               "--firmware-hash", "0x" + "ab" * 32)
     device.address = json.loads(out.stdout)["device"]
+    device.aad = reading_aad(node.url)
     return device
+
+
+def reading_aad(url: str) -> bytes:
+    """What the node's chain has readings sign as COSE external_aad (its genesis hash)."""
+    with urllib.request.urlopen(url + "/v1/status", timeout=10) as r:
+        return bytes.fromhex(json.loads(r.read())["reading_aad"][2:])
 
 
 def new_device(node, alg="ed25519") -> Device:

@@ -29,7 +29,14 @@ def test_c_signed_readings_become_final_and_prove(node, tmp_path, alg):
               "--device-pubkey", pubkey, "--alg", alg, "--model", "c-sdk",
               "--firmware-hash", "0x" + "cd" * 32)
     assert address in out.stdout.lower()
-    messages = [bytes.fromhex(h) for h in c_device("sign", alg, secret, "0", "1700000000000", "temp", "5")]
+    # The chain's genesis hash, signed as COSE external_aad (iotchain_device_set_chain).
+    _, status = node.get("/v1/status")
+    chain = status["reading_aad"][2:]
+    assert chain == status["genesis_hash"][2:] and len(chain) == 64
+    unbound = bytes.fromhex(c_device("sign", alg, secret, "0", "1700000000000", "temp", "1")[0])
+    s, body = node.post_cose(unbound)
+    assert (s, body["error"]["code"]) == (403, "bad_signature"), body
+    messages = [bytes.fromhex(h) for h in c_device("sign", alg, secret, "0", "1700000000000", "temp", "5", chain)]
     assert len(messages) == 5
     status, body = node.post_batch(cbor_array(messages))
     assert status == 202 and body["accepted"] == 5, body
@@ -39,9 +46,9 @@ def test_c_signed_readings_become_final_and_prove(node, tmp_path, alg):
     cli("proof", last, "--node", node.url, "--out", str(proof))
     cli("verify", str(proof), "--genesis", str(node.genesis))
     # The device resumes after a reboot from its persisted seq; replaying seq 0 is refused.
-    again = [bytes.fromhex(h) for h in c_device("sign", alg, secret, "5", "1700000001000", "temp", "1")]
+    again = [bytes.fromhex(h) for h in c_device("sign", alg, secret, "5", "1700000001000", "temp", "1", chain)]
     status, body = node.post_cose(again[0])
     assert status == 202, body
-    replay = [bytes.fromhex(h) for h in c_device("sign", alg, secret, "0", "1700000002000", "temp", "1")]
+    replay = [bytes.fromhex(h) for h in c_device("sign", alg, secret, "0", "1700000002000", "temp", "1", chain)]
     status, body = node.post_cose(replay[0])
     assert status == 409, body

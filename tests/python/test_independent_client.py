@@ -175,6 +175,7 @@ def test_unknown_reading_has_no_proof(node):
 
 def test_p256_key_registered_in_compressed_form(node):
     from cose_device import Device
+    from helpers import reading_aad
     device = Device("p256")
     uncompressed = bytes.fromhex(device.pubkey_hex)
     compressed = bytes([2 + (uncompressed[64] & 1)]) + uncompressed[1:33]
@@ -182,6 +183,7 @@ def test_p256_key_registered_in_compressed_form(node):
     out = cli("device", "register", "--node", node.url, "--owner-key", str(node.owner_key),
               "--device-pubkey", compressed.hex(), "--alg", "p256")
     device.address = json.loads(out.stdout)["device"]
+    device.aad = reading_aad(node.url)
     # The address derives from x‖y whichever SEC1 form was given.
     _, info = node.get(f"/v1/devices/{device.address}")
     assert info["public_key"] == "0x" + full

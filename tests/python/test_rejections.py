@@ -32,6 +32,18 @@ def test_bad_signature(node):
     assert error_code(node.post_cose(d.sign(key=other))) == (403, "bad_signature")
 
 
+def test_a_reading_signed_for_another_chain_is_refused(node):
+    """Readings name their chain (COSE external_aad = the genesis hash, docs/formats.md): the
+    same key's reading signed for another chain, or for none, does not verify here."""
+    d = new_device(node)
+    assert len(d.aad) == 32
+    _, status = node.get("/v1/status")
+    assert "0x" + d.aad.hex() == status["reading_aad"] == status["genesis_hash"]
+    for aad in (b"", bytes(32), d.aad[:-1] + bytes([d.aad[-1] ^ 1])):
+        assert error_code(node.post_cose(d.sign(seq=0, aad=aad))) == (403, "bad_signature")
+    assert node.post_cose(d.sign(seq=0))[0] == 202
+
+
 def test_replayed_seq(node):
     d = new_device(node)
     m = d.sign(seq=7)

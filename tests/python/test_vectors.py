@@ -53,14 +53,35 @@ def test_ed25519_reading_is_reproduced_byte_for_byte_by_pycose():
     key = OKPKey(crv=Ed25519, d=b(v["secret_key"]), x=pub)
     payload = cbor2.dumps({"seq": v["seq"], "ts": v["ts"], "stream": v["stream"], "data": cbor2.loads(b(v["data_cbor"]))})
     assert payload == b(v["payload"])
-    msg = Sign1Message(phdr={Algorithm: EdDSA, KID: b(v["device"])}, payload=payload)
+    # The reading names its chain: its genesis hash is the COSE external_aad (RFC 9052 §4.3).
+    aad = b(v["external_aad"])
+    assert len(aad) == 32
+    msg = Sign1Message(phdr={Algorithm: EdDSA, KID: b(v["device"])}, payload=payload, external_aad=aad)
     msg.key = key
     encoded = msg.encode()
     assert encoded == b(v["message"])
     assert "0x" + leaf(encoded).hex() == v["reading_id"]
     decoded = Sign1Message.decode(b(v["message"]))
     decoded.key = OKPKey(crv=Ed25519, x=pub)
+    decoded.external_aad = aad
     assert decoded.verify_signature()
+    # Under another chain's genesis hash (or none) the same bytes do not verify.
+    for other in (b"", bytes(32), aad[:-1] + bytes([aad[-1] ^ 1])):
+        decoded.external_aad = other
+        assert not decoded.verify_signature()
+    assert cbor2.dumps(["Signature1", b(v["protected"]), aad, b(v["payload"])]) == b(v["sig_structure"])
+
+
+def test_a_reading_of_a_chain_whose_readings_do_not_name_it_signs_an_empty_aad():
+    v = V["reading_ed25519_unbound"]
+    assert v["external_aad"] == "0x"
+    pub = b(v["public_key"])
+    key = OKPKey(crv=Ed25519, d=b(v["secret_key"]), x=pub)
+    msg = Sign1Message(phdr={Algorithm: EdDSA, KID: b(v["device"])}, payload=b(v["payload"]))
+    msg.key = key
+    assert msg.encode() == b(v["message"])
+    assert cbor2.dumps(["Signature1", b(v["protected"]), b"", b(v["payload"])]) == b(v["sig_structure"])
+    assert v["message"] != V["reading_ed25519"]["message"]
 
 
 def test_es256_reading_verifies_with_pycose():
@@ -69,12 +90,13 @@ def test_es256_reading_verifies_with_pycose():
     assert pub[0] == 4 and "0x" + keccak256(pub[1:])[-20:].hex() == v["device"]
     decoded = Sign1Message.decode(b(v["message"]))
     decoded.key = EC2Key(crv=P256, x=pub[1:33], y=pub[33:])
+    decoded.external_aad = b(v["external_aad"])
     assert decoded.verify_signature()
     assert decoded.phdr[KID] == b(v["device"])
     assert cbor2.loads(decoded.payload)["seq"] == v["seq"]
     assert "0x" + leaf(b(v["message"])).hex() == v["reading_id"]
     # Sig_structure is the one RFC 9052 defines.
-    assert cbor2.dumps(["Signature1", b(v["protected"]), b"", b(v["payload"])]) == b(v["sig_structure"])
+    assert cbor2.dumps(["Signature1", b(v["protected"]), b(v["external_aad"]), b(v["payload"])]) == b(v["sig_structure"])
 
 
 def test_every_encoding_of_a_reading_has_one_id():
@@ -93,6 +115,7 @@ def test_every_encoding_of_a_reading_has_one_id():
         tagged = cbor2.dumps(item if isinstance(item, cbor2.CBORTag) else cbor2.CBORTag(18, item))
         decoded = Sign1Message.decode(tagged)
         decoded.key = key
+        decoded.external_aad = b(ed["external_aad"])
         assert decoded.verify_signature(), m.hex()
         assert canonical_message(m) == canonical
         assert "0x" + leaf(canonical_message(m)).hex() == e["reading_id"]
@@ -103,6 +126,7 @@ def test_every_encoding_of_a_reading_has_one_id():
     pub = b(es["public_key"])
     decoded = Sign1Message.decode(high)
     decoded.key = EC2Key(crv=P256, x=pub[1:33], y=pub[33:])
+    decoded.external_aad = b(es["external_aad"])
     assert decoded.verify_signature()
     assert canonical_message(high) == b(es["message"])
     assert "0x" + leaf(canonical_message(high)).hex() == e["es256_reading_id"] == es["reading_id"]

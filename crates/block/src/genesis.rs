@@ -53,6 +53,39 @@ pub struct ChainParams {
     pub min_base_fee: u64,
     /// Largest raw Ethereum transaction accepted, in bytes.
     pub max_eth_tx_bytes: u64,
+    /// What devices sign as COSE `external_aad`: the genesis hash for chains created since
+    /// readings name their chain (the default), nothing for a genesis file written before
+    /// (the field is absent there, and such a chain keeps verifying its readings as before).
+    #[serde(default = "ReadingAad::legacy")]
+    pub reading_aad: ReadingAad,
+}
+
+impl ChainParams {
+    /// The defaults as a genesis file written before readings named their chain reads them.
+    pub fn legacy() -> Self {
+        Self {
+            reading_aad: ReadingAad::None,
+            ..Self::default()
+        }
+    }
+}
+
+/// What a chain's readings carry as COSE `external_aad` (docs/formats.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadingAad {
+    /// The 32-byte genesis hash: a reading signed for this chain verifies on no other.
+    GenesisHash,
+    /// Empty (`h''`): readings of a chain created before they named their chain; a device
+    /// key registered on two such chains has its readings replayable across them.
+    None,
+}
+
+impl ReadingAad {
+    /// What a genesis file without the field means: [`ReadingAad::None`].
+    pub fn legacy() -> Self {
+        Self::None
+    }
 }
 
 impl Default for ChainParams {
@@ -64,6 +97,7 @@ impl Default for ChainParams {
             block_gas_limit: 30_000_000,
             min_base_fee: 1_000_000_000,
             max_eth_tx_bytes: 128 * 1024,
+            reading_aad: ReadingAad::GenesisHash,
         }
     }
 }
@@ -79,8 +113,9 @@ pub struct Genesis {
     pub validators: Vec<GenesisValidator>,
     /// Owner accounts (organisations) allowed to register devices.
     pub owners: Vec<Address>,
-    /// Chain parameters.
-    #[serde(default)]
+    /// Chain parameters (a file without them has the defaults, with the readings of a chain
+    /// written before they named their chain: [`ChainParams::legacy`]).
+    #[serde(default = "ChainParams::legacy")]
     pub params: ChainParams,
     /// Initial balances of Ethereum accounts, in wei.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -176,8 +211,62 @@ impl Genesis {
             .unwrap_or(Address::ZERO)
     }
 
+    /// The COSE `external_aad` of this chain's readings, given its genesis hash: the hash
+    /// itself, or empty on a chain whose readings do not name it ([`ReadingAad`]).
+    pub fn reading_aad<'a>(&self, genesis_hash: &'a B256) -> &'a [u8] {
+        match self.params.reading_aad {
+            ReadingAad::GenesisHash => genesis_hash.as_slice(),
+            ReadingAad::None => &[],
+        }
+    }
+
     /// The validators' public keys, in genesis order.
     pub fn validator_keys(&self) -> Vec<B256> {
         self.validators.iter().map(|v| v.public_key).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn genesis() -> Genesis {
+        Genesis::single_validator(1, 1, B256::repeat_byte(1), vec![])
+    }
+
+    /// New genesis files bind readings to the chain; files written before (without the field,
+    /// or without `params`) keep the empty `external_aad` they were created with.
+    #[test]
+    fn reading_aad_is_the_genesis_hash_on_new_chains_and_empty_on_old_files() {
+        let new = genesis();
+        assert_eq!(new.params.reading_aad, ReadingAad::GenesisHash);
+        let text = serde_json::to_string(&new).unwrap();
+        assert!(text.contains(r#""reading_aad":"genesis_hash""#), "{text}");
+        assert_eq!(serde_json::from_str::<Genesis>(&text).unwrap(), new);
+        let hash = B256::repeat_byte(0xab);
+        assert_eq!(new.reading_aad(&hash), hash.as_slice());
+
+        let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        value["params"]
+            .as_object_mut()
+            .unwrap()
+            .remove("reading_aad");
+        let old: Genesis = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(old.params.reading_aad, ReadingAad::None);
+        assert_eq!(
+            old.params.max_readings_per_block,
+            new.params.max_readings_per_block
+        );
+        assert!(old.reading_aad(&hash).is_empty());
+        value.as_object_mut().unwrap().remove("params");
+        let bare: Genesis = serde_json::from_value(value).unwrap();
+        assert_eq!(bare.params, ChainParams::legacy());
+
+        let explicit = text.replace(r#""genesis_hash""#, r#""none""#);
+        let none: Genesis = serde_json::from_str(&explicit).unwrap();
+        assert_eq!(none.params.reading_aad, ReadingAad::None);
+        let bad = text.replace(r#""genesis_hash""#, r#""chain_id""#);
+        let err = serde_json::from_str::<Genesis>(&bad).unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
     }
 }

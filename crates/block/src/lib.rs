@@ -16,7 +16,7 @@ pub use certificate::{
     FINALIZE_SUFFIX, FinalityCertificate, SIMPLEX_NAMESPACE, ValidatorSignature, quorum,
 };
 pub use error::{BlockError, Result};
-pub use genesis::{ChainParams, Genesis, GenesisValidator};
+pub use genesis::{ChainParams, Genesis, GenesisValidator, ReadingAad};
 pub use header::{Block, BlockItem, Header};
 pub use proof::{DeviceKeyJson, ProofBundle, ProofError, VerifiedReading};
 pub use sync::{SyncBlock, SyncBlocks};

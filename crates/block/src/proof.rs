@@ -108,8 +108,13 @@ pub struct VerifiedReading {
 }
 
 impl ProofBundle {
-    /// Checks every part of the proof against a genesis (chain id and validator set).
-    pub fn verify(&self, genesis: &Genesis) -> Result<VerifiedReading, ProofError> {
+    /// Checks every part of the proof against a genesis (chain id and validator set) and its
+    /// hash (what the chain's readings sign as COSE `external_aad`, [`Genesis::reading_aad`]).
+    pub fn verify(
+        &self,
+        genesis: &Genesis,
+        genesis_hash: &B256,
+    ) -> Result<VerifiedReading, ProofError> {
         if self.version != 1 {
             return Err(ProofError::Message(format!(
                 "unsupported proof version {}",
@@ -140,9 +145,11 @@ impl ProofBundle {
             certificate: self.certificate.as_light(&signatures),
         };
         let validators: Vec<[u8; 32]> = genesis.validator_keys().iter().map(|v| v.0).collect();
-        let mut scratch = vec![0u8; self.message.len() + 64];
+        let aad = genesis.reading_aad(genesis_hash);
+        let mut scratch =
+            vec![0u8; self.message.len() + aad.len() + iotchain_reading::SIG_STRUCTURE_OVERHEAD];
         let verified =
-            iotchain_light::verify_proof(&proof, genesis.chain_id, &validators, &mut scratch)
+            iotchain_light::verify_proof(&proof, genesis.chain_id, &validators, aad, &mut scratch)
                 .map_err(ProofError::from_light)?;
         Ok(VerifiedReading {
             device: verified.device.to_string(),

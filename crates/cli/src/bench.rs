@@ -420,6 +420,7 @@ async fn run_phase(
         }
     }
     println!("{alg:>8}: signing {total} readings…");
+    let aad = client.reading_aad().await?;
     let signers = Arc::new(signers);
     let clients = a.clients.max(1);
     let batch = a.batch.max(1);
@@ -432,6 +433,7 @@ async fn run_phase(
                 let handles: Vec<_> = (0..clients)
                     .map(|c| {
                         let signers = &signers;
+                        let aad = &aad;
                         scope.spawn(move || {
                             let mine: Vec<&DeviceSigner> =
                                 signers.iter().skip(c).step_by(clients).collect();
@@ -440,7 +442,7 @@ async fn run_phase(
                             (0..per_client)
                                 .map(|i| {
                                     let d = mine[i % mine.len()];
-                                    d.sign_reading((i / mine.len()) as u64, ts, None, &data)
+                                    d.sign_reading(aad, (i / mine.len()) as u64, ts, None, &data)
                                 })
                                 .collect::<Vec<_>>()
                         })

@@ -102,6 +102,16 @@ impl Client {
         self.get("/v1/status").await
     }
 
+    /// What the node's chain has its readings sign as COSE `external_aad` (`reading_aad` in
+    /// `/v1/status`: the genesis hash, or empty on a chain whose readings do not name it).
+    pub(crate) async fn reading_aad(&self) -> anyhow::Result<Vec<u8>> {
+        let status = self.status().await?;
+        let hex = status["reading_aad"]
+            .as_str()
+            .context("the node's /v1/status has no reading_aad (a node older than this CLI?)")?;
+        parse_aad(hex)
+    }
+
     /// Waits until the node answers `/v1/status`.
     pub(crate) async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -248,4 +258,20 @@ impl TxSigner {
         };
         Ok(iotchain_evm::sign_tx(key, tx)?.to_string())
     }
+}
+
+/// Parses `--chain`-style hex: `0x` followed by 64 hex digits (a genesis hash), or `0x`/`none`
+/// for an empty `external_aad`.
+pub(crate) fn parse_aad(text: &str) -> anyhow::Result<Vec<u8>> {
+    if text == "none" || text == "0x" {
+        return Ok(Vec::new());
+    }
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    let bytes = hex::decode(digits).with_context(|| format!("{text:?} is not hex"))?;
+    anyhow::ensure!(
+        bytes.len() == 32,
+        "{text:?} is {} bytes; a genesis hash is 32 (or `none` for a chain whose readings do not name it)",
+        bytes.len()
+    );
+    Ok(bytes)
 }

@@ -304,6 +304,7 @@ async fn simulate(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let client = Client::new(url);
+    let aad = client.reading_aad().await?;
     let mut devices = Vec::new();
     for i in 0..n {
         let alg = if i % 3 == 2 {
@@ -373,6 +374,7 @@ async fn simulate(
                 let temp = 4.0 + 1.5 * (t / 30.0 + i as f64).sin();
                 let data = crate::send::json_to_cbor(&format!("{temp:.2}")).expect("a number");
                 let m = signer.sign_reading(
+                    &aad,
                     *seq,
                     crate::send::now_ms(),
                     Some(crate::coldchain::STREAM),

@@ -31,6 +31,11 @@ pub(crate) struct SendArgs {
     /// Wait until each reading is final and print its height.
     #[arg(long)]
     wait: bool,
+    /// The chain's genesis hash (0x + 64 hex digits) the readings sign as COSE external_aad,
+    /// or `none` on a chain whose readings do not name it; by default the node's
+    /// (`reading_aad` in /v1/status). Needed with --out when no node is reachable.
+    #[arg(long, value_name = "GENESIS_HASH")]
+    chain: Option<String>,
     /// Write the signed reading (with --count > 1: a CBOR array of them) to this file instead
     /// of sending it, e.g. for `mosquitto_pub -f FILE`. Needs --seq or a reachable node.
     #[arg(long, conflicts_with = "wait")]
@@ -52,6 +57,13 @@ pub(crate) async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     let signer = KeyFile::read(&a.device_key)?.device_signer()?;
     let data = json_to_cbor(&a.data)?;
     let client = Client::new(&a.node);
+    let aad = match &a.chain {
+        Some(text) => crate::client::parse_aad(text).context("--chain")?,
+        None => client
+            .reading_aad()
+            .await
+            .context("asking the node which chain to sign for (or give --chain)")?,
+    };
     let first = match a.seq {
         Some(s) => s,
         None => {
@@ -63,7 +75,7 @@ pub(crate) async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(out) = &a.out {
         let messages: Vec<Vec<u8>> = (first..first + a.count)
-            .map(|seq| signer.sign_reading(seq, now_ms(), a.stream.as_deref(), &data))
+            .map(|seq| signer.sign_reading(&aad, seq, now_ms(), a.stream.as_deref(), &data))
             .collect();
         let bytes = match messages.as_slice() {
             [one] => one.clone(),
@@ -81,7 +93,7 @@ pub(crate) async fn run(a: SendArgs) -> anyhow::Result<ExitCode> {
     }
     let mut failed = false;
     for seq in first..first + a.count {
-        let message = signer.sign_reading(seq, now_ms(), a.stream.as_deref(), &data);
+        let message = signer.sign_reading(&aad, seq, now_ms(), a.stream.as_deref(), &data);
         match client.post_reading(message).await {
             Ok(r) => {
                 let id = r["id"].as_str().unwrap_or("?").to_string();

@@ -53,7 +53,8 @@ pub(crate) fn verify(a: VerifyArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_INVALID));
         }
     };
-    match proof.verify(&genesis) {
+    let genesis_hash = iotchain_node::genesis_header(&genesis).hash();
+    match proof.verify(&genesis, &genesis_hash) {
         Ok(v) => {
             println!(
                 "OK reading {} of device {} (seq {}, stream {:?}) is in block {} ({}), finalized by {} of {} validators",

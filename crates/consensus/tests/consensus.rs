@@ -52,7 +52,7 @@ async fn submit_until_final(
     seqs: std::ops::Range<u64>,
 ) -> Vec<B256> {
     let messages = seqs
-        .map(|s| Bytes::from(device.sign_reading(s, s, None, &[0x01])))
+        .map(|s| Bytes::from(device.sign_reading(&chain.genesis_hash()[..], s, s, None, &[0x01])))
         .collect();
     let ids = chain
         .submit_readings(messages)
@@ -107,7 +107,9 @@ async fn restarts(context: commonware_runtime::tokio::Context, dir: &tempfile::T
     }
     let ids = submit_until_final(&chain, &device, 0..20).await;
     let proof = chain.proof(&ids[7]).unwrap();
-    proof.verify(&config.genesis).unwrap();
+    proof
+        .verify(&config.genesis, &chain.genesis_hash())
+        .unwrap();
 
     // Stop both, reopen from disk: the engine replays its journal, the chain its store.
     engine.stop().await;
@@ -140,7 +142,11 @@ async fn restarts(context: commonware_runtime::tokio::Context, dir: &tempfile::T
         "finalizing resumed after the restart"
     );
     for id in ids.iter().chain(&more) {
-        chain.proof(id).unwrap().verify(&config.genesis).unwrap();
+        chain
+            .proof(id)
+            .unwrap()
+            .verify(&config.genesis, &chain.genesis_hash())
+            .unwrap();
     }
     assert_eq!(chain.device(&device.address()).unwrap().last_seq, Some(29));
     engine.stop().await;

@@ -190,6 +190,7 @@ fn simulate(seed: u64, scenario: Scenario) -> Outcome {
     let keys: Vec<ValidatorKey> = secrets.iter().map(ValidatorKey::from_secret).collect();
     let validators: Vec<B256> = keys.iter().map(|k| B256::from(k.public_key())).collect();
     let genesis = Genesis::with_validators(42, 1, &validators, vec![owner.address()]);
+    let aad = iotchain_engine::genesis_header(&genesis).hash();
     let devices: Vec<DeviceSigner> = (0..=N as u8)
         .map(|i| DeviceSigner::from_secret(KeyAlg::Ed25519, &[i + 50; 32]).unwrap())
         .collect();
@@ -388,7 +389,7 @@ fn simulate(seed: u64, scenario: Scenario) -> Outcome {
                 // Device N's readings with broken signatures, queued at validator 3 only.
                 let messages = (0..3)
                     .map(|k| {
-                        let mut m = devices[N].sign_reading(seq[N] + k, round, None, &[0x01]);
+                        let mut m = devices[N].sign_reading(&aad[..], seq[N] + k, round, None, &[0x01]);
                         let last = m.len() - 1;
                         m[last] ^= 0x55;
                         Bytes::from(m)
@@ -401,7 +402,7 @@ fn simulate(seed: u64, scenario: Scenario) -> Outcome {
             }
             for (i, d) in devices.iter().take(N).enumerate() {
                 let messages: Vec<Item> = (0..5)
-                    .map(|k| Item::Reading(Bytes::from(d.sign_reading(seq[i] + k, round, None, &[0x01]))))
+                    .map(|k| Item::Reading(Bytes::from(d.sign_reading(&aad[..], seq[i] + k, round, None, &[0x01]))))
                     .collect();
                 seq[i] += 5;
                 if gateways {

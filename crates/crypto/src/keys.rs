@@ -403,9 +403,11 @@ impl DeviceSigner {
         }
     }
 
-    /// Builds and signs a complete reading (tagged COSE_Sign1, canonical).
+    /// Builds and signs a complete reading (tagged COSE_Sign1, canonical) for the chain whose
+    /// readings sign `external_aad` (its genesis hash, `Genesis::reading_aad`).
     pub fn sign_reading(
         &self,
+        external_aad: &[u8],
         seq: u64,
         ts: u64,
         stream: Option<&str>,
@@ -419,7 +421,7 @@ impl DeviceSigner {
             stream,
             data_cbor,
         );
-        let signature = self.sign(&unsigned.sig_structure());
+        let signature = self.sign(&unsigned.sig_structure(external_aad));
         unsigned.into_message(&signature)
     }
 }
@@ -487,7 +489,7 @@ mod tests {
     fn p256_readings_are_canonical() {
         let signer = DeviceSigner::from_secret(KeyAlg::P256, &[8; 32]).unwrap();
         for seq in 0..32 {
-            let m = signer.sign_reading(seq, 1, None, &[0x01]);
+            let m = signer.sign_reading(&[7; 32], seq, 1, None, &[0x01]);
             let r = iotchain_reading::decode(&m).unwrap();
             assert!(r.is_canonical_encoding(&m), "seq {seq}");
             assert_eq!(iotchain_reading::reading_id(&m), leaf_hash_of(&m));

@@ -134,6 +134,18 @@ uint64_t iotchain_device_next_seq(const struct IotchainDevice *dev);
 int32_t iotchain_device_set_next_seq(struct IotchainDevice *dev, uint64_t seq);
 
 /**
+ * Binds the device's readings to a chain: they sign its 32-byte genesis hash (`genesis_hash`
+ * in `GET /v1/status`, `reading_aad` there when the chain requires it) as COSE
+ * `external_aad`, so they verify on no other chain. Chains created since readings name their
+ * chain require it; leave it unset on a chain whose `reading_aad` is empty (`0x`).
+ *
+ * # Safety
+ * `dev` is null or points to an `IotchainDevice`; `genesis_hash` is null or has 32 readable
+ * bytes.
+ */
+int32_t iotchain_device_set_chain(struct IotchainDevice *dev, const uint8_t *genesis_hash);
+
+/**
  * Writes the device's 20-byte address to `out`.
  *
  * # Safety

@@ -204,6 +204,33 @@ pub unsafe extern "C" fn iotchain_device_set_next_seq(dev: *mut IotchainDevice, 
     }
 }
 
+/// Binds the device's readings to a chain: they sign its 32-byte genesis hash (`genesis_hash`
+/// in `GET /v1/status`, `reading_aad` there when the chain requires it) as COSE
+/// `external_aad`, so they verify on no other chain. Chains created since readings name their
+/// chain require it; leave it unset on a chain whose `reading_aad` is empty (`0x`).
+///
+/// # Safety
+/// `dev` is null or points to an `IotchainDevice`; `genesis_hash` is null or has 32 readable
+/// bytes.
+#[unsafe(no_mangle)]
+#[allow(unsafe_code)]
+pub unsafe extern "C" fn iotchain_device_set_chain(
+    dev: *mut IotchainDevice,
+    genesis_hash: *const u8,
+) -> i32 {
+    if genesis_hash.is_null() {
+        return IOTCHAIN_ERR_NULL;
+    }
+    let Some(d) = device_mut(dev) else {
+        return IOTCHAIN_ERR_BAD_ARGUMENT;
+    };
+    let mut hash = [0u8; 32];
+    // SAFETY: `genesis_hash` has 32 readable bytes.
+    unsafe { ptr::copy_nonoverlapping(genesis_hash, hash.as_mut_ptr(), 32) };
+    d.set_chain(&hash);
+    IOTCHAIN_OK
+}
+
 /// Writes the device's 20-byte address to `out`.
 ///
 /// # Safety

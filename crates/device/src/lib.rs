@@ -10,12 +10,20 @@
 //! The device keeps its next `seq` in [`Device`]; the caller persists it (flash, EEPROM) and
 //! gives it back after a reboot: the chain refuses a `seq` that is not greater than the last.
 //!
+//! A reading names its chain: the device signs the chain's genesis hash as COSE
+//! `external_aad` ([`Device::set_chain`], from `GET /v1/status` `genesis_hash` or
+//! `iotchain status`), so a key registered on two chains cannot have its readings replayed
+//! from one on the other. A device of a chain created before readings named their chain
+//! (genesis without `params.reading_aad`) leaves it unset.
+//!
 //! What it signs is a reading's canonical message (ECDSA signatures with the low `s`), so the
 //! id the node acknowledges, [`reading_id`], is `SHA-256(0x00 ‖ message)`, whoever carries
 //! the message on and however they re-encode it (docs/formats.md, "Reading id").
 //!
 //! ```
+//! let genesis_hash = [0x5a; 32]; // GET /v1/status: "genesis_hash"
 //! let mut device = iotchain_device::Device::ed25519(&[7; 32], 0).unwrap();
+//! device.set_chain(&genesis_hash);
 //! let mut buf = [0u8; 512];
 //! let n = device
 //!     .sign_reading(1_700_000_000_000, Some("temp"), &[0xf9, 0x4d, 0x00], &mut buf)
@@ -81,6 +89,8 @@ pub struct Device {
     public_len: usize,
     address: DeviceAddress,
     next_seq: u64,
+    /// The chain's genesis hash, signed as `external_aad` (unset: empty).
+    chain: Option<[u8; 32]>,
 }
 
 impl core::fmt::Debug for Device {
@@ -88,6 +98,7 @@ impl core::fmt::Debug for Device {
         f.debug_struct("Device")
             .field("address", &self.address)
             .field("next_seq", &self.next_seq)
+            .field("chain", &self.chain.map(|_| "genesis hash"))
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +123,7 @@ impl Device {
             public,
             public_len: 32,
             next_seq,
+            chain: None,
         })
     }
 
@@ -127,6 +139,7 @@ impl Device {
             public,
             public_len: 65,
             next_seq,
+            chain: None,
         })
     }
 
@@ -156,6 +169,19 @@ impl Device {
     /// Sets the next `seq` (after a reboot, from persistent storage).
     pub fn set_next_seq(&mut self, seq: u64) {
         self.next_seq = seq;
+    }
+
+    /// Binds the device's readings to a chain: they sign its 32-byte genesis hash as COSE
+    /// `external_aad` (what a chain whose genesis has `params.reading_aad = "genesis_hash"`,
+    /// the default for new chains, requires). Without it readings sign an empty
+    /// `external_aad`, as chains created before readings named their chain expect.
+    pub fn set_chain(&mut self, genesis_hash: &[u8; 32]) {
+        self.chain = Some(*genesis_hash);
+    }
+
+    /// The genesis hash the readings sign, if set ([`Device::set_chain`]).
+    pub fn chain(&self) -> Option<&[u8; 32]> {
+        self.chain.as_ref()
     }
 
     fn sign(&self, message: &[u8]) -> [u8; 64] {
@@ -198,7 +224,8 @@ impl Device {
         // The payload, then the Sig_structure over it (payload last), then the signature.
         let n_p = iotchain_reading::encode_payload(self.next_seq, ts_ms, stream, data_cbor, a)
             .map_err(Error::InvalidInput)?;
-        let n_s = iotchain_reading::write_sig_structure(protected, &a[..n_p], b)
+        let aad: &[u8] = self.chain.as_ref().map_or(&[], |h| &h[..]);
+        let n_s = iotchain_reading::write_sig_structure(protected, aad, &a[..n_p], b)
             .map_err(|_| Error::BufferTooSmall)?;
         let signature = self.sign(&b[..n_s]);
         let payload = &b[n_s - n_p..n_s];

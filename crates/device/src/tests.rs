@@ -20,7 +20,8 @@ fn node_accepts(device: &Device, message: &[u8]) -> iotchain_reading::Reading<'s
         device.address(),
         "same address as the node derives"
     );
-    let sig_structure = iotchain_reading::sig_structure(r.protected, r.payload);
+    let aad: &[u8] = device.chain().map_or(&[], |h| &h[..]);
+    let sig_structure = iotchain_reading::sig_structure(r.protected, aad, r.payload);
     assert!(
         verify_signatures(&[SignatureCheck {
             key: &key,
@@ -36,6 +37,7 @@ fn node_accepts(device: &Device, message: &[u8]) -> iotchain_reading::Reading<'s
 fn ed25519_readings_match_the_host_signer_byte_for_byte() {
     let secret = [9u8; 32];
     let mut device = Device::ed25519(&secret, 5).unwrap();
+    device.set_chain(&CHAIN);
     let host = DeviceSigner::from_secret(KeyAlg::Ed25519, &secret).unwrap();
     let mut buf = [0u8; 512];
     let n = device
@@ -44,11 +46,55 @@ fn ed25519_readings_match_the_host_signer_byte_for_byte() {
     // Ed25519 is deterministic: the host signer produces the very same bytes.
     assert_eq!(
         &buf[..n],
-        &host.sign_reading(5, 1234, Some("temp"), &[0x18, 0x2a])[..]
+        &host.sign_reading(&CHAIN, 5, 1234, Some("temp"), &[0x18, 0x2a])[..]
     );
     let r = node_accepts(&device, &buf[..n]);
     assert_eq!((r.seq, r.ts, r.stream), (5, 1234, "temp"));
     assert_eq!(device.next_seq(), 6);
+}
+
+/// A genesis hash the tests' readings name.
+const CHAIN: [u8; 32] = [0xc4; 32];
+
+/// A reading names its chain: signed for one genesis hash, it verifies under no other and not
+/// without one; an unbound device signs the empty `external_aad` of older chains.
+#[test]
+fn readings_name_their_chain() {
+    let secret = [5u8; 32];
+    let host = DeviceSigner::from_secret(KeyAlg::Ed25519, &secret).unwrap();
+    let key = host.public_key();
+    let verifies = |m: &[u8], aad: &[u8]| {
+        let r = iotchain_reading::decode(m).unwrap();
+        let s = iotchain_reading::sig_structure(r.protected, aad, r.payload);
+        verify_signatures(&[SignatureCheck {
+            key: &key,
+            message: &s,
+            signature: r.signature,
+        }])[0]
+    };
+    let mut bound = Device::ed25519(&secret, 0).unwrap();
+    bound.set_chain(&CHAIN);
+    assert_eq!(bound.chain(), Some(&CHAIN));
+    let mut unbound = Device::ed25519(&secret, 0).unwrap();
+    assert_eq!(unbound.chain(), None);
+    let mut buf = [0u8; 512];
+    let n = bound.sign_reading(1, None, &[0x01], &mut buf).unwrap();
+    let on_chain = buf[..n].to_vec();
+    let n = unbound.sign_reading(1, None, &[0x01], &mut buf).unwrap();
+    let legacy = buf[..n].to_vec();
+    assert_ne!(on_chain, legacy);
+    assert!(verifies(&on_chain, &CHAIN));
+    assert!(!verifies(&on_chain, &[]));
+    assert!(!verifies(&on_chain, &[0xc5; 32]));
+    assert!(verifies(&legacy, &[]));
+    assert!(!verifies(&legacy, &CHAIN));
+    // The buffer the SDK asks for still holds the Sig_structure with the 32 bytes more.
+    let mut p256 = Device::p256(&[0x11; 32], 0).unwrap();
+    p256.set_chain(&CHAIN);
+    let data = [0x40u8; 1]; // empty byte string
+    let mut exact = vec![0u8; buffer_len(data.len(), 64)];
+    p256.sign_reading(1, Some(&"s".repeat(64)), &data, &mut exact)
+        .expect("buffer_len covers a bound reading");
 }
 
 #[test]
@@ -113,6 +159,9 @@ proptest! {
         let mut s = [1u8; 32];
         s[1..].copy_from_slice(&secret);
         let mut device = if ed { Device::ed25519(&s, seq) } else { Device::p256(&s, seq) }.unwrap();
+        if value % 2 == 0 {
+            device.set_chain(&CHAIN);
+        }
         // `value` as a CBOR integer, shortest form.
         let (major, arg) = if value >= 0 { (0u8, value as u64) } else { (1u8, (-1 - value) as u64) };
         let data: std::vec::Vec<u8> = match arg {

@@ -75,7 +75,9 @@ impl Engine {
             number: height + 1,
             branch: &branch,
         };
-        let mut execution = BlockExecution::new(&inner.genesis, Policy::Build, state, ctx, &hashes);
+        let aad = inner.genesis.reading_aad(&inner.genesis_hash);
+        let mut execution =
+            BlockExecution::new(&inner.genesis, aad, Policy::Build, state, ctx, &hashes);
         for item in &items {
             execution.push_accepted(item)?;
         }
@@ -130,8 +132,15 @@ impl Engine {
             number: header.height,
             branch: &base.branch,
         };
-        let mut execution =
-            BlockExecution::new(&inner.genesis, Policy::Verify, base.state, ctx, &hashes);
+        let aad = inner.genesis.reading_aad(&inner.genesis_hash);
+        let mut execution = BlockExecution::new(
+            &inner.genesis,
+            aad,
+            Policy::Verify,
+            base.state,
+            ctx,
+            &hashes,
+        );
         for (item, id) in block.items.into_iter().zip(&ids) {
             execution.push(item, known.get(id), now_ms)?;
         }

@@ -231,6 +231,7 @@ impl Engine {
         let pool = Pool::open(
             PoolConfig {
                 genesis: genesis.clone(),
+                genesis_hash,
                 log_dir: data_dir.join("log"),
                 max_pending_items,
                 max_batch_readings,

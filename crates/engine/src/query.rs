@@ -142,7 +142,9 @@ impl ChainQuery for Engine {
         let record = self
             .device(&reading.device)
             .ok_or_else(|| storage("device of a final reading missing"))?;
-        let sig_structure = iotchain_reading::sig_structure(reading.protected, reading.payload);
+        let aad = self.inner.genesis.reading_aad(&self.inner.genesis_hash);
+        let sig_structure =
+            iotchain_reading::sig_structure(reading.protected, aad, reading.payload);
         let key = std::iter::once(&record.public_key)
             .chain(record.previous_keys.iter().rev())
             .find(|k| {

@@ -108,6 +108,7 @@ pub fn check_header(
 /// Applies one block's items to a state, in order.
 pub struct BlockExecution<'a, H: BlockHashes + ?Sized> {
     genesis: &'a Genesis,
+    reading_aad: &'a [u8],
     policy: Policy,
     height: u64,
     state: State,
@@ -171,6 +172,7 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
     /// Starts a block at `ctx.number` on `state` (the state after its parent).
     pub fn new(
         genesis: &'a Genesis,
+        reading_aad: &'a [u8],
         policy: Policy,
         state: State,
         ctx: BlockContext,
@@ -178,6 +180,7 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
     ) -> Self {
         Self {
             genesis,
+            reading_aad,
             policy,
             height: ctx.number,
             state,
@@ -286,8 +289,8 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
             }
             None => {
                 let max = self.genesis.params.max_reading_bytes as usize;
-                let checked =
-                    DecodedReading::decode(bytes.clone(), max)?.attach_key(&self.state)?;
+                let checked = DecodedReading::decode(bytes.clone(), max, self.reading_aad)?
+                    .attach_key(&self.state)?;
                 // A builder leaves out a reading that fails (its device rotated its key since
                 // the pool verified it); a verifier checks all of them in one batch at the end.
                 if self.policy == Policy::Build

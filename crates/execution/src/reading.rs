@@ -77,8 +77,9 @@ pub struct DecodedReading {
 }
 
 impl DecodedReading {
-    /// Decodes a message of at most `max` bytes.
-    pub fn decode(message: Bytes, max: usize) -> Result<Self, ItemError> {
+    /// Decodes a message of at most `max` bytes, of a chain whose readings sign
+    /// `reading_aad` as COSE `external_aad` ([`Genesis::reading_aad`](iotchain_block::Genesis::reading_aad)).
+    pub fn decode(message: Bytes, max: usize, reading_aad: &[u8]) -> Result<Self, ItemError> {
         if message.len() > max {
             return Err(ItemError::TooLarge {
                 size: message.len(),
@@ -95,7 +96,7 @@ impl DecodedReading {
             alg: r.alg,
             meta: ReadingMeta::from(&r),
             id: B256::from(r.id()),
-            sig_structure: iotchain_reading::sig_structure(r.protected, r.payload),
+            sig_structure: iotchain_reading::sig_structure(r.protected, reading_aad, r.payload),
             signature: *r.signature,
             bytes,
         })

@@ -22,6 +22,8 @@ use proptest::prelude::*;
 
 const CHAIN_ID: u64 = 42;
 const PROPOSER: B256 = B256::repeat_byte(0x11);
+/// What the readings sign as COSE `external_aad` (a genesis hash: the execution is given it).
+const AAD: [u8; 32] = [0x42; 32];
 /// Devices registered at genesis, and devices the generated blocks may register.
 const REGISTERED: usize = 4;
 const UNREGISTERED: usize = 2;
@@ -113,7 +115,7 @@ fn accepted(w: &World, seq: u64, op: &Op) -> AcceptedItem {
     let (kind, bytes) = match op {
         Op::Reading { device, seq } => (
             ItemKind::Reading,
-            Bytes::from(w.devices[*device].sign_reading(*seq, 1_000 + seq, None, &[0x01])),
+            Bytes::from(w.devices[*device].sign_reading(&AAD, *seq, 1_000 + seq, None, &[0x01])),
         ),
         Op::Register { device, nonce } => (
             ItemKind::Tx,
@@ -214,7 +216,14 @@ fn context(w: &World) -> iotchain_evm::BlockContext {
 }
 
 fn build(w: &World, items: &[AcceptedItem]) -> ExecutedBlock {
-    let mut exec = BlockExecution::new(&w.genesis, Policy::Build, w.base.clone(), context(w), &());
+    let mut exec = BlockExecution::new(
+        &w.genesis,
+        &AAD,
+        Policy::Build,
+        w.base.clone(),
+        context(w),
+        &(),
+    );
     for item in items {
         exec.push_accepted(item).unwrap();
     }
@@ -228,7 +237,14 @@ fn verify(
     block: &iotchain_block::Block,
     known: &[AcceptedItem],
 ) -> Result<ExecutedBlock, VerifyError> {
-    let mut exec = BlockExecution::new(&w.genesis, Policy::Verify, w.base.clone(), context(w), &());
+    let mut exec = BlockExecution::new(
+        &w.genesis,
+        &AAD,
+        Policy::Verify,
+        w.base.clone(),
+        context(w),
+        &(),
+    );
     for item in &block.items {
         let id = item_id(item);
         exec.push(item.clone(), known.iter().find(|k| k.id == id), 9)?;

@@ -452,7 +452,7 @@ pub enum ProofError {
     },
     /// The device key is malformed, of another algorithm, or did not sign the message.
     DeviceSignature(&'static str),
-    /// The scratch buffer cannot hold the signed bytes (message length + 32).
+    /// The scratch buffer cannot hold the signed bytes (message length + `reading_aad` length + 40).
     ScratchTooSmall,
     /// The audit path does not lead to the header's readings root.
     AuditPath(MerkleError),
@@ -517,11 +517,12 @@ fn verify_device(
     alg: Alg,
     key: &[u8],
     protected: &[u8],
+    external_aad: &[u8],
     payload: &[u8],
     signature: &[u8; 64],
     scratch: &mut [u8],
 ) -> Result<(), ProofError> {
-    let n = iotchain_reading::write_sig_structure(protected, payload, scratch)
+    let n = iotchain_reading::write_sig_structure(protected, external_aad, payload, scratch)
         .map_err(|_| ProofError::ScratchTooSmall)?;
     let signed = &scratch[..n];
     let valid = match alg {
@@ -549,12 +550,16 @@ fn verify_device(
     }
 }
 
-/// Checks every part of `proof` against a chain id and validator set. `scratch` holds the
-/// signed bytes while the device signature is checked: at least the message length + 32.
+/// Checks every part of `proof` against a chain: its id, its validator set and what its
+/// readings sign as COSE `external_aad` (the chain's genesis hash, or empty on a chain created
+/// before readings named their chain: see `docs/formats.md`). `scratch` holds the signed
+/// bytes while the device signature is checked: at least the message length +
+/// `reading_aad.len()` + 40.
 pub fn verify_proof<'a>(
     proof: &Proof<'a>,
     chain_id: u64,
     validators: &[Hash],
+    reading_aad: &[u8],
     scratch: &mut [u8],
 ) -> Result<VerifiedReading<'a>, ProofError> {
     let reading = iotchain_reading::decode(proof.message).map_err(ProofError::Message)?;
@@ -572,6 +577,7 @@ pub fn verify_proof<'a>(
         reading.alg,
         proof.device_key,
         reading.protected,
+        reading_aad,
         reading.payload,
         reading.signature,
         scratch,

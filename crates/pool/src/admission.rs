@@ -73,10 +73,11 @@ impl Inner {
         verify: bool,
     ) -> Vec<Result<CheckedReading, ItemError>> {
         let max = self.genesis.params.max_reading_bytes as usize;
+        let aad = self.genesis.reading_aad(&self.config.genesis_hash);
         // Decode outside the lock, then look up keys under it.
         let decoded: Vec<Result<DecodedReading, ItemError>> = messages
             .into_iter()
-            .map(|m| DecodedReading::decode(m, max))
+            .map(|m| DecodedReading::decode(m, max, aad))
             .collect();
         let prepared: Vec<Result<CheckedReading, ItemError>> = {
             let queue = self.queue.lock();

@@ -51,6 +51,8 @@ use crate::queue::Queue;
 pub struct PoolConfig {
     /// The chain's genesis.
     pub genesis: Genesis,
+    /// Its hash (what readings sign as COSE `external_aad` when the genesis says so).
+    pub genesis_hash: B256,
     /// Directory of the item log.
     pub log_dir: PathBuf,
     /// Most accepted items waiting for a block; beyond it submissions get `overloaded`.

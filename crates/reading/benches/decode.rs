@@ -24,7 +24,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("decode + sig_structure + id", |b| {
         b.iter(|| {
             let r = decode(std::hint::black_box(&m)).unwrap();
-            (sig_structure(r.protected, r.payload), reading_id(&m))
+            (
+                sig_structure(r.protected, &[0x42; 32], r.payload),
+                reading_id(&m),
+            )
         })
     });
     g.finish();

@@ -18,8 +18,11 @@
 //!   epoch; `stream` is 1 to 64 bytes, `"default"` when absent; `data` is any CBOR item
 //!   nested at most [`MAX_DEPTH`] levels. Unknown or duplicate payload keys are rejected.
 //! - Only definite lengths are accepted; integers and lengths may use any head size.
-//! - The signature is over `Sig_structure = ["Signature1", protected, h'', payload]`
-//!   ([`sig_structure`]), with the protected and payload bytes exactly as received.
+//! - The signature is over `Sig_structure = ["Signature1", protected, external_aad, payload]`
+//!   ([`sig_structure`]), with the protected and payload bytes exactly as received. On a chain
+//!   that binds readings to itself (genesis `params.reading_aad = "genesis_hash"`, the default
+//!   for new chains) `external_aad` is the 32-byte genesis hash, so a reading signed for one
+//!   chain never verifies on another; on older chains it is empty (`h''`).
 //!
 //! # Identity
 //!
@@ -539,9 +542,13 @@ pub fn decode_batch(body: &[u8], max_count: usize) -> Result<alloc::vec::Vec<&[u
     Ok(out)
 }
 
-/// Writes `Sig_structure = ["Signature1", protected, h'', payload]` into `out`; returns its length.
+/// Writes `Sig_structure = ["Signature1", protected, external_aad, payload]` into `out`;
+/// returns its length. `external_aad` is the chain's genesis hash on a chain that binds
+/// readings to itself, else empty. `out` needs at most `protected + external_aad + payload`
+/// lengths + [`SIG_STRUCTURE_OVERHEAD`] bytes.
 pub fn write_sig_structure(
     protected: &[u8],
+    external_aad: &[u8],
     payload: &[u8],
     out: &mut [u8],
 ) -> Result<usize, ReadingError> {
@@ -549,17 +556,22 @@ pub fn write_sig_structure(
     w.head(4, 4)?;
     w.text("Signature1")?;
     w.bytes(protected)?;
-    w.bytes(&[])?;
+    w.bytes(external_aad)?;
     w.bytes(payload)?;
     Ok(w.len())
 }
 
-/// The bytes a device signs: `Sig_structure = ["Signature1", protected, h'', payload]`.
+/// The most bytes `Sig_structure` adds to its three byte strings (array head, the context
+/// string and three byte-string heads).
+pub const SIG_STRUCTURE_OVERHEAD: usize = 1 + 11 + 3 * 9;
+
+/// The bytes a device signs: `Sig_structure = ["Signature1", protected, external_aad,
+/// payload]` (see [`write_sig_structure`]).
 #[cfg(feature = "alloc")]
-pub fn sig_structure(protected: &[u8], payload: &[u8]) -> alloc::vec::Vec<u8> {
-    let mut out = alloc::vec![0u8; protected.len() + payload.len() + 32];
-    let n =
-        write_sig_structure(protected, payload, &mut out).expect("buffer sized for the structure");
+pub fn sig_structure(protected: &[u8], external_aad: &[u8], payload: &[u8]) -> alloc::vec::Vec<u8> {
+    let mut out = alloc::vec![0u8; protected.len() + external_aad.len() + payload.len() + SIG_STRUCTURE_OVERHEAD];
+    let n = write_sig_structure(protected, external_aad, payload, &mut out)
+        .expect("buffer sized for the structure");
     out.truncate(n);
     out
 }
@@ -679,9 +691,10 @@ impl UnsignedReading {
         Ok(Self { protected, payload })
     }
 
-    /// The bytes to sign.
-    pub fn sig_structure(&self) -> alloc::vec::Vec<u8> {
-        sig_structure(&self.protected, &self.payload)
+    /// The bytes to sign, with `external_aad` the chain's genesis hash (or empty on a chain
+    /// that does not bind readings to itself).
+    pub fn sig_structure(&self, external_aad: &[u8]) -> alloc::vec::Vec<u8> {
+        sig_structure(&self.protected, external_aad, &self.payload)
     }
 
     /// The final message with the signature.

@@ -106,11 +106,19 @@ fn golden_vector() {
             &[0x15][..]
         )
     );
-    let s = sig_structure(r.protected, r.payload);
+    let s = sig_structure(r.protected, &[], r.payload);
     assert_eq!(
         &s[..12],
         &hex::decode("846a5369676e617475726531").unwrap()[..]
     );
+    // The external_aad (a genesis hash) is the third element, a 32-byte string.
+    let bound = sig_structure(r.protected, &[0xab; 32], r.payload);
+    let at = 12 + 2 + r.protected.len(); // after the 25-byte protected header and its head
+    assert_eq!(bound[at..at + 2], [0x58, 0x20]);
+    assert_eq!(bound[at + 2..at + 34], [0xab; 32]);
+    assert_eq!(bound.len(), s.len() + 33);
+    let mut small = [0u8; 16];
+    assert!(write_sig_structure(r.protected, &[0xab; 32], r.payload, &mut small).is_err());
 }
 
 #[test]

@@ -168,7 +168,13 @@ fn readings_are_taken_and_refused_with_documented_errors() {
         assert_eq!(status.0, StatusCode::OK);
         assert_eq!(status.1["chain_id"], CHAIN_ID);
         // Unregistered device.
-        let m = api.device.sign_reading(0, 1, None, &[0x01]);
+        let m = api.device.sign_reading(
+            &iotchain_api::ChainQuery::genesis_hash(&api.engine)[..],
+            0,
+            1,
+            None,
+            &[0x01],
+        );
         assert_eq!(
             code(
                 &api.post("/v1/readings", "application/cose", m.clone())
@@ -189,7 +195,13 @@ fn readings_are_taken_and_refused_with_documented_errors() {
         assert_eq!(again["id"], body["id"]);
         assert_eq!(again["duplicate"], true);
         // A different reading under a seq already taken: a replay.
-        let other = api.device.sign_reading(0, 1, None, &[0x02]);
+        let other = api.device.sign_reading(
+            &iotchain_api::ChainQuery::genesis_hash(&api.engine)[..],
+            0,
+            1,
+            None,
+            &[0x02],
+        );
         assert_eq!(
             code(&api.post("/v1/readings", "application/cose", other).await),
             (409, "replayed_seq")
@@ -203,7 +215,13 @@ fn readings_are_taken_and_refused_with_documented_errors() {
             .0,
             400
         );
-        let mut forged = api.device.sign_reading(1, 1, None, &[0x01]);
+        let mut forged = api.device.sign_reading(
+            &iotchain_api::ChainQuery::genesis_hash(&api.engine)[..],
+            1,
+            1,
+            None,
+            &[0x01],
+        );
         let n = forged.len();
         forged[n - 1] ^= 1;
         assert_eq!(
@@ -410,7 +428,13 @@ fn a_stopped_critical_task_makes_the_node_unready_and_refuse_writes() {
         assert_eq!(s, StatusCode::OK, "{body}");
         assert_eq!(body["live"], true);
         assert_eq!(body["ready"], true);
-        let before = api.device.sign_reading(0, 1, None, &[0x01]);
+        let before = api.device.sign_reading(
+            &iotchain_api::ChainQuery::genesis_hash(&api.engine)[..],
+            0,
+            1,
+            None,
+            &[0x01],
+        );
         let (s, ok) = api.post("/v1/readings", "application/cose", before).await;
         assert_eq!(s, StatusCode::ACCEPTED, "{ok}");
 
@@ -427,7 +451,13 @@ fn a_stopped_critical_task_makes_the_node_unready_and_refuse_writes() {
         assert_eq!(body["ready"], false);
         assert_eq!(body["error"]["code"], "consensus_stopped");
         // No write is acknowledged any more, on REST or JSON-RPC; reads still answer.
-        let after = api.device.sign_reading(1, 2, None, &[0x02]);
+        let after = api.device.sign_reading(
+            &iotchain_api::ChainQuery::genesis_hash(&api.engine)[..],
+            1,
+            2,
+            None,
+            &[0x02],
+        );
         assert_eq!(
             code(&api.post("/v1/readings", "application/cose", after).await),
             (503, "consensus_stopped")
@@ -499,7 +529,13 @@ fn only_a_relay_signed_by_a_known_node_counts_as_one() {
                 .await
             }
         };
-        let m = api.device.sign_reading(0, 1, None, &[0x01]);
+        let m = api.device.sign_reading(
+            &iotchain_api::ChainQuery::genesis_hash(&api.engine)[..],
+            0,
+            1,
+            None,
+            &[0x01],
+        );
         // The bare mark any client could send, a stranger's signature, a validator's signature
         // over another body: refused, nothing taken.
         for mark in [
@@ -805,7 +841,13 @@ fn a_relay_that_strips_the_tag_does_not_take_the_devices_reading() {
     run(|context| async move {
         let api = api(&context);
         api.register().await;
-        let m = api.device.sign_reading(1, 1, None, &[0x01]);
+        let m = api.device.sign_reading(
+            &iotchain_api::ChainQuery::genesis_hash(&api.engine)[..],
+            1,
+            1,
+            None,
+            &[0x01],
+        );
         assert_eq!(m[0], 0xd2, "the SDK tags its messages");
         let id = format!("{}", B256::from(iotchain_reading::reading_id(&m)));
         // A relay strips the optional tag 18 and submits first: the reading is taken under
@@ -843,7 +885,10 @@ fn a_relay_that_strips_the_tag_does_not_take_the_devices_reading() {
         assert_eq!(proof["message"], format!("0x{}", hex::encode(&m)));
         let bundle: iotchain_block::ProofBundle = serde_json::from_value(proof).unwrap();
         bundle
-            .verify(iotchain_api::ChainQuery::genesis(&api.engine))
+            .verify(
+                iotchain_api::ChainQuery::genesis(&api.engine),
+                &iotchain_api::ChainQuery::genesis_hash(&api.engine),
+            )
             .unwrap();
     })
 }

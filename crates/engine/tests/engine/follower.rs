@@ -36,6 +36,7 @@ fn a_follower_takes_readings_only_while_it_can_hand_them_on() {
         let device = DeviceSigner::from_secret(KeyAlg::Ed25519, &[4; 32]).unwrap();
         let reading = || {
             vec![Item::Reading(Bytes::from(device.sign_reading(
+                &iotchain_api::ChainQuery::genesis_hash(&follower)[..],
                 0,
                 1,
                 None,

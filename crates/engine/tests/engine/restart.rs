@@ -14,6 +14,8 @@ use iotchain_engine::{
 
 struct Fixture {
     config: EngineConfig,
+    /// The genesis hash: what the chain's readings sign as COSE `external_aad`.
+    hash: B256,
     owner: OwnerKey,
     device: DeviceSigner,
     _dir: tempfile::TempDir,
@@ -29,9 +31,11 @@ fn fixture() -> Fixture {
         B256::from(validator.public_key()),
         vec![owner.address()],
     );
+    let hash = iotchain_engine::genesis_header(&genesis).hash();
     let config = config(dir.path().to_path_buf(), genesis, validator);
     Fixture {
         config,
+        hash,
         owner,
         device: DeviceSigner::from_secret(KeyAlg::Ed25519, &[3; 32]).unwrap(),
         _dir: dir,
@@ -54,7 +58,7 @@ async fn register(chain: &Engine, f: &Fixture) {
 
 async fn submit(chain: &Engine, f: &Fixture, seqs: std::ops::Range<u64>) -> Vec<B256> {
     let messages = seqs
-        .map(|s| Bytes::from(f.device.sign_reading(s, s, None, &[0x01])))
+        .map(|s| Bytes::from(f.device.sign_reading(&f.hash[..], s, s, None, &[0x01])))
         .collect();
     chain
         .submit_readings(messages)
@@ -116,6 +120,7 @@ fn pending_items_survive_a_restart_and_the_chain_resumes() {
         // Replays are still refused after the restart, new readings continue the sequence.
         let again = chain
             .submit_readings(vec![Bytes::from(f.device.sign_reading(
+                &f.hash[..],
                 24,
                 1,
                 None,
@@ -143,7 +148,7 @@ fn pending_items_survive_a_restart_and_the_chain_resumes() {
                 panic!("{id} not final");
             };
             let proof = chain.proof(id).unwrap();
-            proof.verify(&f.config.genesis).unwrap();
+            proof.verify(&f.config.genesis, &f.hash).unwrap();
             assert_eq!(proof.index, location.index as u64);
         }
         let device = chain.device(&f.device.address()).unwrap();
@@ -163,6 +168,57 @@ fn another_genesis_is_refused() {
     })
 }
 
+/// A reading names its chain (COSE `external_aad` = the genesis hash): the same device key
+/// registered on two chains cannot have its readings replayed from one on the other, and a
+/// reading signed without the hash is refused; a chain created before readings named their
+/// chain (`reading_aad: none`) takes exactly those.
+#[test]
+fn a_reading_signed_for_another_chain_is_refused() {
+    run(|context| async move {
+        let f = fixture();
+        let chain = open_with_device(&context, &f).await;
+        let other_chain = B256::repeat_byte(0x77);
+        let sign = |aad: &[u8], seq| Bytes::from(f.device.sign_reading(aad, seq, seq, None, &[1]));
+        let replayed = chain
+            .submit_readings(vec![sign(&other_chain[..], 0), sign(&[], 1)])
+            .await;
+        for r in &replayed {
+            assert_eq!(r.as_ref().map_err(PoolError::code), Err("bad_signature"));
+        }
+        // Its own chain's reading of the same seq is taken: nothing was consumed.
+        let ok = chain.submit_readings(vec![sign(&f.hash[..], 0)]).await;
+        assert!(ok[0].is_ok(), "{:?}", ok[0]);
+        drain(&chain);
+        let proof = chain.proof(ok[0].as_ref().unwrap()).unwrap();
+        proof.verify(&f.config.genesis, &f.hash).unwrap();
+        let err = proof.verify(&f.config.genesis, &other_chain).unwrap_err();
+        assert!(
+            matches!(err, iotchain_block::ProofError::DeviceSignature(_)),
+            "{err}"
+        );
+        chain.shutdown().await;
+
+        // A legacy genesis (no `reading_aad`): readings sign an empty external_aad.
+        let dir = tempfile::tempdir().unwrap();
+        let mut legacy = f.config.clone();
+        legacy.data_dir = dir.path().to_path_buf();
+        legacy.genesis.params.reading_aad = iotchain_block::ReadingAad::None;
+        let chain = open(&context, legacy.clone()).unwrap();
+        register(&chain, &f).await;
+        drain(&chain);
+        let hash = chain.genesis_hash();
+        let r = chain
+            .submit_readings(vec![sign(&hash[..], 0), sign(&[], 0)])
+            .await;
+        assert_eq!(r[0].as_ref().map_err(PoolError::code), Err("bad_signature"));
+        assert!(r[1].is_ok(), "{:?}", r[1]);
+        drain(&chain);
+        let proof = chain.proof(r[1].as_ref().unwrap()).unwrap();
+        proof.verify(&legacy.genesis, &hash).unwrap();
+        chain.shutdown().await;
+    })
+}
+
 #[test]
 fn a_flood_gets_backpressure_not_unbounded_memory() {
     run(|context| async move {
@@ -171,7 +227,7 @@ fn a_flood_gets_backpressure_not_unbounded_memory() {
         let chain = open_with_device(&context, &f).await;
         submit(&chain, &f, 0..3).await;
         let messages = (3..6)
-            .map(|s| Bytes::from(f.device.sign_reading(s, s, None, &[0x01])))
+            .map(|s| Bytes::from(f.device.sign_reading(&f.hash[..], s, s, None, &[0x01])))
             .collect();
         let refused = chain.submit_readings(messages).await;
         for r in &refused {
@@ -209,14 +265,14 @@ fn proofs_name_the_tampered_part() {
         let proof = chain.proof(&ids[2]).unwrap();
         chain.shutdown().await;
         let genesis = &f.config.genesis;
-        proof.verify(genesis).unwrap();
+        proof.verify(genesis, &f.hash).unwrap();
         assert!(!proof.audit_path.is_empty());
 
         let check = |change: &dyn Fn(&mut iotchain_block::ProofBundle),
                      part: fn(&ProofError) -> bool| {
             let mut p = proof.clone();
             change(&mut p);
-            let err = p.verify(genesis).unwrap_err();
+            let err = p.verify(genesis, &f.hash).unwrap_err();
             assert!(part(&err), "wrong part named: {err}");
         };
         // The message: its id no longer matches, or (id recomputed) the device did not sign it.
@@ -231,7 +287,7 @@ fn proofs_name_the_tampered_part() {
         );
         check(
             &|p| {
-                let mut forged = f.device.sign_reading(2, 999, None, &[0x01]);
+                let mut forged = f.device.sign_reading(&f.hash[..], 2, 999, None, &[0x01]);
                 let n = forged.len();
                 forged[n - 1] ^= 1; // a reading the device never signed
                 p.reading_id = B256::from(iotchain_reading::reading_id(&forged));
@@ -304,7 +360,11 @@ fn a_chain_of_recorded_proposals_is_restored_and_committed_after_a_restart() {
         assert_eq!(chain.head().hash, second.hash());
         assert_eq!(chain.pending_counts(), (0, 0));
         for id in first_ids.iter().chain(&second_ids) {
-            chain.proof(id).unwrap().verify(&f.config.genesis).unwrap();
+            chain
+                .proof(id)
+                .unwrap()
+                .verify(&f.config.genesis, &f.hash)
+                .unwrap();
         }
     })
 }
@@ -355,7 +415,11 @@ fn a_recorded_child_outlives_the_commit_of_its_parent() {
         assert_eq!(chain.head().hash, child.hash());
         assert_eq!(chain.pending_counts(), (0, 0));
         for id in &child_ids {
-            chain.proof(id).unwrap().verify(&f.config.genesis).unwrap();
+            chain
+                .proof(id)
+                .unwrap()
+                .verify(&f.config.genesis, &f.hash)
+                .unwrap();
         }
     })
 }

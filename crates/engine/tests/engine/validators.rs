@@ -57,7 +57,10 @@ async fn setup(context: &Context) -> Net {
 }
 
 fn reading(net: &Net, seq: u64) -> Bytes {
-    Bytes::from(net.device.sign_reading(seq, 1000 + seq, None, &[0x01]))
+    Bytes::from(
+        net.device
+            .sign_reading(&net.a.genesis_hash()[..], seq, 1000 + seq, None, &[0x01]),
+    )
 }
 
 /// `a`'s proposal with its items replaced (header kept: what a Byzantine proposer sends).
@@ -122,7 +125,8 @@ fn a_peer_block_is_reverified_and_bad_ones_are_refused() {
 
         // A reading of a device nobody registered.
         let stranger = DeviceSigner::from_secret(KeyAlg::Ed25519, &[5; 32]).unwrap();
-        let unknown = Bytes::from(stranger.sign_reading(0, 1, None, &[0x01]));
+        let unknown =
+            Bytes::from(stranger.sign_reading(&net.a.genesis_hash()[..], 0, 1, None, &[0x01]));
         let why = refusal(&net, tampered(&net, vec![BlockItem::Reading(unknown)]));
         assert!(
             matches!(
@@ -341,15 +345,21 @@ fn finalizing_a_child_commits_its_notarized_parent() {
         let proof = net.b.proof(&id).unwrap();
         assert_eq!(proof.header, a.header);
         assert_eq!(proof.descendants, vec![b.header.clone()]);
-        proof.verify(net.b.genesis()).unwrap();
+        proof
+            .verify(net.b.genesis(), &net.b.genesis_hash())
+            .unwrap();
         // Without the linking header, or with a header that does not link, it fails.
         let mut cut = proof.clone();
         cut.descendants.clear();
-        let why = cut.verify(net.b.genesis()).unwrap_err();
+        let why = cut
+            .verify(net.b.genesis(), &net.b.genesis_hash())
+            .unwrap_err();
         assert!(matches!(why, ProofError::Header(_)), "{why}");
         let mut unlinked = proof.clone();
         unlinked.descendants[0].parent_hash = B256::repeat_byte(5);
-        let why = unlinked.verify(net.b.genesis()).unwrap_err();
+        let why = unlinked
+            .verify(net.b.genesis(), &net.b.genesis_hash())
+            .unwrap_err();
         assert!(
             matches!(&why, ProofError::Header(m) if m.contains("does not extend")),
             "{why}"

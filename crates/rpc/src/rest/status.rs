@@ -35,6 +35,9 @@ pub(super) async fn status<N: NodeApi>(State(shared): State<Arc<Shared<N>>>) -> 
         "head_hash": head.hash,
         "head_time_ms": head.timestamp_ms,
         "genesis_hash": node.genesis_hash(),
+        // What devices sign as COSE external_aad: the genesis hash, or empty ("0x") on a
+        // chain created before readings named their chain.
+        "reading_aad": hex0x(g.reading_aad(&node.genesis_hash())),
         "validators": g.validators.iter().map(|v| hex0x(v.public_key)).collect::<Vec<_>>(),
         "pending_readings": pending_readings,
         "pending_transactions": pending_transactions,
