@@ -34,3 +34,37 @@ def test_the_broker_password_is_not_printed(tmp_path):
     # The bridge's log line names the broker the same way.
     started = [line for line in out.splitlines() if "mqtt bridge started" in line]
     assert started and shown in started[0], out
+
+
+def test_a_peer_password_is_not_logged(tmp_path):
+    """A follower whose peer URL carries a password (HTTP basic auth in front of a peer) and
+    cannot reach it logs the failures, at debug level too, with the password as `***`."""
+    from conftest import cli
+    base = free_port()
+    cli("testnet", "--validators", "1", "--followers", "1", "--dir", str(tmp_path / "net"),
+        "--base-port", str(base))
+    config = tmp_path / "net" / "follower-0" / "node.toml"
+    dead = free_port()
+    text = config.read_text()
+    start = text.index("peers = [")
+    end = text.index("]", start) + 1
+    config.write_text(text[:start] + f'peers = ["http://ops:hunter2@127.0.0.1:{dead}"]' + text[end:])
+    proc = subprocess.Popen(
+        [BIN, "node", "--config", str(config)], cwd=config.parent,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "RUST_LOG": "debug,hyper=info,h2=info,reqwest=info", "NO_COLOR": "1"},
+    )
+    lines = []
+    try:
+        # The follower long-polls its peer for blocks: wait for the failure it logs.
+        for line in proc.stdout:
+            lines.append(line)
+            if "peer unavailable for sync" in line:
+                break
+    finally:
+        proc.terminate()
+        rest, _ = proc.communicate(timeout=30)
+        lines.append(rest)
+    out = "".join(lines)
+    assert "hunter2" not in out, out
+    assert f"http://ops:***@127.0.0.1:{dead}" in out, out

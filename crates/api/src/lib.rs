@@ -18,6 +18,7 @@ mod health;
 mod metrics;
 mod pool;
 mod query;
+mod redact;
 mod runtime;
 
 pub use engine::{BlockEngine, Committed, ConsensusStats, EngineError};
@@ -28,4 +29,5 @@ pub use query::{
     ChainQuery, HeadInfo, QueryError, QueryResult, ReadingStatus, Refused, StateAt, TxStatus,
     held_already,
 };
+pub use redact::redact_url;
 pub use runtime::{CommonwareRuntime, Runtime, Task, blocking, within};

@@ -71,19 +71,21 @@ pub async fn fetch(
         "{}/v1/sync/{from}?wait_ms={wait_ms}",
         peer.trim_end_matches('/')
     );
+    // What an error says names the peer without its password (reqwest's errors repeat the URL).
+    let shown = iotchain_api::redact_url(&url);
     let response = client
         .get(&url)
         .timeout(Duration::from_millis(wait_ms + 30_000))
         .send()
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| format!("{shown}: {}", e.without_url()))?;
     if !response.status().is_success() {
-        return Err(format!("{url}: HTTP {}", response.status()));
+        return Err(format!("{shown}: HTTP {}", response.status()));
     }
     response
         .json::<SyncBlocks>()
         .await
-        .map_err(|e| format!("{url}: {e}"))
+        .map_err(|e| format!("{shown}: {}", e.without_url()))
 }
 
 /// Keeps the chain up to date with its peers: a follower asks continuously (long polls), a

@@ -250,7 +250,8 @@ pub fn verify_ed25519(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64
 }
 
 /// Checks that every signature of `certificate` is by a distinct member of `validators` and
-/// valid, and that there are at least [`quorum`] of them.
+/// valid, and that there are at least [`quorum`] of them (and at least one: an empty
+/// validator set finalizes nothing).
 pub fn verify_certificate(
     certificate: &Certificate<'_>,
     validators: &[Hash],
@@ -278,7 +279,7 @@ pub fn verify_certificate(
             return Err(CertificateError::InvalidSignature(s.validator));
         }
     }
-    let needed = quorum(validators.len());
+    let needed = quorum(validators.len()).max(1);
     if certificate.signatures.len() < needed {
         return Err(CertificateError::BelowQuorum {
             valid: certificate.signatures.len(),

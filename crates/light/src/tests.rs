@@ -86,6 +86,21 @@ fn certificates_below_quorum_forged_or_repeated_are_refused() {
     cert.signatures = &sigs;
     verify_certificate(&cert, &set).unwrap();
     verify_header_chain(&header, &[], &cert, &set).unwrap();
+    // No validators (a trust anchor that was never filled in): nothing is final, not even a
+    // certificate without signatures.
+    let unsigned = Certificate {
+        signatures: &[],
+        ..cert
+    };
+    assert_eq!(
+        verify_certificate(&unsigned, &[]),
+        Err(CertificateError::BelowQuorum {
+            valid: 0,
+            needed: 1,
+            validators: 0
+        })
+    );
+    assert!(verify_header_chain(&header, &[], &unsigned, &[]).is_err());
     let twice = [sigs[0], sigs[1], sigs[0]];
     cert.signatures = &twice;
     assert!(matches!(

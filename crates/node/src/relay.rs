@@ -242,8 +242,11 @@ async fn post_signed(
         .timeout(Duration::from_secs(10))
         .send()
         .await;
-    if let Err(e) = &r {
-        tracing::debug!(%url, error = %e, "relaying failed");
+    if let Err(e) = r {
+        // Neither the URL nor reqwest's error (which repeats it) may print a peer's password.
+        let url = iotchain_api::redact_url(&url);
+        tracing::debug!(%url, error = %e.without_url(), "relaying failed");
+        return false;
     }
-    r.is_ok()
+    true
 }

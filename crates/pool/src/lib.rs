@@ -294,10 +294,12 @@ impl Pool {
                 }
             })
             .collect();
-        for r in &refused {
-            let _ = self.inner.refused_tx.send(r.clone());
+        // Recorded before it is announced: whoever hears of a refusal (the MQTT bridge's ack)
+        // finds it in the node's status at once.
+        self.inner.refused.lock().extend(refused.iter().cloned());
+        for r in refused {
+            let _ = self.inner.refused_tx.send(r);
         }
-        self.inner.refused.lock().extend(refused);
     }
 
     /// Items accepted here that are due to be offered to the other nodes again (not yet in
