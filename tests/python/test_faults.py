@@ -130,19 +130,7 @@ DAMAGE = {
 }
 
 
-# Known limitation, kept visible: a single validator whose simplex journal lost its latest
-# views restarts simplex from an older view, whose parent block is final below the store's
-# head; the engine declines to build on it and the chain does not resume (with several
-# validators the others carry it on and this one catches up from their certificates).
-JOURNAL_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="a single validator cannot resume from a consensus journal that lost its latest views")
-
-
-@pytest.mark.parametrize("case", [
-    pytest.param(c, marks=JOURNAL_GAP) if c.startswith("consensus journal") else c
-    for c in DAMAGE
-])
+@pytest.mark.parametrize("case", list(DAMAGE))
 def test_a_damaged_file_is_named_and_never_serves_a_state_it_cannot_trust(tmp_path, case):
     import shutil
     pristine = tmp_path / "pristine"

@@ -208,8 +208,23 @@ impl<
         let chain = self.chain.clone();
         let config = self.config.clone();
         let fetcher = self.fetcher.clone();
+        let alone = self.participants.len() == 1;
         self.context.child("propose").spawn(move |rt| async move {
-            let parent = to_b256(&context.parent.1);
+            let mut parent = to_b256(&context.parent.1);
+            let head = chain.head();
+            if alone && parent != head.hash && chain.is_final(&parent) {
+                // The only validator, and simplex offers a parent below the final head: its
+                // journal lost its latest views (damaged or restored from a backup), while the
+                // store holds the blocks they finalized. Nobody else can supply those views,
+                // so build on the head: the store's chain is the one this validator finalized,
+                // and with no other signer no conflicting block can be certified by others.
+                tracing::warn!(
+                    %parent,
+                    head = head.height,
+                    "the consensus journal is behind the store; proposing on the final head"
+                );
+                parent = head.hash;
+            }
             // The parent is the head, or a notarized block not finalized yet: built or
             // verified here (restored from its record after a restart), or else fetched
             // from the validators that hold it.
