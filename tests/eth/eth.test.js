@@ -184,6 +184,46 @@ test("an ERC-20 compiled with solc is deployed, transferred and its logs read", 
   assert.ok(est > 21000n && est < 100000n, `estimate ${est}`);
 });
 
+test("polled filters: ethers' contract.on over HTTP, block filters, getFilterLogs, uninstall", async () => {
+  assert.ok(token, "the ERC-20 test ran first");
+  const address = await token.getAddress();
+  const transfer = token.interface.getEvent("Transfer").topicHash;
+  // ethers' JsonRpcProvider follows contract events with eth_newFilter + eth_getFilterChanges.
+  const carol = ethers.Wallet.createRandom().address;
+  // The listener's last argument is the event payload, whatever the filter's form.
+  const seen = new Promise((ok) => token.once(token.filters.Transfer(null, carol), (...a) => ok(a[a.length - 1])));
+  const blocks = (await rpc("eth_newBlockFilter")).result;
+  const logsFilter = (await rpc("eth_newFilter", [{ address, topics: [transfer], fromBlock: "0x0" }])).result;
+  assert.match(blocks, /^0x[0-9a-f]{32}$/);
+  // Give ethers' poller a moment to install its filter before the transfer it must see.
+  await new Promise((ok) => setTimeout(ok, 300));
+  const tx = await token.transfer(carol, 7n);
+  const receipt = await tx.wait();
+  const event = await seen;
+  assert.deepEqual([...event.args], [wallet.address, carol, 7n]);
+  assert.equal(event.log.transactionHash, tx.hash);
+
+  const logs = (await rpc("eth_getFilterChanges", [logsFilter])).result;
+  assert.deepEqual(logs.map((l) => l.transactionHash), [tx.hash]);
+  assert.deepEqual((await rpc("eth_getFilterChanges", [logsFilter])).result, [], "reported once");
+  const hashes = (await rpc("eth_getFilterChanges", [blocks])).result;
+  assert.ok(hashes.includes(receipt.blockHash), "the transfer's block is among the new blocks");
+  for (const h of hashes) assert.match(h, /^0x[0-9a-f]{64}$/);
+  // eth_getFilterLogs answers the whole filter (from block 0): every Transfer of the token so
+  // far; its changes began with the blocks after it was installed.
+  const all = (await rpc("eth_getFilterLogs", [logsFilter])).result;
+  assert.ok(all.length >= 3 && all.some((l) => l.transactionHash === tx.hash), `${all.length} logs`);
+  assert.deepEqual((await rpc("eth_getFilterLogs", [blocks])).error.code, -32602);
+
+  assert.equal((await rpc("eth_uninstallFilter", [logsFilter])).result, true);
+  assert.equal((await rpc("eth_uninstallFilter", [logsFilter])).result, false);
+  assert.equal((await rpc("eth_getFilterChanges", [logsFilter])).error.message, "filter not found");
+  assert.equal((await rpc("eth_getFilterChanges", ["0x1234"])).error.message, "filter not found");
+  assert.equal((await rpc("eth_newFilter", [{ address: "0x12" }])).error.code, -32602);
+  assert.deepEqual((await rpc("eth_getFilterChanges", [(await rpc("eth_newPendingTransactionFilter")).result])).result, []);
+  token.removeAllListeners();
+});
+
 test("eth_getProof verifies against the block's stateRoot with @ethereumjs/trie", async () => {
   assert.ok(token, "the ERC-20 test ran first");
   const address = await token.getAddress();

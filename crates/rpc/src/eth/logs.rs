@@ -26,7 +26,10 @@ pub(super) fn register<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>) {
 }
 
 /// The block range and the matcher of a log filter.
-fn parse_range<Q: ChainQuery>(chain: &Q, v: &Value) -> Result<(u64, u64, LogMatch), RpcError> {
+pub(super) fn parse_range<Q: ChainQuery>(
+    chain: &Q,
+    v: &Value,
+) -> Result<(u64, u64, LogMatch), RpcError> {
     let o = v
         .as_object()
         .ok_or_else(|| params_error("the filter must be an object"))?;

@@ -8,6 +8,7 @@
 
 mod batch;
 mod blocks;
+mod filters;
 mod logs;
 pub(crate) mod params;
 mod state;
@@ -73,6 +74,8 @@ pub(crate) struct EthCtx<N> {
     pub(crate) workers: Arc<tokio::sync::Semaphore>,
     /// Filter entries all `logs` subscriptions hold (bounded in total).
     pub(crate) filter_entries: Arc<std::sync::atomic::AtomicUsize>,
+    /// The polled filters (`eth_newFilter` …).
+    pub(crate) filters: filters::Filters,
     /// The node's clock and key, for `net_peerCount`.
     pub(crate) runtime: Arc<dyn iotchain_api::Runtime>,
     pub(crate) node_key: alloy_primitives::B256,
@@ -167,12 +170,14 @@ pub(crate) fn module<N: NodeApi>(
         calls,
         workers: Arc::new(tokio::sync::Semaphore::new(calls.workers.max(1))),
         filter_entries: Arc::default(),
+        filters: filters::Filters::default(),
         runtime,
         node_key,
     });
     state::register(&mut m);
     blocks::register(&mut m);
     logs::register(&mut m);
+    filters::register(&mut m);
     subscribe::register(&mut m);
     m
 }
