@@ -496,6 +496,19 @@ test("cold chain: readings under the threshold release the escrow to the carrier
   assert.equal(receipt.to, address);
   const released = receipt.logs.map((l) => escrow.interface.parseLog(l)).find((e) => e?.name === "Released");
   assert.equal(released.args.amount, payment);
+  // The block's logsBloom has the hook's logs in it (a client that skips blocks by their
+  // bloom finds the Released event), checked bit by bit as the yellow paper defines it.
+  const block = await rpc("eth_getBlockByNumber", [ethers.toQuantity(receipt.blockNumber), false]);
+  const bloom = ethers.getBytes(block.result.logsBloom);
+  const inBloom = (data) => {
+    const h = ethers.getBytes(ethers.keccak256(data));
+    return [0, 2, 4].every((i) => {
+      const bit = ((h[i] << 8) | h[i + 1]) & 2047;
+      return (bloom[255 - (bit >> 3)] >> (bit & 7)) & 1;
+    });
+  };
+  assert.ok(inBloom(address), "the escrow's address is in its block's bloom");
+  assert.ok(inBloom(escrow.interface.getEvent("Released").topicHash), "Released is in the bloom");
   const left = (await iot.hook(sensor.address, "temp")).deposit;
   assert.ok(left < deposit && left > 0n, `deposit left ${left}`);
   // The hook's logs are found by eth_getLogs like any contract's.

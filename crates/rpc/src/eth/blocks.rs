@@ -201,7 +201,10 @@ pub(super) fn block_json<Q: ChainQuery>(
         .unwrap_or_default();
     let txs = eth_txs(chain, height)?;
     let mut bloom = Bloom::ZERO;
-    let hashes: Vec<B256> = txs.iter().map(|tx| tx.hash).collect();
+    // The logs of the block's reading hooks are the block's logs too (eth_getLogs returns
+    // them): a client that skips blocks by their bloom must not skip a hook's event.
+    let mut hashes: Vec<B256> = txs.iter().map(|tx| tx.hash).collect();
+    hashes.extend(chain.hook_ids(height).map_err(storage)?);
     for r in chain
         .receipts_in(height, &hashes)
         .map_err(storage)?
