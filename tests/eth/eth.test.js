@@ -137,6 +137,30 @@ test("chain id, client version and a plain transfer", async () => {
   const got = await provider.getTransaction(tx.hash);
   assert.equal(got.from, wallet.address);
   assert.equal(got.to, to);
+
+  // The same transaction by block and index, the block's count by hash, its receipts.
+  const index = block.transactions.indexOf(tx.hash);
+  const number = ethers.toQuantity(receipt.blockNumber);
+  for (const [method, at] of [["eth_getTransactionByBlockNumberAndIndex", number],
+                              ["eth_getTransactionByBlockHashAndIndex", block.hash]]) {
+    const t = (await rpc(method, [at, ethers.toQuantity(index)])).result;
+    assert.equal(t.hash, tx.hash, method);
+    assert.equal(t.blockHash, block.hash, method);
+    assert.equal(t.transactionIndex, ethers.toQuantity(index), method);
+    assert.equal((await rpc(method, [at, "0xffff"])).result, null, `${method} past the end`);
+  }
+  assert.equal((await rpc("eth_getBlockTransactionCountByHash", [block.hash])).result,
+               ethers.toQuantity(block.transactions.length));
+  assert.equal((await rpc("eth_getBlockTransactionCountByHash", [ethers.ZeroHash])).result, null);
+  const receipts = (await rpc("eth_getBlockReceipts", [number])).result;
+  assert.deepEqual(receipts.map((r) => r.transactionHash), block.transactions);
+  assert.equal(receipts[index].gasUsed, "0x5208");
+  // A bare block hash is a block parameter too (as geth takes it).
+  // Answered while the state is the block's, else refused as an old state, never as a number.
+  const atHash = await rpc("eth_getBalance", [to, block.hash]);
+  assert.ok(atHash.result === ethers.toQuantity(ethers.parseEther("1.5")) ||
+            /is not kept/.test(atHash.error?.message), JSON.stringify(atHash));
+  assert.deepEqual((await rpc("eth_getBlockReceipts", [block.hash])).result, receipts);
 });
 
 test("an ERC-20 compiled with solc is deployed, transferred and its logs read", async () => {

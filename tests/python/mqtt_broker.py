@@ -21,10 +21,13 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
 class Broker:
-    def __init__(self, directory: Path, port: int | None = None):
+    def __init__(self, directory: Path, port: int | None = None, tls: dict | None = None):
+        """`tls`: {"cafile", "certfile", "keyfile"} paths: the listener speaks TLS and requires
+        a client certificate signed by the CA (mutual TLS, as production brokers do)."""
         self.dir = directory
         self.port = port or free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'mqtts' if tls else 'mqtt'}://127.0.0.1:{self.port}"
         self.proc = None
         self.lines = []
         self.cond = threading.Condition()
@@ -43,6 +46,9 @@ class Broker:
             "log_dest stderr\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\nlog_type subscribe\n"
             "connection_messages true\n"
+            + (f"cafile {self.tls['cafile']}\ncertfile {self.tls['certfile']}\n"
+               f"keyfile {self.tls['keyfile']}\nrequire_certificate true\n" if self.tls else "")
+            +
             # Running as root, Mosquitto would switch to the `mosquitto` user, who cannot write
             # the test's persistence directory.
             "user root\n"
@@ -95,7 +101,8 @@ class Broker:
 class AckClient:
     """A paho-mqtt client that publishes readings and collects every ack (JSON) it receives."""
 
-    def __init__(self, broker: Broker, client_id: str):
+    def __init__(self, broker: Broker, client_id: str, tls: dict | None = None):
+        """`tls`: {"cafile", "certfile", "keyfile"}: connect with TLS and this client certificate."""
         self.broker = broker
         self.acks = []  # (topic, parsed JSON)
         self.cond = threading.Condition()
@@ -104,6 +111,8 @@ class AckClient:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                         protocol=mqtt.MQTTv311)
         c.reconnect_delay_set(min_delay=1, max_delay=2)
+        if tls:
+            c.tls_set(ca_certs=str(tls["cafile"]), certfile=str(tls["certfile"]), keyfile=str(tls["keyfile"]))
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message

@@ -56,6 +56,17 @@ pub(crate) struct DevArgs {
     /// MQTT topic filter for readings (one `+` level: the device address).
     #[arg(long, default_value = "iotchain/+/readings", requires = "mqtt")]
     mqtt_topic: String,
+    /// PEM file of the CA certificates that sign the broker's certificate (`mqtts://`; default:
+    /// the system's roots), for a broker with a private CA.
+    #[arg(long, value_name = "PEM", requires = "mqtt")]
+    mqtt_ca_file: Option<PathBuf>,
+    /// PEM file of this node's client certificate, for a broker that requires mutual TLS (AWS
+    /// IoT Core and most production brokers); with --mqtt-client-key.
+    #[arg(long, value_name = "PEM", requires_all = ["mqtt", "mqtt_client_key"])]
+    mqtt_client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, value_name = "PEM", requires_all = ["mqtt", "mqtt_client_cert"])]
+    mqtt_client_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -210,6 +221,9 @@ async fn run_dev(
         m.protocol = a.mqtt_protocol;
         m.client_id = Some(a.mqtt_client_id.clone());
         m.topic = a.mqtt_topic.clone();
+        m.ca_file = a.mqtt_ca_file.clone();
+        m.client_cert_file = a.mqtt_client_cert.clone();
+        m.client_key_file = a.mqtt_client_key.clone();
         m
     });
     let bridge = start_bridge(&node, mqtt)?;
@@ -465,6 +479,8 @@ fn node_config(a: &NodeArgs) -> anyhow::Result<(NodeConfig, NodeFile, bool, [u8;
     let mut file = file;
     file.mqtt = file.mqtt.take().map(|mut m| {
         m.ca_file = m.ca_file.as_ref().map(&resolve);
+        m.client_cert_file = m.client_cert_file.as_ref().map(&resolve);
+        m.client_key_file = m.client_key_file.as_ref().map(&resolve);
         // One session per node on a shared broker: name it after the validator key.
         m.client_id
             .get_or_insert_with(|| format!("iotchain-{}", &hex::encode(validator_public)[..16]));

@@ -544,7 +544,7 @@ impl<'h, H: BlockHashes + ?Sized> BlockExecutor<'h, H> {
             contract_address: None,
             status: false,
             gas_used: 0,
-            cumulative_gas_used: self.gas_used,
+            cumulative_gas_used: self.gas_used + self.hook_gas_used,
             effective_gas_price: u128::from(self.ctx.base_fee),
             logs: Vec::new(),
             logs_bloom: Bloom::ZERO,
@@ -574,6 +574,9 @@ impl<'h, H: BlockHashes + ?Sized> BlockExecutor<'h, H> {
         apply(state, changes);
         receipt.gas_used = result.tx_gas_used();
         self.hook_gas_used += receipt.gas_used;
+        // Hook receipts follow the block's transactions: their cumulative gas counts the
+        // transactions' and the hooks' so far, this one included.
+        receipt.cumulative_gas_used = self.gas_used + self.hook_gas_used;
         receipt.status = result.is_success();
         if let ExecutionResult::Success { logs, .. } = result {
             apply_events(state, &logs, self.ctx.number);

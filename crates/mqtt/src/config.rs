@@ -66,6 +66,13 @@ pub struct MqttConfig {
     /// the system's roots).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// PEM file of this node's client certificate (chain), for a broker that requires mutual
+    /// TLS (AWS IoT Core, most production brokers); needs `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
     /// Topic filter subscribed to; exactly one `+` level, the device address.
     #[serde(default = "default_topic")]
     pub topic: String,
@@ -96,6 +103,8 @@ impl std::fmt::Debug for MqttConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
             .field("topic", &self.topic)
             .field("ack_topic", &self.ack_topic)
             .finish_non_exhaustive()
@@ -137,6 +146,8 @@ impl MqttConfig {
             username: None,
             password: None,
             ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
             topic: default_topic(),
             ack_topic: default_ack_topic(),
             keep_alive_s: default_keep_alive(),

@@ -221,11 +221,34 @@ fn tls_transport(config: &MqttConfig) -> Result<rumqttc::Transport> {
         return Err(tls(&format!("{}: no certificates", ca.display())));
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let client = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls(&e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let client = match (&config.client_cert_file, &config.client_key_file) {
+        (None, None) => builder.with_no_client_auth(),
+        (Some(cert), Some(key)) => {
+            let pem = std::fs::read(cert).map_err(|e| tls(&format!("{}: {e}", cert.display())))?;
+            let chain = rustls_pemfile::certs(&mut pem.as_slice())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| tls(&format!("{}: {e}", cert.display())))?;
+            if chain.is_empty() {
+                return Err(tls(&format!("{}: no certificates", cert.display())));
+            }
+            let pem = std::fs::read(key).map_err(|e| tls(&format!("{}: {e}", key.display())))?;
+            let key_der = rustls_pemfile::private_key(&mut pem.as_slice())
+                .map_err(|e| tls(&format!("{}: {e}", key.display())))?
+                .ok_or_else(|| tls(&format!("{}: no private key", key.display())))?;
+            builder
+                .with_client_auth_cert(chain, key_der)
+                .map_err(|e| tls(&format!("client certificate {}: {e}", cert.display())))?
+        }
+        _ => {
+            return Err(tls(
+                &"a client certificate needs both client_cert_file and client_key_file",
+            ));
+        }
+    };
     Ok(rumqttc::Transport::tls_with_config(
         rumqttc::TlsConfiguration::Rustls(std::sync::Arc::new(client)),
     ))

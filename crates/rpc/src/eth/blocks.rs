@@ -60,7 +60,61 @@ pub(super) fn register<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>) {
             None => Ok(Value::Null),
         },
     );
+    blocking(m, "eth_getBlockTransactionCountByHash", |c, p| {
+        match c.node.height_of(&p.b256(0)?).map_err(storage)? {
+            Some(h) => Ok(qty(eth_txs(&c.node, h)?.len() as u64)),
+            None => Ok(Value::Null),
+        }
+    });
+    blocking(m, "eth_getTransactionByBlockNumberAndIndex", |c, p| {
+        let height = block_height(&c.node, &block_id(Some(p.get(0)?))?)?;
+        transaction_at(&c.node, height, parse_u64(p.get(1)?)?)
+    });
+    blocking(m, "eth_getTransactionByBlockHashAndIndex", |c, p| {
+        let height = c.node.height_of(&p.b256(0)?).map_err(storage)?;
+        transaction_at(&c.node, height, parse_u64(p.get(1)?)?)
+    });
+    blocking(m, "eth_getBlockReceipts", |c, p| {
+        let Some(height) = block_height(&c.node, &block_id(Some(p.get(0)?))?)? else {
+            return Ok(Value::Null);
+        };
+        let hash = header_at(&c.node, height)?.hash();
+        // The transactions' receipts in order, then the reading hooks' (whose logs are the
+        // block's logs too).
+        let mut ids: Vec<B256> = eth_txs(&c.node, height)?.iter().map(|tx| tx.hash).collect();
+        ids.extend(c.node.hook_ids(height).map_err(storage)?);
+        let receipts = c.node.receipts_in(height, &ids).map_err(storage)?;
+        Ok(Value::Array(
+            receipts
+                .iter()
+                .flatten()
+                .map(|r| receipt_json(r, &hash))
+                .collect(),
+        ))
+    });
     blocking(m, "eth_feeHistory", |c, p| fee_history(&c.node, p));
+}
+
+/// Transaction `index` of the final block at `height` (null past the end or for no block).
+fn transaction_at<Q: ChainQuery>(
+    chain: &Q,
+    height: Option<u64>,
+    index: u64,
+) -> Result<Value, RpcError> {
+    let Some(height) = height else {
+        return Ok(Value::Null);
+    };
+    let txs = eth_txs(chain, height)?;
+    let Some(tx) = usize::try_from(index).ok().and_then(|i| txs.get(i)) else {
+        return Ok(Value::Null);
+    };
+    let base_fee = chain
+        .block_gas(height)
+        .map_err(storage)?
+        .unwrap_or_default()
+        .base_fee;
+    let hash = header_at(chain, height)?.hash();
+    Ok(tx_json(tx, Some((hash, height, index as u32, base_fee))))
 }
 
 /// The Ethereum transactions of the final block at `height`, in order.

@@ -162,6 +162,11 @@ pub(crate) fn block_id(v: Option<&Value>) -> Result<BlockId, RpcError> {
             "latest" | "safe" | "finalized" => Ok(BlockId::Latest),
             "pending" => Ok(BlockId::Pending),
             "earliest" => Ok(BlockId::Earliest),
+            // A bare block hash, as geth takes it (EIP-1898's `{"blockHash": …}` below).
+            h if h.len() == 66 && h.starts_with("0x") => h
+                .parse()
+                .map(BlockId::Hash)
+                .map_err(|_| params_error(format!("block hash {h} is not 32 bytes of hex"))),
             _ => parse_u64(&Value::String(s.clone())).map(BlockId::Number),
         },
         Some(Value::Object(o)) => {
@@ -351,6 +356,11 @@ mod tests {
             block_id(Some(&json!({"blockNumber": "0x3"}))).unwrap(),
             BlockId::Number(3)
         );
+        // A bare hash is a hash (as geth takes it); a malformed one is named as one.
+        assert_eq!(block_id(Some(&json!(h))).unwrap(), BlockId::Hash(h));
+        let bad_hash = format!("0x{}zz", "ab".repeat(31));
+        let err = block_id(Some(&json!(bad_hash))).unwrap_err();
+        assert!(err.message().contains("block hash"), "{err:?}");
         for bad in [
             json!("soon"),
             json!({}),
