@@ -533,6 +533,14 @@ test("cold chain: readings under the threshold release the escrow to the carrier
   };
   assert.ok(inBloom(address), "the escrow's address is in its block's bloom");
   assert.ok(inBloom(escrow.interface.getEvent("Released").topicHash), "Released is in the bloom");
+  // eth_getBlockReceipts lists the hook's receipt after the block's transactions, with a
+  // cumulative gas that counts its own.
+  const inBlock = (await rpc("eth_getBlockReceipts", [ethers.toQuantity(receipt.blockNumber)])).result;
+  const hookReceipt = inBlock.find((r) => r.transactionHash === id);
+  assert.ok(hookReceipt, "the hook's receipt is among the block's");
+  assert.equal(BigInt(hookReceipt.transactionIndex), BigInt(block.result.transactions.length) +
+    BigInt(inBlock.filter((r) => r.from.toLowerCase() === IOT).indexOf(hookReceipt)));
+  assert.ok(BigInt(hookReceipt.cumulativeGasUsed) >= BigInt(hookReceipt.gasUsed), JSON.stringify(hookReceipt));
   const left = (await iot.hook(sensor.address, "temp")).deposit;
   assert.ok(left < deposit && left > 0n, `deposit left ${left}`);
   // The hook's logs are found by eth_getLogs like any contract's.
