@@ -1,7 +1,9 @@
 //! REST under `/v1`: submissions, statuses, proofs, devices, blocks and block sync.
 
 mod blocks;
+mod cbor_json;
 mod devices;
+mod feed;
 mod readings;
 pub(crate) mod status;
 mod submit;
@@ -45,6 +47,7 @@ pub(crate) fn routes<N: NodeApi>() -> Router<Arc<Shared<N>>> {
         .route("/v1/blocks/latest", get(blocks::latest_block::<N>))
         .route("/v1/blocks/{height}", get(blocks::get_block::<N>))
         .route("/v1/sync/{height}", get(blocks::get_sync::<N>))
+        .route("/v1/feed", get(feed::feed::<N>))
 }
 
 /// Who sent a submission: another node (its [`FORWARDED_HEADER`] signed over `body` by a
