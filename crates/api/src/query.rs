@@ -183,4 +183,26 @@ pub trait ChainQuery: Send + Sync + 'static {
     fn receipts_in(&self, height: u64, hashes: &[B256]) -> QueryResult<Vec<Option<StoredReceipt>>>;
     /// The ids of the hook calls a final block made, in order.
     fn hook_ids(&self, height: u64) -> QueryResult<Vec<B256>>;
+
+    /// Every stream of a device, with its figures (from the stream index: no scan).
+    fn streams(&self, device: &DeviceAddress) -> QueryResult<Vec<iotchain_storage::StreamInfo>>;
+    /// A page of a device stream's final readings (see
+    /// [`ChainStore::stream_page`](iotchain_storage::ChainStore::stream_page)); `None` for a
+    /// stream the device never sent.
+    #[allow(clippy::type_complexity)]
+    fn stream_page(
+        &self,
+        device: &DeviceAddress,
+        stream: &str,
+        range: &iotchain_storage::StreamRange,
+        after: iotchain_storage::StreamCursor,
+        descending: bool,
+        limit: usize,
+    ) -> QueryResult<
+        Option<(
+            iotchain_storage::StreamInfo,
+            Vec<iotchain_storage::StreamEntry>,
+            bool,
+        )>,
+    >;
 }

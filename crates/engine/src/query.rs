@@ -185,6 +185,34 @@ impl ChainQuery for Engine {
         self.inner.store.block(height).map_err(storage)
     }
 
+    fn streams(
+        &self,
+        device: &iotchain_reading::DeviceAddress,
+    ) -> QueryResult<Vec<iotchain_storage::StreamInfo>> {
+        self.inner.store.streams(&device.0).map_err(storage)
+    }
+
+    fn stream_page(
+        &self,
+        device: &iotchain_reading::DeviceAddress,
+        stream: &str,
+        range: &iotchain_storage::StreamRange,
+        after: iotchain_storage::StreamCursor,
+        descending: bool,
+        limit: usize,
+    ) -> QueryResult<
+        Option<(
+            iotchain_storage::StreamInfo,
+            Vec<iotchain_storage::StreamEntry>,
+            bool,
+        )>,
+    > {
+        self.inner
+            .store
+            .stream_page(&device.0, stream, range, after, descending, limit)
+            .map_err(storage)
+    }
+
     fn certificate(&self, height: u64) -> QueryResult<Option<FinalityCertificate>> {
         self.inner.store.certificate(height).map_err(storage)
     }

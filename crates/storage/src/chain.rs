@@ -55,6 +55,10 @@ const PENDING_BLOCKS: TableDefinition<'_, [u8; 32], &[u8]> = TableDefinition::ne
 
 const HEAD: &str = "head";
 const DONE: &str = "log_done";
+/// The height through which final readings are in the stream index.
+const STREAMS_INDEXED: &str = "streams_indexed";
+/// The next free stream id of the stream index.
+const NEXT_STREAM_ID: &str = "next_stream_id";
 
 /// Where a reading is in the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,9 +293,98 @@ impl ChainStore {
             TX_INDEX.create(&w)?;
             HOOK_INDEX.create(&w)?;
             w.open_table(GAS)?;
+            w.open_table(crate::streams::STREAMS)?;
+            w.open_table(crate::streams::STREAM_READINGS)?;
+            w.open_table(crate::streams::STREAM_LATE)?;
         }
         w.commit()?;
-        Ok(Self { db })
+        let store = Self { db };
+        store.index_streams()?;
+        Ok(store)
+    }
+
+    /// Brings the stream index up to the head: a data directory written before the index
+    /// existed is indexed once, here, block by block (with progress in the log).
+    fn index_streams(&self) -> Result<()> {
+        let Some(head) = self.head()? else {
+            return Ok(());
+        };
+        let mut done = self.meta(STREAMS_INDEXED)?.unwrap_or(0);
+        if done >= head {
+            return Ok(());
+        }
+        tracing::info!(
+            from = done + 1,
+            to = head,
+            "indexing the final readings by device stream (once, for an older data directory)"
+        );
+        while done < head {
+            let to = (done + 256).min(head);
+            let mut w = self.db.begin_write()?;
+            w.set_durability(Durability::Immediate)?;
+            for height in done + 1..=to {
+                let block = self.block(height)?.ok_or_else(|| {
+                    StorageError::Corrupt(format!("final block {height} is missing"))
+                })?;
+                index_block_streams(&w, &block)?;
+            }
+            w.open_table(META)?.insert(STREAMS_INDEXED, to)?;
+            w.commit()?;
+            done = to;
+            if done % 10_240 == 0 || done == head {
+                tracing::info!(indexed = done, head, "stream index");
+            }
+        }
+        Ok(())
+    }
+
+    /// Every stream of a device with its figures.
+    pub fn streams(&self, device: &[u8; 20]) -> Result<Vec<crate::StreamInfo>> {
+        crate::streams::streams_of(&self.db.begin_read()?, device)
+    }
+
+    /// A page of a device stream's final readings: those `range` takes, in position (commit)
+    /// order or its reverse, after (before, descending) position `after`, at most `limit`;
+    /// `None` for a stream the device never sent. Says whether more follow.
+    pub fn stream_page(
+        &self,
+        device: &[u8; 20],
+        stream: &str,
+        range: &crate::StreamRange,
+        after: crate::StreamCursor,
+        descending: bool,
+        limit: usize,
+    ) -> Result<Option<(crate::StreamInfo, Vec<crate::StreamEntry>, bool)>> {
+        let r = self.db.begin_read()?;
+        let Some(info) = crate::streams::stream_of(&r, device, stream)? else {
+            return Ok(None);
+        };
+        let after = match after {
+            crate::StreamCursor::Start => None,
+            crate::StreamCursor::Position(p) => Some(p),
+            crate::StreamCursor::Location(h, i) => {
+                let p =
+                    crate::streams::position_of_location(&r, device, &info, (h, i), descending)?;
+                // Before position 0, descending: nothing is left.
+                if descending && p == Some(0) {
+                    return Ok(Some((info, Vec::new(), false)));
+                }
+                p
+            }
+        };
+        let (entries, more) =
+            crate::streams::page(&r, device, &info, range, after, descending, limit)?;
+        Ok(Some((info, entries, more)))
+    }
+
+    /// The entry at `position` of a device stream.
+    pub fn stream_entry(
+        &self,
+        device: &[u8; 20],
+        stream: &crate::StreamInfo,
+        position: u64,
+    ) -> Result<Option<crate::StreamEntry>> {
+        crate::streams::entry_at(&self.db.begin_read()?, device, stream.id, position)
     }
 
     /// Height of the last committed block, if any (genesis is height 0).
@@ -411,6 +504,13 @@ impl ChainStore {
             let mut refused = w.open_table(REFUSED)?;
             for r in c.refused {
                 refused.insert(r.id.0, r.encode().as_slice())?;
+            }
+            // The block's readings in the stream index (when the index is complete up to
+            // its parent, which opening the store ensures).
+            let indexed = w.open_table(META)?.get(STREAMS_INDEXED)?.map(|v| v.value());
+            if indexed.unwrap_or(0) + 1 == height {
+                index_block_streams(&w, c.block)?;
+                w.open_table(META)?.insert(STREAMS_INDEXED, height)?;
             }
             let mut meta = w.open_table(META)?;
             meta.insert(HEAD, height)?;
@@ -634,6 +734,56 @@ impl ChainStore {
     }
 }
 
+/// Adds the readings of a final block to the stream index, in `w`.
+fn index_block_streams(w: &redb::WriteTransaction, block: &Block) -> Result<()> {
+    let mut readings = Vec::new();
+    let mut index = 0u32;
+    for (item, it) in block.items.iter().enumerate() {
+        let iotchain_block::BlockItem::Reading(message) = it else {
+            continue;
+        };
+        let at = index;
+        index += 1;
+        // A final reading decodes (it was checked when its block was made).
+        let Ok(r) = iotchain_reading::decode(message) else {
+            continue;
+        };
+        readings.push((r, at, item as u32));
+    }
+    if readings.is_empty() {
+        return Ok(());
+    }
+    let new: Vec<crate::streams::NewReading<'_>> = readings
+        .iter()
+        .map(|(r, at, item)| crate::streams::NewReading {
+            device: r.device.0,
+            stream: r.stream,
+            seq: r.seq,
+            ts: r.ts,
+            height: block.header.height,
+            index: *at,
+            item: *item,
+            block_time_ms: block.header.timestamp_ms,
+            message: message_of(block, *item),
+        })
+        .collect();
+    let next = w
+        .open_table(META)?
+        .get(NEXT_STREAM_ID)?
+        .map_or(0, |v| v.value()) as u32;
+    let next = crate::streams::index(w, &new, next)?;
+    w.open_table(META)?
+        .insert(NEXT_STREAM_ID, u64::from(next))?;
+    Ok(())
+}
+
+fn message_of(block: &Block, item: u32) -> &[u8] {
+    match &block.items[item as usize] {
+        iotchain_block::BlockItem::Reading(m) => m,
+        _ => &[],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -695,6 +845,106 @@ mod tests {
                 refused: &[],
             })
             .unwrap();
+    }
+
+    /// A block whose items are readings of device 0x07… (unsigned: the index only decodes).
+    fn block_with_readings(height: u64, seqs: &[(u64, &str)]) -> Block {
+        let mut block = block_at(height);
+        block.header.timestamp_ms = 1000 * height;
+        block.items = seqs
+            .iter()
+            .map(|(seq, stream)| {
+                let u = iotchain_reading::UnsignedReading::new(
+                    iotchain_reading::Alg::EdDsa,
+                    iotchain_reading::DeviceAddress([7; 20]),
+                    *seq,
+                    *seq * 10,
+                    Some(stream),
+                    &[0x01],
+                );
+                iotchain_block::BlockItem::Reading(u.into_message(&[0; 64]).into())
+            })
+            .collect();
+        block
+    }
+
+    fn commit_block(store: &ChainStore, block: &Block) {
+        let cert = FinalityCertificate::new(block.header.height, block.header.hash(), 0, 1, 0);
+        store
+            .commit_block(&BlockCommit {
+                block,
+                certificate: &cert,
+                readings: &[],
+                txs: &[],
+                state: &StateRecords::default(),
+                receipts: &[],
+                hook_calls: &[],
+                gas: BlockGas::default(),
+                log_done: 0,
+                refused: &[],
+            })
+            .unwrap();
+    }
+
+    /// Final readings are in the stream index as their blocks commit, and a data directory
+    /// written before the index existed is indexed when it is opened, to the same answers.
+    #[test]
+    fn the_stream_index_follows_commits_and_is_built_for_older_data_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        let device = [7u8; 20];
+        let answers = |store: &ChainStore| {
+            let streams = store.streams(&device).unwrap();
+            let (_, page, more) = store
+                .stream_page(
+                    &device,
+                    "t",
+                    &crate::StreamRange::default(),
+                    crate::StreamCursor::Start,
+                    false,
+                    10,
+                )
+                .unwrap()
+                .unwrap();
+            let seqs: Vec<u64> = page.iter().map(|e| e.seq).collect();
+            (
+                streams
+                    .iter()
+                    .map(|s| (s.stream.clone(), s.count))
+                    .collect::<Vec<_>>(),
+                seqs,
+                more,
+            )
+        };
+        let store = ChainStore::open(&path, 1 << 20).unwrap();
+        commit_block(&store, &block_at(0));
+        commit_block(
+            &store,
+            &block_with_readings(1, &[(0, "t"), (1, "u"), (2, "t")]),
+        );
+        commit_block(&store, &block_with_readings(2, &[(5, "t")]));
+        commit_block(&store, &block_with_readings(3, &[(3, "t"), (4, "u")]));
+        let want = (
+            vec![("t".to_string(), 4), ("u".to_string(), 2)],
+            vec![0, 2, 5, 3],
+            false,
+        );
+        assert_eq!(answers(&store), want);
+        // As an older version left it: no stream index at all.
+        {
+            let w = store.db.begin_write().unwrap();
+            w.delete_table(crate::streams::STREAMS).unwrap();
+            w.delete_table(crate::streams::STREAM_READINGS).unwrap();
+            w.delete_table(crate::streams::STREAM_LATE).unwrap();
+            w.open_table(META).unwrap().remove(STREAMS_INDEXED).unwrap();
+            w.open_table(META).unwrap().remove(NEXT_STREAM_ID).unwrap();
+            w.commit().unwrap();
+        }
+        drop(store);
+        let store = ChainStore::open(&path, 1 << 20).unwrap();
+        assert_eq!(answers(&store), want);
+        commit_block(&store, &block_with_readings(4, &[(6, "t")]));
+        assert_eq!(answers(&store).1, vec![0, 2, 5, 3, 6]);
     }
 
     #[test]

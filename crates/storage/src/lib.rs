@@ -13,9 +13,11 @@ mod error;
 mod index;
 mod log;
 mod receipts;
+mod streams;
 
 pub use chain::{
     BlockCommit, BlockGas, ChainStore, ReadingLocation, RefusedItem, TxLocation, delay_ms,
 };
 pub use error::{Result, StorageError};
 pub use log::{ItemKind, ItemLog, LogItem};
+pub use streams::{StreamCursor, StreamEntry, StreamInfo, StreamRange};

@@ -6,6 +6,7 @@ mod devices;
 mod feed;
 mod readings;
 pub(crate) mod status;
+mod streams;
 mod submit;
 
 use std::{sync::Arc, time::Duration};
@@ -43,6 +44,14 @@ pub(crate) fn routes<N: NodeApi>() -> Router<Arc<Shared<N>>> {
         )
         .route("/v1/devices", get(devices::list_devices::<N>))
         .route("/v1/devices/{address}", get(devices::get_device::<N>))
+        .route(
+            "/v1/devices/{address}/streams",
+            get(streams::get_streams::<N>),
+        )
+        .route(
+            "/v1/devices/{address}/readings",
+            get(streams::get_readings::<N>),
+        )
         .route("/v1/owners/{address}", get(devices::get_owner::<N>))
         .route("/v1/blocks/latest", get(blocks::latest_block::<N>))
         .route("/v1/blocks/{height}", get(blocks::get_block::<N>))
