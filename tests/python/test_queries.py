@@ -141,3 +141,63 @@ def test_range_queries_page_every_range_kind_in_order_exactly_once(tmp_path):
         assert status == 200 and again["readings"][0]["id"] == sorted(temp, key=where.get)[5]
     finally:
         node.stop()
+
+
+def test_series_buckets_agree_with_the_readings(tmp_path):
+    node = Node(tmp_path / "dev").start()
+    try:
+        d = new_device(node)
+        base = 1_700_000_000_000  # a whole minute
+        truth = []
+        msgs = []
+        for s in range(600):
+            ts = base + s * 17_000 - (600_000 if s % 50 == 7 else 0)  # some clocks behind
+            v = round(20 + (s % 37) / 4 - (s % 11), 2)
+            msgs.append(d.sign(seq=s, ts=ts, stream="temp", data=v))
+            msgs.append(d.sign(seq=10_000 + s, ts=ts, stream="env", data={"t": v * 10, "h": [s, v]}))
+            truth.append((ts, v))
+        ids = post(node, msgs)
+        node.wait_final(ids[-1])
+
+        def want(bucket_ms, lo, hi, scale=1.0):
+            out = {}
+            for ts, v in truth:
+                start = ts // bucket_ms * bucket_ms
+                if start + bucket_ms <= lo // bucket_ms * bucket_ms or start > hi:
+                    continue
+                b = out.setdefault(start, [])
+                b.append((ts, v * scale))
+            return [
+                {"start_ms": k, "count": len(b), "min": min(x for _, x in b), "max": max(x for _, x in b),
+                 "mean": sum(x for _, x in b) / len(b), "first": min(b, key=lambda p: p[0])[1],
+                 "last": max(b, key=lambda p: p[0])[1]}
+                for k, b in sorted(out.items())
+            ]
+
+        def close(got, exp):
+            assert len(got) == len(exp), (len(got), len(exp))
+            for g, e in zip(got, exp):
+                assert g["start_ms"] == e["start_ms"] and g["count"] == e["count"], (g, e)
+                for k in ("min", "max", "mean", "first", "last"):
+                    assert abs(g[k] - e[k]) < 1e-6, (k, g, e)
+
+        for bucket, ms in [("1m", 60_000), ("5m", 300_000), ("1h", 3_600_000)]:
+            for lo, hi in [(0, 2**63), (base + 1_000_000, base + 5_000_000)]:
+                status, body = node.get(f"/v1/devices/{d.address}/streams/temp/series?bucket={bucket}&from_ts={lo}&to_ts={hi}")
+                assert status == 200, body
+                close(body["buckets"], want(ms, lo, hi))
+        # A numeric field of map data, by path.
+        status, body = node.get(f"/v1/devices/{d.address}/streams/env/series?bucket=5m&path=t")
+        assert status == 200, body
+        close(body["buckets"], want(300_000, 0, 2**63, scale=10))
+        status, body = node.get(f"/v1/devices/{d.address}/streams/env/series?bucket=5m&path=h.1")
+        close(body["buckets"], want(300_000, 0, 2**63))
+        # Without a path, map data has no number: no buckets; an unknown stream neither.
+        assert node.get(f"/v1/devices/{d.address}/streams/env/series?bucket=1h")[1]["buckets"] == []
+        assert node.get(f"/v1/devices/{d.address}/streams/none/series")[1]["buckets"] == []
+        for q, code in [("bucket=1y", "bad_bucket"), ("bucket=0m", "bad_bucket"), ("bucket=m", "bad_bucket"),
+                        ("from_ts=5&to_ts=4", "bad_range")]:
+            status, body = node.get(f"/v1/devices/{d.address}/streams/temp/series?{q}")
+            assert status == 400 and body["error"]["code"] == code, (q, body)
+    finally:
+        node.stop()

@@ -184,6 +184,16 @@ pub trait ChainQuery: Send + Sync + 'static {
     /// The ids of the hook calls a final block made, in order.
     fn hook_ids(&self, height: u64) -> QueryResult<Vec<B256>>;
 
+    /// Time buckets of a device stream's numeric readings (see
+    /// [`ChainStore::stream_series`](iotchain_storage::ChainStore::stream_series)).
+    fn stream_series(
+        &self,
+        device: &DeviceAddress,
+        stream: &str,
+        from: u64,
+        to: u64,
+        bucket_ms: u64,
+    ) -> QueryResult<Option<Vec<iotchain_storage::Bucket>>>;
     /// Every stream of a device, with its figures (from the stream index: no scan).
     fn streams(&self, device: &DeviceAddress) -> QueryResult<Vec<iotchain_storage::StreamInfo>>;
     /// A page of a device stream's final readings (see

@@ -185,6 +185,20 @@ impl ChainQuery for Engine {
         self.inner.store.block(height).map_err(storage)
     }
 
+    fn stream_series(
+        &self,
+        device: &iotchain_reading::DeviceAddress,
+        stream: &str,
+        from: u64,
+        to: u64,
+        bucket_ms: u64,
+    ) -> QueryResult<Option<Vec<iotchain_storage::Bucket>>> {
+        self.inner
+            .store
+            .stream_series(&device.0, stream, from, to, bucket_ms)
+            .map_err(storage)
+    }
+
     fn streams(
         &self,
         device: &iotchain_reading::DeviceAddress,

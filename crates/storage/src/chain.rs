@@ -296,6 +296,7 @@ impl ChainStore {
             w.open_table(crate::streams::STREAMS)?;
             w.open_table(crate::streams::STREAM_READINGS)?;
             w.open_table(crate::streams::STREAM_LATE)?;
+            w.open_table(crate::streams::STREAM_MINUTES)?;
         }
         w.commit()?;
         let store = Self { db };
@@ -375,6 +376,24 @@ impl ChainStore {
         let (entries, more) =
             crate::streams::page(&r, device, &info, range, after, descending, limit)?;
         Ok(Some((info, entries, more)))
+    }
+
+    /// Time buckets of a device stream's numeric readings (see [`crate::Bucket`]): the buckets
+    /// of `bucket_ms` (a multiple of a minute) overlapping device time `from..=to`; `None` for
+    /// a stream the device never sent.
+    pub fn stream_series(
+        &self,
+        device: &[u8; 20],
+        stream: &str,
+        from: u64,
+        to: u64,
+        bucket_ms: u64,
+    ) -> Result<Option<Vec<crate::Bucket>>> {
+        let r = self.db.begin_read()?;
+        let Some(info) = crate::streams::stream_of(&r, device, stream)? else {
+            return Ok(None);
+        };
+        crate::streams::series(&r, device, &info, from, to, bucket_ms).map(Some)
     }
 
     /// The entry at `position` of a device stream.
@@ -765,6 +784,9 @@ fn index_block_streams(w: &redb::WriteTransaction, block: &Block) -> Result<()> 
             item: *item,
             block_time_ms: block.header.timestamp_ms,
             message: message_of(block, *item),
+            value: iotchain_state::micro_units(r.data)
+                .and_then(|v| i128::try_from(v).ok())
+                .map(|v| v as f64 / 1e6),
         })
         .collect();
     let next = w
@@ -936,6 +958,7 @@ mod tests {
             w.delete_table(crate::streams::STREAMS).unwrap();
             w.delete_table(crate::streams::STREAM_READINGS).unwrap();
             w.delete_table(crate::streams::STREAM_LATE).unwrap();
+            w.delete_table(crate::streams::STREAM_MINUTES).unwrap();
             w.open_table(META).unwrap().remove(STREAMS_INDEXED).unwrap();
             w.open_table(META).unwrap().remove(NEXT_STREAM_ID).unwrap();
             w.commit().unwrap();

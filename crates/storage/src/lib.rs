@@ -20,4 +20,4 @@ pub use chain::{
 };
 pub use error::{Result, StorageError};
 pub use log::{ItemKind, ItemLog, LogItem};
-pub use streams::{StreamCursor, StreamEntry, StreamInfo, StreamRange};
+pub use streams::{Bucket, MINUTE_MS, StreamCursor, StreamEntry, StreamInfo, StreamRange};

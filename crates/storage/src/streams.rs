@@ -29,7 +29,14 @@ pub(crate) const STREAM_READINGS: TableDefinition<'_, [u8; 32], &[u8]> =
 pub(crate) const STREAM_LATE: TableDefinition<'_, [u8; 33], ()> =
     TableDefinition::new("stream_late");
 
+/// (device ‖ stream id ‖ minute of device time) → [`Bucket`] of the readings whose `data` is a
+/// number: charts of any bucket size (a multiple of a minute) merge these.
+pub(crate) const STREAM_MINUTES: TableDefinition<'_, [u8; 32], [u8; 64]> =
+    TableDefinition::new("stream_minutes");
+
 const ENTRY_LEN: usize = 56;
+/// One minute, ms: the grain of [`STREAM_MINUTES`].
+pub const MINUTE_MS: u64 = 60_000;
 const LATE_SEQ: u8 = 0;
 const LATE_TS: u8 = 1;
 
@@ -228,6 +235,116 @@ pub(crate) struct NewReading<'a> {
     pub(crate) item: u32,
     pub(crate) block_time_ms: u64,
     pub(crate) message: &'a [u8],
+    /// `data`, when it is a number.
+    pub(crate) value: Option<f64>,
+}
+
+/// The aggregate of the numeric readings of a time bucket (by device time).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    /// Start of the bucket, ms (device time).
+    pub start_ms: u64,
+    /// Readings in it.
+    pub count: u64,
+    /// Lowest value.
+    pub min: f64,
+    /// Highest value.
+    pub max: f64,
+    /// Sum of the values (the mean is `sum / count`).
+    pub sum: f64,
+    /// Device time and value of the earliest reading.
+    pub first: (u64, f64),
+    /// Device time and value of the latest reading.
+    pub last: (u64, f64),
+}
+
+impl Bucket {
+    /// The bucket starting at `start_ms` of one reading.
+    pub fn of(start_ms: u64, ts: u64, v: f64) -> Self {
+        Self {
+            start_ms,
+            count: 1,
+            min: v,
+            max: v,
+            sum: v,
+            first: (ts, v),
+            last: (ts, v),
+        }
+    }
+
+    /// Adds another bucket's readings (of the same or a finer grain) to this one.
+    pub fn merge(&mut self, o: &Self) {
+        self.count += o.count;
+        self.min = self.min.min(o.min);
+        self.max = self.max.max(o.max);
+        self.sum += o.sum;
+        if o.first.0 < self.first.0 {
+            self.first = o.first;
+        }
+        if o.last.0 >= self.last.0 {
+            self.last = o.last;
+        }
+    }
+
+    fn encode(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        let words = [
+            self.count,
+            self.min.to_bits(),
+            self.max.to_bits(),
+            self.sum.to_bits(),
+            self.first.0,
+            self.first.1.to_bits(),
+            self.last.0,
+            self.last.1.to_bits(),
+        ];
+        for (i, w) in words.into_iter().enumerate() {
+            out[8 * i..8 * i + 8].copy_from_slice(&w.to_be_bytes());
+        }
+        out
+    }
+
+    fn decode(start_ms: u64, v: &[u8; 64]) -> Self {
+        let w = |i: usize| u64::from_be_bytes(v[8 * i..8 * i + 8].try_into().expect("8 bytes"));
+        let f = |i: usize| f64::from_bits(w(i));
+        Self {
+            start_ms,
+            count: w(0),
+            min: f(1),
+            max: f(2),
+            sum: f(3),
+            first: (w(4), f(5)),
+            last: (w(6), f(7)),
+        }
+    }
+}
+
+/// The buckets of `bucket_ms` (a multiple of [`MINUTE_MS`]) that hold numeric readings of a
+/// stream with device time in `from..=to`, oldest first: whole buckets (a bucket that
+/// overlaps the range counts all its readings).
+pub(crate) fn series(
+    r: &ReadTransaction,
+    device: &[u8; 20],
+    info: &StreamInfo,
+    from: u64,
+    to: u64,
+    bucket_ms: u64,
+) -> Result<Vec<Bucket>> {
+    let t = r.open_table(STREAM_MINUTES)?;
+    let first = from / bucket_ms * bucket_ms / MINUTE_MS;
+    let last = (to / bucket_ms * bucket_ms).saturating_add(bucket_ms - 1) / MINUTE_MS;
+    let mut out: Vec<Bucket> = Vec::new();
+    for row in t.range(entry_key(device, info.id, first)..=entry_key(device, info.id, last))? {
+        let (k, v) = row?;
+        let minute = u64::from_be_bytes(k.value()[24..].try_into().expect("8 bytes"));
+        let start = minute * MINUTE_MS / bucket_ms * bucket_ms;
+        let b = Bucket::decode(start, &v.value());
+        match out.last_mut() {
+            Some(l) if l.start_ms == start => l.merge(&b),
+            _ => out.push(b),
+        }
+    }
+    Ok(out)
 }
 
 /// Appends `readings` (in commit order) to their streams, in `w`; `next_id` is the next free
@@ -240,6 +357,7 @@ pub(crate) fn index(
     let mut streams = w.open_table(STREAMS)?;
     let mut entries = w.open_table(STREAM_READINGS)?;
     let mut late = w.open_table(STREAM_LATE)?;
+    let mut minutes = w.open_table(STREAM_MINUTES)?;
     let mut cache: std::collections::BTreeMap<Vec<u8>, StreamInfo> = Default::default();
     for r in readings {
         let key = stream_key(&r.device, r.stream);
@@ -293,6 +411,20 @@ pub(crate) fn index(
             entry_key(&r.device, info.id, position),
             entry.encode().as_slice(),
         )?;
+        if let Some(v) = r.value.filter(|v| v.is_finite()) {
+            let key = entry_key(&r.device, info.id, r.ts / MINUTE_MS);
+            let start = r.ts / MINUTE_MS * MINUTE_MS;
+            let one = Bucket::of(start, r.ts, v);
+            let b = match minutes.get(key)? {
+                Some(old) => {
+                    let mut b = Bucket::decode(start, &old.value());
+                    b.merge(&one);
+                    b
+                }
+                None => one,
+            };
+            minutes.insert(key, b.encode())?;
+        }
         if position == 0 || r.seq > info.last_seq {
             info.latest = position;
         }
@@ -543,6 +675,7 @@ mod tests {
                 item: (i % per_block) as u32,
                 block_time_ms: 1000 * (1 + (i / per_block) as u64),
                 message: &[0xd2, 0x84],
+                value: Some(seq as f64),
             })
             .collect();
         // Two commits, as two blocks would write them, and another device's stream between.
@@ -568,6 +701,45 @@ mod tests {
             match (more, page.last()) {
                 (true, Some(last)) => after = Some(last.position),
                 _ => return out,
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// Buckets of any size merge the minute aggregates into what a direct computation over
+        /// the readings gives.
+        #[test]
+        fn series_buckets_agree_with_a_direct_computation(
+            ts in proptest::collection::vec(0u64..36_000_000, 1..200),
+            bucket_minutes in proptest::sample::select(vec![1u64, 5, 60, 1440]),
+            from in 0u64..36_000_000,
+            span in 0u64..36_000_000,
+        ) {
+            let readings: Vec<(u64, u64)> = ts.iter().enumerate().map(|(i, t)| (i as u64, *t)).collect();
+            let dir = tempfile::tempdir().unwrap();
+            let db = Database::create(dir.path().join("index.redb")).unwrap();
+            write(&db, &readings, 3);
+            let bucket = bucket_minutes * MINUTE_MS;
+            let to = from.saturating_add(span);
+            let r = db.begin_read().unwrap();
+            let info = stream_of(&r, &DEVICE, "t").unwrap().unwrap();
+            let got = series(&r, &DEVICE, &info, from, to, bucket).unwrap();
+            let mut want: std::collections::BTreeMap<u64, Bucket> = Default::default();
+            for (seq, t) in &readings {
+                let start = t / bucket * bucket;
+                if start + bucket <= from / bucket * bucket || start > to {
+                    continue;
+                }
+                let one = Bucket::of(start, *t, *seq as f64);
+                want.entry(start).and_modify(|b| b.merge(&one)).or_insert(one);
+            }
+            let want: Vec<Bucket> = want.into_values().collect();
+            prop_assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(&want) {
+                prop_assert_eq!((g.start_ms, g.count, g.min, g.max, g.sum), (w.start_ms, w.count, w.min, w.max, w.sum));
+                prop_assert_eq!(g.first.0, w.first.0);
+                prop_assert_eq!(g.last.0, w.last.0);
             }
         }
     }

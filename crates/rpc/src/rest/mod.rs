@@ -52,6 +52,10 @@ pub(crate) fn routes<N: NodeApi>() -> Router<Arc<Shared<N>>> {
             "/v1/devices/{address}/readings",
             get(streams::get_readings::<N>),
         )
+        .route(
+            "/v1/devices/{address}/streams/{stream}/series",
+            get(streams::get_series::<N>),
+        )
         .route("/v1/owners/{address}", get(devices::get_owner::<N>))
         .route("/v1/blocks/latest", get(blocks::latest_block::<N>))
         .route("/v1/blocks/{height}", get(blocks::get_block::<N>))

@@ -300,6 +300,177 @@ fn all_streams_page<N: NodeApi>(
     Ok((all, more))
 }
 
+/// Query of `GET /v1/devices/{address}/streams/{stream}/series`.
+#[derive(Debug, Deserialize)]
+pub(super) struct SeriesQuery {
+    /// Bucket size: `1m`, `5m`, `15m`, `1h`, `6h`, `1d`, `7d` (or N followed by `m`, `h`, `d`).
+    bucket: Option<String>,
+    from_ts: Option<u64>,
+    to_ts: Option<u64>,
+    /// A numeric field of map data: keys (and array indexes) separated by `.`, e.g. `temp_mc`
+    /// or `env.0.t`; without it the reading's data must itself be a number.
+    path: Option<String>,
+}
+
+/// Most buckets in one answer (a year of minutes fits).
+pub(crate) const MAX_BUCKETS: u64 = 1_100_000;
+/// Most readings a `path` series reads (it decodes each one).
+pub(crate) const MAX_PATH_READINGS: usize = 1_000_000;
+
+fn bucket_ms(text: &str) -> Result<u64, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "bad_bucket",
+            format!(
+                "bucket is a number of minutes, hours or days such as 1m, 15m, 1h, 1d, not {text:?}"
+            ),
+        )
+    };
+    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    if n == 0 || n > 366 * 24 * 60 {
+        return Err(bad());
+    }
+    Ok(n * unit_ms)
+}
+
+/// The number at `path` in reading data as JSON.
+fn number_at(data: &Value, path: &str) -> Option<f64> {
+    let mut v = data;
+    for key in path.split('.') {
+        v = match v {
+            Value::Object(o) => o.get(key)?,
+            Value::Array(a) => a.get(key.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    v.as_f64()
+}
+
+pub(super) async fn get_series<N: NodeApi>(
+    State(shared): State<Arc<Shared<N>>>,
+    Path((address, stream)): Path<(String, String)>,
+    Query(q): Query<SeriesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let device = parse_device(&address)?;
+    let bucket = bucket_ms(q.bucket.as_deref().unwrap_or("1h"))?;
+    let (from, to) = (q.from_ts.unwrap_or(0), q.to_ts.unwrap_or(u64::MAX));
+    if from > to {
+        return Err(ApiError::bad_request(
+            "bad_range",
+            format!("from_ts {from} is after to_ts {to}"),
+        ));
+    }
+    let node = shared.node.clone();
+    let buckets = off_thread(move || {
+        let buckets = match &q.path {
+            None => {
+                // The stream's own time span bounds the buckets there can be.
+                let Some(info) = node
+                    .streams(&device)?
+                    .into_iter()
+                    .find(|s| s.stream == stream)
+                else {
+                    return Ok(Vec::new());
+                };
+                let (lo, hi) = (from.max(info.first_ts), to.min(info.last_ts));
+                if lo > hi {
+                    return Ok(Vec::new());
+                }
+                if (hi - lo) / bucket > MAX_BUCKETS {
+                    return Err(ApiError::bad_request(
+                        "too_many_buckets",
+                        format!(
+                            "more than {MAX_BUCKETS} buckets: narrow the range or widen the bucket"
+                        ),
+                    ));
+                }
+                node.stream_series(&device, &stream, lo, hi, bucket)?
+                    .unwrap_or_default()
+            }
+            Some(path) => path_series(&node, &device, &stream, path, from, to, bucket)?,
+        };
+        Ok(buckets)
+    })
+    .await?;
+    let out: Vec<Value> = buckets
+        .iter()
+        .map(|b| {
+            json!({
+                "start_ms": b.start_ms,
+                "count": b.count,
+                "min": b.min,
+                "max": b.max,
+                "mean": b.sum / b.count as f64,
+                "first": b.first.1,
+                "last": b.last.1,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"buckets": out})))
+}
+
+/// Buckets of the number at `path` in each reading: the readings with device time in range,
+/// read from the stream index and decoded (whole buckets, like the others).
+fn path_series<N: NodeApi>(
+    node: &N,
+    device: &DeviceAddress,
+    stream: &str,
+    path: &str,
+    from: u64,
+    to: u64,
+    bucket: u64,
+) -> Result<Vec<iotchain_storage::Bucket>, ApiError> {
+    let range = StreamRange {
+        ts: Some((
+            from / bucket * bucket,
+            (to / bucket * bucket).saturating_add(bucket - 1),
+        )),
+        ..StreamRange::default()
+    };
+    let mut buckets: std::collections::BTreeMap<u64, iotchain_storage::Bucket> = Default::default();
+    let (mut after, mut read) = (StreamCursor::Start, 0usize);
+    while let Some((_, page, more)) =
+        node.stream_page(device, stream, &range, after, false, MAX_LIMIT)?
+    {
+        read += page.len();
+        if read > MAX_PATH_READINGS {
+            return Err(ApiError::bad_request(
+                "too_many_readings",
+                format!(
+                    "a path series reads at most {MAX_PATH_READINGS} readings: narrow the range"
+                ),
+            ));
+        }
+        for e in &page {
+            let Some(v) = iotchain_reading::decode(&e.message)
+                .ok()
+                .and_then(|r| data_json(r.data))
+                .and_then(|d| number_at(&d, path))
+            else {
+                continue;
+            };
+            let start = e.ts / bucket * bucket;
+            let one = iotchain_storage::Bucket::of(start, e.ts, v);
+            buckets
+                .entry(start)
+                .and_modify(|b| b.merge(&one))
+                .or_insert(one);
+        }
+        match (more, page.last()) {
+            (true, Some(last)) => after = StreamCursor::Position(last.position),
+            _ => break,
+        }
+    }
+    Ok(buckets.into_values().collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
