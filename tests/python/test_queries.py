@@ -201,3 +201,22 @@ def test_series_buckets_agree_with_the_readings(tmp_path):
             assert status == 400 and body["error"]["code"] == code, (q, body)
     finally:
         node.stop()
+
+
+def test_the_cli_reads_a_devices_readings_back_page_after_page(tmp_path):
+    from conftest import cli
+    node = Node(tmp_path / "dev").start()
+    try:
+        d = new_device(node)
+        ids = post(node, [d.sign(seq=s, stream="temp", data=s) for s in range(2500)])
+        node.wait_final(ids[-1])
+        out = cli("readings", d.address, "--node", node.url, "--stream", "temp")
+        lines = [json.loads(line) for line in out.stdout.splitlines()]
+        assert [r["seq"] for r in lines] == list(range(2500)), "every page followed, in order"
+        assert "2500 readings" in out.stderr
+        out = cli("readings", d.address, "--node", node.url, "--desc", "--limit", "3", "--from-seq", "10", "--to-seq", "20")
+        assert [json.loads(line)["data"] for line in out.stdout.splitlines()] == [20, 19, 18]
+        bad = cli("readings", "0x12", "--node", node.url, check=False)
+        assert bad.returncode == 2 and "bad_address" in bad.stderr, bad.stderr
+    finally:
+        node.stop()

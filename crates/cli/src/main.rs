@@ -9,6 +9,7 @@ mod coldchain;
 mod device;
 mod devnet;
 mod keys;
+mod readings;
 mod send;
 mod testnet;
 mod verify;
@@ -25,7 +26,7 @@ use clap::{Parser, Subcommand};
     name = "iotchain",
     version,
     propagate_version = true,
-    after_help = "Quick start:\n  iotchain dev                                   # devnet on http://127.0.0.1:8545 with simulated devices\n  iotchain keys new --alg ed25519 --out s.key    # a device key\n  iotchain device register --owner-key iotchain-data/dev-owner.key --device-key s.key\n  iotchain send --device-key s.key --data '{\"temp_c\": 4.2}' --wait\n  iotchain proof <ID> --out p.json && iotchain verify p.json --genesis iotchain-data/genesis.json\n\nDocs: docs/formats.md, docs/api.md, docs/operating.md"
+    after_help = "Quick start:\n  iotchain dev                                   # devnet on http://127.0.0.1:8545 with simulated devices\n  iotchain keys new --alg ed25519 --out s.key    # a device key\n  iotchain device register --owner-key iotchain-data/dev-owner.key --device-key s.key\n  iotchain send --device-key s.key --data '{\"temp_c\": 4.2}' --wait\n  iotchain readings <DEVICE> --stream default    # its readings back, one JSON line each\n  iotchain proof <ID> --out p.json && iotchain verify p.json --genesis iotchain-data/genesis.json\n\nDocs: docs/formats.md, docs/api.md, docs/operating.md"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -48,6 +49,9 @@ enum Command {
     Device(device::DeviceCommand),
     /// Sign readings with a device key and send them to a node.
     Send(send::SendArgs),
+    /// Read a device's final readings back (every page, one JSON line each), by stream and by
+    /// seq, device-time or block-time range.
+    Readings(readings::ReadingsArgs),
     /// Fetch a reading's proof bundle from a node.
     Proof(verify::ProofArgs),
     /// Check a proof bundle offline against a genesis file.
@@ -96,6 +100,7 @@ fn client_command(command: Command) -> anyhow::Result<ExitCode> {
             Command::Keys(c) => keys::run(c),
             Command::Device(c) => device::run(c).await,
             Command::Send(a) => send::run(a).await,
+            Command::Readings(a) => readings::run(a).await,
             Command::Proof(a) => verify::fetch(a).await,
             Command::Verify(a) => verify::verify(a),
             Command::Bench(a) => bench::run(a).await,
