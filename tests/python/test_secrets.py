@@ -7,27 +7,29 @@ import subprocess
 from conftest import BIN, free_port
 
 
-def test_the_broker_password_is_not_printed(tmp_path):
-    broker = free_port()  # nothing listens there: the bridge keeps retrying in the background
-    url = f"mqtt://node:hunter2@127.0.0.1:{broker}"
-    proc = subprocess.Popen(
-        [BIN, "dev", "--no-sim", "--data-dir", str(tmp_path / "dev"),
-         "--http-addr", f"127.0.0.1:{free_port()}", "--mqtt", url],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "RUST_LOG": "info", "NO_COLOR": "1"},
-    )
+def output_until(cmd, marker, log_level, cwd=None) -> str:
+    """Everything `cmd` prints until a line contains `marker` (then it is stopped)."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "RUST_LOG": log_level, "NO_COLOR": "1"})
     lines = []
     try:
-        # The banner ends with the "stop:" line; the bridge logs its start before it.
         for line in proc.stdout:
             lines.append(line)
-            if "stop:" in line:
+            if marker in line:
                 break
     finally:
         proc.terminate()
         rest, _ = proc.communicate(timeout=30)
         lines.append(rest)
-    out = "".join(lines)
+    return "".join(lines)
+
+
+def test_the_broker_password_is_not_printed(tmp_path):
+    broker = free_port()  # nothing listens there: the bridge keeps retrying in the background
+    url = f"mqtt://node:hunter2@127.0.0.1:{broker}"
+    # The banner ends with the "stop:" line; the bridge logs its start before it.
+    out = output_until([BIN, "dev", "--no-sim", "--data-dir", str(tmp_path / "dev"),
+                        "--http-addr", f"127.0.0.1:{free_port()}", "--mqtt", url], "stop:", "info")
     assert "hunter2" not in out, out
     shown = f"mqtt://node:***@127.0.0.1:{broker}"
     assert f"MQTT:        {shown}" in out, out
@@ -49,22 +51,8 @@ def test_a_peer_password_is_not_logged(tmp_path):
     start = text.index("peers = [")
     end = text.index("]", start) + 1
     config.write_text(text[:start] + f'peers = ["http://ops:hunter2@127.0.0.1:{dead}"]' + text[end:])
-    proc = subprocess.Popen(
-        [BIN, "node", "--config", str(config)], cwd=config.parent,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "RUST_LOG": "debug,hyper=info,h2=info,reqwest=info", "NO_COLOR": "1"},
-    )
-    lines = []
-    try:
-        # The follower long-polls its peer for blocks: wait for the failure it logs.
-        for line in proc.stdout:
-            lines.append(line)
-            if "peer unavailable for sync" in line:
-                break
-    finally:
-        proc.terminate()
-        rest, _ = proc.communicate(timeout=30)
-        lines.append(rest)
-    out = "".join(lines)
+    # The follower long-polls its peer for blocks: wait for the failure it logs.
+    out = output_until([BIN, "node", "--config", str(config)], "peer unavailable for sync",
+                       "debug,hyper=info,h2=info,reqwest=info", cwd=config.parent)
     assert "hunter2" not in out, out
     assert f"http://ops:***@127.0.0.1:{dead}" in out, out

@@ -851,13 +851,25 @@ mod tests {
         receipts: &[(B256, Vec<u8>)],
         hooks: &[B256],
     ) {
-        let block = block_at(height);
+        commit_with(store, &block_at(height), &[], txs, receipts, hooks);
+    }
+
+    /// Commits `block` with these index entries and receipts (no state changes).
+    fn commit_with(
+        store: &ChainStore,
+        block: &Block,
+        readings: &[([u8; 32], ReadingLocation)],
+        txs: &[(B256, TxLocation)],
+        receipts: &[(B256, Vec<u8>)],
+        hooks: &[B256],
+    ) {
+        let height = block.header.height;
         let cert = FinalityCertificate::new(height, block.header.hash(), 0, height, 0);
         store
             .commit_block(&BlockCommit {
-                block: &block,
+                block,
                 certificate: &cert,
-                readings: &[],
+                readings,
                 txs,
                 state: &StateRecords::default(),
                 receipts,
@@ -891,21 +903,7 @@ mod tests {
     }
 
     fn commit_block(store: &ChainStore, block: &Block) {
-        let cert = FinalityCertificate::new(block.header.height, block.header.hash(), 0, 1, 0);
-        store
-            .commit_block(&BlockCommit {
-                block,
-                certificate: &cert,
-                readings: &[],
-                txs: &[],
-                state: &StateRecords::default(),
-                receipts: &[],
-                hook_calls: &[],
-                gas: BlockGas::default(),
-                log_done: 0,
-                refused: &[],
-            })
-            .unwrap();
+        commit_with(store, block, &[], &[], &[], &[]);
     }
 
     /// Final readings are in the stream index as their blocks commit, and a data directory
@@ -995,23 +993,15 @@ mod tests {
             w.commit().unwrap();
         }
         let new_reading = [3u8; 32];
-        let block = block_at(2);
-        let cert = FinalityCertificate::new(2, block.header.hash(), 0, 2, 0);
         let new_loc = ReadingLocation { height: 2, ..loc };
-        store
-            .commit_block(&BlockCommit {
-                block: &block,
-                certificate: &cert,
-                readings: &[(new_reading, new_loc)],
-                txs: &[(B256::repeat_byte(4), TxLocation { height: 2, item: 1 })],
-                state: &StateRecords::default(),
-                receipts: &[],
-                hook_calls: &[],
-                gas: BlockGas::default(),
-                log_done: 0,
-                refused: &[],
-            })
-            .unwrap();
+        commit_with(
+            &store,
+            &block_at(2),
+            &[(new_reading, new_loc)],
+            &[(B256::repeat_byte(4), TxLocation { height: 2, item: 1 })],
+            &[],
+            &[],
+        );
         assert_eq!(store.reading(&old_reading).unwrap(), Some(loc));
         assert_eq!(store.reading(&new_reading).unwrap(), Some(new_loc));
         assert_eq!(store.reading(&[9u8; 32]).unwrap(), None);
