@@ -35,7 +35,7 @@ pub(crate) const STREAM_MINUTES: TableDefinition<'_, [u8; 32], [u8; 64]> =
     TableDefinition::new("stream_minutes");
 
 const ENTRY_LEN: usize = 56;
-/// One minute, ms: the grain of [`STREAM_MINUTES`].
+/// One minute, ms: the grain of the per-minute buckets that charts merge.
 pub const MINUTE_MS: u64 = 60_000;
 const LATE_SEQ: u8 = 0;
 const LATE_TS: u8 = 1;
