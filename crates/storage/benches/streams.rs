@@ -17,7 +17,7 @@ use iotchain_storage::{BlockCommit, BlockGas, ChainStore, StreamCursor, StreamRa
 const DEVICE: [u8; 20] = [7; 20];
 const READINGS: u64 = 525_600;
 const PER_BLOCK: u64 = 1_000;
-const BASE_TS: u64 = 1_700_000_000_000 / 60_000 * 60_000;
+const BASE_TS: u64 = 1_700_000_000_000 / 86_400_000 * 86_400_000; // midnight UTC
 
 fn block(height: u64, readings: std::ops::Range<u64>) -> Block {
     let items = readings

@@ -357,7 +357,8 @@ pub(super) async fn get_series<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     Path((address, stream)): Path<(String, String)>,
     Query(q): Query<SeriesQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
     let device = parse_device(&address)?;
     let bucket = bucket_ms(q.bucket.as_deref().unwrap_or("1h"))?;
     let (from, to) = (q.from_ts.unwrap_or(0), q.to_ts.unwrap_or(u64::MAX));
@@ -368,7 +369,8 @@ pub(super) async fn get_series<N: NodeApi>(
         ));
     }
     let node = shared.node.clone();
-    let buckets = off_thread(move || {
+    // Built and serialized off the async threads: a year of minute buckets is some 60 MB.
+    let body = off_thread(move || {
         let buckets = match &q.path {
             None => {
                 // The stream's own time span bounds the buckets there can be.
@@ -377,11 +379,11 @@ pub(super) async fn get_series<N: NodeApi>(
                     .into_iter()
                     .find(|s| s.stream == stream)
                 else {
-                    return Ok(Vec::new());
+                    return Ok(series_json(&[]));
                 };
                 let (lo, hi) = (from.max(info.first_ts), to.min(info.last_ts));
                 if lo > hi {
-                    return Ok(Vec::new());
+                    return Ok(series_json(&[]));
                 }
                 if (hi - lo) / bucket > MAX_BUCKETS {
                     return Err(ApiError::bad_request(
@@ -396,24 +398,47 @@ pub(super) async fn get_series<N: NodeApi>(
             }
             Some(path) => path_series(&node, &device, &stream, path, from, to, bucket)?,
         };
-        Ok(buckets)
+        Ok(series_json(&buckets))
     })
     .await?;
-    let out: Vec<Value> = buckets
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// A bucket as the API gives it.
+#[derive(serde::Serialize)]
+struct BucketJson {
+    start_ms: u64,
+    count: u64,
+    min: f64,
+    max: f64,
+    mean: f64,
+    first: f64,
+    last: f64,
+}
+
+/// `{"buckets": [...]}`, serialized.
+fn series_json(buckets: &[iotchain_storage::Bucket]) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Answer {
+        buckets: Vec<BucketJson>,
+    }
+    let buckets = buckets
         .iter()
-        .map(|b| {
-            json!({
-                "start_ms": b.start_ms,
-                "count": b.count,
-                "min": b.min,
-                "max": b.max,
-                "mean": b.sum / b.count as f64,
-                "first": b.first.1,
-                "last": b.last.1,
-            })
+        .map(|b| BucketJson {
+            start_ms: b.start_ms,
+            count: b.count,
+            min: b.min,
+            max: b.max,
+            mean: b.sum / b.count as f64,
+            first: b.first.1,
+            last: b.last.1,
         })
         .collect();
-    Ok(Json(json!({"buckets": out})))
+    serde_json::to_vec(&Answer { buckets }).expect("buckets serialize")
 }
 
 /// Buckets of the number at `path` in each reading: the readings with device time in range,
