@@ -1,7 +1,7 @@
 //! Committing final blocks: a finalization commits the block and its uncommitted ancestors,
 //! each in one durable write, then the committed state, the head and the pool move on.
 
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, atomic::Ordering};
 
 use alloy_primitives::B256;
 use iotchain_api::{BlockEngine, Committed, EngineError, HeadInfo, ItemPool};
@@ -138,6 +138,7 @@ impl Engine {
             now_ms.saturating_sub(header.timestamp_ms),
             Ordering::Relaxed,
         );
+        index_streams_later(inner);
         let (readings, txs) = (executed.readings.len(), executed.txs.len());
         inner.metrics.blocks.inc();
         inner.metrics.readings_final.inc_by(readings as u64);
@@ -281,4 +282,39 @@ impl BlockEngine for Engine {
         }
         self.finalize(hash, certificate, now_ms).map(Some)
     }
+}
+
+/// Brings the store's stream index up to the head on the blocking pool, off the commit path
+/// (one indexer at a time: a commit while it runs leaves the rest to it). Queries of the index
+/// catch up by themselves, so a failure here is only logged.
+fn index_streams_later(inner: &crate::Inner) {
+    if inner.indexing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // Weak: a finished engine's store closes even if an indexer was about to start.
+    let (store, indexing) = (Arc::downgrade(&inner.store), inner.indexing.clone());
+    inner.runtime.spawn_blocking(
+        "stream_index",
+        Box::new(move || {
+            loop {
+                let Some(store) = store.upgrade() else {
+                    indexing.store(false, Ordering::Release);
+                    return;
+                };
+                if let Err(e) = store.index_streams() {
+                    tracing::warn!(error = %e, "the stream index could not follow the head");
+                }
+                indexing.store(false, Ordering::Release);
+                let behind = matches!(
+                    (store.streams_indexed(), store.head()),
+                    (Ok(done), Ok(Some(head))) if done < head
+                );
+                // Commits made while this ran did not start an indexer: go on if they left
+                // work and nobody else took it.
+                if !behind || indexing.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+            }
+        }),
+    );
 }

@@ -104,6 +104,8 @@ struct Inner {
     commit_lock: Mutex<()>,
     /// The store failed: no more blocks here.
     failed: AtomicBool,
+    /// The stream index is being brought up to the head in the background.
+    indexing: Arc<AtomicBool>,
     stats: ConsensusStats,
     metrics: NodeMetrics,
 }
@@ -274,6 +276,7 @@ impl Engine {
                 tree: Mutex::new(BTreeMap::new()),
                 commit_lock: Mutex::new(()),
                 failed: AtomicBool::new(false),
+                indexing: Arc::default(),
                 stats: ConsensusStats::default(),
                 metrics,
             }),
@@ -304,6 +307,19 @@ impl Engine {
     /// Syncs the item log and stops its task. Call before dropping the engine.
     pub async fn shutdown(&self) {
         self.inner.pool.shutdown().await;
+        // The background stream indexer holds the store while it runs: let it finish (it
+        // writes at most a few hundred blocks per transaction), so that the database is closed
+        // when the engine is dropped.
+        while self
+            .inner
+            .indexing
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            self.inner
+                .runtime
+                .sleep(std::time::Duration::from_millis(2))
+                .await;
+        }
     }
 
     /// The runtime the engine takes its time from.

@@ -231,6 +231,8 @@ fn storage_key(a: &Address, slot: &U256) -> [u8; 52] {
 /// The chain database.
 pub struct ChainStore {
     db: Database,
+    /// Held while the stream index is brought up to the head (one indexer at a time).
+    indexing: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for ChainStore {
@@ -299,48 +301,72 @@ impl ChainStore {
             w.open_table(crate::streams::STREAM_MINUTES)?;
         }
         w.commit()?;
-        let store = Self { db };
+        let store = Self {
+            db,
+            indexing: std::sync::Mutex::new(()),
+        };
         store.index_streams()?;
         Ok(store)
     }
 
-    /// Brings the stream index up to the head: a data directory written before the index
-    /// existed is indexed once, here, block by block (with progress in the log).
-    fn index_streams(&self) -> Result<()> {
+    /// The height through which final readings are in the stream index.
+    pub fn streams_indexed(&self) -> Result<u64> {
+        Ok(self.meta(STREAMS_INDEXED)?.unwrap_or(0))
+    }
+
+    /// Brings the stream index up to the head, in write transactions of up to 256 blocks
+    /// (one indexer at a time; a second caller waits for the first and finds less to do).
+    /// Off the commit path: the node calls it after commits, in the background, and before
+    /// answering a query, so an answer holds every reading final when it was asked. A data
+    /// directory written before the index existed is indexed at open (progress in the log).
+    /// Returns the height indexed through.
+    pub fn index_streams(&self) -> Result<u64> {
+        let _one = self.indexing.lock().unwrap_or_else(|e| e.into_inner());
         let Some(head) = self.head()? else {
-            return Ok(());
+            return Ok(0);
         };
         let mut done = self.meta(STREAMS_INDEXED)?.unwrap_or(0);
         if done >= head {
-            return Ok(());
+            return Ok(done);
         }
-        tracing::info!(
-            from = done + 1,
-            to = head,
-            "indexing the final readings by device stream (once, for an older data directory)"
-        );
+        let announce = head - done > 10_240;
+        if announce {
+            tracing::info!(
+                from = done + 1,
+                to = head,
+                "indexing the final readings by device stream"
+            );
+        }
         while done < head {
-            let to = (done + 256).min(head);
+            // Up to 256 blocks or about 10,000 readings per write transaction: few page
+            // rewrites, and a bounded amount of dirty pages in memory.
             let mut w = self.db.begin_write()?;
             w.set_durability(Durability::Immediate)?;
-            for height in done + 1..=to {
-                let block = self.block(height)?.ok_or_else(|| {
-                    StorageError::Corrupt(format!("final block {height} is missing"))
-                })?;
-                index_block_streams(&w, &block)?;
+            let (mut blocks, mut readings, mut to) = (Vec::new(), 0u64, done);
+            while to < head && blocks.len() < 256 && readings < 10_000 {
+                to += 1;
+                let block = self
+                    .block(to)?
+                    .ok_or_else(|| StorageError::Corrupt(format!("final block {to} is missing")))?;
+                readings += block.header.reading_count;
+                blocks.push(block);
             }
+            index_blocks_streams(&w, &blocks)?;
             w.open_table(META)?.insert(STREAMS_INDEXED, to)?;
             w.commit()?;
             done = to;
-            if done % 10_240 == 0 || done == head {
+            if announce && (done % 10_240 == 0 || done == head) {
                 tracing::info!(indexed = done, head, "stream index");
             }
         }
-        Ok(())
+        Ok(done)
     }
 
-    /// Every stream of a device with its figures.
+    /// Every stream of a device with its figures. Like the other queries of the stream index,
+    /// it first indexes what became final since the last indexing (usually nothing: the node
+    /// indexes after each commit), so it answers for every final block.
     pub fn streams(&self, device: &[u8; 20]) -> Result<Vec<crate::StreamInfo>> {
+        self.index_streams()?;
         crate::streams::streams_of(&self.db.begin_read()?, device)
     }
 
@@ -356,6 +382,7 @@ impl ChainStore {
         descending: bool,
         limit: usize,
     ) -> Result<Option<(crate::StreamInfo, Vec<crate::StreamEntry>, bool)>> {
+        self.index_streams()?;
         let r = self.db.begin_read()?;
         let Some(info) = crate::streams::stream_of(&r, device, stream)? else {
             return Ok(None);
@@ -389,6 +416,7 @@ impl ChainStore {
         to: u64,
         bucket_ms: u64,
     ) -> Result<Option<Vec<crate::Bucket>>> {
+        self.index_streams()?;
         let r = self.db.begin_read()?;
         let Some(info) = crate::streams::stream_of(&r, device, stream)? else {
             return Ok(None);
@@ -523,13 +551,6 @@ impl ChainStore {
             let mut refused = w.open_table(REFUSED)?;
             for r in c.refused {
                 refused.insert(r.id.0, r.encode().as_slice())?;
-            }
-            // The block's readings in the stream index (when the index is complete up to
-            // its parent, which opening the store ensures).
-            let indexed = w.open_table(META)?.get(STREAMS_INDEXED)?.map(|v| v.value());
-            if indexed.unwrap_or(0) + 1 == height {
-                index_block_streams(&w, c.block)?;
-                w.open_table(META)?.insert(STREAMS_INDEXED, height)?;
             }
             let mut meta = w.open_table(META)?;
             meta.insert(HEAD, height)?;
@@ -753,28 +774,30 @@ impl ChainStore {
     }
 }
 
-/// Adds the readings of a final block to the stream index, in `w`.
-fn index_block_streams(w: &redb::WriteTransaction, block: &Block) -> Result<()> {
-    let mut readings = Vec::new();
-    let mut index = 0u32;
-    for (item, it) in block.items.iter().enumerate() {
-        let iotchain_block::BlockItem::Reading(message) = it else {
-            continue;
-        };
-        let at = index;
-        index += 1;
-        // A final reading decodes (it was checked when its block was made).
-        let Ok(r) = iotchain_reading::decode(message) else {
-            continue;
-        };
-        readings.push((r, at, item as u32));
+/// Adds the readings of final blocks (consecutive, oldest first) to the stream index, in `w`.
+fn index_blocks_streams(w: &redb::WriteTransaction, blocks: &[Block]) -> Result<()> {
+    let mut decoded = Vec::new();
+    for block in blocks {
+        let mut index = 0u32;
+        for (item, it) in block.items.iter().enumerate() {
+            let iotchain_block::BlockItem::Reading(message) = it else {
+                continue;
+            };
+            let at = index;
+            index += 1;
+            // A final reading decodes (it was checked when its block was made).
+            let Ok(r) = iotchain_reading::decode(message) else {
+                continue;
+            };
+            decoded.push((block, r, at, item as u32));
+        }
     }
-    if readings.is_empty() {
+    if decoded.is_empty() {
         return Ok(());
     }
-    let new: Vec<crate::streams::NewReading<'_>> = readings
+    let new: Vec<crate::streams::NewReading<'_>> = decoded
         .iter()
-        .map(|(r, at, item)| crate::streams::NewReading {
+        .map(|(block, r, at, item)| crate::streams::NewReading {
             device: r.device.0,
             stream: r.stream,
             seq: r.seq,

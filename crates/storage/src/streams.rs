@@ -359,6 +359,8 @@ pub(crate) fn index(
     let mut late = w.open_table(STREAM_LATE)?;
     let mut minutes = w.open_table(STREAM_MINUTES)?;
     let mut cache: std::collections::BTreeMap<Vec<u8>, StreamInfo> = Default::default();
+    // The minutes these readings touch, written once at the end.
+    let mut minute_cache: std::collections::BTreeMap<[u8; 32], Bucket> = Default::default();
     for r in readings {
         let key = stream_key(&r.device, r.stream);
         if !cache.contains_key(&key) {
@@ -415,15 +417,20 @@ pub(crate) fn index(
             let key = entry_key(&r.device, info.id, r.ts / MINUTE_MS);
             let start = r.ts / MINUTE_MS * MINUTE_MS;
             let one = Bucket::of(start, r.ts, v);
-            let b = match minutes.get(key)? {
-                Some(old) => {
-                    let mut b = Bucket::decode(start, &old.value());
-                    b.merge(&one);
-                    b
+            match minute_cache.entry(key) {
+                std::collections::btree_map::Entry::Occupied(mut b) => b.get_mut().merge(&one),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    let b = match minutes.get(key)? {
+                        Some(old) => {
+                            let mut b = Bucket::decode(start, &old.value());
+                            b.merge(&one);
+                            b
+                        }
+                        None => one,
+                    };
+                    slot.insert(b);
                 }
-                None => one,
-            };
-            minutes.insert(key, b.encode())?;
+            }
         }
         if position == 0 || r.seq > info.last_seq {
             info.latest = position;
@@ -436,6 +443,9 @@ pub(crate) fn index(
     }
     for (key, info) in cache {
         streams.insert(key.as_slice(), info.encode().as_slice())?;
+    }
+    for (key, b) in minute_cache {
+        minutes.insert(key, b.encode())?;
     }
     Ok(next_id)
 }
