@@ -11,8 +11,12 @@
 //! are listed again in [`STREAM_LATE`], so that a range of `seq` or `ts` also finds the late
 //! ones after the stretch of positions it covers without scanning the rest of the stream.
 //!
-//! A block's entries are written in its commit's write transaction; an older data directory
-//! is indexed once when it is opened.
+//! The index follows the head off the commit path ([`ChainStore::index_streams`], which the
+//! node runs after commits on its blocking pool, in batches of blocks): every query of it
+//! first indexes what became final since, so an answer holds every final reading. An older
+//! data directory is indexed the same way when it is opened.
+//!
+//! [`ChainStore::index_streams`]: crate::ChainStore::index_streams
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
