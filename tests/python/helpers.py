@@ -4,7 +4,7 @@ import json
 import urllib.request
 
 from conftest import cli
-from cose_device import Device
+from cose_device import Device, cbor_array
 
 
 def register(node, device: Device, model="pycose-sensor"):
@@ -45,3 +45,13 @@ def finalize_message(cert: dict) -> bytes:
     ns = b"iotchain/simplex/v1_FINALIZE"
     return (varint(len(ns)) + ns + varint(cert["epoch"]) + varint(cert["view"])
             + varint(cert["parent_view"]) + bytes.fromhex(cert["header_hash"][2:]))
+
+
+def post_readings(node, messages, batch=100):
+    """Posts signed readings in batches (each must be acknowledged); their ids, in order."""
+    ids = []
+    for i in range(0, len(messages), batch):
+        status, body = node.post_batch(cbor_array(messages[i:i + batch]))
+        assert status == 202, body
+        ids += [r["id"] for r in body["results"]]
+    return ids

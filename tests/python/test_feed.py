@@ -10,7 +10,7 @@ import time
 
 from conftest import Node
 from cose_device import cbor_array
-from helpers import new_device
+from helpers import new_device, post_readings
 
 
 class Sse:
@@ -54,12 +54,7 @@ class Sse:
 
 
 def send(node, d, count, data=21.5):
-    ids = []
-    for _ in range(count // 50):
-        status, body = node.post_batch(cbor_array([d.sign(data=data) for _ in range(50)]))
-        assert status == 202, body
-        ids += [r["id"] for r in body["results"]]
-    return ids
+    return post_readings(node, [d.sign(data=data) for _ in range(count)], batch=50)
 
 
 def test_the_feed_resumes_after_a_killed_consumer_and_a_killed_node_with_nothing_lost_or_repeated(tmp_path):

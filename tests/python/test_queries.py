@@ -6,17 +6,8 @@ own status says, across a restart of the node."""
 import json
 
 from conftest import Node
-from cose_device import cbor_array
 from helpers import new_device
-
-
-def post(node, messages):
-    ids = []
-    for i in range(0, len(messages), 100):
-        status, body = node.post_batch(cbor_array(messages[i:i + 100]))
-        assert status == 202, body
-        ids += [r["id"] for r in body["results"]]
-    return ids
+from helpers import post_readings as post
 
 
 def pages(node, path, limit, **q):
