@@ -13,6 +13,7 @@ mod error;
 mod index;
 mod log;
 mod receipts;
+mod stream_store;
 mod streams;
 
 pub use chain::{
