@@ -22,6 +22,12 @@ impl ChainStore {
     /// directory written before the index existed is indexed at open (progress in the log).
     /// Returns the height indexed through.
     pub fn index_streams(&self) -> Result<u64> {
+        // Usually nothing is missing (the node indexes after each commit): queries then do not
+        // wait on each other for the indexer's lock.
+        let done = self.streams_indexed()?;
+        if self.head()?.is_none_or(|head| done >= head) {
+            return Ok(done);
+        }
         let _one = self.indexing.lock().unwrap_or_else(|e| e.into_inner());
         let Some(head) = self.head()? else {
             return Ok(0);
@@ -123,16 +129,6 @@ impl ChainStore {
             return Ok(None);
         };
         crate::streams::series(&r, device, &info, from, to, bucket_ms).map(Some)
-    }
-
-    /// The entry at `position` of a device stream.
-    pub fn stream_entry(
-        &self,
-        device: &[u8; 20],
-        stream: &crate::StreamInfo,
-        position: u64,
-    ) -> Result<Option<crate::StreamEntry>> {
-        crate::streams::entry_at(&self.db.begin_read()?, device, stream.id, position)
     }
 }
 
