@@ -19,6 +19,8 @@ extern crate alloc;
 
 use sha2::{Digest, Sha256};
 
+pub mod mmr;
+
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
 

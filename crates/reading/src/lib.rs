@@ -50,12 +50,14 @@ extern crate alloc;
 
 mod cbor;
 mod error;
+mod stream_leaf;
 
 use core::{fmt, str::FromStr};
 
 pub use cbor::MAX_DEPTH;
 use cbor::{Major, Reader, Writer};
 pub use error::ReadingError;
+pub use stream_leaf::{STREAM_LEAF_LEN, StreamLeaf};
 
 /// Default limit on a reading's size in bytes (the node makes its limit configurable).
 pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
