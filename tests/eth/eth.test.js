@@ -208,6 +208,81 @@ test("an ERC-20 compiled with solc is deployed, transferred and its logs read", 
   assert.ok(est > 21000n && est < 100000n, `estimate ${est}`);
 });
 
+test("eth_createAccessList names the contract and its slots; type-1 and type-2 transactions use it", async () => {
+  const address = await token.getAddress();
+  const bob = ethers.Wallet.createRandom().address;
+  const data = token.interface.encodeFunctionData("transfer", [bob, 7n]);
+  // balanceOf is slot 3: a holder's balance is at keccak256(holder ‖ 3).
+  const balanceSlot = (holder) =>
+    ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(["address", "uint256"], [holder, 3]));
+  const call = { from: wallet.address, to: address, data };
+  const created = await provider.send("eth_createAccessList", [call]);
+  assert.equal(created.error, undefined, JSON.stringify(created));
+  assert.deepEqual(
+    created.accessList.map((e) => [e.address.toLowerCase(), e.storageKeys]),
+    [[address.toLowerCase(), [balanceSlot(wallet.address), balanceSlot(bob)].sort()]],
+  );
+  const gasUsed = BigInt(created.gasUsed);
+  assert.ok(gasUsed > 21000n && gasUsed < 100000n, `gasUsed ${gasUsed}`);
+  // The sender and the recipient of a plain transfer are left out: an empty list.
+  const plain = await provider.send("eth_createAccessList", [{ from: wallet.address, to: bob, value: "0x1" }]);
+  assert.deepEqual(plain.accessList, []);
+  assert.equal(BigInt(plain.gasUsed), 21000n);
+
+  // The list in a type-1 and a type-2 transaction: accepted, executed, and it used the gas
+  // eth_createAccessList said it would (each with the list, from the same starting state).
+  const feeData = await provider.getFeeData();
+  for (const type of [1, 2]) {
+    const again = await provider.send("eth_createAccessList", [call]);
+    const fees = type === 1
+      ? { gasPrice: feeData.gasPrice }
+      : { maxFeePerGas: feeData.maxFeePerGas, maxPriorityFeePerGas: feeData.maxPriorityFeePerGas };
+    const tx = await wallet.sendTransaction({
+      type, to: address, data, accessList: again.accessList, gasLimit: 200000n, ...fees,
+    });
+    const receipt = await tx.wait();
+    assert.equal(receipt.status, 1);
+    assert.equal(receipt.type, type);
+    const mined = await provider.getTransaction(tx.hash);
+    assert.deepEqual(
+      mined.accessList.map((e) => [e.address.toLowerCase(), e.storageKeys]),
+      again.accessList.map((e) => [e.address.toLowerCase(), e.storageKeys]),
+    );
+    assert.equal(receipt.gasUsed, BigInt(again.gasUsed));
+  }
+  assert.equal(await token.balanceOf(bob), 14n);
+
+  // A call that reverts still gets the list of what it touched, and the reason as `error`.
+  const reverting = await provider.send("eth_createAccessList", [{
+    from: bob, to: address, data: token.interface.encodeFunctionData("transfer", [wallet.address, 1000n]),
+  }]);
+  assert.match(reverting.error, /execution reverted: insufficient balance/);
+  assert.deepEqual(reverting.accessList.map((e) => e.storageKeys), [[balanceSlot(bob)]]);
+  // A block parameter is taken; the list given is kept and extended.
+  const seeded = await provider.send("eth_createAccessList", [{
+    ...call, accessList: [{ address: bob, storageKeys: [ethers.ZeroHash] }],
+  }, "latest"]);
+  assert.deepEqual(seeded.accessList.map((e) => e.address.toLowerCase()).sort(),
+    [address.toLowerCase(), bob.toLowerCase()].sort());
+
+  // Malformed parameters: clear -32602 errors, and the node stays up.
+  for (const [params, pattern] of [
+    [[], /missing value for required argument 0/],
+    [["nope"], /must be an object/],
+    [[{ to: "0x1234" }], /to is not an address/],
+    [[{ ...call, accessList: "x" }], /accessList must be an array/],
+    [[{ ...call, accessList: [{ address: "0x12" }] }], /accessList\[0\]\.address/],
+    [[{ ...call, accessList: [{ address: bob, storageKeys: ["0x01"] }] }], /storageKeys/],
+    [[call, "0xnothex"], /./],
+  ]) {
+    const r = await rpc("eth_createAccessList", params);
+    assert.ok(r.error, `expected an error for ${JSON.stringify(params)}, got ${JSON.stringify(r)}`);
+    assert.equal(r.error.code, -32602, JSON.stringify(r.error));
+    assert.match(r.error.message, pattern);
+  }
+  assert.ok((await provider.getBlockNumber()) > 0);
+});
+
 test("polled filters: ethers' contract.on over HTTP, block filters, getFilterLogs, uninstall", async () => {
   assert.ok(token, "the ERC-20 test ran first");
   const address = await token.getAddress();

@@ -13,19 +13,24 @@ pub use iotchain_light::{FINALIZE_SUFFIX, SIMPLEX_NAMESPACE};
 
 /// One validator's signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidatorSignature {
     /// The validator's Ed25519 public key.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^0x[0-9a-f]{64}$"))]
     pub validator: B256,
     /// Ed25519 signature over [`FinalityCertificate::signing_bytes`].
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^0x([0-9a-f]{2})*$"))]
     pub signature: Bytes,
 }
 
 /// Proof that a quorum of validators finalized a header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FinalityCertificate {
     /// Height of the finalized header.
     pub height: u64,
     /// keccak256 of the finalized header's RLP (the simplex proposal's payload).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^0x[0-9a-f]{64}$"))]
     pub header_hash: B256,
     /// Simplex epoch of the proposal (0: the validator set never changes).
     #[serde(default)]

@@ -9,26 +9,32 @@ use crate::{BlockError, Result};
 /// A block header. Its hash is keccak256 of its RLP encoding (a list of the fields in the
 /// order below).
 #[derive(Debug, Clone, PartialEq, Eq, RlpEncodable, RlpDecodable, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Header {
     /// Chain id from genesis.
     pub chain_id: u64,
     /// Height; genesis is 0.
     pub height: u64,
     /// Hash of the parent header (zero for genesis).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^0x[0-9a-f]{64}$"))]
     pub parent_hash: B256,
     /// Proposer's clock when the block was built, ms since the Unix epoch.
     pub timestamp_ms: u64,
     /// Ed25519 public key of the proposing validator (zero for genesis).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^0x[0-9a-f]{64}$"))]
     pub proposer: B256,
     /// RFC 6962 Merkle root (SHA-256) over the reading ids of the block, in order.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^0x[0-9a-f]{64}$"))]
     pub readings_root: B256,
     /// Number of readings in the block (the Merkle tree size).
     pub reading_count: u64,
     /// RFC 6962 Merkle root (SHA-256) over the leaf hashes of the block's raw transactions.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^0x[0-9a-f]{64}$"))]
     pub transactions_root: B256,
     /// Number of transactions in the block.
     pub transaction_count: u64,
     /// Ethereum-compatible Merkle Patricia trie root of the state after this block.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^0x[0-9a-f]{64}$"))]
     pub state_root: B256,
 }
 

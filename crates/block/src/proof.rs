@@ -12,16 +12,20 @@ use crate::{FinalityCertificate, Genesis, Header};
 /// the `readings_root` of a header finalized by a quorum of the chain's validators, and that
 /// the message is signed by `device_key`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProofBundle {
     /// Format version, 1.
     pub version: u32,
     /// The reading id: RFC 6962 leaf hash of `message`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^0x[0-9a-f]{64}$"))]
     pub reading_id: B256,
     /// The COSE_Sign1 message exactly as the device sent it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^0x([0-9a-f]{2})*$"))]
     pub message: Bytes,
     /// Position of the reading among the block's readings.
     pub index: u64,
     /// RFC 6962 audit path, from the leaf up.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub audit_path: Vec<B256>,
     /// The device key that verified the reading when it was accepted (alg and key bytes).
     pub device_key: DeviceKeyJson,
@@ -38,10 +42,12 @@ pub struct ProofBundle {
 
 /// A device key in JSON: `{"alg": "EdDSA"|"ES256", "public_key": "0x…"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceKeyJson {
     /// COSE algorithm name.
     pub alg: String,
     /// Key bytes (Ed25519 32; P-256 uncompressed SEC1 65).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^0x([0-9a-f]{2})*$"))]
     pub public_key: Bytes,
 }
 

@@ -60,6 +60,7 @@ fn main() {
             chain_id: 1,
             number: n as u64 + 1,
             timestamp: 1_700_000_000 + n as u64,
+            timestamp_ms: (1_700_000_000 + n as u64) * 1000,
             beneficiary: Address::repeat_byte(0xfe),
             base_fee: 1_000_000_000,
             gas_limit: 30_000_000,

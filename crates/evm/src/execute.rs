@@ -5,6 +5,7 @@ use std::{
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
+use alloy_eips::eip2930::AccessList;
 use alloy_primitives::{Address, B256, Bloom, Bytes, Log, TxKind, U256};
 use iotchain_state::{Account, State};
 use revm::{
@@ -18,6 +19,7 @@ use revm::{
     interpreter::{InstructionResult, Interpreter, InterpreterTypes},
     state::{AccountInfo, EvmState},
 };
+use revm_inspectors::access_list::AccessListInspector;
 
 use crate::{
     EthTx, EvmError, Result, SPEC,
@@ -49,6 +51,8 @@ pub struct BlockContext {
     pub number: u64,
     /// Block time in seconds.
     pub timestamp: u64,
+    /// Block time in ms (the header's `timestamp_ms`).
+    pub timestamp_ms: u64,
     /// Receives the priority fees: the proposer's fee recipient.
     pub beneficiary: Address,
     /// EIP-1559 base fee in wei.
@@ -624,6 +628,8 @@ pub struct CallRequest {
     pub value: Option<U256>,
     /// Call data.
     pub input: Bytes,
+    /// EIP-2930 access list: accounts and slots warm from the start.
+    pub access_list: AccessList,
 }
 
 /// What a call returned.
@@ -704,8 +710,34 @@ pub fn call(
     if let Some(e) = limits.exhausted() {
         return Err(e);
     }
+    let tx = call_env(state, ctx, req, limits);
+    let (result, _) = run_limited(state, hashes, ctx, tx, true, limits.cancel)?;
+    let gas_used = result.tx_gas_used();
+    limits.charge(gas_used);
+    if limits.timed_out() {
+        return Err(EvmError::Timeout(limits.timeout_ms));
+    }
+    match result {
+        ExecutionResult::Success { output, .. } => Ok(CallOutcome {
+            output: output.into_data(),
+            gas_used,
+        }),
+        ExecutionResult::Revert { output, .. } => Err(EvmError::Reverted(output)),
+        ExecutionResult::Halt { reason, .. } => Err(EvmError::Halted(format!("{reason:?}"))),
+    }
+}
+
+/// The transaction a call runs as: from the zero address when `from` is absent, with the
+/// sender's nonce, the gas asked for within the block's and the cap, no fee unless a gas
+/// price is given.
+fn call_env(
+    state: &State,
+    ctx: &BlockContext,
+    req: &CallRequest,
+    limits: &CallLimits<'_>,
+) -> TxEnv {
     let from = req.from.unwrap_or(Address::ZERO);
-    let tx = TxEnv {
+    TxEnv {
         tx_type: 2,
         caller: from,
         gas_limit: req
@@ -720,21 +752,8 @@ pub fn call(
         data: req.input.clone(),
         nonce: state.account(&from).map_or(0, |a| a.nonce),
         chain_id: Some(ctx.chain_id),
+        access_list: req.access_list.clone(),
         ..TxEnv::default()
-    };
-    let (result, _) = run_limited(state, hashes, ctx, tx, true, limits.cancel)?;
-    let gas_used = result.tx_gas_used();
-    limits.charge(gas_used);
-    if limits.timed_out() {
-        return Err(EvmError::Timeout(limits.timeout_ms));
-    }
-    match result {
-        ExecutionResult::Success { output, .. } => Ok(CallOutcome {
-            output: output.into_data(),
-            gas_used,
-        }),
-        ExecutionResult::Revert { output, .. } => Err(EvmError::Reverted(output)),
-        ExecutionResult::Halt { reason, .. } => Err(EvmError::Halted(format!("{reason:?}"))),
     }
 }
 
@@ -791,4 +810,103 @@ pub fn estimate_gas(
         probe = lo + (hi - lo) / 2;
     }
     Ok(hi)
+}
+
+/// What `eth_createAccessList` answers: the accounts and slots a call touches, and the gas
+/// it uses with them warm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessListOutcome {
+    /// The accounts (other than the sender, the recipient and the precompiles) and storage
+    /// slots the call touched, sorted.
+    pub access_list: AccessList,
+    /// Gas the call used with `access_list` as its access list.
+    pub gas_used: u64,
+    /// How the call failed when it ran with that list ([`EvmError::Reverted`] with its data,
+    /// [`EvmError::Halted`]): the list is still what it touched up to then.
+    pub error: Option<EvmError>,
+}
+
+/// The access list of a call, as geth's `eth_createAccessList` builds it: run the call with
+/// the list so far (first the request's own), collecting every account and slot it touches
+/// with revm-inspectors' [`AccessListInspector`] (which leaves out the sender, the recipient
+/// and the precompiles, the IoT precompile among them), until a run touches nothing new
+/// (warm slots change the gas, which can change the path). Each run is held to `limits`,
+/// like [`call`]'s.
+pub fn create_access_list(
+    state: &State,
+    hashes: &(impl BlockHashes + ?Sized),
+    ctx: &BlockContext,
+    req: &CallRequest,
+    limits: &CallLimits<'_>,
+) -> Result<AccessListOutcome> {
+    let never = AtomicBool::new(false);
+    let cancel = limits.cancel.unwrap_or(&never);
+    let mut list = req.access_list.clone();
+    loop {
+        if let Some(e) = limits.exhausted() {
+            return Err(e);
+        }
+        let tx = call_env(
+            state,
+            ctx,
+            &CallRequest {
+                access_list: list.clone(),
+                ..req.clone()
+            },
+            limits,
+        );
+        let tracer = AccessListInspector::new(list.clone());
+        let (result, tracer) = run_traced(state, hashes, ctx, tx, tracer, cancel)?;
+        let gas_used = result.tx_gas_used();
+        limits.charge(gas_used);
+        if limits.timed_out() {
+            return Err(EvmError::Timeout(limits.timeout_ms));
+        }
+        let touched = tracer.into_access_list();
+        if touched == list {
+            let error = match result {
+                ExecutionResult::Success { .. } => None,
+                ExecutionResult::Revert { output, .. } => Some(EvmError::Reverted(output)),
+                ExecutionResult::Halt { reason, .. } => {
+                    Some(EvmError::Halted(format!("{reason:?}")))
+                }
+            };
+            return Ok(AccessListOutcome {
+                access_list: touched,
+                gas_used,
+                error,
+            });
+        }
+        list = touched;
+    }
+}
+
+/// Runs a call (no fee, no nonce check) on `state` without changing it under an access-list
+/// tracer (stopped when `cancel` is set), and gives the tracer back.
+fn run_traced(
+    state: &State,
+    hashes: &(impl BlockHashes + ?Sized),
+    ctx: &BlockContext,
+    tx: TxEnv,
+    tracer: AccessListInspector,
+    cancel: &AtomicBool,
+) -> Result<(ExecutionResult, AccessListInspector)> {
+    let db = WrapDatabaseRef(StateDb { state, hashes });
+    let mut block = ctx.env();
+    // As geth's eth_call: a call without a gas price is not held to the base fee.
+    block.basefee = 0;
+    let mut evm = Context::mainnet()
+        .with_db(db)
+        .with_block(block)
+        .modify_cfg_chained(|cfg| {
+            cfg.set_spec_and_mainnet_gas_params(SPEC);
+            cfg.chain_id = ctx.chain_id;
+            cfg.disable_nonce_check = true;
+        })
+        .build_mainnet_with_inspector((tracer, Interrupt { cancel, steps: 0 }))
+        .with_precompiles(IotPrecompiles::new(SPEC));
+    let out = evm
+        .inspect_tx(tx.clone())
+        .map_err(|e| evm_error(state, &tx, ctx, e))?;
+    Ok((out.result, evm.inspector.0))
 }

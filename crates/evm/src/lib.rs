@@ -20,8 +20,9 @@ mod tx;
 
 pub use error::{EvmError, Result};
 pub use execute::{
-    BlockContext, BlockExecutor, BlockHashes, CallLimits, CallOutcome, CallRequest, QueuedSender,
-    Receipt, call, check_next, estimate_gas, hook_call_id,
+    AccessListOutcome, BlockContext, BlockExecutor, BlockHashes, CallLimits, CallOutcome,
+    CallRequest, QueuedSender, Receipt, call, check_next, create_access_list, estimate_gas,
+    hook_call_id,
 };
 pub use fees::next_base_fee;
 pub use iot::{IIoT, IOT_ADDRESS, IReadingHook};

@@ -63,6 +63,7 @@ fn ctx() -> BlockContext {
         chain_id: CHAIN_ID,
         number: 1,
         timestamp: 1_700_000_000,
+        timestamp_ms: 1_700_000_000_000,
         beneficiary: Address::repeat_byte(0xfe),
         base_fee: BASE_FEE,
         gas_limit: 30_000_000,
@@ -518,4 +519,119 @@ fn calls_are_held_to_the_gas_cap_the_deadline_and_the_budget() {
         estimate_gas(&state, &(), &ctx(), &looping, &budgeted),
         Err(EvmError::BudgetExhausted(3_000_000))
     );
+}
+
+#[test]
+fn access_lists_name_what_a_call_touches_and_leave_out_sender_and_recipient() {
+    use alloy_eips::eip2930::{AccessList, AccessListItem};
+    use iotchain_evm::create_access_list;
+    let alice = key(1);
+    let mut state = funded(&alice);
+    let mut exec = BlockExecutor::new(ctx(), &());
+    let deploy = decode(&eip1559(
+        &alice,
+        0,
+        TxKind::Create,
+        U256::ZERO,
+        counter_init(),
+        200_000,
+    ));
+    let contract = exec
+        .execute(&mut state, &deploy)
+        .unwrap()
+        .contract_address
+        .unwrap();
+    let read = CallRequest {
+        from: Some(address(&alice)),
+        to: Some(contract),
+        ..Default::default()
+    };
+    // The contract reads slot 1: the contract and that slot, and the gas of the call with
+    // them warm.
+    let out = create_access_list(&state, &(), &ctx(), &read, &CallLimits::NONE).unwrap();
+    let slot1 = B256::from(U256::from(1));
+    assert_eq!(
+        out.access_list,
+        AccessList(vec![AccessListItem {
+            address: contract,
+            storage_keys: vec![slot1],
+        }])
+    );
+    assert_eq!(out.error, None);
+    let with_list = CallRequest {
+        access_list: out.access_list.clone(),
+        ..read.clone()
+    };
+    let used = call(&state, &(), &ctx(), &with_list, &CallLimits::NONE)
+        .unwrap()
+        .gas_used;
+    assert_eq!(out.gas_used, used);
+
+    // A plain transfer touches nothing but its sender and recipient, left out.
+    let plain = CallRequest {
+        from: Some(address(&alice)),
+        to: Some(Address::repeat_byte(0x42)),
+        value: Some(U256::from(1)),
+        ..Default::default()
+    };
+    let out = create_access_list(&state, &(), &ctx(), &plain, &CallLimits::NONE).unwrap();
+    assert_eq!(
+        (out.access_list, out.gas_used),
+        (AccessList::default(), 21_000)
+    );
+
+    // A call that reverts still has its list (here: nothing read), and the revert.
+    let reverting = CallRequest {
+        input: Bytes::from_static(&[1]),
+        ..read.clone()
+    };
+    let out = create_access_list(&state, &(), &ctx(), &reverting, &CallLimits::NONE).unwrap();
+    assert!(matches!(out.error, Some(EvmError::Reverted(_))), "{out:?}");
+    assert_eq!(out.access_list, AccessList::default());
+
+    // The request's own list is kept (other accounts and slots), the recipient's entry
+    // only with what it touches.
+    let other = Address::repeat_byte(0x77);
+    let seeded = CallRequest {
+        access_list: AccessList(vec![
+            AccessListItem {
+                address: other,
+                storage_keys: vec![B256::ZERO],
+            },
+            AccessListItem {
+                address: contract,
+                storage_keys: vec![B256::repeat_byte(9)],
+            },
+        ]),
+        ..read.clone()
+    };
+    let out = create_access_list(&state, &(), &ctx(), &seeded, &CallLimits::NONE).unwrap();
+    let mut want = vec![
+        AccessListItem {
+            address: contract,
+            storage_keys: vec![slot1],
+        },
+        AccessListItem {
+            address: other,
+            storage_keys: vec![B256::ZERO],
+        },
+    ];
+    want.sort_by_key(|i| i.address);
+    assert_eq!(out.access_list, AccessList(want));
+
+    // Held to the call limits: a cancelled one stops and says why.
+    let cancel = std::sync::atomic::AtomicBool::new(true);
+    let limits = CallLimits {
+        cancel: Some(&cancel),
+        timeout_ms: 5,
+        ..CallLimits::NONE
+    };
+    let looping = CallRequest {
+        input: endless_loop(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        create_access_list(&state, &(), &ctx(), &looping, &limits),
+        Err(EvmError::Timeout(5))
+    ));
 }

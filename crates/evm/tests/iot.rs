@@ -36,6 +36,7 @@ fn ctx() -> BlockContext {
         chain_id: CHAIN_ID,
         number: 1,
         timestamp: 1_700_000_000,
+        timestamp_ms: 1_700_000_000_000,
         beneficiary: Address::repeat_byte(0xfe),
         base_fee: GWEI as u64,
         gas_limit: 30_000_000,

@@ -23,6 +23,8 @@ use iotchain_execution::ItemError;
 use iotchain_reading::ReadingError;
 use iotchain_state::StateError;
 
+use crate::rest::openapi::ErrorBody;
+
 /// A REST error: an HTTP status, a stable machine-readable code and a message.
 /// Serialized as `{"error": {"code": ..., "message": ...}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,9 +47,9 @@ impl ApiError {
         }
     }
 
-    /// The JSON body.
+    /// The JSON body (the `ErrorBody` schema of the OpenAPI document).
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": {"code": self.code, "message": self.message}})
+        serde_json::to_value(ErrorBody::of(self)).expect("an error body serializes")
     }
 
     /// 404 for an unknown resource.
@@ -266,6 +268,6 @@ pub(crate) async fn json_errors(req: Request, next: Next) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        (self.status, Json(ErrorBody::of(&self))).into_response()
     }
 }

@@ -1,6 +1,7 @@
 //! Parsing the positional parameters of Ethereum JSON-RPC methods: quantities, data, hashes,
 //! addresses, block tags and call objects, each with a clear -32602 message.
 
+use alloy_eips::eip2930::{AccessList, AccessListItem};
 use alloy_primitives::{Address, B256, Bytes, U256};
 use iotchain_evm::CallRequest;
 use jsonrpsee::types::{ErrorObject, ErrorObjectOwned};
@@ -106,7 +107,55 @@ pub(crate) fn parse_bytes(v: &Value) -> Result<Bytes, RpcError> {
         .map_err(|e| params_error(format!("invalid hex data: {e}")))
 }
 
-/// A call object (`eth_call`, `eth_estimateGas`).
+/// Most entries (accounts plus storage keys) an access list of a call may name.
+pub(crate) const MAX_ACCESS_LIST_ENTRIES: usize = 10_000;
+
+/// An EIP-2930 access list: `[{"address", "storageKeys": [...]}, …]`.
+pub(crate) fn parse_access_list(v: &Value) -> Result<AccessList, RpcError> {
+    let bad = || params_error("accessList must be an array of {address, storageKeys}");
+    let items = v.as_array().ok_or_else(bad)?;
+    let mut entries = 0usize;
+    let mut list = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let o = item.as_object().ok_or_else(bad)?;
+        let address = o
+            .get("address")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<Address>().ok())
+            .ok_or_else(|| params_error(format!("accessList[{i}].address is not an address")))?;
+        let storage_keys = match o.get("storageKeys") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(keys)) => keys
+                .iter()
+                .map(|k| {
+                    k.as_str().and_then(|s| s.parse::<B256>().ok()).ok_or_else(|| {
+                        params_error(format!(
+                            "accessList[{i}].storageKeys holds a value that is not 32 bytes of hex"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => {
+                return Err(params_error(format!(
+                    "accessList[{i}].storageKeys must be an array"
+                )));
+            }
+        };
+        entries += 1 + storage_keys.len();
+        if entries > MAX_ACCESS_LIST_ENTRIES {
+            return Err(params_error(format!(
+                "accessList names more than {MAX_ACCESS_LIST_ENTRIES} accounts and keys"
+            )));
+        }
+        list.push(AccessListItem {
+            address,
+            storage_keys,
+        });
+    }
+    Ok(AccessList(list))
+}
+
+/// A call object (`eth_call`, `eth_estimateGas`, `eth_createAccessList`).
 pub(crate) fn call_request(v: &Value) -> Result<CallRequest, RpcError> {
     let o = v
         .as_object()
@@ -136,6 +185,10 @@ pub(crate) fn call_request(v: &Value) -> Result<CallRequest, RpcError> {
             .map(|x| x.saturating_to()),
         value: field("value").map(parse_u256).transpose()?,
         input,
+        access_list: field("accessList")
+            .map(parse_access_list)
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 

@@ -137,6 +137,26 @@ pub(super) fn register<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>) {
         Ok::<_, RpcError>(qty(gas.map_err(evm_error)?))
     })
     .expect("method names are unique");
+    // geth's semantics: the accounts and slots the call touches, the sender, the recipient
+    // and the precompiles left out; run on the pending view by default, held to the same
+    // caps as eth_estimateGas; a call that fails still has its list, with `error`.
+    m.register_async_method("eth_createAccessList", |p, ctx, ext| async move {
+        let p = Params::of(&p)?;
+        let req = call_request(p.get(0)?)?;
+        let at = match p.opt(1) {
+            None => super::BlockId::Pending,
+            v => block_id(v)?,
+        };
+        let out = on_evm(
+            ctx,
+            ext.get::<Arc<Budget>>().cloned(),
+            at,
+            move |s, h, b, l| iotchain_evm::create_access_list(s, h, b, &req, l),
+        )
+        .await?;
+        Ok::<_, RpcError>(access_list_json(&out.map_err(evm_error)?))
+    })
+    .expect("method names are unique");
     m.register_async_method("eth_sendRawTransaction", |p, ctx, ext| async move {
         let raw = Params::of(&p)?.bytes(0)?;
         let origin = ext.get::<Origin>().copied().unwrap_or(Origin::Local);
@@ -185,6 +205,26 @@ async fn on_evm<N: NodeApi, T: Send + 'static>(
         with_state(&c.node, &at, |s| f(s, &hashes, &block, limits))
     })
     .await
+}
+
+/// The answer of `eth_createAccessList`, as geth gives it.
+fn access_list_json(out: &iotchain_evm::AccessListOutcome) -> Value {
+    let list: Vec<Value> = out
+        .access_list
+        .iter()
+        .map(|item| json!({"address": item.address, "storageKeys": item.storage_keys}))
+        .collect();
+    let mut answer = json!({"accessList": list, "gasUsed": qty(out.gas_used)});
+    if let Some(e) = &out.error {
+        answer["error"] = json!(match e {
+            EvmError::Reverted(data) => match revert_reason(data) {
+                Some(r) => format!("execution reverted: {r}"),
+                None => "execution reverted".into(),
+            },
+            other => other.to_string(),
+        });
+    }
+    answer
 }
 
 fn proof_json(state: &State, address: &Address, slots: &[U256]) -> Value {

@@ -2,62 +2,181 @@
 
 use std::sync::Arc;
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, B256, Bytes};
 use axum::{Json, extract::State};
 use iotchain_api::StateAt;
-use iotchain_state::DeviceRecord;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use iotchain_state::{DeviceRecord, DeviceStatus};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::parse_device;
+use super::{
+    openapi::{Address20, ErrorBody, Hash32, HexBytes},
+    parse_device,
+};
 use crate::{
     ApiError, NodeApi, Shared,
     extract::{Path, Query},
     hex0x,
 };
 
-fn device_json(d: &DeviceRecord) -> Value {
-    json!({
-        "address": d.address.to_string(),
-        "owner": d.owner,
-        "alg": d.public_key.alg().to_string(),
-        "public_key": hex0x(d.public_key.to_bytes()),
-        "key_version": d.key_version(),
-        "status": d.status,
-        "model": d.model,
-        "firmware_hash": d.firmware_hash,
-        "labels": d.labels.iter().map(|(k, v)| json!({"key": k, "value": v})).collect::<Vec<_>>(),
-        "registered_at": d.registered_at,
-        "last_seq": d.last_seq,
-        "last_ts": d.last_ts,
-        "last_reading_id": d.last_reading_id,
-        "reading_count": d.reading_count,
-        "gap_count": d.gap_count,
-        "missing_count": d.missing_count,
-        "gaps": d.open_gaps,
-        "gaps_closed_through": d.gaps_closed_through,
-    })
+/// A registered device, as of the last final block.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct DeviceJson {
+    /// The device address (from its first key).
+    #[schema(value_type = Address20)]
+    address: String,
+    /// The owner account.
+    #[schema(value_type = Address20)]
+    owner: Address,
+    /// The key algorithm: `EdDSA` or `ES256`.
+    #[schema(pattern = "^(EdDSA|ES256)$")]
+    alg: String,
+    /// The current public key (Ed25519 32 bytes; P-256 uncompressed SEC1 65).
+    #[schema(value_type = HexBytes)]
+    public_key: String,
+    /// How many times the key was replaced.
+    key_version: u32,
+    /// `active`, or `revoked` (readings refused).
+    #[schema(value_type = String, pattern = "^(active|revoked)$")]
+    status: DeviceStatus,
+    /// Model string.
+    model: String,
+    /// Firmware hash.
+    #[schema(value_type = HexBytes)]
+    firmware_hash: Bytes,
+    /// Free-form labels, in registration order.
+    labels: Vec<LabelJson>,
+    /// Height of the block that registered it.
+    registered_at: u64,
+    /// Highest final `seq`; `null` before the first reading.
+    last_seq: Option<u64>,
+    /// Device time of the reading with the highest `seq`.
+    last_ts: u64,
+    /// Id of the reading with the highest `seq` (zero before the first).
+    #[schema(value_type = Hash32)]
+    last_reading_id: B256,
+    /// Final readings.
+    reading_count: u64,
+    /// Gaps opened (a reading whose `seq` skipped values).
+    gap_count: u64,
+    /// `seq` values skipped and not filled since.
+    missing_count: u64,
+    /// The open gaps, oldest first (at most 64): runs of skipped `seq` a late reading may
+    /// still fill.
+    gaps: Vec<GapJson>,
+    /// Every `seq` at or below it was in a gap closed to make room for newer ones; `null` if
+    /// none was closed.
+    gaps_closed_through: Option<u64>,
 }
 
+/// A label of a device.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct LabelJson {
+    key: String,
+    value: String,
+}
+
+/// A run of `seq` values a device skipped.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct GapJson {
+    /// First missing `seq`.
+    from: u64,
+    /// Last missing `seq` (inclusive).
+    to: u64,
+}
+
+impl DeviceJson {
+    fn of(d: &DeviceRecord) -> Self {
+        Self {
+            address: d.address.to_string(),
+            owner: d.owner,
+            alg: d.public_key.alg().to_string(),
+            public_key: hex0x(d.public_key.to_bytes()),
+            key_version: d.key_version(),
+            status: d.status,
+            model: d.model.clone(),
+            firmware_hash: d.firmware_hash.clone(),
+            labels: d
+                .labels
+                .iter()
+                .map(|(key, value)| LabelJson {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            registered_at: d.registered_at,
+            last_seq: d.last_seq,
+            last_ts: d.last_ts,
+            last_reading_id: d.last_reading_id,
+            reading_count: d.reading_count,
+            gap_count: d.gap_count,
+            missing_count: d.missing_count,
+            gaps: d
+                .open_gaps
+                .iter()
+                .map(|g| GapJson {
+                    from: g.from,
+                    to: g.to,
+                })
+                .collect(),
+            gaps_closed_through: d.gaps_closed_through,
+        }
+    }
+}
+
+/// `GET /v1/devices/{address}`: the device, and its highest `seq` counting readings accepted
+/// and not yet final.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct DeviceDetailJson {
+    #[serde(flatten)]
+    device: DeviceJson,
+    /// The highest `seq` including accepted readings not yet final; `null` if none.
+    pending_last_seq: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{address}",
+    tag = "devices",
+    params(("address" = String, Path, description = "The device address (20 bytes of 0x-hex)", pattern = "^(0x)?[0-9a-fA-F]{40}$")),
+    responses(
+        (status = 200, description = "The device", body = DeviceDetailJson),
+        (status = 400, description = "`bad_address`, `bad_path`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such device is registered", body = ErrorBody),
+    ),
+)]
 pub(super) async fn get_device<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     Path(address): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeviceDetailJson>, ApiError> {
     let node = &shared.node;
     let address = parse_device(&address)?;
     let record = node
         .device(&address)
         .ok_or_else(|| ApiError::not_found(format!("device {address} is not registered")))?;
-    let mut out = device_json(&record);
-    out["pending_last_seq"] = json!(node.with_state(StateAt::Pending, |s| {
+    let pending_last_seq = node.with_state(StateAt::Pending, |s| {
         s.device(&address).and_then(|d| d.last_seq)
-    }));
-    Ok(Json(out))
+    });
+    Ok(Json(DeviceDetailJson {
+        device: DeviceJson::of(&record),
+        pending_last_seq,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of `GET /v1/devices`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
+    /// Only this owner's devices (an address, 0x-hex).
+    #[param(pattern = "^(0x)?[0-9a-fA-F]{40}$")]
     owner: Option<String>,
+}
+
+/// `GET /v1/devices`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct DevicesJson {
+    /// The devices, by address.
+    devices: Vec<DeviceJson>,
 }
 
 fn parse_owner(s: &str) -> Result<Address, ApiError> {
@@ -69,32 +188,76 @@ fn parse_owner(s: &str) -> Result<Address, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/devices",
+    tag = "devices",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The registered devices (of `owner`)", body = DevicesJson),
+        (status = 400, description = "`bad_address`: `owner` is not an address; `bad_query`", body = ErrorBody),
+    ),
+)]
 pub(super) async fn list_devices<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DevicesJson>, ApiError> {
     let owner = q.owner.as_deref().map(parse_owner).transpose()?;
     let devices = shared.node.with_state(StateAt::Committed, |s| {
         s.devices()
             .filter(|d| owner.is_none_or(|o| d.owner == o))
-            .map(device_json)
+            .map(DeviceJson::of)
             .collect::<Vec<_>>()
     });
-    Ok(Json(json!({"devices": devices})))
+    Ok(Json(DevicesJson { devices }))
 }
 
+/// `GET /v1/owners/{address}`: whether genesis lists the account as an owner, and its nonces.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct OwnerJson {
+    /// The account.
+    #[schema(value_type = Address20)]
+    address: Address,
+    /// Whether it is an owner listed in genesis (the other fields are absent when not).
+    authorised: bool,
+    /// The nonce its next owner transaction must carry, as of the last final block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<u64>,
+    /// The same, counting its transactions accepted and not yet final.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending_nonce: Option<u64>,
+    /// Devices it registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_count: Option<u64>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/owners/{address}",
+    tag = "devices",
+    params(("address" = String, Path, description = "The account (20 bytes of 0x-hex)", pattern = "^(0x)?[0-9a-fA-F]{40}$")),
+    responses(
+        (status = 200, description = "The account as an owner", body = OwnerJson),
+        (status = 400, description = "`bad_address`, `bad_path`", body = ErrorBody),
+    ),
+)]
 pub(super) async fn get_owner<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     Path(address): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OwnerJson>, ApiError> {
     let node = &shared.node;
     let address = parse_owner(&address)?;
     let pending = node.with_state(StateAt::Pending, |s| s.owner(&address).cloned());
     let committed = node.with_state(StateAt::Committed, |s| s.owner(&address).cloned());
-    match (pending, committed) {
-        (Some(p), Some(c)) => Ok(Json(json!({
-            "address": address, "authorised": true, "nonce": c.nonce, "pending_nonce": p.nonce, "device_count": c.device_count,
-        }))),
-        _ => Ok(Json(json!({"address": address, "authorised": false}))),
-    }
+    let (pending, committed) = match (pending, committed) {
+        (Some(p), Some(c)) => (Some(p), Some(c)),
+        _ => (None, None),
+    };
+    Ok(Json(OwnerJson {
+        address,
+        authorised: committed.is_some(),
+        nonce: committed.as_ref().map(|c| c.nonce),
+        pending_nonce: pending.map(|p| p.nonce),
+        device_count: committed.map(|c| c.device_count),
+    }))
 }

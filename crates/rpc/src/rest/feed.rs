@@ -24,10 +24,19 @@ use futures::Stream;
 use iotchain_api::ChainQuery;
 use iotchain_block::BlockItem;
 use iotchain_reading::DeviceAddress;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{
+    IntoParams, PartialSchema, ToSchema,
+    openapi::{
+        RefOr,
+        schema::{ObjectBuilder, OneOfBuilder, Schema, Type},
+    },
+};
 
-use super::cbor_json::data_json;
+use super::{
+    cbor_json::data_json,
+    openapi::{Address20, ErrorBody, Hash32, ReadingData},
+};
 use crate::{ApiError, NodeApi, Shared, extract::Query};
 
 /// Events buffered for one connection.
@@ -36,20 +45,131 @@ const BUFFER: usize = 256;
 pub(crate) const STALL: Duration = Duration::from_secs(10);
 
 /// Query of `GET /v1/feed`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct FeedQuery {
-    /// Only this device's readings.
+    /// Only this device's readings (20 bytes of 0x-hex).
+    #[param(pattern = "^(0x)?[0-9a-fA-F]{40}$")]
     device: Option<String>,
     /// Only readings of this stream.
     stream: Option<String>,
     /// Only readings of this owner's devices (the owner of the device now).
+    #[param(pattern = "^(0x)?[0-9a-fA-F]{40}$")]
     owner: Option<String>,
-    /// Resume after this event id (as `Last-Event-ID`, which wins when both are given).
+    /// Resume after this event id, `HEIGHT-INDEX` or `HEIGHT-b` (as `Last-Event-ID`, which
+    /// wins when both are given).
+    #[param(pattern = "^[0-9]+-([0-9]+|b)$")]
     from: Option<String>,
-    /// Start at this block (when no cursor is given).
+    /// Start at this block (when no cursor is given; default: the block after the head).
     from_height: Option<u64>,
     /// `false`: no `block` events.
     blocks: Option<bool>,
+}
+
+/// The `data` of a `reading` event: a final reading the filter takes.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct FeedReadingJson {
+    /// The reading id.
+    #[schema(value_type = Hash32)]
+    id: alloy_primitives::B256,
+    /// The device.
+    #[schema(value_type = Address20)]
+    device: String,
+    /// The device's `seq`.
+    seq: u64,
+    /// The device's time, ms.
+    ts: u64,
+    /// The stream.
+    stream: String,
+    /// The block's height.
+    height: u64,
+    /// Its position among the block's readings.
+    index: u64,
+    /// The block's time, ms.
+    block_time_ms: u64,
+    /// The reading's data as JSON.
+    #[schema(value_type = ReadingData)]
+    data: Option<serde_json::Value>,
+}
+
+/// The `data` of a `block` event: a final block, after its readings' events.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct FeedBlockJson {
+    /// Its height.
+    height: u64,
+    /// Its header hash.
+    #[schema(value_type = Hash32)]
+    hash: alloy_primitives::B256,
+    /// Its time, ms.
+    time_ms: u64,
+    /// Readings in it.
+    readings: u64,
+    /// Transactions (owner and Ethereum) in it.
+    transactions: u64,
+}
+
+/// One event of the feed as an SSE client parses it (`event`, `id`, `data`); `data` is the
+/// JSON of a [`FeedReadingJson`] or a [`FeedBlockJson`].
+pub(super) struct FeedEvent;
+
+/// One kind of event: its name, its id's form, what its data is.
+fn event_schema(name: &str, id_pattern: &str, data: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .property(
+            "event",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([name])),
+        )
+        .property(
+            "id",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(id_pattern))
+                .description(Some(
+                    "The event's cursor: send it back as `Last-Event-ID` or `from`",
+                )),
+        )
+        .property(
+            "data",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .description(Some(data)),
+        )
+        .required("event")
+        .required("id")
+        .required("data")
+}
+
+impl PartialSchema for FeedEvent {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .description(Some(
+                "Server-Sent Events in chain order: for each final block, its readings the \
+                 filter takes, then the block. Comments (`:`) keep an idle connection alive.",
+            ))
+            .item(event_schema(
+                "reading",
+                "^[0-9]+-[0-9]+$",
+                "A `FeedReadingJson`, as JSON",
+            ))
+            .item(event_schema(
+                "block",
+                "^[0-9]+-b$",
+                "A `FeedBlockJson`, as JSON",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for FeedEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((FeedReadingJson::name().into(), FeedReadingJson::schema()));
+        FeedReadingJson::schemas(schemas);
+        schemas.push((FeedBlockJson::name().into(), FeedBlockJson::schema()));
+        FeedBlockJson::schemas(schemas);
+    }
 }
 
 /// Where the feed goes on: from reading index `next_index` of block `height` (then that
@@ -99,6 +219,21 @@ fn address(s: &str, what: &str) -> Result<[u8; 20], ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/feed",
+    tag = "data",
+    params(
+        FeedQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id \
+         (what `EventSource` sends by itself on a reconnection)", pattern = "^[0-9]+-([0-9]+|b)$"),
+    ),
+    responses(
+        (status = 200, description = "The feed: never ends while the node runs",
+         content_type = "text/event-stream", body = FeedEvent),
+        (status = 400, description = "`bad_cursor`, `bad_address`, `bad_query`", body = ErrorBody),
+    ),
+)]
 pub(super) async fn feed<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     headers: HeaderMap,
@@ -203,12 +338,12 @@ enum FeedItem {
         index: u64,
         device: DeviceAddress,
         stream: String,
-        body: serde_json::Value,
+        body: FeedReadingJson,
         height: u64,
     },
     Block {
         height: u64,
-        body: serde_json::Value,
+        body: FeedBlockJson,
     },
 }
 
@@ -233,11 +368,11 @@ impl FeedItem {
             } => Event::default()
                 .event("reading")
                 .id(format!("{height}-{index}"))
-                .data(body.to_string()),
+                .data(serde_json::to_string(body).expect("an event serializes")),
             Self::Block { height, body } => Event::default()
                 .event("block")
                 .id(format!("{height}-b"))
-                .data(body.to_string()),
+                .data(serde_json::to_string(body).expect("an event serializes")),
         }
     }
 }
@@ -270,28 +405,28 @@ fn block_events<Q: ChainQuery>(
             device: r.device,
             stream: r.stream.to_string(),
             height,
-            body: json!({
-                "id": alloy_primitives::B256::from(r.id()),
-                "device": r.device.to_string(),
-                "seq": r.seq,
-                "ts": r.ts,
-                "stream": r.stream,
-                "height": height,
-                "index": i,
-                "block_time_ms": header.timestamp_ms,
-                "data": data_json(r.data),
-            }),
+            body: FeedReadingJson {
+                id: alloy_primitives::B256::from(r.id()),
+                device: r.device.to_string(),
+                seq: r.seq,
+                ts: r.ts,
+                stream: r.stream.to_string(),
+                height,
+                index: i,
+                block_time_ms: header.timestamp_ms,
+                data: data_json(r.data),
+            },
         });
     }
     out.push(FeedItem::Block {
         height,
-        body: json!({
-            "height": height,
-            "hash": hash,
-            "time_ms": header.timestamp_ms,
-            "readings": header.reading_count,
-            "transactions": transactions,
-        }),
+        body: FeedBlockJson {
+            height,
+            hash,
+            time_ms: header.timestamp_ms,
+            readings: header.reading_count,
+            transactions,
+        },
     });
     Ok(out)
 }

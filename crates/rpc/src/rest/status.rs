@@ -2,14 +2,17 @@
 
 use std::sync::{Arc, atomic::Ordering::Relaxed};
 
+use alloy_primitives::B256;
 use axum::{Json, extract::State, http::header::CONTENT_TYPE, response::IntoResponse};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric},
     metrics::{counter::ConstCounter, gauge::ConstGauge},
 };
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::openapi::{ErrorDetail, Hash32, HexBytes};
 use crate::{NodeApi, Shared, hex0x};
 
 /// How far back a p2p message counts for "validators heard from".
@@ -22,60 +25,145 @@ pub(crate) fn peers<N: NodeApi>(node: &N, now_ms: u64, me: &alloy_primitives::B2
         .peers_seen(now_ms, HEARD_WINDOW_MS, me)
 }
 
-pub(super) async fn status<N: NodeApi>(State(shared): State<Arc<Shared<N>>>) -> Json<Value> {
+/// `GET /v1/status`: the chain, this node's queue and limits, what consensus reports.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct StatusJson {
+    /// Chain id from genesis.
+    chain_id: u64,
+    /// Height of the last final block.
+    height: u64,
+    /// Its header hash.
+    #[schema(value_type = Hash32)]
+    head_hash: B256,
+    /// Its time, ms since the Unix epoch.
+    head_time_ms: u64,
+    /// Hash of the genesis header.
+    #[schema(value_type = Hash32)]
+    genesis_hash: B256,
+    /// What this chain's devices sign as COSE `external_aad`: the genesis hash, or `0x` on a
+    /// chain created before readings named their chain.
+    #[schema(value_type = HexBytes)]
+    reading_aad: String,
+    /// The validators' Ed25519 public keys.
+    #[schema(value_type = Vec<Hash32>)]
+    validators: Vec<String>,
+    /// Readings accepted, not yet final.
+    pending_readings: usize,
+    /// Transactions accepted, not yet final.
+    pending_transactions: usize,
+    /// Largest reading, in bytes.
+    max_reading_bytes: u64,
+    /// Most readings in one batch.
+    max_batch_readings: usize,
+    /// Largest request body, in bytes.
+    max_body_bytes: usize,
+    /// What consensus reports.
+    consensus: ConsensusJson,
+    /// The node's version.
+    version: &'static str,
+}
+
+/// Consensus figures of `/v1/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ConsensusJson {
+    /// Latest simplex view seen notarized or finalized.
+    view: u64,
+    /// The other validators a p2p message arrived from in the last 10 s (this node's peers;
+    /// 0 on a follower).
+    validators_heard_10s: usize,
+    /// Proposal time to commit here of the last block, ms.
+    last_finality_ms: u64,
+    /// Validator misbehaviour seen: conflicting votes in one view.
+    faults: u64,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/status",
+    tag = "chain",
+    responses((status = 200, description = "The chain and this node", body = StatusJson)),
+)]
+pub(super) async fn status<N: NodeApi>(State(shared): State<Arc<Shared<N>>>) -> Json<StatusJson> {
     let node = &shared.node;
     let head = node.head();
     let (pending_readings, pending_transactions) = node.pending_counts();
     let g = node.genesis();
     let stats = node.consensus_stats();
     let now = shared.config.runtime.now_ms();
-    Json(json!({
-        "chain_id": g.chain_id,
-        "height": head.height,
-        "head_hash": head.hash,
-        "head_time_ms": head.timestamp_ms,
-        "genesis_hash": node.genesis_hash(),
-        // What devices sign as COSE external_aad: the genesis hash, or empty ("0x") on a
-        // chain created before readings named their chain.
-        "reading_aad": hex0x(g.reading_aad(&node.genesis_hash())),
-        "validators": g.validators.iter().map(|v| hex0x(v.public_key)).collect::<Vec<_>>(),
-        "pending_readings": pending_readings,
-        "pending_transactions": pending_transactions,
-        "max_reading_bytes": g.params.max_reading_bytes,
-        "max_batch_readings": node.max_batch(),
-        "max_body_bytes": shared.config.max_body_bytes,
-        "consensus": {
-            "view": stats.view.load(Relaxed),
-            "validators_heard_10s": peers(node, now, &shared.config.node_key),
-            "last_finality_ms": stats.last_finality_ms.load(Relaxed),
-            "faults": stats.faults.load(Relaxed),
+    Json(StatusJson {
+        chain_id: g.chain_id,
+        height: head.height,
+        head_hash: head.hash,
+        head_time_ms: head.timestamp_ms,
+        genesis_hash: node.genesis_hash(),
+        reading_aad: hex0x(g.reading_aad(&node.genesis_hash())),
+        validators: g.validators.iter().map(|v| hex0x(v.public_key)).collect(),
+        pending_readings,
+        pending_transactions,
+        max_reading_bytes: g.params.max_reading_bytes,
+        max_batch_readings: node.max_batch(),
+        max_body_bytes: shared.config.max_body_bytes,
+        consensus: ConsensusJson {
+            view: stats.view.load(Relaxed),
+            validators_heard_10s: peers(node, now, &shared.config.node_key),
+            last_finality_ms: stats.last_finality_ms.load(Relaxed),
+            faults: stats.faults.load(Relaxed),
         },
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// `GET /v1/health`: live while the node answers, ready while it takes writes.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct HealthJson {
+    /// Always true: a node that is not live does not answer.
+    live: bool,
+    /// Whether it takes writes.
+    ready: bool,
+    /// Height of the last final block.
+    height: u64,
+    /// Why it is not ready (absent when ready).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorDetail>,
 }
 
 /// `GET /v1/health`: for load balancers and service managers. Live while the process serves
 /// HTTP; ready while it takes writes (200), otherwise 503 with the reason in the documented
 /// error shape (a failed critical task, a failed item log, a follower that reaches no
 /// validator, a full pool).
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    tag = "chain",
+    responses(
+        (status = 200, description = "Live and ready: the node takes writes", body = HealthJson),
+        (status = 503, description = "Live, not ready: `error` says why (`consensus_stopped`, \
+         `item_log_failed`, `store_failed`, `task_stopped`, `storage_unavailable`, `no_peers`, \
+         `validators_unreachable`, `overloaded`)", body = HealthJson),
+    ),
+)]
 pub(super) async fn health<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
 ) -> axum::response::Response {
     let node = &shared.node;
     let head = node.head();
-    match node.not_ready() {
-        None => Json(json!({"live": true, "ready": true, "height": head.height})).into_response(),
+    let (status, error) = match node.not_ready() {
+        None => (axum::http::StatusCode::OK, None),
         Some(e) => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "live": true,
-                "ready": false,
-                "height": head.height,
-                "error": {"code": e.code(), "message": e.to_string()},
-            })),
-        )
-            .into_response(),
-    }
+            Some(ErrorDetail {
+                code: e.code().to_string(),
+                message: e.to_string(),
+            }),
+        ),
+    };
+    let body = HealthJson {
+        live: true,
+        ready: error.is_none(),
+        height: head.height,
+        error,
+    };
+    (status, Json(body)).into_response()
 }
 
 /// The figures read at each scrape: the head, the pool's queue, what consensus reports.
