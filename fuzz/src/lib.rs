@@ -511,6 +511,17 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             s.push(vec![0x01, 0x03, 0x09, 0x00, 0x01, 0x01]);
             s
         }
+        "range_proof" => vec![
+            // mode 0: an accumulator and a range, unmutated, then with one mutation
+            vec![0, 200, 7, 3, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0],
+            vec![0, 17, 0, 5, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0, 2, 1, 1],
+            // mode 1: a key, then a leaf node [hp(path), value] as the only node
+            std::iter::once(1u8)
+                .chain([0x20; 32])
+                .chain([24u8])
+                .chain([0xf0, 0x2e, 0xa1, 0x20].into_iter().chain([0xaa; 44]))
+                .collect(),
+        ],
         "light" => vec![
             // mode 0 (differential header hash): 5 u64 and 5 hashes
             std::iter::once(0u8).chain((1..=200u8).map(|i| i.wrapping_mul(37))).collect(),

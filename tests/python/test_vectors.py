@@ -189,3 +189,57 @@ def test_transaction_rlp_and_hash():
     assert model == b"tsensor-1" and labels == [[b"site", b"dock 4"]]
     domain = b"iotchain/device-op/v1" + (1337).to_bytes(8, "big")
     assert "0x" + keccak256(domain + rlp.encode([owner, nonce, op])).hex() == t["signing_hash"]
+
+
+def test_stream_accumulator_leaves_peaks_root_and_range_proof():
+    """The accumulator of docs/formats.md "Complete-range proofs", written from the text."""
+    a = V["stream_accumulator"]
+    hashes = []
+    for l in a["leaves"]:
+        enc = b(l["id"]) + b"".join(
+            l[k].to_bytes(8, "big") for k in ("seq", "ts", "height", "block_time_ms", "max_seq", "max_ts"))
+        assert enc == b(l["encoded"])
+        hashes.append(leaf(enc))
+        assert "0x" + hashes[-1].hex() == l["hash"]
+
+    def node(x, y):
+        return hashlib.sha256(b"\x01" + x + y).digest()
+
+    def subtree(level, index):
+        if level == 0:
+            return hashes[index]
+        return node(subtree(level - 1, 2 * index), subtree(level - 1, 2 * index + 1))
+
+    n = len(hashes)
+    layout, offset = [], 0
+    for h in reversed(range(64)):
+        if n >> h & 1:
+            layout.append((h, offset))
+            offset += 1 << h
+    peaks = [subtree(h, at >> h) for h, at in layout]
+    assert ["0x" + p.hex() for p in peaks] == a["peaks"]
+    root = hashlib.sha256(b"\x02" + n.to_bytes(8, "big") + b"".join(peaks)).digest()
+    assert "0x" + root.hex() == a["root"]
+
+    # Verify the range proof of leaves 3..=6 by the depth-first walk, from the leaves alone.
+    proof = [b(x) for x in a["range_3_to_6_proof"]]
+    first, last = 3, 6
+    shown = iter(hashes[first:last + 1])
+
+    def walk(level, index):
+        lo, hi = index << level, ((index + 1) << level) - 1
+        if hi < first or lo > last:
+            return proof.pop(0)
+        if level == 0:
+            return next(shown)
+        return node(walk(level - 1, 2 * index), walk(level - 1, 2 * index + 1))
+
+    walked = [walk(h, at >> h) for h, at in layout]
+    assert proof == [] and walked == peaks
+    # The running maxima: seq 4 came after 7, so its leaf carries max_seq 7.
+    late = next(l for l in a["leaves"] if l["seq"] == 4)
+    assert late["max_seq"] == 7
+
+    key = keccak256(b"\x03" + b(a["device"]) + a["stream"].encode())
+    assert "0x" + key.hex() == a["trie_key"]
+    assert rlp.encode([n, root]) == b(a["trie_value"])

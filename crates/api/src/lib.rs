@@ -26,8 +26,8 @@ pub use health::{Failure, Health};
 pub use metrics::{CodeLabel, MetricsRegistry, NodeMetrics, registry};
 pub use pool::{Item, ItemPool, Origin, PoolError, Submitted};
 pub use query::{
-    ChainQuery, HeadInfo, QueryError, QueryResult, ReadingStatus, Refused, StateAt, TxStatus,
-    held_already,
+    ChainQuery, HeadInfo, NoStreamProof, QueryError, QueryResult, ReadingStatus, Refused, StateAt,
+    StreamProof, TxStatus, held_already,
 };
 pub use redact::redact_url;
 pub use runtime::{CommonwareRuntime, Runtime, Task, blocking, within};

@@ -22,6 +22,27 @@ pub struct HeadInfo {
     pub timestamp_ms: u64,
 }
 
+/// A complete-range proof and the readings it proves (in the answer's order).
+#[derive(Debug, Clone)]
+pub struct StreamProof {
+    /// The proof.
+    pub proof: iotchain_block::RangeProofJson,
+    /// The stream's readings in the range, in the answer's order.
+    pub entries: Vec<iotchain_storage::StreamEntry>,
+}
+
+/// Why a range has no proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoStreamProof {
+    /// The chain keeps no stream accumulators (its genesis predates them).
+    NotKept,
+    /// The stream has readings but no accumulator: it is not one of the device's first
+    /// [`MAX_STREAMS`](iotchain_state::MAX_STREAMS) streams.
+    Untracked,
+    /// The proof would show this many leaves, more than allowed.
+    TooLarge(u64),
+}
+
 /// Where a reading stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadingStatus {
@@ -194,6 +215,17 @@ pub trait ChainQuery: Send + Sync + 'static {
         to: u64,
         bucket_ms: u64,
     ) -> QueryResult<Option<Vec<iotchain_storage::Bucket>>>;
+    /// A complete-range proof of a device stream's readings in `range` (at most one kind of
+    /// bound set, see [`ChainStore::stream_window`](iotchain_storage::ChainStore::stream_window)),
+    /// at the last final block, showing at most `max_leaves` leaves; or why there is none.
+    fn stream_proof(
+        &self,
+        device: &DeviceAddress,
+        stream: &str,
+        range: &iotchain_storage::StreamRange,
+        descending: bool,
+        max_leaves: u64,
+    ) -> QueryResult<Result<StreamProof, NoStreamProof>>;
     /// Every stream of a device, with its figures (from the stream index: no scan).
     fn streams(&self, device: &DeviceAddress) -> QueryResult<Vec<iotchain_storage::StreamInfo>>;
     /// A page of a device stream's final readings (see

@@ -58,6 +58,12 @@ pub struct ChainParams {
     /// (the field is absent there, and such a chain keeps verifying its readings as before).
     #[serde(default = "ReadingAad::legacy")]
     pub reading_aad: ReadingAad,
+    /// Whether each device stream keeps an accumulator of its readings in the state, which
+    /// complete-range proofs rest on (docs/formats.md): on for chains created since they
+    /// exist (the default), off for a genesis file written before (the field is absent there,
+    /// and such a chain keeps its state roots).
+    #[serde(default)]
+    pub stream_accumulators: bool,
 }
 
 impl ChainParams {
@@ -65,6 +71,7 @@ impl ChainParams {
     pub fn legacy() -> Self {
         Self {
             reading_aad: ReadingAad::None,
+            stream_accumulators: false,
             ..Self::default()
         }
     }
@@ -98,6 +105,7 @@ impl Default for ChainParams {
             min_base_fee: 1_000_000_000,
             max_eth_tx_bytes: 128 * 1024,
             reading_aad: ReadingAad::GenesisHash,
+            stream_accumulators: true,
         }
     }
 }
@@ -268,5 +276,23 @@ mod tests {
         let bad = text.replace(r#""genesis_hash""#, r#""chain_id""#);
         let err = serde_json::from_str::<Genesis>(&bad).unwrap_err();
         assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+
+    /// New chains keep stream accumulators; a file written before (without the field) keeps
+    /// the state roots it had.
+    #[test]
+    fn stream_accumulators_are_on_for_new_chains_and_off_for_old_files() {
+        let new = genesis();
+        assert!(new.params.stream_accumulators);
+        let text = serde_json::to_string(&new).unwrap();
+        assert!(text.contains(r#""stream_accumulators":true"#), "{text}");
+        let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        value["params"]
+            .as_object_mut()
+            .unwrap()
+            .remove("stream_accumulators");
+        let old: Genesis = serde_json::from_value(value).unwrap();
+        assert!(!old.params.stream_accumulators);
+        assert!(!ChainParams::legacy().stream_accumulators);
     }
 }

@@ -9,6 +9,7 @@ mod error;
 mod genesis;
 mod header;
 mod proof;
+mod range_proof;
 mod sync;
 mod tx;
 
@@ -19,6 +20,7 @@ pub use error::{BlockError, Result};
 pub use genesis::{ChainParams, Genesis, GenesisValidator, ReadingAad};
 pub use header::{Block, BlockItem, Header};
 pub use proof::{DeviceKeyJson, ProofBundle, ProofError, VerifiedReading};
+pub use range_proof::{RangeJson, RangeKindJson, RangeProofJson, VerifiedRange};
 pub use sync::{SyncBlock, SyncBlocks};
 pub use tx::{DeviceOp, SignedTx, TX_DOMAIN};
 

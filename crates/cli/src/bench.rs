@@ -96,6 +96,10 @@ pub(crate) struct BenchArgs {
     /// base fee still: 10,000 transfers/s.
     #[arg(long, default_value_t = 84_000_000)]
     block_gas_limit: u64,
+    /// Run the chain without stream accumulators (as a genesis written before them), to
+    /// measure what keeping them costs: run once with and once without.
+    #[arg(long)]
+    no_accumulators: bool,
 }
 
 /// What the bench reads of a batch submission's reply (borrowed: no JSON tree is built for
@@ -214,10 +218,13 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         block_interval_ms: a.block_interval_ms,
     };
     crate::testnet::setup(&layout)?;
-    if a.block_gas_limit != iotchain_block::ChainParams::default().block_gas_limit {
+    if a.block_gas_limit != iotchain_block::ChainParams::default().block_gas_limit
+        || a.no_accumulators
+    {
         let path = dir.join("genesis.json");
         let mut genesis = iotchain_block::Genesis::read(&path)?;
         genesis.params.block_gas_limit = a.block_gas_limit;
+        genesis.params.stream_accumulators = !a.no_accumulators;
         genesis.write(&path)?;
     }
     if let Some(url) = &a.mqtt {

@@ -54,7 +54,8 @@ enum Command {
     Readings(readings::ReadingsArgs),
     /// Fetch a reading's proof bundle from a node.
     Proof(verify::ProofArgs),
-    /// Check a proof bundle offline against a genesis file.
+    /// Check a proof offline against a genesis file: a reading's proof bundle, or a range
+    /// answer with its complete-range proof (`iotchain readings … --proof --out FILE`).
     Verify(verify::VerifyArgs),
     /// Measure end-to-end throughput and latency of one node on this machine.
     Bench(bench::BenchArgs),

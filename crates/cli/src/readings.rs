@@ -45,6 +45,14 @@ pub(crate) struct ReadingsArgs {
     /// Also print each reading's signed message (0x-hex).
     #[arg(long)]
     raw: bool,
+    /// Fetch the whole range (up to 10,000 readings; needs --stream and at most one kind of
+    /// range) with its complete-range proof, and write that answer to --out for
+    /// `iotchain verify FILE --genesis GENESIS`.
+    #[arg(long, requires = "out", requires = "stream")]
+    proof: bool,
+    /// With --proof: where to write the proven answer (JSON).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
 
 pub(crate) async fn run(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
@@ -67,6 +75,26 @@ pub(crate) async fn run(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
     }
     if a.raw {
         query.push("raw=true".into());
+    }
+    if a.proof {
+        query.push("proof=true".into());
+        query.push(format!("limit={}", a.limit.unwrap_or(10_000)));
+        let body = client
+            .get(&format!(
+                "/v1/devices/{}/readings?{}",
+                a.device,
+                query.join("&")
+            ))
+            .await?;
+        let out = a.out.expect("clap requires --out with --proof");
+        let n = body["readings"].as_array().map_or(0, Vec::len);
+        std::fs::write(&out, serde_json::to_string_pretty(&body)? + "\n")
+            .with_context(|| format!("writing {}", out.display()))?;
+        eprintln!(
+            "wrote {n} readings with their complete-range proof to {}",
+            out.display()
+        );
+        return Ok(ExitCode::SUCCESS);
     }
     let (mut printed, mut cursor): (u64, Option<String>) = (0, None);
     loop {

@@ -25,6 +25,7 @@ mod commit;
 mod execute;
 mod hashes;
 mod query;
+mod range_proof;
 mod record;
 mod tree;
 
@@ -203,13 +204,16 @@ impl Engine {
                     accounts,
                     storage,
                     code,
+                    accumulators,
                     ..
                 } = store.state_records()?;
-                let mut state = State::from_records(devices, owners).with_accounts(
-                    accounts.into_iter().filter_map(|(a, acc)| Some((a, acc?))),
-                    storage,
-                    code,
-                );
+                let mut state = State::from_records(devices, owners)
+                    .with_accounts(
+                        accounts.into_iter().filter_map(|(a, acc)| Some((a, acc?))),
+                        storage,
+                        code,
+                    )
+                    .with_accumulators(accumulators);
                 let root = state.root();
                 if root != header.state_root {
                     return Err(EngineError::Storage(

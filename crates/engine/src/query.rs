@@ -44,6 +44,27 @@ impl Engine {
     }
 }
 
+/// The certificate that finalizes the block at `height`, and the headers after it up to the
+/// certified one (a block finalized through a descendant is certified by the descendant's).
+pub(crate) fn certified(
+    store: &iotchain_storage::ChainStore,
+    height: u64,
+) -> QueryResult<(FinalityCertificate, Vec<Header>)> {
+    let certificate = store
+        .certificate(height)
+        .map_err(storage)?
+        .ok_or_else(|| storage("certificate missing"))?;
+    let descendants = (height + 1..=certificate.height)
+        .map(|h| {
+            store
+                .header(h)
+                .map_err(storage)?
+                .ok_or_else(|| storage("descendant header missing"))
+        })
+        .collect::<QueryResult<Vec<_>>>()?;
+    Ok((certificate, descendants))
+}
+
 impl ChainQuery for Engine {
     fn genesis(&self) -> &Genesis {
         &self.inner.genesis
@@ -118,18 +139,7 @@ impl ChainQuery for Engine {
             .block(location.height)
             .map_err(storage)?
             .ok_or_else(|| storage("block missing"))?;
-        let certificate = store
-            .certificate(location.height)
-            .map_err(storage)?
-            .ok_or_else(|| storage("certificate missing"))?;
-        let descendants = (location.height + 1..=certificate.height)
-            .map(|h| {
-                store
-                    .header(h)
-                    .map_err(storage)?
-                    .ok_or_else(|| storage("descendant header missing"))
-            })
-            .collect::<QueryResult<Vec<_>>>()?;
+        let (certificate, descendants) = certified(store, location.height)?;
         let ids = block.reading_ids();
         let audit_path = iotchain_merkle::audit_path(&ids, location.index as usize)
             .into_iter()
@@ -225,6 +235,17 @@ impl ChainQuery for Engine {
             .store
             .stream_page(&device.0, stream, range, after, descending, limit)
             .map_err(storage)
+    }
+
+    fn stream_proof(
+        &self,
+        device: &iotchain_reading::DeviceAddress,
+        stream: &str,
+        range: &iotchain_storage::StreamRange,
+        descending: bool,
+        max_leaves: u64,
+    ) -> QueryResult<Result<iotchain_api::StreamProof, iotchain_api::NoStreamProof>> {
+        crate::range_proof::stream_proof(self, device, stream, range, descending, max_leaves)
     }
 
     fn certificate(&self, height: u64) -> QueryResult<Option<FinalityCertificate>> {

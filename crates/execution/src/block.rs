@@ -9,7 +9,7 @@ use alloy_primitives::{B256, Bytes, U256};
 use iotchain_block::{Block, BlockItem, Genesis, Header, SignedTx};
 use iotchain_evm::{BlockContext, BlockExecutor, BlockHashes, EthTx};
 use iotchain_reading::DeviceAddress;
-use iotchain_state::{State, StateRecords, StreamHead};
+use iotchain_state::{LeafPlace, State, StateRecords, StreamHead};
 use iotchain_storage::{BlockGas, ItemKind, ReadingLocation, TxLocation};
 
 use crate::{
@@ -111,6 +111,7 @@ pub struct BlockExecution<'a, H: BlockHashes + ?Sized> {
     reading_aad: &'a [u8],
     policy: Policy,
     height: u64,
+    timestamp_ms: u64,
     state: State,
     executor: BlockExecutor<'a, H>,
     receipts: BlockReceipts,
@@ -183,6 +184,7 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
             reading_aad,
             policy,
             height: ctx.number,
+            timestamp_ms: ctx.timestamp_ms,
             state,
             executor: BlockExecutor::new(ctx, hashes),
             receipts: BlockReceipts::default(),
@@ -306,6 +308,14 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
                 (meta, id)
             }
         };
+        if self.genesis.params.stream_accumulators {
+            let at = LeafPlace {
+                height: self.height,
+                block_time_ms: self.timestamp_ms,
+            };
+            self.state
+                .accumulate(&meta.device, &meta.stream, id, (meta.seq, meta.ts), at);
+        }
         if self.state.hook(&meta.device, &meta.stream).is_some() {
             self.hook_calls.push((meta.device, meta.head(id)));
         }

@@ -30,6 +30,7 @@ pub fn block_context(
         chain_id: genesis.chain_id,
         number: height,
         timestamp: timestamp_ms / 1000,
+        timestamp_ms,
         beneficiary: genesis.fee_recipient(proposer),
         base_fee: next_base_fee(genesis, parent_gas),
         gas_limit: genesis.params.block_gas_limit,

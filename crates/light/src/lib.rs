@@ -29,9 +29,17 @@
 //! ```
 #![no_std]
 
+mod mpt;
+mod range;
 mod rlp;
 
 use core::fmt;
+
+pub use mpt::{MptError, verify_mpt};
+pub use range::{
+    ACCUMULATOR_PREFIX, Range, RangeKind, RangeProof, RangeProofError, VerifiedRange,
+    accumulator_key, verify_range_proof,
+};
 
 use iotchain_merkle::MerkleError;
 use iotchain_reading::{Alg, DeviceAddress, ReadingError};

@@ -8,14 +8,16 @@
 //! applies when its block is built.
 
 pub mod account;
+mod accumulator;
 mod error;
 mod record;
 mod state;
 
 pub use account::Account;
+pub use accumulator::{ACCUMULATOR_PREFIX, StreamAccumulator, accumulator_key};
 pub use error::{Result, StateError};
 pub use record::{
     DeviceRecord, DeviceStatus, Gap, Hook, MAX_OPEN_GAPS, MAX_STREAMS, OwnerRecord, StreamHead,
     micro_units,
 };
-pub use state::{AccountProof, AppliedReading, MAX_STREAM_NAME, State, StateRecords};
+pub use state::{AccountProof, AppliedReading, LeafPlace, MAX_STREAM_NAME, State, StateRecords};

@@ -11,9 +11,13 @@ use iotchain_reading::DeviceAddress;
 
 use crate::{
     Account, DeviceRecord, DeviceStatus, Gap, Hook, MAX_OPEN_GAPS, MAX_STREAMS, OwnerRecord,
-    Result, StateError, StreamHead,
+    Result, StateError, StreamAccumulator, StreamHead,
     account::{code_hash, storage_key, storage_root},
+    accumulator_key,
 };
+
+mod accumulators;
+pub use accumulators::LeafPlace;
 
 /// Trie key prefix of device records.
 const DEVICE_PREFIX: u8 = 0x01;
@@ -35,6 +39,8 @@ pub struct StateRecords {
     pub storage: Vec<(Address, U256, U256)>,
     /// Contract code by hash.
     pub code: Vec<(B256, Bytes)>,
+    /// Stream accumulators, all of a device's at once.
+    pub accumulators: Vec<(DeviceAddress, Vec<StreamAccumulator>)>,
 }
 
 /// An EIP-1186 proof of one account and some of its storage slots.
@@ -76,11 +82,14 @@ pub struct State {
     accounts: OrdMap<Address, Account>,
     storage: OrdMap<Address, OrdMap<U256, U256>>,
     code: OrdMap<B256, Bytes>,
+    /// Each device's stream accumulators, by stream name.
+    accumulators: OrdMap<DeviceAddress, Vec<StreamAccumulator>>,
     /// Storage roots of the accounts, kept up to date lazily from `dirty_accounts`.
     storage_roots: OrdMap<Address, B256>,
     /// Encoded trie leaves, kept up to date lazily from `dirty_*`.
     leaves: OrdMap<B256, Vec<u8>>,
     dirty_devices: OrdSet<DeviceAddress>,
+    dirty_accumulators: OrdSet<DeviceAddress>,
     dirty_owners: OrdSet<Address>,
     dirty_accounts: OrdSet<Address>,
     dirty_slots: OrdSet<(Address, U256)>,
@@ -674,6 +683,11 @@ impl State {
                 .iter()
                 .map(|h| (*h, self.code[h].clone()))
                 .collect(),
+            accumulators: self
+                .dirty_accumulators
+                .iter()
+                .map(|a| (*a, self.accumulators[a].clone()))
+                .collect(),
         }
     }
 
@@ -682,6 +696,12 @@ impl State {
         for a in std::mem::take(&mut self.dirty_devices) {
             self.leaves
                 .insert(device_key(&a), self.devices[&a].encode_rlp());
+        }
+        for a in std::mem::take(&mut self.dirty_accumulators) {
+            for acc in &self.accumulators[&a] {
+                self.leaves
+                    .insert(accumulator_key(&a, &acc.stream), acc.trie_value());
+            }
         }
         for a in std::mem::take(&mut self.dirty_owners) {
             self.leaves
@@ -714,6 +734,7 @@ impl State {
     /// Whether every change has been folded into the trie by [`State::root`].
     pub fn is_clean(&self) -> bool {
         self.dirty_devices.is_empty()
+            && self.dirty_accumulators.is_empty()
             && self.dirty_owners.is_empty()
             && self.dirty_accounts.is_empty()
     }

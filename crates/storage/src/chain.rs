@@ -5,7 +5,7 @@ use std::path::Path;
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use iotchain_block::{Block, FinalityCertificate, Header};
-use iotchain_state::{Account, DeviceRecord, OwnerRecord, StateRecords};
+use iotchain_state::{Account, DeviceRecord, OwnerRecord, StateRecords, StreamAccumulator};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::{Result, StorageError, index::HashIndex};
@@ -31,6 +31,8 @@ const LEGACY_READINGS: TableDefinition<'_, [u8; 32], [u8; 24]> = TableDefinition
 const TXS: TableDefinition<'_, [u8; 32], [u8; 12]> = TableDefinition::new("transactions");
 const DEVICES: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("devices");
 const OWNERS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("owners");
+/// Device → its stream accumulators ([`StreamAccumulator::encode_all`]).
+const ACCUMULATORS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("accumulators");
 /// Ethereum accounts: address → RLP `[nonce, balance, code_hash]`.
 const ACCOUNTS: TableDefinition<'_, [u8; 20], &[u8]> = TableDefinition::new("accounts");
 /// Contract storage: address ‖ slot → value (32 bytes, big-endian); zero values absent.
@@ -284,6 +286,7 @@ impl ChainStore {
             w.open_table(TXS)?;
             w.open_table(DEVICES)?;
             w.open_table(OWNERS)?;
+            w.open_table(ACCUMULATORS)?;
             w.open_table(PENDING_BLOCKS)?;
             w.open_table(REFUSED)?;
             w.open_table(ACCOUNTS)?;
@@ -298,6 +301,7 @@ impl ChainStore {
             w.open_table(crate::streams::STREAMS)?;
             w.open_table(crate::streams::STREAM_READINGS)?;
             w.open_table(crate::streams::STREAM_LATE)?;
+            w.open_table(crate::stream_mmr::STREAM_MMR)?;
             w.open_table(crate::streams::STREAM_MINUTES)?;
         }
         w.commit()?;
@@ -366,6 +370,10 @@ impl ChainStore {
             let mut devices = w.open_table(DEVICES)?;
             for d in &c.state.devices {
                 devices.insert(d.address.0, d.encode_rlp().as_slice())?;
+            }
+            let mut accumulators = w.open_table(ACCUMULATORS)?;
+            for (d, accs) in &c.state.accumulators {
+                accumulators.insert(d.0, StreamAccumulator::encode_all(accs).as_slice())?;
             }
             let mut owners = w.open_table(OWNERS)?;
             for (a, o) in &c.state.owners {
@@ -589,6 +597,14 @@ impl ChainStore {
             let (k, v) = entry?;
             code.push((B256::from(k.value()), Bytes::copy_from_slice(v.value())));
         }
+        let mut accumulators = Vec::new();
+        for entry in r.open_table(ACCUMULATORS)?.iter()? {
+            let (k, v) = entry?;
+            let accs = StreamAccumulator::decode_all(v.value()).ok_or_else(|| {
+                StorageError::Corrupt("a stream accumulator record is damaged".into())
+            })?;
+            accumulators.push((iotchain_reading::DeviceAddress(k.value()), accs));
+        }
         Ok(StateRecords {
             devices,
             owners,
@@ -596,6 +612,7 @@ impl ChainStore {
             wiped: Vec::new(),
             storage,
             code,
+            accumulators,
         })
     }
 

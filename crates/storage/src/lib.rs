@@ -13,6 +13,7 @@ mod error;
 mod index;
 mod log;
 mod receipts;
+mod stream_mmr;
 mod stream_store;
 mod streams;
 
@@ -21,4 +22,5 @@ pub use chain::{
 };
 pub use error::{Result, StorageError};
 pub use log::{ItemKind, ItemLog, LogItem};
+pub use stream_mmr::{ProvenWindow, Window};
 pub use streams::{Bucket, MINUTE_MS, StreamCursor, StreamEntry, StreamInfo, StreamRange};

@@ -164,6 +164,7 @@ fn index_blocks_streams(w: &redb::WriteTransaction, blocks: &[Block]) -> Result<
             index: *at,
             item: *item,
             block_time_ms: block.header.timestamp_ms,
+            id: r.id(),
             message: message_of(block, *item),
             value: iotchain_state::micro_units(r.data)
                 .and_then(|v| i128::try_from(v).ok())

@@ -153,7 +153,7 @@ impl StreamEntry {
         out
     }
 
-    fn decode(position: u64, v: &[u8]) -> Result<Self> {
+    pub(crate) fn decode(position: u64, v: &[u8]) -> Result<Self> {
         if v.len() < ENTRY_LEN {
             return Err(StorageError::Corrupt(format!(
                 "stream index entry at position {position}"
@@ -173,6 +173,27 @@ impl StreamEntry {
             max_ts: u(4),
             message: v[ENTRY_LEN..].to_vec(),
         })
+    }
+}
+
+impl StreamEntry {
+    /// The highest `seq` and `ts` of the stream up to and including this reading.
+    pub fn running_max(&self) -> (u64, u64) {
+        (self.max_seq, self.max_ts)
+    }
+
+    /// The leaf this reading is in its stream's accumulator.
+    pub fn leaf(&self) -> iotchain_reading::StreamLeaf {
+        iotchain_reading::StreamLeaf {
+            // The message is kept canonical, as in its block: its id is its leaf hash.
+            id: iotchain_reading::reading_id(&self.message),
+            seq: self.seq,
+            ts: self.ts,
+            height: self.height,
+            block_time_ms: self.block_time_ms,
+            max_seq: self.max_seq,
+            max_ts: self.max_ts,
+        }
     }
 }
 
@@ -200,6 +221,12 @@ pub struct StreamRange {
 }
 
 impl StreamRange {
+    /// Whether the range takes a reading with these figures.
+    pub fn takes_leaf(&self, seq: u64, ts: u64, block_time_ms: u64) -> bool {
+        let within = |r: Option<(u64, u64)>, v: u64| r.is_none_or(|(lo, hi)| lo <= v && v <= hi);
+        within(self.seq, seq) && within(self.ts, ts) && within(self.block_time, block_time_ms)
+    }
+
     fn takes(&self, e: &StreamEntry) -> bool {
         let within = |r: Option<(u64, u64)>, v: u64| r.is_none_or(|(lo, hi)| lo <= v && v <= hi);
         within(self.seq, e.seq) && within(self.ts, e.ts) && within(self.block_time, e.block_time_ms)
@@ -210,7 +237,7 @@ fn stream_key(device: &[u8; 20], stream: &str) -> Vec<u8> {
     [&device[..], stream.as_bytes()].concat()
 }
 
-fn entry_key(device: &[u8; 20], id: u32, position: u64) -> [u8; 32] {
+pub(crate) fn entry_key(device: &[u8; 20], id: u32, position: u64) -> [u8; 32] {
     let mut k = [0u8; 32];
     k[..20].copy_from_slice(device);
     k[20..24].copy_from_slice(&id.to_be_bytes());
@@ -238,6 +265,8 @@ pub(crate) struct NewReading<'a> {
     pub(crate) index: u32,
     pub(crate) item: u32,
     pub(crate) block_time_ms: u64,
+    /// The reading id.
+    pub(crate) id: [u8; 32],
     pub(crate) message: &'a [u8],
     /// `data`, when it is a number.
     pub(crate) value: Option<f64>,
@@ -362,6 +391,8 @@ pub(crate) fn index(
     let mut entries = w.open_table(STREAM_READINGS)?;
     let mut late = w.open_table(STREAM_LATE)?;
     let mut minutes = w.open_table(STREAM_MINUTES)?;
+    let mut nodes = w.open_table(crate::stream_mmr::STREAM_MMR)?;
+    let mut last_leaves = crate::stream_mmr::LastLeaves::new();
     let mut cache: std::collections::BTreeMap<Vec<u8>, StreamInfo> = Default::default();
     // The minutes these readings touch, written once at the end.
     let mut minute_cache: std::collections::BTreeMap<[u8; 32], Bucket> = Default::default();
@@ -416,6 +447,23 @@ pub(crate) fn index(
         entries.insert(
             entry_key(&r.device, info.id, position),
             entry.encode().as_slice(),
+        )?;
+        let leaf = iotchain_reading::StreamLeaf {
+            id: r.id,
+            seq: r.seq,
+            ts: r.ts,
+            height: r.height,
+            block_time_ms: r.block_time_ms,
+            max_seq,
+            max_ts,
+        };
+        crate::stream_mmr::append(
+            &mut nodes,
+            &entries,
+            &mut last_leaves,
+            (r.device, info.id),
+            position,
+            leaf.hash(),
         )?;
         if let Some(v) = r.value.filter(|v| v.is_finite()) {
             let key = entry_key(&r.device, info.id, r.ts / MINUTE_MS);
@@ -496,7 +544,7 @@ pub(crate) fn entry_at(
 
 /// The first position in `0..count` whose entry satisfies `pred`, which is false and then
 /// true along the positions (`count` if none does).
-fn first_where(
+pub(crate) fn first_where(
     r: &ReadTransaction,
     device: &[u8; 20],
     info: &StreamInfo,
@@ -688,6 +736,7 @@ mod tests {
                 index: (i % per_block) as u32,
                 item: (i % per_block) as u32,
                 block_time_ms: 1000 * (1 + (i / per_block) as u64),
+                id: iotchain_reading::reading_id(&[0xd2, 0x84]),
                 message: &[0xd2, 0x84],
                 value: Some(seq as f64),
             })

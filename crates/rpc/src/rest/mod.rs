@@ -1,9 +1,12 @@
-//! REST under `/v1`: submissions, statuses, proofs, devices, blocks and block sync.
+//! REST under `/v1`: submissions, statuses, proofs, devices, blocks and block sync, and
+//! their OpenAPI document.
 
 mod blocks;
 mod cbor_json;
 mod devices;
 mod feed;
+pub(crate) mod openapi;
+mod range_proof;
 mod readings;
 pub(crate) mod status;
 mod streams;
@@ -12,15 +15,12 @@ mod submit;
 use std::{sync::Arc, time::Duration};
 
 use alloy_primitives::B256;
-use axum::{
-    Router,
-    http::HeaderMap,
-    routing::{get, post},
-};
+use axum::{Router, http::HeaderMap};
 use iotchain_api::{ChainQuery, Origin};
 use iotchain_reading::DeviceAddress;
 
 use crate::{ApiError, NodeApi, Shared};
+use openapi::Info as OpenApiInfo;
 
 pub(crate) use status::metrics;
 
@@ -29,38 +29,77 @@ use crate::forwarded::FORWARDED_HEADER;
 /// Longest a request may wait for finality with `?wait_ms=`.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// The `/v1` routes.
-pub(crate) fn routes<N: NodeApi>() -> Router<Arc<Shared<N>>> {
-    Router::new()
-        .route("/v1/status", get(status::status::<N>))
-        .route("/v1/health", get(status::health::<N>))
-        .route("/v1/readings", post(submit::post_readings::<N>))
-        .route("/v1/readings/{id}", get(readings::get_reading::<N>))
-        .route("/v1/readings/{id}/proof", get(readings::get_proof::<N>))
-        .route("/v1/transactions", post(submit::post_transaction::<N>))
-        .route(
-            "/v1/transactions/{hash}",
-            get(readings::get_transaction::<N>),
-        )
-        .route("/v1/devices", get(devices::list_devices::<N>))
-        .route("/v1/devices/{address}", get(devices::get_device::<N>))
-        .route(
-            "/v1/devices/{address}/streams",
-            get(streams::get_streams::<N>),
-        )
-        .route(
-            "/v1/devices/{address}/readings",
-            get(streams::get_readings::<N>),
-        )
-        .route(
-            "/v1/devices/{address}/streams/{stream}/series",
-            get(streams::get_series::<N>),
-        )
-        .route("/v1/owners/{address}", get(devices::get_owner::<N>))
-        .route("/v1/blocks/latest", get(blocks::latest_block::<N>))
-        .route("/v1/blocks/{height}", get(blocks::get_block::<N>))
-        .route("/v1/sync/{height}", get(blocks::get_sync::<N>))
-        .route("/v1/feed", get(feed::feed::<N>))
+/// Declares the `/v1` operations once: the OpenAPI document lists their annotations
+/// (`#[utoipa::path]`, which give each one's method and path) and [`routes`] serves their
+/// handlers at those paths, so no `/v1` route exists without its documentation.
+macro_rules! v1_operations {
+    (
+        node: $($module:ident :: $handler:ident),+;
+        plain: $($pmodule:ident :: $phandler:ident),+ $(,)?
+    ) => {
+        /// The OpenAPI document of the `/v1` operations.
+        #[derive(utoipa::OpenApi)]
+        #[openapi(
+            paths($($module::$handler),+, $($pmodule::$phandler),+),
+            components(schemas(openapi::ErrorBody, feed::FeedReadingJson, feed::FeedBlockJson)),
+            modifiers(&OpenApiInfo),
+            tags(
+                (name = "chain", description = "Status, health, blocks and block sync"),
+                (name = "readings", description = "Signed readings in; their status and proofs"),
+                (name = "devices", description = "Devices, owners and their transactions"),
+                (name = "data", description = "A device's data read back: streams, pages, series, the live feed"),
+                (name = "meta", description = "This document"),
+            ),
+        )]
+        struct V1Api;
+
+        /// The `/v1` routes, each at the method and path its annotation gives.
+        pub(crate) fn routes<N: NodeApi>() -> Router<Arc<Shared<N>>> {
+            let doc = openapi();
+            let router = Router::new();
+            $(
+                let router = openapi::route(router, &doc, stringify!($handler), |method| {
+                    axum::routing::on(method, $module::$handler::<N>)
+                });
+            )+
+            $(
+                let router = openapi::route(router, &doc, stringify!($phandler), |method| {
+                    axum::routing::on(method, $pmodule::$phandler)
+                });
+            )+
+            router
+        }
+    };
+}
+
+v1_operations!(
+    // The handlers that reach the node.
+    node:
+    status::status,
+    status::health,
+    submit::post_readings,
+    readings::get_reading,
+    readings::get_proof,
+    submit::post_transaction,
+    readings::get_transaction,
+    devices::list_devices,
+    devices::get_device,
+    streams::get_streams,
+    streams::get_readings,
+    streams::get_series,
+    devices::get_owner,
+    blocks::latest_block,
+    blocks::get_block,
+    blocks::get_sync,
+    feed::feed;
+    // Those that do not.
+    plain:
+    openapi::openapi_json,
+);
+
+/// The OpenAPI 3.1 document of the `/v1` routes (served at `GET /v1/openapi.json`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    <V1Api as utoipa::OpenApi>::openapi()
 }
 
 /// Who sent a submission: another node (its [`FORWARDED_HEADER`] signed over `body` by a

@@ -7,10 +7,16 @@ use alloy_primitives::B256;
 use axum::{Json, extract::State};
 use iotchain_reading::DeviceAddress;
 use iotchain_storage::{StreamCursor, StreamEntry, StreamInfo, StreamRange};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
-use super::{cbor_json::data_json, off_thread, parse_device};
+use super::{
+    cbor_json::data_json,
+    off_thread,
+    openapi::{ErrorBody, Hash32, HexBytes, ReadingData},
+    parse_device,
+};
 use crate::{
     ApiError, NodeApi, Shared,
     extract::{Path, Query},
@@ -22,29 +28,90 @@ const DEFAULT_LIMIT: usize = 100;
 /// Most readings in a page.
 pub(crate) const MAX_LIMIT: usize = 1000;
 
-/// A reading of the index as JSON (`raw`: with its signed message).
-fn reading_json(stream: &str, e: &StreamEntry, raw: bool) -> Value {
-    let decoded = iotchain_reading::decode(&e.message).ok();
-    let mut v = json!({
-        "id": B256::from(iotchain_reading::reading_id(&e.message)),
-        "seq": e.seq,
-        "ts": e.ts,
-        "stream": stream,
-        "height": e.height,
-        "index": e.index,
-        "block_time_ms": e.block_time_ms,
-        "data": decoded.as_ref().and_then(|r| data_json(r.data)),
-    });
-    if raw {
-        v["message"] = json!(hex0x(&e.message));
-    }
-    v
+/// A final reading of a device stream.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ReadingJson {
+    /// The reading id.
+    #[schema(value_type = Hash32)]
+    id: B256,
+    /// The device's `seq`.
+    seq: u64,
+    /// The device's time, ms.
+    ts: u64,
+    /// The stream.
+    stream: String,
+    /// The block's height.
+    height: u64,
+    /// Its position among the block's readings.
+    index: u32,
+    /// The block's time, ms.
+    block_time_ms: u64,
+    /// The reading's data as JSON.
+    #[schema(value_type = ReadingData)]
+    data: Option<Value>,
+    /// With `raw=true`: the signed COSE_Sign1 message, which hashes to `id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<HexBytes>)]
+    message: Option<String>,
 }
 
+/// A reading of the index as JSON (`raw`: with its signed message).
+fn reading_json(stream: &str, e: &StreamEntry, raw: bool) -> ReadingJson {
+    let decoded = iotchain_reading::decode(&e.message).ok();
+    ReadingJson {
+        id: B256::from(iotchain_reading::reading_id(&e.message)),
+        seq: e.seq,
+        ts: e.ts,
+        stream: stream.to_string(),
+        height: e.height,
+        index: e.index,
+        block_time_ms: e.block_time_ms,
+        data: decoded.as_ref().and_then(|r| data_json(r.data)),
+        message: raw.then(|| hex0x(&e.message)),
+    }
+}
+
+/// A stream of a device: its figures and its latest reading.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct StreamJson {
+    /// The stream name.
+    stream: String,
+    /// Final readings in it.
+    count: u64,
+    /// Lowest `seq`.
+    first_seq: u64,
+    /// Highest `seq`.
+    last_seq: u64,
+    /// Lowest device time.
+    first_ts: u64,
+    /// Highest device time.
+    last_ts: u64,
+    /// The final reading with the highest `seq`.
+    latest: Option<ReadingJson>,
+}
+
+/// `GET /v1/devices/{address}/streams`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct StreamsJson {
+    /// The device's streams, by name.
+    streams: Vec<StreamJson>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{address}/streams",
+    tag = "data",
+    params(("address" = String, Path, description = "The device address (20 bytes of 0x-hex)", pattern = "^(0x)?[0-9a-fA-F]{40}$")),
+    responses(
+        (status = 200, description = "The device's streams (none for an unknown device)", body = StreamsJson),
+        (status = 400, description = "`bad_address`, `bad_path`", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: the store cannot be read", body = ErrorBody),
+    ),
+)]
 pub(super) async fn get_streams<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     Path(address): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StreamsJson>, ApiError> {
     let device = parse_device(&address)?;
     let node = shared.node.clone();
     let out = off_thread(move || {
@@ -60,37 +127,56 @@ pub(super) async fn get_streams<N: NodeApi>(
                 .and_then(|(_, page, _)| {
                     page.into_iter().next().filter(|e| e.position == s.latest)
                 });
-            out.push(json!({
-                "stream": s.stream,
-                "count": s.count,
-                "first_seq": s.first_seq,
-                "last_seq": s.last_seq,
-                "first_ts": s.first_ts,
-                "last_ts": s.last_ts,
-                "latest": latest.map(|e| reading_json(&s.stream, &e, false)),
-            }));
+            out.push(StreamJson {
+                stream: s.stream.clone(),
+                count: s.count,
+                first_seq: s.first_seq,
+                last_seq: s.last_seq,
+                first_ts: s.first_ts,
+                last_ts: s.last_ts,
+                latest: latest.map(|e| reading_json(&s.stream, &e, false)),
+            });
         }
         Ok(out)
     })
     .await?;
-    Ok(Json(json!({"streams": out})))
+    Ok(Json(StreamsJson { streams: out }))
 }
 
 /// Query of `GET /v1/devices/{address}/readings`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ReadingsQuery {
+    /// Only this stream (without it: every stream of the device, merged in commit order).
     stream: Option<String>,
+    /// `asc` (default: oldest first) or `desc`.
+    #[param(pattern = "^(asc|desc)$")]
     order: Option<String>,
+    /// Readings in a page: 1 to 1000 (default 100); with `proof=true`, the most readings the
+    /// whole answer may hold, up to 10,000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page of the same query.
+    #[param(pattern = "^c1([0-9a-f]{2})+$")]
     cursor: Option<String>,
+    /// Lowest `seq` (inclusive).
     from_seq: Option<u64>,
+    /// Highest `seq` (inclusive).
     to_seq: Option<u64>,
+    /// Earliest device time, ms (inclusive).
     from_ts: Option<u64>,
+    /// Latest device time, ms (inclusive).
     to_ts: Option<u64>,
+    /// Earliest block time, ms (inclusive).
     from_time: Option<u64>,
+    /// Latest block time, ms (inclusive).
     to_time: Option<u64>,
     /// `true`: each reading also carries its signed message (`message`, 0x-hex).
     raw: Option<bool>,
+    /// `true`: the whole range (no pages; `limit` up to 10,000) with a complete-range proof
+    /// (`range_proof`, docs/formats.md) that `iotchain verify` checks. Needs `stream` and at
+    /// most one kind of range.
+    proof: Option<bool>,
 }
 
 impl ReadingsQuery {
@@ -188,11 +274,41 @@ fn decode_cursor(s: &str, fp: [u8; 8]) -> Result<StreamCursor, ApiError> {
     }
 }
 
+/// A page of a device's final readings.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ReadingsPage {
+    /// The readings, in commit order (`desc`: newest first).
+    readings: Vec<ReadingJson>,
+    /// Pass it back as `cursor` for the next page; `null` after the last.
+    next_cursor: Option<String>,
+    /// With `proof=true`: the proof that `readings` are exactly the stream's readings in the
+    /// range (docs/formats.md, "Complete-range proofs").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    range_proof: Option<iotchain_block::RangeProofJson>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{address}/readings",
+    tag = "data",
+    params(
+        ("address" = String, Path, description = "The device address (20 bytes of 0x-hex)", pattern = "^(0x)?[0-9a-fA-F]{40}$"),
+        ReadingsQuery,
+    ),
+    responses(
+        (status = 200, description = "A page of final readings", body = ReadingsPage),
+        (status = 400, description = "`bad_address`, `bad_order`, `bad_limit`, `bad_range` (a `from_` \
+         after its `to_`, or two kinds of range with `proof=true`), `bad_cursor` (from another query, or changed, \
+         or with `proof=true`), `bad_path`, `bad_query`, and with `proof=true`: `proof_too_large`, `untracked_stream`, \
+         `no_accumulators`", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: the store cannot be read", body = ErrorBody),
+    ),
+)]
 pub(super) async fn get_readings<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     Path(address): Path<String>,
     Query(q): Query<ReadingsQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReadingsPage>, ApiError> {
     let device = parse_device(&address)?;
     let descending = match q.order.as_deref() {
         None | Some("asc") => false,
@@ -204,14 +320,49 @@ pub(super) async fn get_readings<N: NodeApi>(
             ));
         }
     };
+    let proof = q.proof.unwrap_or(false);
+    let max = if proof {
+        super::range_proof::MAX_PROVEN_READINGS
+    } else {
+        MAX_LIMIT
+    };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
+    if limit == 0 || limit > max {
         return Err(ApiError::bad_request(
             "bad_limit",
-            format!("limit is 1 to {MAX_LIMIT}, not {limit}"),
+            format!("limit is 1 to {max}, not {limit}"),
         ));
     }
     let range = q.range()?;
+    if proof {
+        if q.cursor.is_some() {
+            return Err(ApiError::bad_request(
+                "bad_cursor",
+                "a proven answer is whole: it has no pages (narrow the range instead)",
+            ));
+        }
+        let node = shared.node.clone();
+        let stream = q.stream.clone();
+        return off_thread(move || {
+            let (entries, proof) = super::range_proof::proven(
+                &node,
+                &device,
+                stream.as_deref(),
+                &range,
+                descending,
+                limit,
+            )?;
+            Ok(Json(ReadingsPage {
+                readings: entries
+                    .iter()
+                    .map(|e| reading_json(&proof.stream, e, true))
+                    .collect(),
+                next_cursor: None,
+                range_proof: Some(proof),
+            }))
+        })
+        .await;
+    }
     let fp = q.fingerprint(&device, descending);
     let after = match &q.cursor {
         Some(c) => decode_cursor(c, fp)?,
@@ -266,7 +417,11 @@ pub(super) async fn get_readings<N: NodeApi>(
                 )
             }
         };
-        Ok(Json(json!({"readings": readings, "next_cursor": next})))
+        Ok(Json(ReadingsPage {
+            readings,
+            next_cursor: next,
+            range_proof: None,
+        }))
     })
     .await
 }
@@ -301,11 +456,16 @@ fn all_streams_page<N: NodeApi>(
 }
 
 /// Query of `GET /v1/devices/{address}/streams/{stream}/series`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct SeriesQuery {
-    /// Bucket size: `1m`, `5m`, `15m`, `1h`, `6h`, `1d`, `7d` (or N followed by `m`, `h`, `d`).
+    /// Bucket size: `1m`, `5m`, `15m`, `1h`, `6h`, `1d`, `7d` (or N followed by `m`, `h`, `d`;
+    /// default `1h`).
+    #[param(pattern = "^[0-9]+[mhd]$")]
     bucket: Option<String>,
+    /// Earliest device time, ms (inclusive; whole buckets).
     from_ts: Option<u64>,
+    /// Latest device time, ms (inclusive; whole buckets).
     to_ts: Option<u64>,
     /// A numeric field of map data: keys (and array indexes) separated by `.`, e.g. `temp_mc`
     /// or `env.0.t`; without it the reading's data must itself be a number.
@@ -326,12 +486,16 @@ fn bucket_ms(text: &str) -> Result<u64, ApiError> {
             ),
         )
     };
-    let (n, unit) = text.split_at(text.len().saturating_sub(1));
-    let n: u64 = n.parse().map_err(|_| bad())?;
+    // The unit is the last character (which may take more than one byte: split there, not
+    // at the last byte).
+    let unit = text.chars().next_back().ok_or_else(bad)?;
+    let n: u64 = text[..text.len() - unit.len_utf8()]
+        .parse()
+        .map_err(|_| bad())?;
     let unit_ms = match unit {
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
         _ => return Err(bad()),
     };
     if n == 0 || n > 366 * 24 * 60 {
@@ -353,6 +517,22 @@ fn number_at(data: &Value, path: &str) -> Option<f64> {
     v.as_f64()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/devices/{address}/streams/{stream}/series",
+    tag = "data",
+    params(
+        ("address" = String, Path, description = "The device address (20 bytes of 0x-hex)", pattern = "^(0x)?[0-9a-fA-F]{40}$"),
+        ("stream" = String, Path, description = "The stream name"),
+        SeriesQuery,
+    ),
+    responses(
+        (status = 200, description = "The buckets that hold readings, oldest first", body = SeriesJson),
+        (status = 400, description = "`bad_address`, `bad_bucket`, `bad_range`, `too_many_buckets`, \
+         `too_many_readings`, `bad_path`, `bad_query`", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: the store cannot be read", body = ErrorBody),
+    ),
+)]
 pub(super) async fn get_series<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     Path((address, stream)): Path<(String, String)>,
@@ -408,24 +588,34 @@ pub(super) async fn get_series<N: NodeApi>(
         .into_response())
 }
 
-/// A bucket as the API gives it.
-#[derive(serde::Serialize)]
-struct BucketJson {
+/// A bucket of a series.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct BucketJson {
+    /// Its start, ms of device time.
     start_ms: u64,
+    /// Readings in it.
     count: u64,
+    /// Lowest value.
     min: f64,
+    /// Highest value.
     max: f64,
+    /// Mean value.
     mean: f64,
+    /// Value of its earliest reading by device time.
     first: f64,
+    /// Value of its latest reading by device time.
     last: f64,
+}
+
+/// `GET /v1/devices/{address}/streams/{stream}/series`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct SeriesJson {
+    /// The buckets that hold readings, oldest first.
+    buckets: Vec<BucketJson>,
 }
 
 /// `{"buckets": [...]}`, serialized.
 fn series_json(buckets: &[iotchain_storage::Bucket]) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Answer {
-        buckets: Vec<BucketJson>,
-    }
     let buckets = buckets
         .iter()
         .map(|b| BucketJson {
@@ -438,7 +628,7 @@ fn series_json(buckets: &[iotchain_storage::Bucket]) -> Vec<u8> {
             last: b.last.1,
         })
         .collect();
-    serde_json::to_vec(&Answer { buckets }).expect("buckets serialize")
+    serde_json::to_vec(&SeriesJson { buckets }).expect("buckets serialize")
 }
 
 /// Buckets of the number at `path` in each reading: the readings with device time in range,
@@ -499,6 +689,28 @@ fn path_series<N: NodeApi>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_are_a_number_and_a_unit_and_anything_else_is_refused() {
+        assert_eq!(bucket_ms("1m").unwrap(), 60_000);
+        assert_eq!(bucket_ms("15m").unwrap(), 900_000);
+        assert_eq!(bucket_ms("7d").unwrap(), 7 * 86_400_000);
+        // A unit of more than one byte (schemathesis sent `G\u{fdaa}\u{8a}`: a split at the
+        // last byte panicked), empty, no number, zero, too long, another unit.
+        for bad in [
+            "G\u{fdaa}\u{8a}",
+            "1\u{e9}",
+            "\u{e9}",
+            "",
+            "m",
+            "0h",
+            "527041m",
+            "1w",
+            "-1h",
+        ] {
+            assert_eq!(bucket_ms(bad).unwrap_err().code, "bad_bucket", "{bad:?}");
+        }
+    }
 
     #[test]
     fn cursors_are_bound_to_their_query_and_refused_when_changed() {

@@ -245,3 +245,106 @@ proptest::proptest! {
         proptest::prop_assert_eq!(record.gaps_closed_through, None);
     }
 }
+
+/// A stream's accumulator is in the trie: its proof checks with the light client (present,
+/// and absent for a stream without one), a stream beyond the tracked ones gets none, and the
+/// accumulators rebuild from their records to the same root.
+#[test]
+fn stream_accumulators_are_committed_by_the_root_and_provable() {
+    let (mut state, a) = registered();
+    let at = |h: u64| LeafPlace {
+        height: h,
+        block_time_ms: 1_000 * h,
+    };
+    let mut leaves = Vec::new();
+    let mut last = None;
+    for seq in [0u64, 1, 5, 3, 6] {
+        state.apply_reading(&a, 0, seq, 100 + seq, id(seq)).unwrap();
+        let head = StreamHead {
+            stream: "t",
+            seq,
+            ts: 100 + seq,
+            id: id(seq),
+            value: None,
+        };
+        state.record_stream(&a, &head);
+        state.accumulate(&a, "t", id(seq), (seq, 100 + seq), at(seq + 1));
+        let leaf = iotchain_reading::StreamLeaf::next(
+            last.as_ref(),
+            id(seq).0,
+            seq,
+            100 + seq,
+            seq + 1,
+            1_000 * (seq + 1),
+        );
+        leaves.push(leaf.hash());
+        last = Some(leaf);
+    }
+    // The late seq 3 carries the running maxima on.
+    let acc = state.accumulator(&a, "t").unwrap().clone();
+    assert_eq!(acc.peaks.count(), 5);
+    assert_eq!((acc.last.seq, acc.last.max_seq), (6, 6));
+    let mut reference = iotchain_merkle::mmr::Peaks::default();
+    for l in &leaves {
+        reference.push(*l);
+    }
+    assert_eq!(acc.root().0, reference.root());
+    let records = state.changed_records();
+    let root = state.root();
+    let nodes = state.accumulator_proof(&a, "t");
+    let nodes: Vec<&[u8]> = nodes.iter().map(|n| n.as_ref()).collect();
+    let key = iotchain_light::accumulator_key(&a, "t");
+    assert_eq!(key, accumulator_key(&a, "t").0);
+    let value = iotchain_light::verify_mpt(&root.0, &key, &nodes)
+        .unwrap()
+        .expect("the accumulator is in the trie");
+    assert_eq!(value, acc.trie_value().as_slice());
+    // Another state root, or a node changed: refused.
+    assert!(iotchain_light::verify_mpt(&[7; 32], &key, &nodes).is_err());
+    // A stream without an accumulator: its absence is proven.
+    let none = state.accumulator_proof(&a, "other");
+    let none: Vec<&[u8]> = none.iter().map(|n| n.as_ref()).collect();
+    let other = iotchain_light::accumulator_key(&a, "other");
+    assert_eq!(iotchain_light::verify_mpt(&root.0, &other, &none), Ok(None));
+    // The absence proof does not show the present key's value.
+    assert_ne!(
+        iotchain_light::verify_mpt(&root.0, &key, &none),
+        Ok(Some(value))
+    );
+
+    // An untracked stream (the device already tracks the most streams) gets no accumulator.
+    for i in 0..MAX_STREAMS as u64 {
+        let name = format!("s{i:02}");
+        state.apply_reading(&a, 0, 10 + i, 0, id(10 + i)).unwrap();
+        let head = StreamHead {
+            stream: name.as_str(),
+            seq: 10 + i,
+            ts: 0,
+            id: id(10 + i),
+            value: None,
+        };
+        state.record_stream(&a, &head);
+        state.accumulate(&a, &name, id(10 + i), (10 + i, 0), at(20));
+    }
+    let tracked = state.device(&a).unwrap().streams.len();
+    assert_eq!(tracked, MAX_STREAMS);
+    let untracked = (0..MAX_STREAMS)
+        .map(|i| format!("s{i:02}"))
+        .filter(|s| state.accumulator(&a, s).is_none())
+        .count();
+    // "t" took one place: the last new stream did not fit.
+    assert_eq!(untracked, 1);
+
+    // Rebuilt from the stored records (the first ones, updated by the later ones): the same
+    // root.
+    let later = state.changed_records();
+    let root = state.root();
+    let mut rebuilt = State::from_records(later.devices, records.owners).with_accumulators(
+        records
+            .accumulators
+            .into_iter()
+            .filter(|(d, _)| !later.accumulators.iter().any(|(l, _)| l == d))
+            .chain(later.accumulators.clone()),
+    );
+    assert_eq!(rebuilt.root(), root);
+}
