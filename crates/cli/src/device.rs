@@ -197,7 +197,7 @@ pub(crate) async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
                 eprintln!("no devices registered");
             }
             for d in devices {
-                println!(
+                let more = crate::out_line(format_args!(
                     "{}  {:6}  {:8}  last_seq={}  readings={}  owner={}  model={}",
                     d["address"].as_str().unwrap_or("?"),
                     d["alg"].as_str().unwrap_or("?"),
@@ -206,7 +206,10 @@ pub(crate) async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
                     d["reading_count"],
                     d["owner"].as_str().unwrap_or("?"),
                     d["model"].as_str().unwrap_or(""),
-                );
+                ));
+                if !more {
+                    break;
+                }
             }
         }
     }

@@ -112,6 +112,21 @@ fn client_command(command: Command) -> anyhow::Result<ExitCode> {
 /// Default node URL for client commands.
 pub(crate) const DEFAULT_NODE: &str = "http://127.0.0.1:8545";
 
+/// Writes one line to standard output; `false` once the reader is gone (`| head`), so a
+/// listing stops quietly instead of panicking as `println!` does on a closed pipe.
+pub(crate) fn out_line(line: std::fmt::Arguments<'_>) -> bool {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}") {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => false,
+        Err(e) => {
+            eprintln!("error: writing to standard output: {e}");
+            false
+        }
+    }
+}
+
 /// Default data directory.
 pub(crate) fn default_data_dir() -> PathBuf {
     PathBuf::from("./iotchain-data")

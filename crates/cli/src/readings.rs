@@ -113,7 +113,10 @@ pub(crate) async fn run(a: ReadingsArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("reading the device's readings")?;
         for r in body["readings"].as_array().into_iter().flatten() {
-            println!("{r}");
+            if !crate::out_line(format_args!("{r}")) {
+                // The reader is gone (`| head`): nothing more to print.
+                return Ok(ExitCode::SUCCESS);
+            }
             printed += 1;
         }
         cursor = body["next_cursor"].as_str().map(str::to_string);
