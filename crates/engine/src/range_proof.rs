@@ -6,7 +6,7 @@ use alloy_primitives::{Address, B256, Bytes};
 use iotchain_api::{ChainQuery, NoStreamProof, QueryError, QueryResult, StreamProof};
 use iotchain_block::{RangeJson, RangeKindJson, RangeProofJson};
 use iotchain_reading::DeviceAddress;
-use iotchain_storage::{StreamRange, Window};
+use iotchain_storage::{ProofBound, StreamRange, Window};
 
 use crate::Engine;
 
@@ -14,14 +14,13 @@ fn storage(e: impl std::fmt::Display) -> QueryError {
     QueryError::storage(e)
 }
 
-/// The range as a proof names it: one kind of bound, by the precedence the stream window
-/// uses (block time, then `seq`, then `ts`).
+/// The range as a proof names it: the bound the stream window is over.
 fn range_json(range: &StreamRange) -> RangeJson {
-    let (kind, bounds) = match (range.block_time, range.seq, range.ts) {
-        (Some(b), _, _) => (RangeKindJson::BlockTime, Some(b)),
-        (None, Some(b), _) => (RangeKindJson::Seq, Some(b)),
-        (None, None, Some(b)) => (RangeKindJson::Ts, Some(b)),
-        (None, None, None) => (RangeKindJson::All, None),
+    let (kind, bounds) = match range.proof_bound() {
+        ProofBound::BlockTime(b) => (RangeKindJson::BlockTime, Some(b)),
+        ProofBound::Seq(b) => (RangeKindJson::Seq, Some(b)),
+        ProofBound::Ts(b) => (RangeKindJson::Ts, Some(b)),
+        ProofBound::All => (RangeKindJson::All, None),
     };
     RangeJson {
         kind,

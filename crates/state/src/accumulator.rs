@@ -5,12 +5,9 @@
 //! `[count, root]`; the peaks (what appending needs) and the last leaf (whose running maxima
 //! the next one carries on) are kept beside it, in the stored records.
 
-use alloy_primitives::{B256, keccak256};
+use alloy_primitives::B256;
 use iotchain_merkle::mmr::Peaks;
 use iotchain_reading::{DeviceAddress, STREAM_LEAF_LEN, StreamLeaf};
-
-/// Trie key prefix of stream accumulators.
-pub const ACCUMULATOR_PREFIX: u8 = 0x03;
 
 /// The accumulator of one device stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,13 +81,10 @@ impl StreamAccumulator {
     }
 }
 
-/// The trie key of a device stream's accumulator.
+/// The trie key of a device stream's accumulator (the light client's, which checks it):
+/// `keccak256(0x03 ‖ device ‖ stream)`.
 pub fn accumulator_key(device: &DeviceAddress, stream: &str) -> B256 {
-    let mut buf = Vec::with_capacity(21 + stream.len());
-    buf.push(ACCUMULATOR_PREFIX);
-    buf.extend_from_slice(&device.0);
-    buf.extend_from_slice(stream.as_bytes());
-    keccak256(buf)
+    B256::from(iotchain_light::accumulator_key(device, stream))
 }
 
 #[cfg(test)]

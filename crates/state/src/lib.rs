@@ -14,7 +14,7 @@ mod record;
 mod state;
 
 pub use account::Account;
-pub use accumulator::{ACCUMULATOR_PREFIX, StreamAccumulator, accumulator_key};
+pub use accumulator::{StreamAccumulator, accumulator_key};
 pub use error::{Result, StateError};
 pub use record::{
     DeviceRecord, DeviceStatus, Gap, Hook, MAX_OPEN_GAPS, MAX_STREAMS, OwnerRecord, StreamHead,

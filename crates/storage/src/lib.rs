@@ -23,4 +23,6 @@ pub use chain::{
 pub use error::{Result, StorageError};
 pub use log::{ItemKind, ItemLog, LogItem};
 pub use stream_mmr::{ProvenWindow, Window};
-pub use streams::{Bucket, MINUTE_MS, StreamCursor, StreamEntry, StreamInfo, StreamRange};
+pub use streams::{
+    Bucket, MINUTE_MS, ProofBound, StreamCursor, StreamEntry, StreamInfo, StreamRange,
+};

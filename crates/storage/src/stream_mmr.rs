@@ -14,7 +14,7 @@ use iotchain_reading::StreamLeaf;
 use redb::{ReadTransaction, ReadableTable, Table, TableDefinition};
 
 use crate::{
-    Result, StorageError,
+    ProofBound, Result, StorageError,
     streams::{StreamEntry, StreamInfo, entry_at},
 };
 
@@ -154,9 +154,8 @@ pub enum Window {
 
 impl crate::ChainStore {
     /// The window of a device stream a range proof shows, for the stream's accumulator of
-    /// `count` leaves (as the state root the proof rests on commits to it). `range` sets at
-    /// most one kind of bound: block time, else `seq`, else `ts`, else none (the whole
-    /// stream).
+    /// `count` leaves (as the state root the proof rests on commits to it), over
+    /// [`StreamRange::proof_bound`](crate::StreamRange::proof_bound).
     pub fn stream_window(
         &self,
         device: &[u8; 20],
@@ -177,14 +176,14 @@ impl crate::ChainStore {
         let first_where = |pred: &dyn Fn(&StreamEntry) -> bool| {
             crate::streams::first_where(&r, device, &info, pred).map(|p| p.min(count))
         };
-        let (start, end) = match (range.block_time, range.seq, range.ts) {
-            (Some((lo, hi)), _, _) => (
+        let (start, end) = match range.proof_bound() {
+            ProofBound::BlockTime((lo, hi)) => (
                 first_where(&|e| e.block_time_ms >= lo)?,
                 first_where(&|e| e.block_time_ms > hi)?,
             ),
-            (None, Some((lo, _)), _) => (first_where(&|e| e.running_max().0 >= lo)?, count),
-            (None, None, Some((lo, _))) => (first_where(&|e| e.running_max().1 >= lo)?, count),
-            (None, None, None) => (0, count),
+            ProofBound::Seq((lo, _)) => (first_where(&|e| e.running_max().0 >= lo)?, count),
+            ProofBound::Ts((lo, _)) => (first_where(&|e| e.running_max().1 >= lo)?, count),
+            ProofBound::All => (0, count),
         };
         // One leaf on each side that the range does not take, where there is one.
         let first = start.saturating_sub(1);

@@ -228,9 +228,32 @@ impl StreamRange {
     }
 
     fn takes(&self, e: &StreamEntry) -> bool {
-        let within = |r: Option<(u64, u64)>, v: u64| r.is_none_or(|(lo, hi)| lo <= v && v <= hi);
-        within(self.seq, e.seq) && within(self.ts, e.ts) && within(self.block_time, e.block_time_ms)
+        self.takes_leaf(e.seq, e.ts, e.block_time_ms)
     }
+
+    /// The one bound a proof of this range is over: block time, else `seq`, else `ts`, else
+    /// none (the whole stream). The stream window and the proof's claimed range both follow it.
+    pub fn proof_bound(&self) -> ProofBound {
+        match (self.block_time, self.seq, self.ts) {
+            (Some(b), _, _) => ProofBound::BlockTime(b),
+            (None, Some(b), _) => ProofBound::Seq(b),
+            (None, None, Some(b)) => ProofBound::Ts(b),
+            (None, None, None) => ProofBound::All,
+        }
+    }
+}
+
+/// What a complete-range proof is over (bounds inclusive), see [`StreamRange::proof_bound`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofBound {
+    /// The whole stream.
+    All,
+    /// Device `seq`.
+    Seq((u64, u64)),
+    /// Device time, ms.
+    Ts((u64, u64)),
+    /// Block time, ms.
+    BlockTime((u64, u64)),
 }
 
 fn stream_key(device: &[u8; 20], stream: &str) -> Vec<u8> {

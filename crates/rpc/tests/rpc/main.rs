@@ -23,11 +23,11 @@ use k256::ecdsa::SigningKey;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-mod rest;
-mod jsonrpc;
-mod relay;
 mod health;
+mod jsonrpc;
 mod openapi;
+mod relay;
+mod rest;
 
 const CHAIN_ID: u64 = 21;
 

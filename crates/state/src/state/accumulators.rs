@@ -39,13 +39,7 @@ impl State {
         if !tracked {
             return;
         }
-        if !self.accumulators.contains_key(device) {
-            self.accumulators.insert(*device, Vec::new());
-        }
-        let accs = self
-            .accumulators
-            .get_mut(device)
-            .expect("inserted above when missing");
+        let accs = self.accumulators.entry(*device).or_default();
         let leaf = |prev: Option<&StreamLeaf>| {
             StreamLeaf::next(prev, id.0, seq, ts, at.height, at.block_time_ms)
         };
