@@ -2,7 +2,8 @@
 # Runs every iotchain test: formatting, lints, the Rust suites (unit, property, integration,
 # crash/restart), the independent-client tests in Python (pycose + cbor2 + paho-mqtt from
 # PyPI, and a real Mosquitto broker from Debian's `mosquitto` package for the MQTT bridge) and
-# the real Ethereum clients in JavaScript (ethers v6, solc, @ethereumjs/trie, ws from npm).
+# the real Ethereum clients in JavaScript (ethers v6, solc, @ethereumjs/trie, ws from npm), and
+# the explorer in a real browser (Debian's `chromium`, headless, driven by playwright-core).
 # Installs what the tests need on first use; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,14 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm
+fi
+
+step "chromium (the explorer's browser tests drive it headless with playwright-core)"
+if [ ! -x /usr/bin/chromium ]; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium
 fi
 
 step "python test environment (.venv: pycose, cbor2<6, paho-mqtt, pytest)"
@@ -69,3 +78,11 @@ IOTCHAIN_BIN="$root/target/debug/iotchain" IOTCHAIN_C_EXAMPLE="$root/target/debu
 
 step "real Ethereum clients (ethers v6, solc, @ethereumjs/trie, ws; node --test)"
 (cd tests/eth && IOTCHAIN_BIN="$root/target/debug/iotchain" node --test eth.test.js)
+
+step "explorer in a real browser (chromium headless, playwright-core; node --test)"
+(cd tests/explorer && npm ci --no-audit --no-fund --loglevel=error \
+  && IOTCHAIN_BIN="$root/target/debug/iotchain" node --test explorer.test.mjs)
+echo "screenshots of the explorer's pages: target/explorer-screenshots/"
+
+step "the explorer's proof checker against the spec's vectors and real proofs (node --test)"
+node --test crates/rpc/explorer/verify.test.mjs

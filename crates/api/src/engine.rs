@@ -184,6 +184,11 @@ impl ConsensusStats {
         self.seen.lock().insert(validator, now_ms);
     }
 
+    /// When `validator` was last heard from (ms of the runtime's clock), if ever.
+    pub fn last_heard(&self, validator: &B256) -> Option<u64> {
+        self.seen.lock().get(validator).copied()
+    }
+
     /// Validators heard from within `window_ms` before `now_ms`, `me` excepted (the p2p
     /// layer never delivers a validator's own messages; a key recorded by mistake for this
     /// node is not counted either).

@@ -246,6 +246,7 @@ async fn run_dev(
     );
     println!("  JSON-RPC:    {url}/ (chain id {})", genesis.chain_id);
     println!("  API:         {url}/v1/status");
+    println!("  explorer:    {url}/explorer/");
     if let Some(m) = &a.mqtt {
         println!(
             "  MQTT:        {} (readings on {}, acks on iotchain/<device>/acks)",

@@ -15,6 +15,7 @@
 
 mod error;
 pub mod eth;
+mod explorer;
 mod extract;
 mod forwarded;
 mod rest;
@@ -234,6 +235,7 @@ pub fn router<N: NodeApi>(node: N, config: RpcConfig) -> (Router, RpcHandle) {
     let router = rest::routes::<N>()
         .route("/", get(eth::ws::<N>).post(eth::http::<N>))
         .route("/metrics", get(rest::metrics::<N>))
+        .merge(explorer::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint; see docs/api.md") })
         .layer(axum::middleware::from_fn(move |req, next| {
             refuse_oversized(limit, req, next)

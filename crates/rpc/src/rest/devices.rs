@@ -36,6 +36,8 @@ pub(super) struct DeviceJson {
     public_key: String,
     /// How many times the key was replaced.
     key_version: u32,
+    /// The keys it had before, oldest first (the key history: version 0, 1, …).
+    previous_keys: Vec<KeyJson>,
     /// `active`, or `revoked` (readings refused).
     #[schema(value_type = String, pattern = "^(active|revoked)$")]
     status: DeviceStatus,
@@ -67,6 +69,32 @@ pub(super) struct DeviceJson {
     /// Every `seq` at or below it was in a gap closed to make room for newer ones; `null` if
     /// none was closed.
     gaps_closed_through: Option<u64>,
+    /// The contracts its readings call (`onReading`), by stream.
+    hooks: Vec<HookJson>,
+}
+
+/// A device key.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct KeyJson {
+    /// `EdDSA` or `ES256`.
+    alg: String,
+    /// The public key.
+    #[schema(value_type = HexBytes)]
+    public_key: String,
+}
+
+/// A reading hook: the contract a stream's readings call.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct HookJson {
+    /// The stream.
+    stream: String,
+    /// The contract.
+    #[schema(value_type = Address20)]
+    contract: Address,
+    /// Gas limit of each call.
+    gas_limit: u64,
+    /// What is left of the owner's deposit, wei (decimal).
+    deposit: String,
 }
 
 /// A label of a device.
@@ -93,6 +121,14 @@ impl DeviceJson {
             alg: d.public_key.alg().to_string(),
             public_key: hex0x(d.public_key.to_bytes()),
             key_version: d.key_version(),
+            previous_keys: d
+                .previous_keys
+                .iter()
+                .map(|k| KeyJson {
+                    alg: k.alg().to_string(),
+                    public_key: hex0x(k.to_bytes()),
+                })
+                .collect(),
             status: d.status,
             model: d.model.clone(),
             firmware_hash: d.firmware_hash.clone(),
@@ -120,6 +156,16 @@ impl DeviceJson {
                 })
                 .collect(),
             gaps_closed_through: d.gaps_closed_through,
+            hooks: d
+                .hooks
+                .iter()
+                .map(|h| HookJson {
+                    stream: h.stream.clone(),
+                    contract: h.contract,
+                    gas_limit: h.gas_limit,
+                    deposit: h.deposit.to_string(),
+                })
+                .collect(),
         }
     }
 }
@@ -170,6 +216,9 @@ pub(super) struct ListQuery {
     /// Only this owner's devices (an address, 0x-hex).
     #[param(pattern = "^(0x)?[0-9a-fA-F]{40}$")]
     owner: Option<String>,
+    /// Only devices whose address, owner, model or a label key or value contains this text
+    /// (case-insensitive).
+    q: Option<String>,
 }
 
 /// `GET /v1/devices`.
@@ -177,6 +226,15 @@ pub(super) struct ListQuery {
 pub(super) struct DevicesJson {
     /// The devices, by address.
     devices: Vec<DeviceJson>,
+}
+
+/// Whether `text` (lower case) is part of the device's address, owner, model or a label.
+fn matches_text(d: &DeviceRecord, text: &str) -> bool {
+    let has = |s: &str| s.to_lowercase().contains(text);
+    has(&d.address.to_string())
+        || has(&d.owner.to_string())
+        || has(&d.model)
+        || d.labels.iter().any(|(k, v)| has(k) || has(v))
 }
 
 fn parse_owner(s: &str) -> Result<Address, ApiError> {
@@ -203,9 +261,11 @@ pub(super) async fn list_devices<N: NodeApi>(
     Query(q): Query<ListQuery>,
 ) -> Result<Json<DevicesJson>, ApiError> {
     let owner = q.owner.as_deref().map(parse_owner).transpose()?;
+    let text = q.q.as_deref().map(str::to_lowercase);
     let devices = shared.node.with_state(StateAt::Committed, |s| {
         s.devices()
             .filter(|d| owner.is_none_or(|o| d.owner == o))
+            .filter(|d| text.as_deref().is_none_or(|t| matches_text(d, t)))
             .map(DeviceJson::of)
             .collect::<Vec<_>>()
     });

@@ -64,6 +64,8 @@ pub(super) struct FeedQuery {
     from_height: Option<u64>,
     /// `false`: no `block` events.
     blocks: Option<bool>,
+    /// `false`: no `reading` events (only blocks: what a chain overview follows).
+    readings: Option<bool>,
 }
 
 /// The `data` of a `reading` event: a final reading the filter takes.
@@ -208,6 +210,7 @@ struct Filter {
     stream: Option<String>,
     owner: Option<Address>,
     blocks: bool,
+    readings: bool,
 }
 
 fn address(s: &str, what: &str) -> Result<[u8; 20], ApiError> {
@@ -254,6 +257,7 @@ pub(super) async fn feed<N: NodeApi>(
             .transpose()?
             .map(Address::from),
         blocks: q.blocks.unwrap_or(true),
+        readings: q.readings.unwrap_or(true),
     };
     let last_id = headers
         .get("last-event-id")
@@ -306,7 +310,7 @@ async fn produce<N: NodeApi>(
         for ev in events {
             let keep = match &ev {
                 FeedItem::Reading { index, .. } => {
-                    *index >= pos.next_index && ev.passes(&filter, &node)
+                    filter.readings && *index >= pos.next_index && ev.passes(&filter, &node)
                 }
                 FeedItem::Block { .. } => filter.blocks,
             };

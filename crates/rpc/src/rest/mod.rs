@@ -88,8 +88,10 @@ v1_operations!(
     streams::get_readings,
     streams::get_series,
     devices::get_owner,
+    blocks::list_blocks,
     blocks::latest_block,
     blocks::get_block,
+    blocks::get_block_items,
     blocks::get_sync,
     feed::feed;
     // Those that do not.

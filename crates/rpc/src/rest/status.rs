@@ -75,6 +75,23 @@ pub(super) struct ConsensusJson {
     last_finality_ms: u64,
     /// Validator misbehaviour seen: conflicting votes in one view.
     faults: u64,
+    /// Each genesis validator as this node sees it, in genesis order.
+    peers: Vec<PeerJson>,
+}
+
+/// A validator as `/v1/status` sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct PeerJson {
+    /// Its Ed25519 public key.
+    #[schema(value_type = Hash32)]
+    public_key: alloy_primitives::B256,
+    /// Whether it is this node.
+    this_node: bool,
+    /// Milliseconds since a p2p message of it arrived here; `null` when none has (and for this
+    /// node).
+    heard_ms_ago: Option<u64>,
+    /// Heard from in the last 10 s (this node always is).
+    live: bool,
 }
 
 #[utoipa::path(
@@ -108,6 +125,24 @@ pub(super) async fn status<N: NodeApi>(State(shared): State<Arc<Shared<N>>>) -> 
             validators_heard_10s: peers(node, now, &shared.config.node_key),
             last_finality_ms: stats.last_finality_ms.load(Relaxed),
             faults: stats.faults.load(Relaxed),
+            peers: g
+                .validators
+                .iter()
+                .map(|v| {
+                    let key = alloy_primitives::B256::from(v.public_key);
+                    let this_node = key == shared.config.node_key;
+                    let heard_ms_ago = stats
+                        .last_heard(&key)
+                        .filter(|_| !this_node)
+                        .map(|t| now.saturating_sub(t));
+                    PeerJson {
+                        public_key: key,
+                        this_node,
+                        heard_ms_ago,
+                        live: this_node || heard_ms_ago.is_some_and(|a| a <= HEARD_WINDOW_MS),
+                    }
+                })
+                .collect(),
         },
         version: env!("CARGO_PKG_VERSION"),
     })

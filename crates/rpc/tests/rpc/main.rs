@@ -23,6 +23,7 @@ use k256::ecdsa::SigningKey;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+mod explorer;
 mod health;
 mod jsonrpc;
 mod openapi;
