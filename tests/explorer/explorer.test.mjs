@@ -55,7 +55,12 @@ async function api(path) {
   return res.json();
 }
 
-const shot = (name) => page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+/** Saves a screenshot of the page, after checking it shows no unrendered value. */
+async function shot(name) {
+  const text = await page.locator("main").innerText();
+  assert.doesNotMatch(text, /\b(null|undefined|NaN|\[object Object\])\b/, `${name} shows a raw value:\n${text}`);
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
 const verdictOf = (sel) =>
   page.locator(`${sel} [data-verdict]`).first().waitFor({ timeout: 30_000 }).then(() =>
     page.locator(`${sel} [data-verdict]`).first().evaluate((e) => ({ verdict: e.dataset.verdict, part: e.dataset.part, text: e.textContent })),

@@ -99,6 +99,11 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** Appends `children` to `parent`, leaving out the absent ones (`null`, `false`). */
+export function put(parent, ...children) {
+  parent.append(...children.flat().filter((c) => c != null && c !== false));
+}
+
 /** A link inside the explorer (`#/…`). */
 export const link = (route, text, cls = '') => h(`a${cls ? `.${cls}` : ''}`, { href: `#/${route}` }, text);
 
@@ -112,7 +117,13 @@ export function table(columns, rows, cls = '') {
     `table${cls ? `.${cls}` : ''}`,
     {},
     h('thead', {}, h('tr', {}, columns.map((c) => h('th', {}, c)))),
-    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c))))),
+    h(
+      'tbody',
+      {},
+      rows.length
+        ? rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c))))
+        : h('tr', {}, h('td.muted', { colspan: columns.length }, 'none')),
+    ),
   );
 }
 

@@ -2,7 +2,7 @@
 // be shared), the search box, and the live indicator. Each view is a function of its route
 // that draws into <main> and returns what to stop when the view is left (its feeds).
 
-import { get, getOrNull, rpc, h, ApiError } from './api.js';
+import { get, getOrNull, rpc, h, put, ApiError } from './api.js';
 import * as pages from './pages.js';
 import * as devices from './device.js';
 
@@ -80,7 +80,7 @@ async function searchPage(out, text, ctx) {
     if (await rpc('eth_getTransactionByHash', [q])) return go(`tx/${q}`);
     const block = await rpc('eth_getBlockByHash', [q, false]);
     if (block) return go(`block/${parseInt(block.number, 16)}`);
-    out.append(h('h1', {}, 'Nothing found'), h('p', {}, `No reading, transaction or block has the hash ${q}.`));
+    put(out, h('h1', {}, 'Nothing found'), h('p', {}, `No reading, transaction or block has the hash ${q}.`));
     return undefined;
   }
   if (/^0x[0-9a-fA-F]{40}$/.test(q)) {

@@ -2,7 +2,7 @@
 // hooks (and what their contracts logged), recent readings, and one chart per stream that
 // extends live and whose range can be proven complete here in the browser.
 
-import { get, rpc, follow, h, link, facts, table, short, time, dataText, numberAt, firstNumberPath } from './api.js';
+import { get, rpc, follow, h, put, link, facts, table, short, time, dataText, numberAt, firstNumberPath } from './api.js';
 import { Chart } from './chart.js';
 import { keccak256, verifyRangeProof } from './verify.js';
 import { chain } from './api.js';
@@ -13,7 +13,7 @@ export async function devicesPage(out, ctx) {
   const list = await get(`/v1/devices${q ? `?q=${encodeURIComponent(q)}` : ''}`);
   const input = h('input', { type: 'search', value: q, placeholder: 'address, owner, model or label', 'aria-label': 'Filter devices', id: 'device-filter' });
   const form = h('form', { onsubmit: (e) => { e.preventDefault(); location.hash = `#/devices?q=${encodeURIComponent(input.value.trim())}`; } }, input, ' ', h('button.btn', { type: 'submit' }, 'Filter'));
-  out.append(
+  put(out, 
     h('h1', {}, q ? `Devices matching “${q}”` : 'Devices'),
     h('div.card', {}, form),
     list.devices.length
@@ -175,7 +175,7 @@ export async function devicePage(out, address, ctx) {
     [`v${d.key_version}`, d.alg, h('code', {}, d.public_key), d.status === 'active' ? 'current' : 'revoked'],
   ];
   const hookBox = h('div', { id: 'hooks' });
-  out.append(
+  put(out, 
     h('h1', {}, `Device ${d.address}`),
     h(
       'div.card',

@@ -1,7 +1,7 @@
 // The explorer's chain views: the live overview, blocks, transactions, accounts, and a
 // reading with its proof checked here in the browser (verify.js).
 
-import { get, getOrNull, rpc, follow, chain, h, link, facts, table, short, time, ago, dataText } from './api.js';
+import { get, getOrNull, rpc, follow, chain, h, put, link, facts, table, short, time, ago, dataText } from './api.js';
 import { verifyReadingProof } from './verify.js';
 
 const hex = (n) => `0x${Number(n).toString(16)}`;
@@ -85,7 +85,7 @@ export async function chainPage(out, ctx) {
   rates();
   drawBlocks();
 
-  out.append(
+  put(out, 
     h('h1', {}, `Chain ${status.chain_id}`),
     h('div.tiles', {}, tile('Height', tiles.height), tile('Block rate', tiles.rate), tile('Readings', tiles.rps), tile('Finality latency', tiles.finality)),
     h('h2', {}, 'Validators'),
@@ -122,7 +122,7 @@ export async function chainPage(out, ctx) {
 export async function blocksPage(out, ctx) {
   const to = ctx.query.get('to');
   const list = await blockList({ limit: 50, ...(to ? { to } : {}) });
-  out.append(
+  put(out, 
     h('h1', {}, 'Blocks'),
     table(BLOCK_COLUMNS, list.blocks.map(blockRow)),
     list.next_to != null ? h('p', {}, h('a', { href: `#/blocks?to=${list.next_to}` }, 'Older blocks →')) : null,
@@ -140,7 +140,7 @@ export async function blockPage(out, height, ctx) {
   const cert = b.certificate;
   const quorum = status.validators.length - Math.floor((status.validators.length - 1) / 3);
   const receipts = hd.height > 0 ? await rpc('eth_getBlockReceipts', [hex(hd.height)]).catch(() => []) : [];
-  out.append(
+  put(out, 
     h('h1', {}, `Block ${hd.height}`),
     h(
       'div.card',
@@ -225,7 +225,7 @@ export async function transactionsPage(out, ctx) {
   const rows = all.flatMap((items) =>
     items.transactions.map((t) => [link(`block/${items.height}`, items.height), t.kind, link(`tx/${t.hash}`, short(t.hash)), t.op ? opText(t) : '']),
   );
-  out.append(
+  put(out, 
     h('h1', {}, 'Transactions'),
     rows.length ? table(['Block', 'Kind', 'Hash', 'What'], rows) : h('p.muted', {}, 'No transactions in the blocks looked at.'),
     list.next_to != null ? h('p', {}, h('a', { href: `#/transactions?to=${list.next_to}` }, 'Older →')) : null,
@@ -237,7 +237,7 @@ export async function transactionPage(out, hash) {
   const eth = await rpc('eth_getTransactionByHash', [hash]);
   if (eth) {
     const receipt = await rpc('eth_getTransactionReceipt', [hash]);
-    out.append(
+    put(out, 
       h('h1', {}, 'Ethereum transaction'),
       h(
         'div.card',
@@ -260,7 +260,7 @@ export async function transactionPage(out, hash) {
     return;
   }
   if (!owner) {
-    out.append(h('h1', {}, 'Unknown transaction'), h('p', {}, `This node knows no transaction ${hash}.`));
+    put(out, h('h1', {}, 'Unknown transaction'), h('p', {}, `This node knows no transaction ${hash}.`));
     return;
   }
   let tx = null;
@@ -268,7 +268,7 @@ export async function transactionPage(out, hash) {
     const items = await get(`/v1/blocks/${owner.height}/items?limit=1`);
     tx = items.transactions.find((t) => t.hash === hash);
   }
-  out.append(
+  put(out, 
     h('h1', {}, 'Owner transaction'),
     h(
       'div.card',
@@ -302,7 +302,7 @@ export async function accountPage(out, address) {
     const head = num(await rpc('eth_blockNumber'));
     logs = await rpc('eth_getLogs', [{ address, fromBlock: hex(Math.max(0, head - 9999)), toBlock: 'latest' }]).catch(() => []);
   }
-  out.append(
+  put(out, 
     h('h1', {}, `${isContract ? 'Contract' : 'Account'} ${address}`),
     h(
       'div.card',
@@ -343,9 +343,9 @@ export function verdict(report, id) {
 
 export async function readingPage(out, id) {
   const st = await get(`/v1/readings/${id}`);
-  out.append(h('h1', {}, 'Reading'));
+  put(out, h('h1', {}, 'Reading'));
   if (st.status !== 'final') {
-    out.append(
+    put(out, 
       h('div.card', {}, facts([
         ['Id', h('code', {}, id)],
         ['Status', h(`span.badge.${st.status === 'refused' ? 'bad' : 'wait'}`, {}, st.status)],
@@ -366,7 +366,7 @@ export async function readingPage(out, id) {
   ]);
   const r = items.readings[0];
   const badge = h('div', { id: 'proof' }, h('span.badge.wait', {}, 'checking…'));
-  out.append(
+  put(out, 
     h(
       'div.card',
       {},
@@ -381,6 +381,7 @@ export async function readingPage(out, id) {
       ]),
     ),
     h('h2', {}, 'Data'),
+    h('p.muted', {}, 'As the node decodes the signed message (the message itself is what the proof below checks).'),
     h('pre', { id: 'data' }, JSON.stringify(r.data, null, 2)),
     h('h2', {}, 'Proof'),
     badge,
