@@ -259,13 +259,7 @@ pub(super) async fn get_block_items<N: NodeApi>(
     Query(q): Query<ItemsQuery>,
 ) -> Result<Json<BlockItemsJson>, ApiError> {
     let height = parse_height(&height)?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "bad_limit",
-            format!("limit must be 1 to 1000, got {limit}"),
-        ));
-    }
+    let limit = super::page_limit(q.limit, 100, 1000)?;
     let node = shared.node.clone();
     let chain_id = node.genesis().chain_id;
     let block = off_thread(move || {
@@ -378,13 +372,7 @@ pub(super) async fn list_blocks<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     Query(q): Query<ListBlocksQuery>,
 ) -> Result<Json<BlockListJson>, ApiError> {
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "bad_limit",
-            format!("limit must be 1 to 100, got {limit}"),
-        ));
-    }
+    let limit = super::page_limit(q.limit, 20, 100)?;
     let node = shared.node.clone();
     let only_tx = q.has_transactions.unwrap_or(false);
     let to = q.to.unwrap_or(u64::MAX).min(node.head().height);

@@ -144,6 +144,21 @@ pub(crate) fn parse_device(s: &str) -> Result<DeviceAddress, ApiError> {
     })
 }
 
+/// A page size: `given` (else `default`) when it is 1 to `max`, else `bad_limit`.
+pub(crate) fn page_limit<T>(given: Option<T>, default: T, max: T) -> Result<T, ApiError>
+where
+    T: Copy + PartialOrd + From<u8> + std::fmt::Display,
+{
+    let limit = given.unwrap_or(default);
+    if limit < T::from(1) || limit > max {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("limit is 1 to {max}, not {limit}"),
+        ));
+    }
+    Ok(limit)
+}
+
 pub(crate) fn parse_height(s: &str) -> Result<u64, ApiError> {
     s.parse().map_err(|_| {
         ApiError::bad_request("bad_height", format!("height must be a number, got {s:?}"))

@@ -326,13 +326,7 @@ pub(super) async fn get_readings<N: NodeApi>(
     } else {
         MAX_LIMIT
     };
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > max {
-        return Err(ApiError::bad_request(
-            "bad_limit",
-            format!("limit is 1 to {max}, not {limit}"),
-        ));
-    }
+    let limit = super::page_limit(q.limit, DEFAULT_LIMIT, max)?;
     let range = q.range()?;
     if proof {
         if q.cursor.is_some() {
