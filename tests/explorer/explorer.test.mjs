@@ -11,92 +11,45 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 
-import { chromium } from "playwright-core";
+import { BIN, freePort, getJson, launch, lines, shot as save } from "./harness.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const BIN = process.env.IOTCHAIN_BIN ?? resolve(here, "../../target/debug/iotchain");
-const SHOTS = process.env.SCREENSHOTS ?? resolve(here, "../../target/explorer-screenshots");
-
-let node, dataDir, base, browser, page;
+let node, dataDir, base, browser, page, out;
 const devices = [];
-const stdoutLines = [];
-const lineWaiters = [];
 const pageErrors = [];
 const foreignRequests = [];
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once("error", fail);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
-}
-
-/** Resolves with the first stdout line (seen or to come) that matches `re`. */
-function line(re) {
-  const seen = stdoutLines.find((l) => re.test(l));
-  if (seen) return Promise.resolve(seen);
-  return new Promise((ok) => lineWaiters.push({ re, ok }));
-}
-
-async function api(path) {
-  const res = await fetch(base + path);
-  assert.equal(res.status, 200, `${path}: ${res.status}`);
-  return res.json();
-}
-
-/** Saves a screenshot of the page, after checking it shows no unrendered value. */
-async function shot(name) {
-  const text = await page.locator("main").innerText();
-  assert.doesNotMatch(text, /\b(null|undefined|NaN|\[object Object\])\b/, `${name} shows a raw value:\n${text}`);
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-}
+const line = (re) => out.wait(re);
+const api = (path) => getJson(base, path);
+const shot = (name) => save(page, name);
 const verdictOf = (sel) =>
   page.locator(`${sel} [data-verdict]`).first().waitFor({ timeout: 30_000 }).then(() =>
     page.locator(`${sel} [data-verdict]`).first().evaluate((e) => ({ verdict: e.dataset.verdict, part: e.dataset.part, text: e.textContent })),
   );
 
 before(async () => {
-  mkdirSync(SHOTS, { recursive: true });
   dataDir = mkdtempSync(join(tmpdir(), "iotchain-explorer-"));
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   node = spawn(BIN, ["dev", "--data-dir", dataDir, "--http-addr", `127.0.0.1:${port}`, "--devices", "3", "--rate", "4"], {
     stdio: ["ignore", "pipe", "pipe"],
   });
-  // The node's log is shown only if it dies.
-  const log = [];
-  createInterface({ input: node.stderr }).on("line", (l) => log.push(l) > 200 && log.shift());
-  const lines = createInterface({ input: node.stdout });
-  lines.on("line", (l) => {
-    stdoutLines.push(l);
+  out = lines(node.stdout, (l) => {
     const m = l.match(/registered simulated device (0x[0-9a-f]{40})/);
     if (m) devices.push(m[1]);
-    for (const w of lineWaiters.filter((w) => w.re.test(l))) {
-      lineWaiters.splice(lineWaiters.indexOf(w), 1);
-      w.ok(l);
-    }
   });
+  // The node's log is shown only if it dies.
+  const log = lines(node.stderr);
   node.once("exit", (code) => {
-    if (code !== null && code !== 0) console.error(`iotchain dev exited with ${code}:\n${log.join("\n")}`);
+    if (code !== null && code !== 0) console.error(`iotchain dev exited with ${code}:\n${log.tail()}`);
   });
   await line(/API:/);
   // The simulator registers its devices, then deploys the escrows: wait for both.
   await line(/cold chain: shipment 2/);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launch();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on("pageerror", (e) => pageErrors.push(String(e)));
   page.on("request", (r) => {
