@@ -126,7 +126,9 @@ test("a reading's proof is verified in the browser; tampered ones fail and name 
   await page.waitForURL(/#\/reading\//);
   let v = await verdictOf("#proof");
   assert.equal(v.verdict, "verified", v.text);
-  assert.ok((await page.locator("#data").textContent()).length > 0, "the decoded data is shown");
+  // The data is decoded in the page from the signed message, and agrees with the node's JSON.
+  assert.equal(await page.getAttribute("#data", "data-matches-node"), "true");
+  assert.ok(Number.isFinite(Number(await page.locator("#data").textContent())), "a thermometer's reading is a number");
   await shot("reading");
 
   // Tampered bundles, served in place of the node's: each must fail at the part it breaks.

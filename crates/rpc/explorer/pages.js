@@ -2,7 +2,8 @@
 // reading with its proof checked here in the browser (verify.js).
 
 import { get, getOrNull, rpc, follow, chain, h, put, link, facts, table, short, time, ago, dataText } from './api.js';
-import { verifyReadingProof } from './verify.js';
+import { verifyReadingProof, decodeReading, hexToBytes } from './verify.js';
+import { cborToJson } from './cbor.js';
 
 const hex = (n) => `0x${Number(n).toString(16)}`;
 const num = (x) => (typeof x === 'string' && x.startsWith('0x') ? parseInt(x, 16) : Number(x));
@@ -341,6 +342,27 @@ export function verdict(report, id) {
   );
 }
 
+/**
+ * The reading's data decoded here from the signed message (what the proof checks), and a
+ * warning if the node's own JSON of it says something else.
+ */
+function dataView(message, nodeJson) {
+  let data;
+  try {
+    data = cborToJson(decodeReading(hexToBytes(message)).data);
+  } catch (e) {
+    return h('p.error', { id: 'data' }, `the signed message does not decode: ${e.message}`);
+  }
+  const same = JSON.stringify(data) === JSON.stringify(nodeJson);
+  return h(
+    'div',
+    {},
+    h('p.muted', {}, 'Decoded in this browser from the signed message below.'),
+    h('pre', { id: 'data', dataset: { matchesNode: String(same) } }, JSON.stringify(data, null, 2)),
+    same ? null : h('p.error', {}, `The node's JSON of this reading differs: ${JSON.stringify(nodeJson)}`),
+  );
+}
+
 export async function readingPage(out, id) {
   const st = await get(`/v1/readings/${id}`);
   put(out, h('h1', {}, 'Reading'));
@@ -381,8 +403,7 @@ export async function readingPage(out, id) {
       ]),
     ),
     h('h2', {}, 'Data'),
-    h('p.muted', {}, 'As the node decodes the signed message (the message itself is what the proof below checks).'),
-    h('pre', { id: 'data' }, JSON.stringify(r.data, null, 2)),
+    dataView(bundle.message, r.data),
     h('h2', {}, 'Proof'),
     badge,
     h('details', {}, h('summary', {}, 'Signed message (COSE_Sign1) and proof bundle'), h('pre', {}, JSON.stringify(bundle, null, 2))),

@@ -373,7 +373,7 @@ async function checkCertificate(cert, validators) {
 const MAX_DEPTH = 16;
 
 /** A strict CBOR reader: definite lengths only, as crates/reading/src/cbor.rs. */
-class Cbor {
+export class Cbor {
   constructor(b) { this.b = b; this.pos = 0; }
   empty() { return this.pos >= this.b.length; }
   peek() { return this.pos < this.b.length ? this.b[this.pos] >> 5 : -1; }
@@ -431,7 +431,7 @@ class Cbor {
   }
 }
 
-/** Decodes a COSE_Sign1 reading (lib.rs decode): {alg, device, seq, ts, stream, protected, payload, signature}. */
+/** Decodes a COSE_Sign1 reading (lib.rs decode): {alg, device, seq, ts, stream, data (its CBOR), protected, payload, signature}. */
 export function decodeReading(message) {
   const whole = new Cbor(message);
   if (whole.empty()) throw new Error("malformed CBOR: empty input");
@@ -487,11 +487,11 @@ export function decodeReading(message) {
       f.stream = q.text('payload key "stream"');
       const len = enc.encode(f.stream).length;
       if (len < 1 || len > 64) throw new Error("stream names are 1 to 64 bytes");
-    } else { q.skip(MAX_DEPTH); f.data = true; }
+    } else { const at = q.pos; q.skip(MAX_DEPTH); f.data = payload.subarray(at, q.pos); }
   }
   if (!q.empty()) throw new Error("trailing bytes after the payload");
   for (const k of ["seq", "ts", "data"]) if (!(k in f)) throw new Error(`missing payload key "${k}"`);
-  return { alg, device: kid, seq: f.seq, ts: f.ts, stream: f.stream ?? "default", protected: protectedBytes, payload, signature };
+  return { alg, device: kid, seq: f.seq, ts: f.ts, stream: f.stream ?? "default", data: f.data, protected: protectedBytes, payload, signature };
 }
 
 function cborHead(major, len) {

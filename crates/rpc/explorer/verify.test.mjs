@@ -386,3 +386,18 @@ test("verifyMpt follows branch, extension and leaf nodes with embedded children"
   const ext2 = rlpEncode([cat([0x11], deep.subarray(0, 31)), keccak256(brNode)]); // odd extension: 63 nibbles
   assert.equal(hex(verifyMpt(keccak256(ext2), deep, [ext2, brNode])), "0x07");
 });
+
+test("cbor.js maps reading data to JSON as the node does", async () => {
+  const { cborToJson } = await import("./cbor.js");
+  const cases = [
+    ["f94d60", 21.5], ["fa40490fdb", Math.fround(3.14159274)], ["fb3ff8000000000000", 1.5],
+    ["f97e00", { $float: "NaN" }], ["f97c00", { $float: "Infinity" }], ["f9fc00", { $float: "-Infinity" }],
+    ["17", 23], ["3903e7", -1000], ["1b0020000000000000", { $bigint: "9007199254740992" }],
+    ["c249010000000000000000", { $bigint: "18446744073709551616" }], ["c34100", { $bigint: "-1" }],
+    ["6568656c6c6f", "hello"], ["43010203", { $bytes: "0x010203" }], ["f5", true], ["f6", null], ["f7", null],
+    ["a26174056176f4", { t: 5, v: false }], ["a10102", { $map: [[1, 2]] }], ["a16224780a", { $map: [["$x", 10]] }],
+    ["8301820203a0", [1, [2, 3], {}]], ["c11a5f5e1000", { $tag: 1, value: 1600000000 }],
+  ];
+  for (const [hex, want] of cases) assert.deepEqual(cborToJson(hexToBytes(`0x${hex}`)), want, hex);
+  for (const bad of ["", "18", "a1", "6161ff", "0101"]) assert.throws(() => cborToJson(hexToBytes(`0x${bad}`)), Error, bad);
+});

@@ -45,6 +45,7 @@ const ASSETS: &[Asset] = assets!(
     "device.js" => "text/javascript; charset=utf-8",
     "chart.js" => "text/javascript; charset=utf-8",
     "verify.js" => "text/javascript; charset=utf-8",
+    "cbor.js" => "text/javascript; charset=utf-8",
     "favicon.svg" => "image/svg+xml",
 );
 
