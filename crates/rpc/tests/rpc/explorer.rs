@@ -177,24 +177,40 @@ fn the_explorer_is_served_from_the_binary() {
         );
         let html = String::from_utf8(body.to_vec()).unwrap();
         assert!(html.contains(r#"<script type="module" src="app.js">"#));
-        // Every file the page names is served.
-        for file in [
-            "style.css",
-            "app.js",
-            "api.js",
-            "pages.js",
-            "device.js",
-            "chart.js",
-            "verify.js",
-            "favicon.svg",
-        ] {
+        // Every file the page names, and every module those import, is served.
+        let mut todo = names_in(&html);
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(file) = todo.pop() {
+            if !seen.insert(file.clone()) {
+                continue;
+            }
             let (s, _, body) = raw(&api, request("GET", &format!("/explorer/{file}"))).await;
             assert_eq!(s, StatusCode::OK, "{file}");
-            assert!(!body.is_empty());
+            if file.ends_with(".js") {
+                todo.extend(names_in(std::str::from_utf8(&body).unwrap()));
+            }
         }
+        assert!(
+            seen.contains("cbor.js") && seen.contains("verify.js"),
+            "{seen:?}"
+        );
         let (s, ty, _) = raw(&api, request("GET", "/explorer/..%2FCargo.toml")).await;
         assert_eq!((s.as_u16(), ty.as_str()), (404, "application/json"));
         let (s, _, _) = raw(&api, request("POST", "/explorer/app.js")).await;
         assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     })
+}
+
+/// The local files a page or module names: `src="x"`, `href="x"` and `from './x'`.
+fn names_in(text: &str) -> Vec<String> {
+    let mut out = vec![];
+    for (open, close) in [("src=\"", '"'), ("href=\"", '"'), ("from './", '\'')] {
+        for part in text.split(open).skip(1) {
+            let name = part.split(close).next().unwrap();
+            if !name.contains(':') && !name.starts_with('#') && !name.is_empty() {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
 }
