@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every iotchain test: formatting, lints, the Rust suites (unit, property, integration,
 # crash/restart), the independent-client tests in Python (pycose + cbor2 + paho-mqtt from
-# PyPI, and a real Mosquitto broker from Debian's `mosquitto` package for the MQTT bridge) and
+# PyPI, a real Mosquitto broker from Debian's `mosquitto` package for the MQTT bridge, and a real
+# PostgreSQL from Debian's `postgresql` for `iotchain export postgres`) and
 # the real Ethereum clients in JavaScript (ethers v6, solc, @ethereumjs/trie, ws from npm), and
 # the explorer in a real browser (Debian's `chromium`, headless, driven by playwright-core).
 # Installs what the tests need on first use; safe to run again.
@@ -17,6 +18,14 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mosquitto mosquitto-clients
+fi
+
+step "postgresql (the server of the exporter's end-to-end test; the test starts its own in a temp dir)"
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql
 fi
 
 step "node and npm (the Ethereum-client tests run ethers and solc from npm)"

@@ -8,6 +8,7 @@ mod clock;
 mod coldchain;
 mod device;
 mod devnet;
+mod export;
 mod keys;
 mod readings;
 mod send;
@@ -26,7 +27,7 @@ use clap::{Parser, Subcommand};
     name = "iotchain",
     version,
     propagate_version = true,
-    after_help = "Quick start:\n  iotchain dev                                   # devnet on http://127.0.0.1:8545 with simulated devices\n  iotchain keys new --alg ed25519 --out s.key    # a device key\n  iotchain device register --owner-key iotchain-data/dev-owner.key --device-key s.key\n  iotchain send --device-key s.key --data '{\"temp_c\": 4.2}' --wait\n  iotchain readings <DEVICE> --stream default    # its readings back, one JSON line each\n  iotchain proof <ID> --out p.json && iotchain verify p.json --genesis iotchain-data/genesis.json\n\nDocs: docs/formats.md, docs/api.md, docs/operating.md"
+    after_help = "Quick start:\n  iotchain dev                                   # devnet on http://127.0.0.1:8545 with simulated devices\n  iotchain keys new --alg ed25519 --out s.key    # a device key\n  iotchain device register --owner-key iotchain-data/dev-owner.key --device-key s.key\n  iotchain send --device-key s.key --data '{\"temp_c\": 4.2}' --wait\n  iotchain readings <DEVICE> --stream default    # its readings back, one JSON line each\n  iotchain proof <ID> --out p.json && iotchain verify p.json --genesis iotchain-data/genesis.json\n\nDocs: docs/formats.md, docs/api.md, docs/operating.md, docs/analytics.md"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -59,6 +60,9 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Measure end-to-end throughput and latency of one node on this machine.
     Bench(bench::BenchArgs),
+    /// Export a node's final chain into a database for analytics (docs/analytics.md).
+    #[command(subcommand)]
+    Export(export::ExportCommand),
 }
 
 /// Exit code for a proof that does not verify (distinct from usage and runtime errors).
@@ -105,6 +109,7 @@ fn client_command(command: Command) -> anyhow::Result<ExitCode> {
             Command::Proof(a) => verify::fetch(a).await,
             Command::Verify(a) => verify::verify(a),
             Command::Bench(a) => bench::run(a).await,
+            Command::Export(c) => export::run(c).await,
         }
     })
 }

@@ -47,9 +47,14 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
+// The JSON form of `data` is for hosts (the node's APIs, the exporter): it takes std.
+#[cfg(feature = "json")]
+extern crate std;
 
 mod cbor;
 mod error;
+#[cfg(feature = "json")]
+pub mod json;
 mod stream_leaf;
 
 use core::{fmt, str::FromStr};

@@ -2,7 +2,6 @@
 //! their OpenAPI document.
 
 mod blocks;
-mod cbor_json;
 mod devices;
 mod feed;
 pub(crate) mod openapi;
@@ -18,6 +17,8 @@ use alloy_primitives::B256;
 use axum::{Router, http::HeaderMap};
 use iotchain_api::{ChainQuery, Origin};
 use iotchain_reading::DeviceAddress;
+// The data-to-JSON mapping lives with the reading format, shared with `iotchain export`.
+use iotchain_reading::json as cbor_json;
 
 use crate::{ApiError, NodeApi, Shared};
 use openapi::Info as OpenApiInfo;

@@ -1,5 +1,6 @@
 //! A reading's CBOR `data` as JSON, by one documented mapping (docs/api.md, "Reading data as
-//! JSON"), so that every API that returns device data returns the same JSON for it.
+//! JSON"), so that every API and tool that gives device data (the node's REST API, its live
+//! feed, `iotchain export`) gives the same JSON for it. Behind the `json` feature (std).
 //!
 //! | CBOR | JSON |
 //! | --- | --- |
@@ -17,6 +18,8 @@
 //! So that an object with a `$` key always means one of the forms above, a map with a text
 //! key that starts with `$` is given as `{"$map": …}` too.
 
+use std::{format, string::ToString, vec::Vec};
+
 use ciborium::value::{Integer, Value as Cbor};
 use serde_json::{Map, Value, json};
 
@@ -25,7 +28,7 @@ const MAX_SAFE: i128 = (1 << 53) - 1;
 
 /// Decodes one CBOR item and maps it; `None` if the bytes are not one CBOR item (the node
 /// accepted the reading, so this does not happen for stored data).
-pub(crate) fn data_json(cbor: &[u8]) -> Option<Value> {
+pub fn data_json(cbor: &[u8]) -> Option<Value> {
     let mut bytes = cbor;
     let v: Cbor = ciborium::de::from_reader(&mut bytes).ok()?;
     bytes.is_empty().then(|| to_json(&v))
@@ -108,6 +111,7 @@ fn map(m: &[(Cbor, Cbor)]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec;
 
     fn cbor(v: &Cbor) -> Vec<u8> {
         let mut out = Vec::new();
