@@ -5,6 +5,7 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use alloy_primitives::B256;
+use iotchain_api::redact_url;
 use iotchain_block::{Block, FinalityCertificate};
 use tokio::{
     sync::{mpsc, watch},
@@ -106,7 +107,7 @@ pub async fn run(
 ) -> Result<Summary> {
     // A malformed connection string is a usage error: refused before any attempt.
     let _: tokio_postgres::Config = config.db.parse().map_err(|e| Error::BadDbUrl {
-        url: redact(&config.db),
+        url: redact_url(&config.db),
         reason: format!("{e}"),
     })?;
     let node = Node::new(&config.node)?;
@@ -144,20 +145,6 @@ pub async fn run(
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// Hides the password of a connection string in messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 
@@ -446,10 +433,10 @@ mod tests {
     #[test]
     fn passwords_stay_out_of_messages() {
         assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
+            redact_url("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("host=h user=u"), "host=h user=u");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("host=h user=u"), "host=h user=u");
     }
 }

@@ -142,14 +142,8 @@ export function time(ms) {
   return Number.isNaN(d.getTime()) ? String(ms) : d.toLocaleString(undefined, { hour12: false });
 }
 
-/** "3 s ago" and the like. */
-export function ago(ms, now = Date.now()) {
-  const s = Math.max(0, Math.round((now - Number(ms)) / 1000));
-  if (s < 60) return `${s} s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
-  return `${Math.floor(s / 86400)} d ago`;
-}
+/** A device's labels as `key=value, …`. */
+export const labelsText = (labels) => labels.map((l) => `${l.key}=${l.value}`).join(', ');
 
 /** Reading data (JSON by the API's mapping) as short text. */
 export function dataText(data) {

@@ -25,10 +25,9 @@ let stopView = () => {};
 let generation = 0;
 
 /** The view's context: its query string, and a way to say whether the feed is live. */
-function context(query, gen) {
+function context(query) {
   return {
     query,
-    current: () => gen === generation,
     live(state) {
       liveDot.className = `live ${state === 'live' ? 'on' : 'off'}`;
       liveDot.title = `Live feed: ${state}`;
@@ -49,7 +48,7 @@ async function render() {
     if (!match) throw new ApiError(404, 'not_found', `no page ${path}`);
     const [m, page] = match;
     const out = h('div', { id: 'page' });
-    const stop = await page(out, ...m.slice(1), context(query, gen));
+    const stop = await page(out, ...m.slice(1), context(query));
     if (gen !== generation) return stop?.();
     view.replaceChildren(out);
     stopView = stop ?? (() => {});
@@ -67,7 +66,7 @@ async function render() {
 }
 
 /** Where a search leads: the first kind of thing the text names that exists. */
-async function searchPage(out, text, ctx) {
+async function searchPage(out, text) {
   const q = text.trim();
   const go = (route) => {
     location.replace(`#/${route}`);
@@ -87,7 +86,6 @@ async function searchPage(out, text, ctx) {
     if (await getOrNull(`/v1/devices/${q}`)) return go(`device/${q}`);
     return go(`account/${q}`);
   }
-  void ctx;
   return go(`devices?q=${encodeURIComponent(q)}`);
 }
 

@@ -25,9 +25,8 @@ function timeLabel(ms, span) {
 
 /** A chart of one series. */
 export class Chart {
-  constructor(canvas, { label = '' } = {}) {
+  constructor(canvas) {
     this.canvas = canvas;
-    this.label = label;
     this.xs = new Float64Array(1024);
     this.ys = new Float64Array(1024);
     this.n = 0;

@@ -2,10 +2,9 @@
 // hooks (and what their contracts logged), recent readings, and one chart per stream that
 // extends live and whose range can be proven complete here in the browser.
 
-import { get, rpc, follow, h, put, link, facts, table, short, time, dataText, numberAt, firstNumberPath } from './api.js';
+import { get, rpc, follow, chain, h, put, link, facts, table, short, time, dataText, labelsText, numberAt, firstNumberPath } from './api.js';
 import { Chart } from './chart.js';
 import { keccak256, verifyRangeProof } from './verify.js';
-import { chain } from './api.js';
 import { verdict, logLine } from './pages.js';
 
 export async function devicesPage(out, ctx) {
@@ -22,7 +21,7 @@ export async function devicesPage(out, ctx) {
           list.devices.map((d) => [
             link(`device/${d.address}`, short(d.address, 6)),
             d.model,
-            d.labels.map((l) => `${l.key}=${l.value}`).join(', '),
+            labelsText(d.labels),
             link(`account/${d.owner}`, short(d.owner, 4)),
             d.status,
             d.reading_count,
@@ -69,7 +68,7 @@ class StreamChart {
     this.stream = stream;
     this.path = firstNumberPath(stream.latest?.data);
     this.canvas = h('canvas', { dataset: { stream: stream.stream } });
-    this.chart = new Chart(this.canvas, { label: stream.stream });
+    this.chart = new Chart(this.canvas);
     this.note = h('span.muted');
     this.proof = h('div', { dataset: { proofFor: stream.stream } });
     this.range = stream.count > RAW_LIMIT ? '7d' : 'all';
@@ -184,7 +183,7 @@ export async function devicePage(out, address, ctx) {
         ['Status', h(`span.badge.${d.status === 'active' ? 'ok' : 'bad'}`, {}, d.status)],
         ['Owner', link(`account/${d.owner}`, d.owner)],
         ['Model', d.model || '—'],
-        ['Labels', d.labels.map((l) => `${l.key}=${l.value}`).join(', ') || '—'],
+        ['Labels', labelsText(d.labels) || '—'],
         ['Registered', link(`block/${d.registered_at}`, `block ${d.registered_at}`)],
         ['Readings', h('span', { id: 'reading-count' }, d.reading_count)],
         ['Last seq', d.last_seq ?? '—'],

@@ -1,7 +1,7 @@
 // The explorer's chain views: the live overview, blocks, transactions, accounts, and a
 // reading with its proof checked here in the browser (verify.js).
 
-import { get, getOrNull, rpc, follow, chain, h, put, link, facts, table, short, time, ago, dataText } from './api.js';
+import { get, getOrNull, rpc, follow, chain, h, put, link, facts, table, short, time, dataText } from './api.js';
 import { verifyReadingProof, decodeReading, hexToBytes } from './verify.js';
 import { cborToJson } from './cbor.js';
 
@@ -411,4 +411,3 @@ export async function readingPage(out, id) {
   verifyReadingProof(bundle, genesis).then((report) => badge.replaceChildren(verdict(report, 'proof-report')));
 }
 
-export { ago };
