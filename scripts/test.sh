@@ -90,7 +90,7 @@ step "real Ethereum clients (ethers v6, solc, @ethereumjs/trie, ws; node --test)
 
 step "explorer in a real browser (chromium headless, playwright-core; node --test)"
 (cd tests/explorer && npm ci --no-audit --no-fund --loglevel=error \
-  && IOTCHAIN_BIN="$root/target/debug/iotchain" node --test explorer.test.mjs testnet.test.mjs)
+  && IOTCHAIN_BIN="$root/target/debug/iotchain" node --test --test-timeout=300000 explorer.test.mjs testnet.test.mjs)
 echo "screenshots of the explorer's pages: target/explorer-screenshots/"
 
 step "the explorer's proof checker against the spec's vectors and real proofs (node --test)"

@@ -37,10 +37,14 @@ before(async () => {
   node = spawn(BIN, ["dev", "--data-dir", dataDir, "--http-addr", `127.0.0.1:${port}`, "--devices", "3", "--rate", "4"], {
     stdio: ["ignore", "pipe", "pipe"],
   });
-  out = lines(node.stdout, (l) => {
-    const m = l.match(/registered simulated device (0x[0-9a-f]{40})/);
-    if (m) devices.push(m[1]);
-  });
+  out = lines(
+    node.stdout,
+    (l) => {
+      const m = l.match(/registered simulated device (0x[0-9a-f]{40})/);
+      if (m) devices.push(m[1]);
+    },
+    node,
+  );
   // The node's log is shown only if it dies.
   const log = lines(node.stderr);
   node.once("exit", (code) => {

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { BIN, freePort, getJson, launch, lines, shot } from "./harness.mjs";
+import { BIN, freePorts, getJson, launch, lines, shot } from "./harness.mjs";
 
 const N = 4;
 let dir, base, browser, page;
@@ -18,12 +18,12 @@ const nodes = [];
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "iotchain-explorer-testnet-"));
-  // Ports base..base+N-1 for HTTP and base+100.. for p2p: pick a free one and trust its block.
-  base = 20000 + ((await freePort()) % 20000);
+  // Ports base..base+N-1 for HTTP and base+100.. for p2p.
+  base = await freePorts([...Array(N).keys()].flatMap((i) => [i, 100 + i]));
   execFileSync(BIN, ["testnet", "--validators", String(N), "--dir", dir, "--base-port", String(base), "--block-interval-ms", "100"], { stdio: "ignore" });
   for (let i = 0; i < N; i++) {
     const proc = spawn(BIN, ["node", "--config", join(dir, `validator-${i}`, "node.toml")], { stdio: ["ignore", "pipe", "pipe"] });
-    const log = lines(proc.stderr);
+    const log = lines(proc.stderr, undefined, proc);
     lines(proc.stdout);
     proc.once("exit", (code, signal) => {
       if (signal !== "SIGKILL" && code !== 0 && code !== null) console.error(`validator-${i} exited ${code}:\n${log.tail()}`);
