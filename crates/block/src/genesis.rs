@@ -121,6 +121,10 @@ pub struct Genesis {
     pub validators: Vec<GenesisValidator>,
     /// Owner accounts (organisations) allowed to register devices.
     pub owners: Vec<Address>,
+    /// Manufacturers whose device certificates every owner's registrations may carry
+    /// (docs/formats.md); an owner can authorise more for its own devices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manufacturers: Vec<Address>,
     /// Chain parameters (a file without them has the defaults, with the readings of a chain
     /// written before they named their chain: [`ChainParams::legacy`]).
     #[serde(default = "ChainParams::legacy")]
@@ -148,6 +152,7 @@ impl Genesis {
                 fee_recipient: None,
             }],
             owners,
+            manufacturers: vec![],
             params: ChainParams::default(),
             alloc: BTreeMap::new(),
         }

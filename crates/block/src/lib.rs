@@ -5,6 +5,7 @@
 //! readings and transactions of a block. See `docs/formats.md` for the byte-level spec.
 
 mod certificate;
+mod device_cert;
 mod error;
 mod genesis;
 mod header;
@@ -16,13 +17,17 @@ mod tx;
 pub use certificate::{
     FINALIZE_SUFFIX, FinalityCertificate, SIMPLEX_NAMESPACE, ValidatorSignature, quorum,
 };
+pub use device_cert::{CERT_DOMAIN, DeviceCertificate};
 pub use error::{BlockError, Result};
 pub use genesis::{ChainParams, Genesis, GenesisValidator, ReadingAad};
 pub use header::{Block, BlockItem, Header};
 pub use proof::{DeviceKeyJson, ProofBundle, ProofError, VerifiedReading};
 pub use range_proof::{RangeJson, RangeKindJson, RangeProofJson, VerifiedRange};
 pub use sync::{SyncBlock, SyncBlocks};
-pub use tx::{DeviceOp, SignedTx, TX_DOMAIN};
+pub use tx::{
+    DeviceOp, MAX_BATCH_DEVICES, MAX_OWNER_TX_BYTES, MAX_OWNER_TX_BYTES_PER_BLOCK, NewDevice,
+    SignedTx, TX_DOMAIN,
+};
 
 /// 0x-prefixed lowercase hex.
 pub fn hex0x(bytes: impl AsRef<[u8]>) -> String {

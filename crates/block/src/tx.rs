@@ -6,7 +6,7 @@ use iotchain_crypto::{DevicePublicKey, OwnerKey, recover_owner};
 use iotchain_reading::{Alg, DeviceAddress};
 use serde::Serialize;
 
-use crate::{BlockError, Result};
+use crate::{BlockError, DeviceCertificate, Result};
 
 /// Domain separation prefix of the hash an owner signs.
 pub const TX_DOMAIN: &[u8] = b"iotchain/device-op/v1";
@@ -15,6 +15,14 @@ pub const TX_DOMAIN: &[u8] = b"iotchain/device-op/v1";
 const MAX_FIELD: usize = 256;
 /// Most labels on one device.
 const MAX_LABELS: usize = 32;
+/// Most devices one batch registration may register.
+pub const MAX_BATCH_DEVICES: usize = 10_000;
+/// Largest owner transaction accepted, in bytes (a full batch with certificates is about
+/// 1.1 MB).
+pub const MAX_OWNER_TX_BYTES: usize = 2 << 20;
+/// Most bytes of owner transactions one block may carry: what bounds a block's size and
+/// its registration work now that one transaction may register thousands of devices.
+pub const MAX_OWNER_TX_BYTES_PER_BLOCK: usize = 4 << 20;
 
 /// A device-registry operation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,6 +55,49 @@ pub enum DeviceOp {
         #[serde(serialize_with = "address_hex")]
         device: DeviceAddress,
     },
+    /// Register up to [`MAX_BATCH_DEVICES`] devices at once (all or none: one that cannot be
+    /// registered refuses the transaction, naming its index).
+    RegisterMany {
+        /// The devices, each with its own key and metadata.
+        devices: Vec<NewDevice>,
+    },
+    /// Trust (or stop trusting) a manufacturer's certificates for this owner's registrations.
+    Manufacturer {
+        /// The manufacturer's certificate-signing address (secp256k1, as an owner's).
+        manufacturer: Address,
+        /// `true` to authorise, `false` to withdraw.
+        authorised: bool,
+    },
+}
+
+/// One device of a [`DeviceOp::RegisterMany`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewDevice {
+    /// The device key.
+    #[serde(serialize_with = "key_hex")]
+    pub public_key: DevicePublicKey,
+    /// Device model.
+    pub model: String,
+    /// Firmware hash.
+    pub firmware_hash: Bytes,
+    /// Free-form labels.
+    pub labels: Vec<(String, String)>,
+    /// The manufacturer's certificate of the key and model, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<DeviceCertificate>,
+}
+
+impl NewDevice {
+    /// A device with a key and a model, no firmware hash, labels or certificate.
+    pub fn new(public_key: DevicePublicKey, model: impl Into<String>) -> Self {
+        Self {
+            public_key,
+            model: model.into(),
+            firmware_hash: Bytes::new(),
+            labels: vec![],
+            certificate: None,
+        }
+    }
 }
 
 fn key_hex<S: serde::Serializer>(
@@ -63,8 +114,11 @@ fn address_hex<S: serde::Serializer>(
     s.serialize_str(&a.to_string())
 }
 
-/// The RLP shape of an operation: `[kind, device, alg, public_key, model, firmware_hash, labels]`.
+/// The RLP shape of an operation: `[kind, device, alg, public_key, model, firmware_hash,
+/// labels, devices?]`; `devices` only for a batch registration (so every other operation keeps
+/// its encoding).
 #[derive(RlpEncodable, RlpDecodable)]
+#[rlp(trailing)]
 struct OpRlp {
     kind: u8,
     device: Address,
@@ -73,6 +127,19 @@ struct OpRlp {
     model: String,
     firmware_hash: Bytes,
     labels: Vec<LabelRlp>,
+    devices: Option<Vec<NewDeviceRlp>>,
+}
+
+/// One device of a batch: `[alg, public_key, model, firmware_hash, labels, certificate]`
+/// (`certificate` empty or 65 bytes).
+#[derive(RlpEncodable, RlpDecodable)]
+struct NewDeviceRlp {
+    alg: u8,
+    public_key: Bytes,
+    model: String,
+    firmware_hash: Bytes,
+    labels: Vec<LabelRlp>,
+    certificate: Bytes,
 }
 
 #[derive(RlpEncodable, RlpDecodable)]
@@ -99,6 +166,9 @@ struct SignedRlp {
 const REGISTER: u8 = 1;
 const ROTATE: u8 = 2;
 const REVOKE: u8 = 3;
+const REGISTER_MANY: u8 = 4;
+const AUTHORISE_MANUFACTURER: u8 = 5;
+const WITHDRAW_MANUFACTURER: u8 = 6;
 
 fn alg_code(alg: Alg) -> u8 {
     // Negated COSE value: 8 = EdDSA, 7 = ES256.
@@ -122,6 +192,7 @@ impl DeviceOp {
             model: String::new(),
             firmware_hash: Bytes::new(),
             labels: vec![],
+            devices: None,
         };
         match self {
             Self::Register {
@@ -135,13 +206,7 @@ impl DeviceOp {
                 public_key: public_key.to_bytes().into(),
                 model: model.clone(),
                 firmware_hash: firmware_hash.clone(),
-                labels: labels
-                    .iter()
-                    .map(|(k, v)| LabelRlp {
-                        key: k.clone(),
-                        value: v.clone(),
-                    })
-                    .collect(),
+                labels: labels_rlp(labels),
                 ..empty()
             },
             Self::Rotate { device, public_key } => OpRlp {
@@ -156,40 +221,47 @@ impl DeviceOp {
                 device: Address::from(device.0),
                 ..empty()
             },
+            Self::RegisterMany { devices } => OpRlp {
+                kind: REGISTER_MANY,
+                devices: Some(
+                    devices
+                        .iter()
+                        .map(|d| NewDeviceRlp {
+                            alg: alg_code(d.public_key.alg()),
+                            public_key: d.public_key.to_bytes().into(),
+                            model: d.model.clone(),
+                            firmware_hash: d.firmware_hash.clone(),
+                            labels: labels_rlp(&d.labels),
+                            certificate: d
+                                .certificate
+                                .map(|c| Bytes::copy_from_slice(&c.signature))
+                                .unwrap_or_default(),
+                        })
+                        .collect(),
+                ),
+                ..empty()
+            },
+            Self::Manufacturer {
+                manufacturer,
+                authorised,
+            } => OpRlp {
+                kind: if *authorised {
+                    AUTHORISE_MANUFACTURER
+                } else {
+                    WITHDRAW_MANUFACTURER
+                },
+                device: *manufacturer,
+                ..empty()
+            },
         }
     }
 
     fn from_rlp(op: OpRlp) -> Result<Self> {
-        let key = |op: &OpRlp| -> Result<DevicePublicKey> {
-            let alg = Alg::from_cose(-(op.alg as i64)).ok_or_else(|| {
-                invalid(
-                    "alg",
-                    format!("unknown device key algorithm code {}", op.alg),
-                )
-            })?;
-            Ok(DevicePublicKey::from_bytes(alg, &op.public_key)?)
-        };
         let op = match op.kind {
             REGISTER => {
-                if op.model.len() > MAX_FIELD || op.firmware_hash.len() > MAX_FIELD {
-                    return Err(invalid(
-                        "metadata",
-                        format!("model and firmware hash are limited to {MAX_FIELD} bytes"),
-                    ));
-                }
-                if op.labels.len() > MAX_LABELS
-                    || op
-                        .labels
-                        .iter()
-                        .any(|l| l.key.len() > MAX_FIELD || l.value.len() > MAX_FIELD)
-                {
-                    return Err(invalid(
-                        "labels",
-                        format!("at most {MAX_LABELS} labels of at most {MAX_FIELD} bytes"),
-                    ));
-                }
+                check_metadata(&op.model, &op.firmware_hash, &op.labels)?;
                 Self::Register {
-                    public_key: key(&op)?,
+                    public_key: device_key(op.alg, &op.public_key)?,
                     model: op.model,
                     firmware_hash: op.firmware_hash,
                     labels: op.labels.into_iter().map(|l| (l.key, l.value)).collect(),
@@ -197,24 +269,134 @@ impl DeviceOp {
             }
             ROTATE => Self::Rotate {
                 device: DeviceAddress(op.device.0.0),
-                public_key: key(&op)?,
+                public_key: device_key(op.alg, &op.public_key)?,
             },
             REVOKE => Self::Revoke {
                 device: DeviceAddress(op.device.0.0),
+            },
+            REGISTER_MANY => {
+                let devices = op.devices.unwrap_or_default();
+                if devices.is_empty() || devices.len() > MAX_BATCH_DEVICES {
+                    return Err(invalid(
+                        "devices",
+                        format!(
+                            "a batch registers 1 to {MAX_BATCH_DEVICES} devices, not {}",
+                            devices.len()
+                        ),
+                    ));
+                }
+                let devices = devices
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        new_device(d).map_err(|e| match e {
+                            BlockError::InvalidField { field, reason } => {
+                                BlockError::InvalidField {
+                                    field: "devices",
+                                    reason: format!("device {i}: {field}: {reason}"),
+                                }
+                            }
+                            e => invalid("devices", format!("device {i}: {e}")),
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                Self::RegisterMany { devices }
+            }
+            k @ (AUTHORISE_MANUFACTURER | WITHDRAW_MANUFACTURER) => Self::Manufacturer {
+                manufacturer: op.device,
+                authorised: k == AUTHORISE_MANUFACTURER,
             },
             k => return Err(invalid("kind", format!("unknown operation kind {k}"))),
         };
         Ok(op)
     }
 
-    /// Short name: `register`, `rotate` or `revoke`.
+    /// Short name: `register`, `rotate`, `revoke`, `register_many` or `manufacturer`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Register { .. } => "register",
             Self::Rotate { .. } => "rotate",
             Self::Revoke { .. } => "revoke",
+            Self::RegisterMany { .. } => "register_many",
+            Self::Manufacturer { .. } => "manufacturer",
         }
     }
+
+    /// The devices the operation registers or changes, in order.
+    pub fn devices(&self) -> Vec<DeviceAddress> {
+        match self {
+            Self::Register { public_key, .. } => vec![public_key.address()],
+            Self::Rotate { device, .. } | Self::Revoke { device } => vec![*device],
+            Self::RegisterMany { devices } => {
+                devices.iter().map(|d| d.public_key.address()).collect()
+            }
+            Self::Manufacturer { .. } => vec![],
+        }
+    }
+}
+
+fn labels_rlp(labels: &[(String, String)]) -> Vec<LabelRlp> {
+    labels
+        .iter()
+        .map(|(k, v)| LabelRlp {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect()
+}
+
+fn device_key(alg: u8, bytes: &[u8]) -> Result<DevicePublicKey> {
+    let alg = Alg::from_cose(-(alg as i64))
+        .ok_or_else(|| invalid("alg", format!("unknown device key algorithm code {alg}")))?;
+    Ok(DevicePublicKey::from_bytes(alg, bytes)?)
+}
+
+fn check_metadata(model: &str, firmware_hash: &[u8], labels: &[LabelRlp]) -> Result<()> {
+    if model.len() > MAX_FIELD || firmware_hash.len() > MAX_FIELD {
+        return Err(invalid(
+            "metadata",
+            format!("model and firmware hash are limited to {MAX_FIELD} bytes"),
+        ));
+    }
+    if labels.len() > MAX_LABELS
+        || labels
+            .iter()
+            .any(|l| l.key.len() > MAX_FIELD || l.value.len() > MAX_FIELD)
+    {
+        return Err(invalid(
+            "labels",
+            format!("at most {MAX_LABELS} labels of at most {MAX_FIELD} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn new_device(d: NewDeviceRlp) -> Result<NewDevice> {
+    check_metadata(&d.model, &d.firmware_hash, &d.labels)?;
+    let public_key = device_key(d.alg, &d.public_key)?;
+    let certificate = match d.certificate.len() {
+        0 => None,
+        65 => {
+            let sig: [u8; 65] = d.certificate.as_ref().try_into().expect("65 bytes");
+            Some(
+                DeviceCertificate::recover(&sig, &public_key, &d.model)
+                    .map_err(|e| invalid("certificate", e.to_string()))?,
+            )
+        }
+        n => {
+            return Err(invalid(
+                "certificate",
+                format!("must be empty or 65 bytes, not {n}"),
+            ));
+        }
+    };
+    Ok(NewDevice {
+        public_key,
+        model: d.model,
+        firmware_hash: d.firmware_hash,
+        labels: d.labels.into_iter().map(|l| (l.key, l.value)).collect(),
+        certificate,
+    })
 }
 
 /// A signed owner transaction.
@@ -282,6 +464,15 @@ impl SignedTx {
     /// filled in, not another encoding of a device key, not a signature with `v` other than
     /// 27/28 or a high `s`. Each transaction has one hash.
     pub fn decode_and_check(bytes: &[u8], chain_id: u64) -> Result<Self> {
+        if bytes.len() > MAX_OWNER_TX_BYTES {
+            return Err(invalid(
+                "size",
+                format!(
+                    "{} bytes: an owner transaction is at most {MAX_OWNER_TX_BYTES} bytes",
+                    bytes.len()
+                ),
+            ));
+        }
         let mut rest = bytes;
         let raw = SignedRlp::decode(&mut rest)?;
         if !rest.is_empty() {
@@ -320,6 +511,9 @@ impl SignedTx {
         Ok(tx)
     }
 }
+
+#[cfg(test)]
+mod batch_tests;
 
 #[cfg(test)]
 mod tests {

@@ -144,6 +144,7 @@ pub(crate) fn setup(a: &Layout) -> anyhow::Result<(Genesis, bool)> {
         timestamp_ms: crate::send::now_ms(),
         validators,
         owners: vec![owner.owner_key()?.address()],
+        manufacturers: vec![],
         params: ChainParams::default(),
         // The owner key is also the testnet's funded Ethereum account, as on the devnet.
         alloc: [(

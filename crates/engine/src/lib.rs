@@ -213,7 +213,8 @@ impl Engine {
                         storage,
                         code,
                     )
-                    .with_accumulators(accumulators);
+                    .with_accumulators(accumulators)
+                    .with_manufacturers(genesis.manufacturers.iter().copied());
                 let root = state.root();
                 if root != header.state_root {
                     return Err(EngineError::Storage(

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use alloy_primitives::{B256, Bytes, U256};
-use iotchain_block::{Block, BlockItem, Genesis, Header, SignedTx};
+use iotchain_block::{Block, BlockItem, Genesis, Header, MAX_OWNER_TX_BYTES_PER_BLOCK, SignedTx};
 use iotchain_evm::{BlockContext, BlockExecutor, BlockHashes, EthTx};
 use iotchain_reading::DeviceAddress;
 use iotchain_state::{LeafPlace, State, StateRecords, StreamHead};
@@ -120,6 +120,8 @@ pub struct BlockExecution<'a, H: BlockHashes + ?Sized> {
     readings: Vec<([u8; 32], ReadingLocation)>,
     txs: Vec<(B256, TxLocation)>,
     tx_leaves: Vec<[u8; 32]>,
+    /// Bytes of the owner transactions applied so far.
+    owner_tx_bytes: usize,
     /// Readings decoded here, with their position among the block's readings: their
     /// signatures are checked in one batch when the block is finished.
     unverified: Vec<CheckedReading>,
@@ -193,6 +195,7 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
             readings: Vec::new(),
             txs: Vec::new(),
             tx_leaves: Vec::new(),
+            owner_tx_bytes: 0,
             unverified: Vec::new(),
             consumed: Vec::new(),
             sources: Vec::new(),
@@ -235,8 +238,15 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
                         params.max_transactions_per_block,
                     ));
                 }
+                if matches!(item, BlockItem::Tx(_))
+                    && self.owner_tx_bytes + bytes.len() > MAX_OWNER_TX_BYTES_PER_BLOCK
+                {
+                    return Err(VerifyError::OwnerTxBytes(MAX_OWNER_TX_BYTES_PER_BLOCK));
+                }
                 let hash = match &item {
-                    BlockItem::Tx(_) => self.apply_owner_tx(bytes),
+                    BlockItem::Tx(_) => self.apply_owner_tx(bytes).inspect(|_| {
+                        self.owner_tx_bytes += bytes.len();
+                    }),
                     _ => self.apply_eth_tx(bytes, known),
                 };
                 hash.map(|hash| {

@@ -93,6 +93,9 @@ pub enum VerifyError {
     /// More transactions than a block may hold.
     #[error("more than {0} transactions")]
     TooManyTransactions(u64),
+    /// More bytes of owner transactions than a block may hold.
+    #[error("more than {0} bytes of owner transactions")]
+    OwnerTxBytes(usize),
     /// An item does not apply.
     #[error("item {index}: {source}")]
     Item {

@@ -393,3 +393,65 @@ fn the_builder_leaves_out_what_no_longer_applies() {
     assert_eq!(built.consumed, vec![1, 2, 3, 4, 5]);
     assert!(verify(&w, &built.block, &[]).is_ok());
 }
+
+/// An owner transaction registering 100 devices with the largest labels allowed (about 1.6
+/// MB): three of them are more than a block may carry.
+fn heavy_batch(w: &World, nonce: u64) -> AcceptedItem {
+    let label = ("k".repeat(250), "v".repeat(250));
+    let devices = (0..100u32)
+        .map(|i| {
+            let mut secret = [9u8; 32];
+            secret[..4].copy_from_slice(&(nonce as u32 * 1000 + i).to_be_bytes());
+            let key = DeviceSigner::from_secret(KeyAlg::Ed25519, &secret)
+                .unwrap()
+                .public_key();
+            let mut d = iotchain_block::NewDevice::new(key, "m");
+            d.labels = vec![label.clone(); 32];
+            d
+        })
+        .collect();
+    let tx = SignedTx::sign(
+        &w.owner,
+        CHAIN_ID,
+        nonce,
+        DeviceOp::RegisterMany { devices },
+    )
+    .unwrap();
+    AcceptedItem {
+        seq: nonce,
+        kind: ItemKind::Tx,
+        id: B256::ZERO,
+        bytes: Bytes::from(tx.encode_rlp()),
+        arrival_ms: 5,
+        key_version: 0,
+        meta: None,
+        eth: None,
+        max_cost: U256::ZERO,
+    }
+    .with_id()
+}
+
+#[test]
+fn a_block_carries_at_most_4_mib_of_owner_transactions() {
+    let w = world();
+    let first = REGISTERED as u64;
+    let batches: Vec<AcceptedItem> = (first..first + 3).map(|n| heavy_batch(&w, n)).collect();
+    assert!(
+        batches
+            .iter()
+            .all(|b| b.bytes.len() < iotchain_block::MAX_OWNER_TX_BYTES)
+    );
+    let two = build(&w, &batches[..2]);
+    assert_eq!(two.block.items.len(), 2);
+    let mut three = two.block.clone();
+    three.items.push(batches[2].block_item());
+    match verify(&w, &three, &[]) {
+        Err(VerifyError::OwnerTxBytes(max)) => {
+            assert_eq!(max, iotchain_block::MAX_OWNER_TX_BYTES_PER_BLOCK)
+        }
+        other => panic!("expected the owner-transaction bytes limit, got {other:?}"),
+    }
+    // The 200 devices of the two that fit are registered.
+    let devices = two.state.devices().count();
+    assert_eq!(devices, REGISTERED + 200);
+}

@@ -409,7 +409,7 @@ impl Fetcher {
         let devices: BTreeSet<[u8; 20]> = batch
             .blocks
             .iter()
-            .flat_map(|b| b.owner_txs.iter().map(|t| t.device))
+            .flat_map(|b| b.owner_txs.iter().flat_map(|t| t.devices.iter().copied()))
             .collect();
         let last = heights[heights.len() - 1];
         for d in devices {

@@ -72,10 +72,13 @@ pub struct OwnerTxRow {
     pub owner: Address,
     /// The owner's nonce.
     pub nonce: u64,
-    /// `register`, `rotate` or `revoke`.
+    /// `register`, `rotate`, `revoke`, `register_many` or `manufacturer`.
     pub kind: &'static str,
-    /// The device it registers, rotates or revokes.
+    /// The device it registers, rotates or revokes (a batch's first; a manufacturer
+    /// authorisation's manufacturer).
     pub device: [u8; 20],
+    /// Every device it registers or changes (not a column: the exporter writes their rows).
+    pub devices: Vec<[u8; 20]>,
 }
 
 /// An Ethereum transaction's row (status and gas used come from its receipt).
@@ -214,9 +217,12 @@ pub fn block_rows(block: &Block) -> Result<BlockRows> {
 
 /// The row of a decoded owner transaction.
 pub fn owner_tx_row(tx: &SignedTx, height: u64, idx: u32) -> OwnerTxRow {
+    let devices: Vec<[u8; 20]> = tx.op.devices().iter().map(|d| d.0).collect();
+    // The row's device: the first one a batch registers; for a manufacturer's authorisation,
+    // the manufacturer.
     let device = match &tx.op {
-        DeviceOp::Register { public_key, .. } => public_key.address(),
-        DeviceOp::Rotate { device, .. } | DeviceOp::Revoke { device } => *device,
+        DeviceOp::Manufacturer { manufacturer, .. } => manufacturer.0.0,
+        _ => devices[0],
     };
     OwnerTxRow {
         hash: tx.hash(),
@@ -225,7 +231,8 @@ pub fn owner_tx_row(tx: &SignedTx, height: u64, idx: u32) -> OwnerTxRow {
         owner: tx.owner,
         nonce: tx.nonce,
         kind: tx.op.name(),
-        device: device.0,
+        device,
+        devices,
     }
 }
 

@@ -33,6 +33,7 @@ impl Pool {
         let params = &inner.genesis.params;
         let queue = inner.queue.lock();
         let (mut readings, mut txs, mut gas) = (0u64, 0u64, 0u64);
+        let mut owner_tx_bytes = 0usize;
         let mut out = Vec::new();
         let fresh = |q: &&AcceptedItem| {
             !base.excluded_seqs.contains(&q.seq) && !base.excluded_ids.contains(&q.id)
@@ -49,6 +50,13 @@ impl Pool {
             };
             if *count >= max {
                 break;
+            }
+            // Owner transactions (a batch registers thousands of devices) fill it by bytes.
+            if q.kind == ItemKind::Tx {
+                owner_tx_bytes += q.bytes.len();
+                if owner_tx_bytes > iotchain_block::MAX_OWNER_TX_BYTES_PER_BLOCK {
+                    break;
+                }
             }
             // Ethereum transactions fill the block by their gas limits.
             if let Some(tx) = &q.eth {

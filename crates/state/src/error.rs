@@ -62,6 +62,25 @@ pub enum StateError {
     /// The device is already registered.
     #[error("device {0} is already registered")]
     DeviceExists(DeviceAddress),
+    /// A device of a batch registration cannot be registered: the whole batch is refused.
+    #[error("device {index} of the batch: {error}")]
+    InBatch {
+        /// Its index in the batch, from 0.
+        index: usize,
+        /// Why.
+        error: Box<StateError>,
+    },
+    /// A device's certificate is from a manufacturer neither the chain nor the owner
+    /// authorised (a forged or foreign certificate).
+    #[error(
+        "certificate of device {device} is signed by {manufacturer}, which is not an authorised manufacturer"
+    )]
+    UnknownManufacturer {
+        /// Device.
+        device: DeviceAddress,
+        /// Who the certificate recovers to.
+        manufacturer: Address,
+    },
     /// The device belongs to another owner.
     #[error("device {device} belongs to {owner}, not to the signer")]
     NotOwner {
@@ -93,6 +112,8 @@ impl StateError {
             Self::UnauthorisedOwner(_) => "unauthorised_owner",
             Self::BadNonce { .. } => "bad_nonce",
             Self::DeviceExists(_) => "device_exists",
+            Self::InBatch { error, .. } => error.code(),
+            Self::UnknownManufacturer { .. } => "unknown_manufacturer",
             Self::NotOwner { .. } => "not_owner",
             Self::BadRotation(_) => "bad_rotation",
             Self::TooManyHooks(_) => "too_many_hooks",

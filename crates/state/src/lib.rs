@@ -12,6 +12,7 @@ mod accumulator;
 mod error;
 mod record;
 mod state;
+pub mod trie;
 
 pub use account::Account;
 pub use accumulator::{StreamAccumulator, accumulator_key};
@@ -21,3 +22,4 @@ pub use record::{
     micro_units,
 };
 pub use state::{AccountProof, AppliedReading, LeafPlace, MAX_STREAM_NAME, State, StateRecords};
+pub use trie::Trie;

@@ -59,6 +59,8 @@ pub struct DeviceRecord {
     /// Every seq at or below this was in a gap that was closed to make room for newer ones:
     /// such a seq can no longer be accepted.
     pub gaps_closed_through: Option<u64>,
+    /// The manufacturer whose certificate of the key the registration carried, if any.
+    pub manufacturer: Option<Address>,
 }
 
 /// A run of seq values a device skipped.
@@ -113,13 +115,27 @@ impl DeviceRecord {
     }
 }
 
-/// An authorised owner.
+/// An authorised owner. RLP: `[nonce, device_count, manufacturers?]`, the list left out
+/// while empty (so records written before it existed keep their encoding).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, RlpEncodable, RlpDecodable)]
+#[rlp(trailing)]
 pub struct OwnerRecord {
     /// Next transaction nonce.
     pub nonce: u64,
     /// Devices registered by this owner.
     pub device_count: u64,
+    /// Manufacturers whose certificates this owner accepts, sorted (`None` while none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manufacturers: Option<Vec<Address>>,
+}
+
+impl OwnerRecord {
+    /// Whether this owner authorised `manufacturer`.
+    pub fn trusts(&self, manufacturer: &Address) -> bool {
+        self.manufacturers
+            .as_ref()
+            .is_some_and(|m| m.binary_search(manufacturer).is_ok())
+    }
 }
 
 #[derive(RlpEncodable, RlpDecodable)]
@@ -167,8 +183,9 @@ struct GapsRlp {
 
 /// RLP shape: `[address, owner, key, previous_keys, status, model, firmware_hash, labels,
 /// registered_at, has_seq, last_seq, last_ts, last_reading_id, reading_count, gap_count,
-/// missing_count, streams?, hooks?, gaps?]`; trailing lists are left out while they and all
-/// after them are empty (so records written before they existed keep their encoding).
+/// missing_count, streams?, hooks?, gaps?, manufacturer?]`; trailing fields are left out
+/// while they and all after them are empty (so records written before they existed keep their
+/// encoding).
 #[derive(RlpEncodable, RlpDecodable)]
 #[rlp(trailing)]
 struct DeviceRlp {
@@ -191,6 +208,7 @@ struct DeviceRlp {
     streams: Option<Vec<StreamRlp>>,
     hooks: Option<Vec<HookRlp>>,
     gaps: Option<GapsRlp>,
+    manufacturer: Option<Address>,
 }
 
 fn key_rlp(k: &DevicePublicKey) -> KeyRlp {
@@ -208,7 +226,9 @@ fn key_from(k: KeyRlp) -> alloy_rlp::Result<DevicePublicKey> {
 impl DeviceRecord {
     /// RLP encoding (the trie leaf value).
     pub fn encode_rlp(&self) -> Vec<u8> {
-        let has_gaps = !self.open_gaps.is_empty() || self.gaps_closed_through.is_some();
+        let has_maker = self.manufacturer.is_some();
+        let has_gaps =
+            !self.open_gaps.is_empty() || self.gaps_closed_through.is_some() || has_maker;
         let has_hooks = !self.hooks.is_empty() || has_gaps;
         let has_streams = !self.streams.is_empty() || has_hooks;
         alloy_rlp::encode(DeviceRlp {
@@ -274,6 +294,7 @@ impl DeviceRecord {
                 has_closed: self.gaps_closed_through.is_some(),
                 closed_through: self.gaps_closed_through.unwrap_or(0),
             }),
+            manufacturer: self.manufacturer,
         })
     }
 
@@ -343,6 +364,7 @@ impl DeviceRecord {
             gaps_closed_through: r
                 .gaps
                 .and_then(|g| g.has_closed.then_some(g.closed_through)),
+            manufacturer: r.manufacturer,
         })
     }
 }

@@ -1,19 +1,19 @@
 //! The state and its transition rules.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
 use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
-use alloy_trie::{HashBuilder, Nibbles, proof::ProofRetainer};
-use iotchain_block::{DeviceOp, Genesis, SignedTx};
+use iotchain_block::{DeviceOp, Genesis, NewDevice, SignedTx};
 use iotchain_reading::DeviceAddress;
 
 use crate::{
     Account, DeviceRecord, DeviceStatus, Gap, Hook, MAX_OPEN_GAPS, MAX_STREAMS, OwnerRecord,
     Result, StateError, StreamAccumulator, StreamHead,
-    account::{code_hash, storage_key, storage_root},
+    account::{code_hash, storage_key},
     accumulator_key,
+    trie::Trie,
 };
 
 mod accumulators;
@@ -23,6 +23,8 @@ pub use accumulators::LeafPlace;
 const DEVICE_PREFIX: u8 = 0x01;
 /// Trie key prefix of owner records.
 const OWNER_PREFIX: u8 = 0x02;
+/// Trie key prefix of the manufacturers genesis authorises chain-wide.
+const MANUFACTURER_PREFIX: u8 = 0x03;
 
 /// Device, owner and account records, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,19 +77,26 @@ pub struct AppliedReading {
 /// `keccak256(0x02 ‖ owner address)` for owners (values: the records' RLP) and, as in
 /// Ethereum, `keccak256(address)` for accounts (value: `[nonce, balance, storage_root,
 /// code_hash]`, with each account's storage in its own trie).
+///
+/// Records that change often and are large (devices, their accumulators) are held by `Arc`,
+/// so a copy of the state (a snapshot, a block's state built on its parent's) shares them
+/// and a change copies only the record it changes. The tries are incremental ([`Trie`]): a
+/// block rehashes only the paths it changed.
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    devices: OrdMap<DeviceAddress, DeviceRecord>,
+    devices: OrdMap<DeviceAddress, Arc<DeviceRecord>>,
     owners: OrdMap<Address, OwnerRecord>,
+    /// Manufacturers authorised chain-wide (by genesis).
+    manufacturers: OrdSet<Address>,
     accounts: OrdMap<Address, Account>,
     storage: OrdMap<Address, OrdMap<U256, U256>>,
     code: OrdMap<B256, Bytes>,
     /// Each device's stream accumulators, by stream name.
-    accumulators: OrdMap<DeviceAddress, Vec<StreamAccumulator>>,
-    /// Storage roots of the accounts, kept up to date lazily from `dirty_accounts`.
-    storage_roots: OrdMap<Address, B256>,
-    /// Encoded trie leaves, kept up to date lazily from `dirty_*`.
-    leaves: OrdMap<B256, Vec<u8>>,
+    accumulators: OrdMap<DeviceAddress, Arc<Vec<StreamAccumulator>>>,
+    /// The state trie, brought up to date lazily from `dirty_*` by [`State::root`].
+    trie: Trie,
+    /// Each account's storage trie, likewise.
+    storage_tries: OrdMap<Address, Trie>,
     dirty_devices: OrdSet<DeviceAddress>,
     dirty_accumulators: OrdSet<DeviceAddress>,
     dirty_owners: OrdSet<Address>,
@@ -105,8 +114,16 @@ fn device_key(a: &DeviceAddress) -> B256 {
 }
 
 fn owner_key(a: &Address) -> B256 {
+    prefixed_key(OWNER_PREFIX, a)
+}
+
+fn manufacturer_key(a: &Address) -> B256 {
+    prefixed_key(MANUFACTURER_PREFIX, a)
+}
+
+fn prefixed_key(prefix: u8, a: &Address) -> B256 {
     let mut buf = [0u8; 21];
-    buf[0] = OWNER_PREFIX;
+    buf[0] = prefix;
     buf[1..].copy_from_slice(a.as_slice());
     keccak256(buf)
 }
@@ -121,7 +138,28 @@ impl State {
         for (address, balance) in &genesis.alloc {
             state.set_account(*address, Some(Account::with_balance(*balance)));
         }
-        state
+        state.with_manufacturers(genesis.manufacturers.iter().copied())
+    }
+
+    /// Adds the manufacturers genesis authorises chain-wide (each a trie leaf
+    /// `keccak256(0x03 ‖ address)` → `0x01`); a rebuilt state takes them from genesis again.
+    pub fn with_manufacturers(mut self, manufacturers: impl IntoIterator<Item = Address>) -> Self {
+        for m in manufacturers {
+            if self.manufacturers.insert(m).is_none() {
+                self.trie
+                    .insert(manufacturer_key(&m).as_slice(), alloy_rlp::encode(1u8));
+            }
+        }
+        self
+    }
+
+    /// Whether `owner`'s registrations may carry certificates of `manufacturer`.
+    pub fn trusts_manufacturer(&self, owner: &Address, manufacturer: &Address) -> bool {
+        self.manufacturers.contains(manufacturer)
+            || self
+                .owners
+                .get(owner)
+                .is_some_and(|o| o.trusts(manufacturer))
     }
 
     /// Rebuilds a state from stored records.
@@ -132,7 +170,7 @@ impl State {
         let mut state = Self::default();
         for d in devices {
             state.dirty_devices.insert(d.address);
-            state.devices.insert(d.address, d);
+            state.devices.insert(d.address, Arc::new(d));
         }
         for (a, o) in owners {
             state.dirty_owners.insert(a);
@@ -261,12 +299,17 @@ impl State {
 
     /// A device's record.
     pub fn device(&self, address: &DeviceAddress) -> Option<&DeviceRecord> {
-        self.devices.get(address)
+        self.devices.get(address).map(|d| &**d)
     }
 
     /// All devices, by address.
     pub fn devices(&self) -> impl Iterator<Item = &DeviceRecord> {
-        self.devices.values()
+        self.devices.values().map(|d| &**d)
+    }
+
+    /// A device's record to change (copied first when a snapshot shares it).
+    fn device_mut(&mut self, address: &DeviceAddress) -> Option<&mut DeviceRecord> {
+        self.devices.get_mut(address).map(Arc::make_mut)
     }
 
     /// An owner's record, if the owner is authorised.
@@ -324,8 +367,8 @@ impl State {
         id: B256,
     ) -> Result<AppliedReading> {
         self.check_reading(device, key_version, seq)?;
-        let record = self.devices.get_mut(device).expect("checked above");
         self.dirty_devices.insert(*device);
+        let record = self.device_mut(device).expect("checked above");
         record.reading_count += 1;
         if record.last_seq.is_some_and(|last| seq <= last) {
             // In an open gap (checked above): split it around `seq`.
@@ -384,20 +427,25 @@ impl State {
     /// Takes the head by reference: a stream already tracked is updated in place, without
     /// allocating (this runs for every reading).
     pub fn record_stream(&mut self, device: &DeviceAddress, head: &StreamHead<&str>) {
-        let Some(record) = self.devices.get_mut(device) else {
+        let Some(record) = self.devices.get(device) else {
             return;
         };
-        match record
+        let at = record
             .streams
-            .binary_search_by(|h| h.stream.as_str().cmp(head.stream))
-        {
+            .binary_search_by(|h| h.stream.as_str().cmp(head.stream));
+        match at {
             // The head is the latest reading by seq: one that fills an earlier gap leaves it.
             Ok(i) if record.streams[i].seq > head.seq => return,
+            Err(_) if record.streams.len() >= MAX_STREAMS => return,
+            _ => {}
+        }
+        let record = self.device_mut(device).expect("present");
+        match at {
             Ok(i) => {
                 let h = &mut record.streams[i];
                 (h.seq, h.ts, h.id, h.value) = (head.seq, head.ts, head.id, head.value);
             }
-            Err(i) if record.streams.len() < MAX_STREAMS => {
+            Err(i) => {
                 record.streams.insert(
                     i,
                     StreamHead {
@@ -409,7 +457,6 @@ impl State {
                     },
                 );
             }
-            Err(_) => return,
         }
         self.dirty_devices.insert(*device);
     }
@@ -462,7 +509,7 @@ impl State {
         deposit: U256,
     ) -> Result<()> {
         self.check_hook(owner, device, stream)?;
-        let record = self.devices.get_mut(device).expect("checked");
+        let record = self.device_mut(device).expect("checked");
         match record.hooks.iter_mut().find(|h| h.stream == stream) {
             Some(h) => {
                 h.contract = contract;
@@ -499,13 +546,13 @@ impl State {
     /// Takes `amount` from the deposit of the hook on a device stream (all that is left when
     /// it is less); returns what was taken.
     pub fn charge_hook(&mut self, device: &DeviceAddress, stream: &str, amount: U256) -> U256 {
-        let Some(hook) = self
-            .devices
-            .get_mut(device)
-            .and_then(|r| r.hooks.iter_mut().find(|h| h.stream == stream))
-        else {
+        if self.hook(device, stream).is_none() {
             return U256::ZERO;
-        };
+        }
+        let hook = self
+            .device_mut(device)
+            .and_then(|r| r.hooks.iter_mut().find(|h| h.stream == stream))
+            .expect("found above");
         let taken = amount.min(hook.deposit);
         hook.deposit -= taken;
         self.dirty_devices.insert(*device);
@@ -543,45 +590,78 @@ impl State {
                 firmware_hash,
                 labels,
             } => {
-                let address = public_key.address();
-                self.devices.insert(
-                    address,
-                    DeviceRecord {
-                        address,
-                        owner,
-                        public_key: public_key.clone(),
-                        previous_keys: vec![],
-                        status: DeviceStatus::Active,
-                        model: model.clone(),
-                        firmware_hash: firmware_hash.clone(),
-                        labels: labels.clone(),
-                        registered_at: height,
-                        last_seq: None,
-                        last_ts: 0,
-                        last_reading_id: B256::ZERO,
-                        reading_count: 0,
-                        gap_count: 0,
-                        missing_count: 0,
-                        streams: vec![],
-                        hooks: vec![],
-                        open_gaps: vec![],
-                        gaps_closed_through: None,
-                    },
-                );
-                self.dirty_devices.insert(address);
-                self.owners.get_mut(&owner).expect("validated").device_count += 1;
+                let device = NewDevice {
+                    public_key: public_key.clone(),
+                    model: model.clone(),
+                    firmware_hash: firmware_hash.clone(),
+                    labels: labels.clone(),
+                    certificate: None,
+                };
+                self.register(owner, &device, height);
+            }
+            DeviceOp::RegisterMany { devices } => {
+                for d in devices {
+                    self.register(owner, d, height);
+                }
             }
             DeviceOp::Rotate { device, public_key } => {
-                let record = self.devices.get_mut(device).expect("validated");
+                let record = self.device_mut(device).expect("validated");
                 let old = std::mem::replace(&mut record.public_key, public_key.clone());
                 record.previous_keys.push(old);
                 self.dirty_devices.insert(*device);
             }
             DeviceOp::Revoke { device } => {
-                self.devices.get_mut(device).expect("validated").status = DeviceStatus::Revoked;
+                self.device_mut(device).expect("validated").status = DeviceStatus::Revoked;
                 self.dirty_devices.insert(*device);
             }
+            DeviceOp::Manufacturer {
+                manufacturer,
+                authorised,
+            } => {
+                let record = self.owners.get_mut(&owner).expect("validated");
+                let mut list = record.manufacturers.take().unwrap_or_default();
+                match (list.binary_search(manufacturer), authorised) {
+                    (Err(i), true) => list.insert(i, *manufacturer),
+                    (Ok(i), false) => {
+                        list.remove(i);
+                    }
+                    _ => {}
+                }
+                record.manufacturers = (!list.is_empty()).then_some(list);
+            }
         }
+    }
+
+    /// Registers a (validated) new device under `owner`.
+    fn register(&mut self, owner: Address, d: &NewDevice, height: u64) {
+        let address = d.public_key.address();
+        self.devices.insert(
+            address,
+            Arc::new(DeviceRecord {
+                address,
+                owner,
+                public_key: d.public_key.clone(),
+                previous_keys: vec![],
+                status: DeviceStatus::Active,
+                model: d.model.clone(),
+                firmware_hash: d.firmware_hash.clone(),
+                labels: d.labels.clone(),
+                registered_at: height,
+                last_seq: None,
+                last_ts: 0,
+                last_reading_id: B256::ZERO,
+                reading_count: 0,
+                gap_count: 0,
+                missing_count: 0,
+                streams: vec![],
+                hooks: vec![],
+                open_gaps: vec![],
+                gaps_closed_through: None,
+                manufacturer: d.certificate.map(|c| c.manufacturer),
+            }),
+        );
+        self.dirty_devices.insert(address);
+        self.owners.get_mut(&owner).expect("validated").device_count += 1;
     }
 
     /// Checks an owner transaction: authorised owner, next nonce, and the operation's rules.
@@ -649,6 +729,29 @@ impl State {
             DeviceOp::Revoke { device } => {
                 owned(device)?;
             }
+            DeviceOp::RegisterMany { devices } => {
+                let mut seen = std::collections::BTreeSet::new();
+                for (index, d) in devices.iter().enumerate() {
+                    let address = d.public_key.address();
+                    let refused = if self.devices.contains_key(&address) || !seen.insert(address) {
+                        Some(StateError::DeviceExists(address))
+                    } else {
+                        d.certificate
+                            .filter(|c| !self.trusts_manufacturer(&owner, &c.manufacturer))
+                            .map(|c| StateError::UnknownManufacturer {
+                                device: address,
+                                manufacturer: c.manufacturer,
+                            })
+                    };
+                    if let Some(error) = refused {
+                        return Err(StateError::InBatch {
+                            index,
+                            error: Box::new(error),
+                        });
+                    }
+                }
+            }
+            DeviceOp::Manufacturer { .. } => {}
         }
         Ok(())
     }
@@ -660,7 +763,7 @@ impl State {
             devices: self
                 .dirty_devices
                 .iter()
-                .map(|a| self.devices[a].clone())
+                .map(|a| DeviceRecord::clone(&self.devices[a]))
                 .collect(),
             owners: self
                 .dirty_owners
@@ -686,49 +789,75 @@ impl State {
             accumulators: self
                 .dirty_accumulators
                 .iter()
-                .map(|a| (*a, self.accumulators[a].clone()))
+                .map(|a| (*a, self.accumulators[a].to_vec()))
                 .collect(),
         }
     }
 
     /// The state root: an Ethereum-compatible Merkle Patricia trie root over all records.
+    /// Folds the changes since the last call into the tries and rehashes only their paths.
     pub fn root(&mut self) -> B256 {
         for a in std::mem::take(&mut self.dirty_devices) {
-            self.leaves
-                .insert(device_key(&a), self.devices[&a].encode_rlp());
+            let key = device_key(&a);
+            match self.devices.get(&a) {
+                Some(d) => self.trie.insert(key.as_slice(), d.encode_rlp()),
+                None => {
+                    self.trie.remove(key.as_slice());
+                }
+            }
         }
         for a in std::mem::take(&mut self.dirty_accumulators) {
-            for acc in &self.accumulators[&a] {
-                self.leaves
-                    .insert(accumulator_key(&a, &acc.stream), acc.trie_value());
+            for acc in self.accumulators[&a].iter() {
+                self.trie.insert(
+                    accumulator_key(&a, &acc.stream).as_slice(),
+                    acc.trie_value(),
+                );
             }
         }
         for a in std::mem::take(&mut self.dirty_owners) {
-            self.leaves
-                .insert(owner_key(&a), alloy_rlp::encode(&self.owners[&a]));
+            self.trie.insert(
+                owner_key(&a).as_slice(),
+                alloy_rlp::encode(&self.owners[&a]),
+            );
         }
-        self.dirty_slots.clear();
-        self.wiped.clear();
+        for a in std::mem::take(&mut self.wiped) {
+            self.storage_tries.remove(&a);
+        }
+        for (a, slot) in std::mem::take(&mut self.dirty_slots) {
+            let value = self.storage_slot(&a, &slot);
+            let key = storage_key(slot);
+            let trie = self.storage_tries.entry(a).or_default();
+            if value.is_zero() {
+                trie.remove(key.as_slice());
+            } else {
+                trie.insert(key.as_slice(), alloy_rlp::encode(value));
+            }
+            if trie.is_empty() {
+                self.storage_tries.remove(&a);
+            }
+        }
         self.new_code.clear();
         for a in std::mem::take(&mut self.dirty_accounts) {
             let key = keccak256(a);
             match self.accounts.get(&a) {
                 Some(account) => {
-                    let root = storage_root(self.storage.get(&a).into_iter().flatten());
-                    self.storage_roots.insert(a, root);
-                    self.leaves.insert(key, account.trie_value(root));
+                    let root = self.storage_root(&a);
+                    self.trie.insert(key.as_slice(), account.trie_value(root));
                 }
                 None => {
-                    self.storage_roots.remove(&a);
-                    self.leaves.remove(&key);
+                    self.storage_tries.remove(&a);
+                    self.trie.remove(key.as_slice());
                 }
             }
         }
-        let mut hb = HashBuilder::default();
-        for (k, v) in &self.leaves {
-            hb.add_leaf(Nibbles::unpack(k), v);
-        }
-        hb.root()
+        self.trie.root()
+    }
+
+    /// The root of an account's storage trie as of the last [`State::root`].
+    fn storage_root(&self, address: &Address) -> B256 {
+        self.storage_tries
+            .get(address)
+            .map_or(alloy_trie::EMPTY_ROOT_HASH, Trie::root)
     }
 
     /// Whether every change has been folded into the trie by [`State::root`].
@@ -743,31 +872,20 @@ impl State {
     /// clean (see [`State::is_clean`]): the committed state always is.
     pub fn account_proof(&self, address: &Address, slots: &[U256]) -> AccountProof {
         debug_assert!(self.is_clean(), "proof of a state with unfolded changes");
-        let target = Nibbles::unpack(keccak256(address));
-        let proof = proof_nodes(self.leaves.iter().map(|(k, v)| (*k, v.clone())), target);
-        let empty = OrdMap::new();
-        let slots_map = self.storage.get(address).unwrap_or(&empty);
-        let storage_leaves: BTreeMap<B256, Vec<u8>> = slots_map
-            .iter()
-            .map(|(k, v)| (storage_key(*k), alloy_rlp::encode(v)))
-            .collect();
+        let proof = self.trie.proof(keccak256(address).as_slice());
+        let storage_trie = self.storage_tries.get(address);
         let storage = slots
             .iter()
             .map(|slot| {
-                let nodes = proof_nodes(
-                    storage_leaves.iter().map(|(k, v)| (*k, v.clone())),
-                    Nibbles::unpack(storage_key(*slot)),
-                );
+                let nodes = storage_trie
+                    .map(|t| t.proof(storage_key(*slot).as_slice()))
+                    .unwrap_or_default();
                 (*slot, self.storage_slot(address, slot), nodes)
             })
             .collect();
         AccountProof {
             account: self.accounts.get(address).copied(),
-            storage_root: self
-                .storage_roots
-                .get(address)
-                .copied()
-                .unwrap_or(alloy_trie::EMPTY_ROOT_HASH),
+            storage_root: self.storage_root(address),
             proof,
             storage,
         }
@@ -783,26 +901,9 @@ fn close_oldest_gaps(record: &mut DeviceRecord) {
     }
 }
 
-/// The trie nodes on the path to `target` in the trie of `leaves` (sorted by key).
-fn proof_nodes(leaves: impl Iterator<Item = (B256, Vec<u8>)>, target: Nibbles) -> Vec<Bytes> {
-    let mut hb = HashBuilder::default().with_proof_retainer(ProofRetainer::new(vec![target]));
-    let mut any = false;
-    for (k, v) in leaves {
-        hb.add_leaf(Nibbles::unpack(k), &v);
-        any = true;
-    }
-    hb.root();
-    let nodes = hb.take_proof_nodes();
-    if !any {
-        // As geth: the empty trie's proof is empty (its root is keccak256(0x80)).
-        return Vec::new();
-    }
-    nodes
-        .matching_nodes_sorted(&target)
-        .into_iter()
-        .map(|(_, node)| node)
-        .collect()
-}
-
+#[cfg(test)]
+mod batch_tests;
+#[cfg(test)]
+mod root_tests;
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,13 @@
 //! The state's stream accumulators: appending a reading, reading one back, and the trie
 //! proof of one against the state root.
 
+use std::sync::Arc;
+
 use alloy_primitives::{B256, Bytes};
-use alloy_trie::Nibbles;
 use iotchain_merkle::mmr::Peaks;
 use iotchain_reading::{DeviceAddress, StreamLeaf};
 
-use super::{State, proof_nodes};
+use super::State;
 use crate::{StreamAccumulator, accumulator_key};
 
 /// Where a reading sits, as its stream's accumulator records it.
@@ -39,7 +40,7 @@ impl State {
         if !tracked {
             return;
         }
-        let accs = self.accumulators.entry(*device).or_default();
+        let accs = Arc::make_mut(self.accumulators.entry(*device).or_default());
         let leaf = |prev: Option<&StreamLeaf>| {
             StreamLeaf::next(prev, id.0, seq, ts, at.height, at.block_time_ms)
         };
@@ -80,8 +81,7 @@ impl State {
     /// state always is.
     pub fn accumulator_proof(&self, device: &DeviceAddress, stream: &str) -> Vec<Bytes> {
         debug_assert!(self.is_clean(), "proof of a state with unfolded changes");
-        let target = Nibbles::unpack(accumulator_key(device, stream));
-        proof_nodes(self.leaves.iter().map(|(k, v)| (*k, v.clone())), target)
+        self.trie.proof(accumulator_key(device, stream).as_slice())
     }
 
     /// Adds stored accumulators (to rebuild the state on start).
@@ -91,7 +91,7 @@ impl State {
     ) -> Self {
         for (device, accs) in accumulators {
             self.dirty_accumulators.insert(device);
-            self.accumulators.insert(device, accs);
+            self.accumulators.insert(device, Arc::new(accs));
         }
         self
     }
