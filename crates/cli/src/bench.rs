@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use iotchain_block::{DeviceOp, SignedTx};
+use iotchain_block::{DeviceOp, NewDevice, SignedTx};
 use iotchain_crypto::{
     DevicePublicKey, DeviceSigner, KeyAlg, KeyFile, SignatureCheck, verify_signatures,
 };
@@ -135,6 +135,38 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Finality long polls the bench keeps open at once (over all clients).
+const MAX_FINALITY_POLLS: usize = 384;
+
+/// Devices one owner transaction of the bench registers.
+const REGISTER_BATCH: usize = 5_000;
+
+/// `n` fresh device keys, generated on all cores.
+async fn generate_signers(alg: KeyAlg, n: usize) -> anyhow::Result<Vec<DeviceSigner>> {
+    let threads = std::thread::available_parallelism().map_or(2, |t| t.get());
+    let per = n.div_ceil(threads);
+    tokio::task::spawn_blocking(move || {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let count = per.min(n.saturating_sub(t * per));
+                    scope.spawn(move || {
+                        (0..count)
+                            .map(|_| DeviceSigner::generate(alg))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut all = Vec::with_capacity(n);
+            for h in handles {
+                all.extend(h.join().expect("key generation thread")?);
+            }
+            Ok(all)
+        })
+    })
+    .await?
 }
 
 /// The machine's raw Ed25519 batch verification rate on all cores, per second.
@@ -399,17 +431,17 @@ async fn run_phase(
     let cpu_all = || -> Option<f64> { node_pids.iter().map(|p| cpu_seconds(*p)).sum() };
     let chain_id = client.status().await?["chain_id"].as_u64().unwrap_or(0);
     let n = a.devices.max(1);
-    println!("{alg:>8}: registering {n} devices…");
-    let signers: Vec<DeviceSigner> = (0..n)
-        .map(|_| DeviceSigner::generate(alg))
-        .collect::<Result<_, _>>()?;
+    println!("{alg:>8}: generating {n} device keys…");
+    let signers = generate_signers(alg, n).await?;
+    println!("{alg:>8}: registering {n} devices, {REGISTER_BATCH} per owner transaction…");
+    let registering = crate::clock::stopwatch();
     let mut last = None;
-    for s in &signers {
-        let op = DeviceOp::Register {
-            public_key: s.public_key(),
-            model: "bench".into(),
-            firmware_hash: Default::default(),
-            labels: vec![],
+    for chunk in signers.chunks(REGISTER_BATCH) {
+        let op = DeviceOp::RegisterMany {
+            devices: chunk
+                .iter()
+                .map(|s| NewDevice::new(s.public_key(), "bench"))
+                .collect(),
         };
         last = Some(
             client
@@ -420,12 +452,17 @@ async fn run_phase(
     }
     if let Some(h) = last {
         let s = client
-            .get(&format!("/v1/transactions/{h}?wait_ms=60000"))
+            .get(&format!("/v1/transactions/{h}?wait_ms=600000"))
             .await?;
         if s["status"] != "final" {
             bail!("device registrations not final");
         }
     }
+    let secs = registering.elapsed().as_secs_f64();
+    println!(
+        "{alg:>8}: {n} devices registered and final in {secs:.1} s = {:.0} devices/s",
+        n as f64 / secs
+    );
     println!("{alg:>8}: signing {total} readings…");
     let aad = client.reading_aad().await?;
     let signers = Arc::new(signers);
@@ -503,9 +540,14 @@ async fn run_phase(
         .rate
         .filter(|r| *r > 0.0)
         .map(|r| Duration::from_secs_f64((clients * batch) as f64 / r));
+    // Each batch's finality is awaited by a long poll, one connection each: at most this
+    // many at once, below the node's 512 connections per client address (a run of more
+    // batches than that once failed with `too_many_connections`).
+    let polls = Arc::new(tokio::sync::Semaphore::new(MAX_FINALITY_POLLS));
     for (c, messages) in signed.into_iter().enumerate() {
         // Client c talks to one node (as a gateway does), spreading load over validators.
         let client = nodes[c % nodes.len()].clone();
+        let polls = polls.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut waiters = Vec::new();
@@ -544,8 +586,10 @@ async fn run_phase(
                     continue;
                 };
                 let c = client.clone();
+                let permit = polls.clone().acquire_owned().await?;
                 waiters.push(tokio::spawn(async move {
                     let s = c.get(&format!("/v1/readings/{id}?wait_ms=60000")).await?;
+                    drop(permit);
                     if s["status"] != "final" {
                         bail!("reading {id} not final after 60 s");
                     }

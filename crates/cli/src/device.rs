@@ -20,6 +20,13 @@ pub(crate) enum DeviceCommand {
     Rotate(RotateArgs),
     /// Revoke a device: its readings are rejected from then on (waits until final).
     Revoke(RevokeArgs),
+    /// Register every device of a CSV or JSON file, thousands per owner transaction (keys and
+    /// certificates checked first; run again after a failure, it skips what is registered).
+    Import(crate::device_import::ImportArgs),
+    /// Sign a certificate of each device key in a file, as its manufacturer (a factory's step).
+    Certify(crate::device_import::CertifyArgs),
+    /// Trust (or with --withdraw stop trusting) a manufacturer's certificates for your devices.
+    Manufacturer(crate::device_import::ManufacturerArgs),
     /// Show a device.
     Show {
         /// Device address (0x + 40 hex).
@@ -128,7 +135,7 @@ fn device_public_key(key: &DeviceKeyArg, alg: Option<KeyAlg>) -> anyhow::Result<
     Ok(DevicePublicKey::from_bytes(alg, &bytes)?)
 }
 
-fn owner(path: &std::path::Path) -> anyhow::Result<iotchain_crypto::OwnerKey> {
+pub(crate) fn owner(path: &std::path::Path) -> anyhow::Result<iotchain_crypto::OwnerKey> {
     KeyFile::read(path)?
         .owner_key()
         .with_context(|| format!("{} must be an owner (secp256k1) key", path.display()))
@@ -183,6 +190,9 @@ pub(crate) async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
             let device = parse_address(&a.device)?;
             submit(&a.node, &a.owner_key, device, DeviceOp::Revoke { device }).await?;
         }
+        DeviceCommand::Import(a) => crate::device_import::import(a).await?,
+        DeviceCommand::Certify(a) => crate::device_import::certify(a)?,
+        DeviceCommand::Manufacturer(a) => crate::device_import::manufacturer(a).await?,
         DeviceCommand::Show { address, node } => {
             let device = parse_address(&address)?;
             let info = Client::new(&node)

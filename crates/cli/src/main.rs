@@ -7,6 +7,7 @@ mod client;
 mod clock;
 mod coldchain;
 mod device;
+mod device_import;
 mod devnet;
 mod export;
 mod keys;
@@ -18,6 +19,13 @@ mod verify;
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+
+/// jemalloc, as reth runs: the node's many threads allocate and free state copies block after
+/// block, and glibc's per-thread arenas kept about 2.5 times the live heap resident
+/// (heaptrack: 536 MiB live at a 1,391 MiB peak RSS with 50,000 devices).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// iotchain: a blockchain for IoT fleets shared by organisations that do not fully trust
 /// each other. Devices sign readings; validators commit them under BFT finality; anyone can
