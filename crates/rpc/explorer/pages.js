@@ -193,6 +193,13 @@ function opText(t) {
   const op = t.op;
   const who = link(`account/${t.owner}`, short(t.owner, 4));
   if (op.type === 'register') return h('span', {}, who, ` registers a ${op.model || 'device'}`);
+  if (op.type === 'register_many') {
+    const certified = op.devices.filter((d) => d.certificate).length;
+    return h('span', {}, who, ` registers ${op.devices.length} devices` + (certified ? ` (${certified} certified)` : ''));
+  }
+  if (op.type === 'manufacturer') {
+    return h('span', {}, who, op.authorised ? ' trusts manufacturer ' : ' stops trusting manufacturer ', short(op.manufacturer, 4));
+  }
   return h('span', {}, who, ` ${op.type}s `, link(`device/${op.device}`, short(op.device, 4)));
 }
 

@@ -50,6 +50,10 @@ pub(super) struct DeviceJson {
     labels: Vec<LabelJson>,
     /// Height of the block that registered it.
     registered_at: u64,
+    /// The manufacturer whose certificate of the key its registration carried; `null` if
+    /// none.
+    #[schema(value_type = Option<Address20>)]
+    manufacturer: Option<Address>,
     /// Highest final `seq`; `null` before the first reading.
     last_seq: Option<u64>,
     /// Device time of the reading with the highest `seq`.
@@ -141,6 +145,7 @@ impl DeviceJson {
                 })
                 .collect(),
             registered_at: d.registered_at,
+            manufacturer: d.manufacturer,
             last_seq: d.last_seq,
             last_ts: d.last_ts,
             last_reading_id: d.last_reading_id,
@@ -289,6 +294,11 @@ pub(super) struct OwnerJson {
     /// Devices it registered.
     #[serde(skip_serializing_if = "Option::is_none")]
     device_count: Option<u64>,
+    /// Manufacturers whose certificates it authorised (those genesis authorises for every
+    /// owner are in `/v1/status`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Address20>>)]
+    manufacturers: Option<Vec<Address>>,
 }
 
 #[utoipa::path(
@@ -318,6 +328,9 @@ pub(super) async fn get_owner<N: NodeApi>(
         authorised: committed.is_some(),
         nonce: committed.as_ref().map(|c| c.nonce),
         pending_nonce: pending.map(|p| p.nonce),
+        manufacturers: committed
+            .as_ref()
+            .map(|c| c.manufacturers.clone().unwrap_or_default()),
         device_count: committed.map(|c| c.device_count),
     }))
 }

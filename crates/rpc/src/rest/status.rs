@@ -47,6 +47,10 @@ pub(super) struct StatusJson {
     /// The validators' Ed25519 public keys.
     #[schema(value_type = Vec<Hash32>)]
     validators: Vec<String>,
+    /// Manufacturers genesis authorises for every owner: their device certificates are
+    /// accepted in any owner's registrations.
+    #[schema(value_type = Vec<crate::rest::openapi::Address20>)]
+    manufacturers: Vec<alloy_primitives::Address>,
     /// Readings accepted, not yet final.
     pending_readings: usize,
     /// Transactions accepted, not yet final.
@@ -115,6 +119,7 @@ pub(super) async fn status<N: NodeApi>(State(shared): State<Arc<Shared<N>>>) -> 
         genesis_hash: node.genesis_hash(),
         reading_aad: hex0x(g.reading_aad(&node.genesis_hash())),
         validators: g.validators.iter().map(|v| hex0x(v.public_key)).collect(),
+        manufacturers: g.manufacturers.clone(),
         pending_readings,
         pending_transactions,
         max_reading_bytes: g.params.max_reading_bytes,
