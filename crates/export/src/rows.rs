@@ -521,6 +521,32 @@ mod tests {
         assert_eq!(reg.owner, owner.address());
         assert_eq!(reg.device, other.address().0);
         assert_eq!((rev.kind, rev.device, rev.nonce), ("revoke", device.0, 1));
+
+        // A batch names its first device and lists all of them for the device rows; a
+        // manufacturer's authorisation names the manufacturer and no device.
+        let keys: Vec<_> = (0..3)
+            .map(|_| DeviceSigner::generate(KeyAlg::Ed25519).unwrap())
+            .collect();
+        let op = DeviceOp::RegisterMany {
+            devices: keys
+                .iter()
+                .map(|k| iotchain_block::NewDevice::new(k.public_key(), "m"))
+                .collect(),
+        };
+        let batch = owner_tx_row(&SignedTx::sign(&owner, 7, 2, op).unwrap(), 5, 4);
+        assert_eq!(
+            (batch.kind, batch.device),
+            ("register_many", keys[0].address().0)
+        );
+        let all: Vec<[u8; 20]> = keys.iter().map(|k| k.address().0).collect();
+        assert_eq!(batch.devices, all);
+        let trust = DeviceOp::Manufacturer {
+            manufacturer: Address::repeat_byte(9),
+            authorised: true,
+        };
+        let trust = owner_tx_row(&SignedTx::sign(&owner, 7, 3, trust).unwrap(), 5, 5);
+        assert_eq!((trust.kind, trust.device), ("manufacturer", [9; 20]));
+        assert!(trust.devices.is_empty());
     }
 
     #[test]
