@@ -23,7 +23,7 @@ use clap::{Parser, Subcommand};
 /// jemalloc, as reth runs: the node's many threads allocate and free state copies block after
 /// block, and glibc's per-thread arenas kept about 2.5 times the live heap resident
 /// (heaptrack: 536 MiB live at a 1,391 MiB peak RSS with 50,000 devices).
-#[cfg(not(target_env = "msvc"))]
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

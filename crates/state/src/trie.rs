@@ -24,6 +24,9 @@ use alloy_trie::{
 pub struct Trie {
     root: Option<Arc<Node>>,
     len: usize,
+    /// The length of its keys, in bytes, from the first insert (a key that is a prefix of
+    /// another has no place in this trie: its branches hold no values).
+    key_len: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +130,11 @@ impl Trie {
         Self::default()
     }
 
+    /// Whether `key` has the length of this trie's keys (any length while it has none).
+    fn fits(&self, key: &[u8]) -> bool {
+        self.key_len.is_none_or(|l| l == key.len())
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.len
@@ -151,6 +159,9 @@ impl Trie {
 
     /// The value under `key`.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        if !self.fits(key) {
+            return None;
+        }
         let path = Nibbles::unpack(key);
         let mut node = self.root.as_deref()?;
         let mut at = 0;
@@ -175,8 +186,14 @@ impl Trie {
     }
 
     /// Sets `key` to `value` (an empty value is not allowed in a trie: use [`Trie::remove`]).
+    ///
+    /// # Panics
+    ///
+    /// If `key` is not as long as the keys inserted before (a caller's bug).
     pub fn insert(&mut self, key: &[u8], value: Vec<u8>) {
         debug_assert!(!value.is_empty(), "empty trie value");
+        let len = *self.key_len.get_or_insert(key.len());
+        assert_eq!(key.len(), len, "trie keys are all {len} bytes long");
         let path = Nibbles::unpack(key);
         if insert(&mut self.root, &path, value) {
             self.len += 1;
@@ -185,6 +202,9 @@ impl Trie {
 
     /// Removes `key`; returns whether it was there.
     pub fn remove(&mut self, key: &[u8]) -> bool {
+        if !self.fits(key) {
+            return false;
+        }
         let path = Nibbles::unpack(key);
         let removed = remove(&mut self.root, &path);
         if removed {
@@ -196,6 +216,9 @@ impl Trie {
     /// The RLP of every node on the path from the root towards `key`: an EIP-1186 proof of
     /// its value, or of its absence (empty for the empty trie, as geth answers).
     pub fn proof(&self, key: &[u8]) -> Vec<Bytes> {
+        if !self.fits(key) {
+            return Vec::new();
+        }
         let path = Nibbles::unpack(key);
         let mut out = Vec::new();
         let mut next = self.root.as_deref();
@@ -510,6 +533,12 @@ mod tests {
         assert!(t.proof(&[0; 32]).is_empty());
         assert!(!t.remove(&[0; 32]));
         t.insert(&[1; 32], vec![1]);
+        // Keys of another length are not in it (and may not be inserted).
+        assert_eq!(t.get(&[1; 31]), None);
+        assert!(!t.remove(&[1; 33]));
+        assert!(t.proof(&[1; 31]).is_empty());
+        let shorter = std::panic::catch_unwind(|| t.clone().insert(&[1; 31], vec![1]));
+        assert!(shorter.is_err());
         assert!(t.remove(&[1; 32]));
         assert_eq!(t.root(), EMPTY_ROOT_HASH);
         assert!(t.is_empty());
