@@ -284,10 +284,25 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
         children.push(crate::testnet::spawn_node(&n)?);
         clients.push(Client::new(&n.url()));
     }
+    // The node answering must be the one just started on this chain: a node left over from
+    // an earlier run (killed without its children) would answer on the same port instead.
+    let genesis = iotchain_block::Genesis::read(&dir.join("genesis.json"))?;
+    let ours: Vec<String> = genesis
+        .validators
+        .iter()
+        .map(|v| iotchain_block::hex0x(v.public_key))
+        .collect();
     for c in &clients {
-        c.wait_ready(Duration::from_secs(20))
+        let status = c
+            .wait_ready(Duration::from_secs(20))
             .await
             .context("node did not start")?;
+        if status["validators"] != serde_json::json!(ours) {
+            bail!(
+                "another chain's node answers on port {} (an earlier bench still running?): stop it, or pass --port",
+                a.port
+            );
+        }
     }
     let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
     println!(
