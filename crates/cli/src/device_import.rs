@@ -339,11 +339,19 @@ pub(crate) async fn import(a: ImportArgs) -> anyhow::Result<()> {
     }
     if let Some(hash) = last {
         eprintln!("  waiting for the last transaction to be final…");
-        let done = client
-            .get(&format!("/v1/transactions/{hash}?wait_ms=120000"))
-            .await?;
-        let Some(height) = done["height"].as_u64() else {
-            bail!("transaction {hash} accepted but not final after 120 s");
+        // The node holds a long poll for at most a minute: ask again, for up to five.
+        let mut height = None;
+        for _ in 0..5 {
+            let done = client
+                .get(&format!("/v1/transactions/{hash}?wait_ms=60000"))
+                .await?;
+            height = done["height"].as_u64();
+            if height.is_some() {
+                break;
+            }
+        }
+        let Some(height) = height else {
+            bail!("transaction {hash} accepted but not final after 5 minutes");
         };
         println!(
             "{}",
