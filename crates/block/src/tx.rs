@@ -379,8 +379,12 @@ fn new_device(d: NewDeviceRlp) -> Result<NewDevice> {
         65 => {
             let sig: [u8; 65] = d.certificate.as_ref().try_into().expect("65 bytes");
             Some(
-                DeviceCertificate::recover(&sig, &public_key, &d.model)
-                    .map_err(|e| invalid("certificate", e.to_string()))?,
+                DeviceCertificate::recover(&sig, &public_key, &d.model).map_err(|e| {
+                    invalid(
+                        "certificate",
+                        format!("does not recover a manufacturer ({e})"),
+                    )
+                })?,
             )
         }
         n => {

@@ -234,7 +234,10 @@ fn new_device(row: &Row) -> anyhow::Result<NewDevice> {
                 .ok()
                 .and_then(|b| b.try_into().ok())
                 .context("certificate is not 65 bytes of hex")?;
-            Some(DeviceCertificate::recover(&sig, &public_key, &row.model).context("certificate")?)
+            Some(
+                DeviceCertificate::recover(&sig, &public_key, &row.model)
+                    .context("certificate: does not recover a manufacturer")?,
+            )
         }
     };
     Ok(NewDevice {
