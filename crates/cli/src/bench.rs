@@ -465,19 +465,13 @@ async fn run_phase(
         );
         *nonce += 1;
     }
-    if let Some(h) = last {
-        // The node holds a long poll for at most a minute: ask again, for up to ten.
-        let mut polls = 0;
-        while client
-            .get(&format!("/v1/transactions/{h}?wait_ms=60000"))
-            .await?["status"]
-            != "final"
-        {
-            polls += 1;
-            if polls == 10 {
-                bail!("device registrations not final after 10 minutes");
-            }
-        }
+    if let Some(h) = last
+        && client
+            .final_height(h, Duration::from_secs(600))
+            .await?
+            .is_none()
+    {
+        bail!("device registrations not final after 10 minutes");
     }
     let secs = registering.elapsed().as_secs_f64();
     println!(

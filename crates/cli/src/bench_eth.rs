@@ -101,11 +101,12 @@ async fn send_setup(client: &Client, raws: &[String]) -> anyhow::Result<Option<S
 
 /// Waits until the transaction `hash` is final (long poll on the REST API).
 async fn wait_final(client: &Client, hash: &str) -> anyhow::Result<()> {
-    let s = client
-        .get(&format!("/v1/transactions/{hash}?wait_ms=60000"))
-        .await?;
-    if s["status"] != "final" {
-        bail!("transaction {hash} not final after 60 s: {s}");
+    if client
+        .final_height(hash, std::time::Duration::from_secs(60))
+        .await?
+        .is_none()
+    {
+        bail!("transaction {hash} not final after 60 s");
     }
     Ok(())
 }

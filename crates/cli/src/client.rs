@@ -131,6 +131,18 @@ impl Client {
         owner: &OwnerKey,
         op: DeviceOp,
     ) -> anyhow::Result<(B256, u64)> {
+        let (chain_id, nonce) = self.owner_nonce(owner).await?;
+        let tx = SignedTx::sign(owner, chain_id, nonce, op)?;
+        let hash = self.post_tx(&tx).await?;
+        match self.final_height(hash, Duration::from_secs(30)).await? {
+            Some(h) => Ok((hash, h)),
+            None => bail!("transaction {hash} accepted but not final after 30 s"),
+        }
+    }
+
+    /// The chain id and the owner's next nonce (counting its pending transactions), or an
+    /// error when genesis does not authorise the owner.
+    pub(crate) async fn owner_nonce(&self, owner: &OwnerKey) -> anyhow::Result<(u64, u64)> {
         let status = self.status().await?;
         let chain_id = status["chain_id"]
             .as_u64()
@@ -142,15 +154,29 @@ impl Client {
                 owner.address()
             );
         }
-        let nonce = info["pending_nonce"].as_u64().unwrap_or(0);
-        let tx = SignedTx::sign(owner, chain_id, nonce, op)?;
-        let hash = self.post_tx(&tx).await?;
-        let done = self
-            .get(&format!("/v1/transactions/{hash}?wait_ms=30000"))
-            .await?;
-        match done["height"].as_u64() {
-            Some(h) => Ok((hash, h)),
-            None => bail!("transaction {hash} accepted but not final after 30 s"),
+        Ok((chain_id, info["pending_nonce"].as_u64().unwrap_or(0)))
+    }
+
+    /// Waits up to `timeout` for transaction `hash` to be final; its height, or `None`. The
+    /// node holds one long poll for at most a minute, so a longer wait asks again.
+    pub(crate) async fn final_height(
+        &self,
+        hash: impl std::fmt::Display,
+        timeout: Duration,
+    ) -> anyhow::Result<Option<u64>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let wait_ms = left.min(Duration::from_secs(60)).as_millis();
+            let s = self
+                .get(&format!("/v1/transactions/{hash}?wait_ms={wait_ms}"))
+                .await?;
+            if s["status"] == "final" {
+                return Ok(s["height"].as_u64());
+            }
+            if left.is_zero() || tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
         }
     }
 

@@ -170,12 +170,7 @@ fn write_rows(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(&mut out);
             for r in rows {
-                let mut r = r.clone();
-                if let Labels::Map(m) = &r.labels {
-                    let text: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    r.labels = Labels::Text(text.join(";"));
-                }
-                w.serialize(CsvRow::from(&r))?;
+                w.serialize(CsvRow::from(r))?;
             }
             w.flush()?;
         }
@@ -184,28 +179,34 @@ fn write_rows(path: &Path, rows: &[Row]) -> anyhow::Result<()> {
     std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// A row as CSV writes it: every column, in order.
+/// A row as CSV writes it: every column, in order, labels as `k=v;k2=v2`.
 #[derive(Serialize)]
 struct CsvRow<'a> {
     public_key: &'a str,
     alg: &'a str,
     model: &'a str,
     firmware_hash: &'a str,
-    labels: &'a str,
+    labels: String,
     certificate: &'a str,
 }
 
 impl<'a> From<&'a Row> for CsvRow<'a> {
     fn from(r: &'a Row) -> Self {
+        let labels = match &r.labels {
+            Labels::None => String::new(),
+            Labels::Text(t) => t.clone(),
+            Labels::Map(m) => m
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(";"),
+        };
         Self {
             public_key: &r.public_key,
             alg: &r.alg,
             model: &r.model,
             firmware_hash: &r.firmware_hash,
-            labels: match &r.labels {
-                Labels::Text(t) => t,
-                _ => "",
-            },
+            labels,
             certificate: &r.certificate,
         }
     }
@@ -293,20 +294,7 @@ pub(crate) async fn import(a: ImportArgs) -> anyhow::Result<()> {
     }
     let client = Client::new(&a.node);
     let owner = crate::device::owner(&a.owner_key)?;
-    let status = client.status().await?;
-    let chain_id = status["chain_id"]
-        .as_u64()
-        .context("status has no chain_id")?;
-    let info = client
-        .get(&format!("/v1/owners/{}", owner.address()))
-        .await?;
-    if info["authorised"] != serde_json::Value::Bool(true) {
-        bail!(
-            "owner {} is not authorised on this chain (see genesis.json owners)",
-            owner.address()
-        );
-    }
-    let mut nonce = info["pending_nonce"].as_u64().unwrap_or(0);
+    let (chain_id, mut nonce) = client.owner_nonce(&owner).await?;
     let started = crate::clock::stopwatch();
     let (mut sent, mut skipped, mut last) = (0usize, 0usize, None);
     for (i, batch) in batches.iter().enumerate() {
@@ -342,18 +330,10 @@ pub(crate) async fn import(a: ImportArgs) -> anyhow::Result<()> {
     }
     if let Some(hash) = last {
         eprintln!("  waiting for the last transaction to be final…");
-        // The node holds a long poll for at most a minute: ask again, for up to five.
-        let mut height = None;
-        for _ in 0..5 {
-            let done = client
-                .get(&format!("/v1/transactions/{hash}?wait_ms=60000"))
-                .await?;
-            height = done["height"].as_u64();
-            if height.is_some() {
-                break;
-            }
-        }
-        let Some(height) = height else {
+        let Some(height) = client
+            .final_height(hash, std::time::Duration::from_secs(300))
+            .await?
+        else {
             bail!("transaction {hash} accepted but not final after 5 minutes");
         };
         println!(

@@ -597,11 +597,11 @@ impl State {
                     labels: labels.clone(),
                     certificate: None,
                 };
-                self.register(owner, &device, height);
+                self.register(owner, device, height);
             }
             DeviceOp::RegisterMany { devices } => {
                 for d in devices {
-                    self.register(owner, d, height);
+                    self.register(owner, d.clone(), height);
                 }
             }
             DeviceOp::Rotate { device, public_key } => {
@@ -633,19 +633,19 @@ impl State {
     }
 
     /// Registers a (validated) new device under `owner`.
-    fn register(&mut self, owner: Address, d: &NewDevice, height: u64) {
+    fn register(&mut self, owner: Address, d: NewDevice, height: u64) {
         let address = d.public_key.address();
         self.devices.insert(
             address,
             Arc::new(DeviceRecord {
                 address,
                 owner,
-                public_key: d.public_key.clone(),
+                public_key: d.public_key,
                 previous_keys: vec![],
                 status: DeviceStatus::Active,
-                model: d.model.clone(),
-                firmware_hash: d.firmware_hash.clone(),
-                labels: d.labels.clone(),
+                model: d.model,
+                firmware_hash: d.firmware_hash,
+                labels: d.labels,
                 registered_at: height,
                 last_seq: None,
                 last_ts: 0,

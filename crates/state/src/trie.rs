@@ -162,27 +162,7 @@ impl Trie {
         if !self.fits(key) {
             return None;
         }
-        let path = Nibbles::unpack(key);
-        let mut node = self.root.as_deref()?;
-        let mut at = 0;
-        loop {
-            match node {
-                Node::Leaf { key, value, .. } => {
-                    return (path.slice(at..) == *key).then_some(value.as_slice());
-                }
-                Node::Extension { key, child, .. } => {
-                    if !path.slice(at..).starts_with(key) {
-                        return None;
-                    }
-                    at += key.len();
-                    node = child;
-                }
-                Node::Branch { children, .. } => {
-                    node = children[path.get_unchecked(at) as usize].as_deref()?;
-                    at += 1;
-                }
-            }
-        }
+        find(self.root.as_deref()?, &Nibbles::unpack(key))
     }
 
     /// Sets `key` to `value` (an empty value is not allowed in a trie: use [`Trie::remove`]).
@@ -352,7 +332,7 @@ fn remove(slot: &mut Option<Arc<Node>>, path: &Nibbles) -> bool {
         return false;
     };
     // Look before copying: a key that is not there changes nothing.
-    if !contains(node, path) {
+    if find(node, path).is_none() {
         return false;
     }
     if remove_from(node, path) {
@@ -415,25 +395,25 @@ fn prefixed(prefix: &Nibbles, child: &Arc<Node>) -> Option<Node> {
     }
 }
 
-fn contains(mut node: &Node, path: &Nibbles) -> bool {
+/// The value under `path` in the subtrie at `node`.
+fn find<'a>(mut node: &'a Node, path: &Nibbles) -> Option<&'a [u8]> {
     let mut at = 0;
     loop {
         match node {
-            Node::Leaf { key, .. } => return path.slice(at..) == *key,
+            Node::Leaf { key, value, .. } => {
+                return (path.slice(at..) == *key).then_some(value.as_slice());
+            }
             Node::Extension { key, child, .. } => {
                 if !path.slice(at..).starts_with(key) {
-                    return false;
+                    return None;
                 }
                 at += key.len();
                 node = child;
             }
-            Node::Branch { children, .. } => match &children[path.get_unchecked(at) as usize] {
-                Some(c) => {
-                    node = c;
-                    at += 1;
-                }
-                None => return false,
-            },
+            Node::Branch { children, .. } => {
+                node = children[path.get_unchecked(at) as usize].as_deref()?;
+                at += 1;
+            }
         }
     }
 }
