@@ -7,16 +7,24 @@
 //! hundred pages stay the same ones commit after commit. When it is full it is written out
 //! as a *run*: an immutable table of sorted entries packed [`CHUNK`] to a value, keyed by
 //! each chunk's first key (a few page writes per thousand entries). Every [`FANOUT`] runs of
-//! one level are merged into one run of the next, a bounded step in each later commit, so no
-//! commit stalls for a large merge.
+//! one level are merged into one run of the next. Each level has at most one merge in
+//! progress, and every commit moves each of them forward by a bounded step of at least four
+//! times the entries it inserts, so no commit stalls for a large merge and no level falls
+//! behind: a level holds fewer than `2 × FANOUT` runs, and `n` entries make about
+//! `log_FANOUT(n / LEVEL0_MAX)` levels (a billion ids: nine levels, at most 63 runs).
+//!
+//! Each run has a Bloom filter ([`crate::run_filter`]) written with it, a page per range of
+//! keys, so a lookup reads one small filter page per run and searches only the runs whose
+//! filter claims the key (the one holding it, plus about 1 % of the others).
 //!
 //! Everything happens in the caller's write transaction: a block's index entries are
 //! durable exactly when the block is, and a crash leaves the index as of the last commit.
 //! A lookup checks level 0, then the runs from the newest (keys are written once, so the
-//! first hit is the answer): a handful of B-tree lookups.
+//! first hit is the answer).
 
 use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 
+use crate::run_filter;
 use crate::{Result, StorageError};
 
 /// Entries of a run packed into one stored value.
@@ -31,7 +39,7 @@ const MIN_MERGE_STEP: usize = 8 * CHUNK;
 
 /// An index of one kind of key (its tables are named after it).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct HashIndex {
+pub struct HashIndex {
     name: &'static str,
     value_len: usize,
     chunk: usize,
@@ -40,16 +48,18 @@ pub(crate) struct HashIndex {
     min_merge_step: usize,
 }
 
-/// A complete run.
+/// A complete run. `filter` is the number of its filter's pages (0: written before runs had
+/// filters, always searched).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Run {
     id: u64,
     level: u8,
     len: u64,
+    filter: u32,
 }
 
 /// A merge in progress: `sources` (runs of `level - 1`) into the run `target` of `level`,
-/// written up to and including the key `after`.
+/// written up to and including the key `after`, with a filter of `filter` pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Merge {
     target: u64,
@@ -57,6 +67,7 @@ struct Merge {
     sources: Vec<u64>,
     written: u64,
     after: Option<[u8; 32]>,
+    filter: u32,
 }
 
 /// Where the index stands: stored under [`LAYOUT_KEY`] in the layout table.
@@ -66,14 +77,42 @@ struct Layout {
     level0: u64,
     /// Complete runs, oldest first.
     runs: Vec<Run>,
-    merge: Option<Merge>,
+    /// Merges in progress, at most one per target level, lowest level first.
+    merges: Vec<Merge>,
 }
 
 const LAYOUT_KEY: &str = "layout";
+/// First byte of a layout in the current encoding. Layouts written before per-level merges
+/// and filters start with the high byte of `next_run`, which is zero.
+const LAYOUT_V2: u8 = 2;
+
+/// What one lookup read, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Probes {
+    /// Filter pages read.
+    pub filters: u32,
+    /// Runs searched.
+    pub runs: u32,
+    /// Complete runs the index has.
+    pub of_runs: u32,
+}
+
+/// How big the index is, for benchmarks and operators.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexShape {
+    /// Complete runs.
+    pub runs: usize,
+    /// Levels that have runs.
+    pub levels: usize,
+    /// Merges in progress.
+    pub merges: usize,
+    /// Entries in complete runs and level 0.
+    pub entries: u64,
+}
 
 impl Layout {
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = vec![LAYOUT_V2];
         out.extend_from_slice(&self.next_run.to_be_bytes());
         out.extend_from_slice(&self.level0.to_be_bytes());
         out.extend_from_slice(&(self.runs.len() as u32).to_be_bytes());
@@ -81,32 +120,32 @@ impl Layout {
             out.extend_from_slice(&r.id.to_be_bytes());
             out.push(r.level);
             out.extend_from_slice(&r.len.to_be_bytes());
+            out.extend_from_slice(&r.filter.to_be_bytes());
         }
-        match &self.merge {
-            None => out.push(0),
-            Some(m) => {
-                out.push(1);
-                out.extend_from_slice(&m.target.to_be_bytes());
-                out.push(m.level);
-                out.extend_from_slice(&m.written.to_be_bytes());
-                match &m.after {
-                    None => out.push(0),
-                    Some(k) => {
-                        out.push(1);
-                        out.extend_from_slice(k);
-                    }
+        out.extend_from_slice(&(self.merges.len() as u32).to_be_bytes());
+        for m in &self.merges {
+            out.extend_from_slice(&m.target.to_be_bytes());
+            out.push(m.level);
+            out.extend_from_slice(&m.written.to_be_bytes());
+            out.extend_from_slice(&m.filter.to_be_bytes());
+            match &m.after {
+                None => out.push(0),
+                Some(k) => {
+                    out.push(1);
+                    out.extend_from_slice(k);
                 }
-                out.extend_from_slice(&(m.sources.len() as u32).to_be_bytes());
-                for s in &m.sources {
-                    out.extend_from_slice(&s.to_be_bytes());
-                }
+            }
+            out.extend_from_slice(&(m.sources.len() as u32).to_be_bytes());
+            for s in &m.sources {
+                out.extend_from_slice(&s.to_be_bytes());
             }
         }
         out
     }
 
     fn decode(bytes: &[u8]) -> Option<Self> {
-        let mut r = Reader(bytes);
+        let v2 = bytes.first() == Some(&LAYOUT_V2);
+        let mut r = Reader(if v2 { &bytes[1..] } else { bytes });
         let next_run = r.u64()?;
         let level0 = r.u64()?;
         let runs = (0..r.u32()?)
@@ -115,60 +154,72 @@ impl Layout {
                     id: r.u64()?,
                     level: r.u8()?,
                     len: r.u64()?,
+                    filter: if v2 { r.u32()? } else { 0 },
                 })
             })
             .collect::<Option<Vec<_>>>()?;
-        let merge = match r.u8()? {
-            0 => None,
-            1 => {
-                let target = r.u64()?;
-                let level = r.u8()?;
-                let written = r.u64()?;
-                let after = match r.u8()? {
-                    0 => None,
-                    1 => Some(r.take(32)?.try_into().ok()?),
-                    _ => return None,
-                };
-                let sources = (0..r.u32()?).map(|_| r.u64()).collect::<Option<Vec<_>>>()?;
-                Some(Merge {
-                    target,
-                    level,
-                    sources,
-                    written,
-                    after,
-                })
+        let merge = |r: &mut Reader<'_>| -> Option<Merge> {
+            let target = r.u64()?;
+            let level = r.u8()?;
+            let written = r.u64()?;
+            let filter = if v2 { r.u32()? } else { 0 };
+            let after = match r.u8()? {
+                0 => None,
+                1 => Some(r.take(32)?.try_into().ok()?),
+                _ => return None,
+            };
+            let sources = (0..r.u32()?).map(|_| r.u64()).collect::<Option<Vec<_>>>()?;
+            Some(Merge {
+                target,
+                level,
+                sources,
+                written,
+                after,
+                filter,
+            })
+        };
+        let merges = if v2 {
+            (0..r.u32()?)
+                .map(|_| merge(&mut r))
+                .collect::<Option<Vec<_>>>()?
+        } else {
+            match r.u8()? {
+                0 => Vec::new(),
+                1 => vec![merge(&mut r)?],
+                _ => return None,
             }
-            _ => return None,
         };
         r.0.is_empty().then_some(Self {
             next_run,
             level0,
             runs,
-            merge,
+            merges,
         })
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// Reads big-endian fields off a byte slice.
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(crate) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (head, rest) = self.0.split_at_checked(n)?;
         self.0 = rest;
         Some(head)
     }
-    fn u8(&mut self) -> Option<u8> {
+    pub(crate) fn u8(&mut self) -> Option<u8> {
         Some(self.take(1)?[0])
     }
-    fn u32(&mut self) -> Option<u32> {
+    pub(crate) fn u32(&mut self) -> Option<u32> {
         Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
     }
-    fn u64(&mut self) -> Option<u64> {
+    pub(crate) fn u64(&mut self) -> Option<u64> {
         Some(u64::from_be_bytes(self.take(8)?.try_into().ok()?))
     }
 }
 
 type Table<'a> = TableDefinition<'a, [u8; 32], &'static [u8]>;
+type FilterTable<'a> = TableDefinition<'a, u32, &'static [u8]>;
 
 /// Reads a run's entries in key order, a chunk at a time, from just after a key.
 struct RunCursor {
@@ -181,7 +232,7 @@ struct RunCursor {
 
 impl HashIndex {
     /// An index whose tables start with `name`, of values of `value_len` bytes.
-    pub(crate) const fn new(name: &'static str, value_len: usize) -> Self {
+    pub const fn new(name: &'static str, value_len: usize) -> Self {
         Self {
             name,
             value_len,
@@ -208,12 +259,16 @@ impl HashIndex {
         format!("{}.run.{id:016x}", self.name)
     }
 
+    fn filter_table(&self, id: u64) -> String {
+        format!("{}.filter.{id:016x}", self.name)
+    }
+
     fn corrupt(&self, what: &str) -> StorageError {
         StorageError::Corrupt(format!("index {}: {what}", self.name))
     }
 
     /// Creates the index's tables, if new.
-    pub(crate) fn create(&self, w: &WriteTransaction) -> Result<()> {
+    pub fn create(&self, w: &WriteTransaction) -> Result<()> {
         w.open_table(TableDefinition::<&str, &[u8]>::new(&self.layout_table()))?;
         w.open_table(Table::new(&self.level0_table()))?;
         Ok(())
@@ -226,28 +281,64 @@ impl HashIndex {
         }
     }
 
-    /// The value under `key`, if any.
-    pub(crate) fn get(&self, r: &ReadTransaction, key: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+    fn read_layout(&self, r: &ReadTransaction) -> Result<Layout> {
         let layout_table = self.layout_table();
-        let layout = {
-            let t = r.open_table(TableDefinition::<&str, &[u8]>::new(&layout_table))?;
-            let v = t.get(LAYOUT_KEY)?;
-            self.load(v.as_ref().map(|v| v.value()))?
+        let t = r.open_table(TableDefinition::<&str, &[u8]>::new(&layout_table))?;
+        let v = t.get(LAYOUT_KEY)?;
+        self.load(v.as_ref().map(|v| v.value()))
+    }
+
+    /// The value under `key`, if any.
+    pub fn get(&self, r: &ReadTransaction, key: &[u8; 32]) -> Result<Option<Vec<u8>>> {
+        Ok(self.lookup(r, key)?.0)
+    }
+
+    /// The value under `key`, if any, and what finding it read.
+    pub fn lookup(&self, r: &ReadTransaction, key: &[u8; 32]) -> Result<(Option<Vec<u8>>, Probes)> {
+        let layout = self.read_layout(r)?;
+        let mut probes = Probes {
+            of_runs: layout.runs.len() as u32,
+            ..Probes::default()
         };
         if let Some(v) = r.open_table(Table::new(&self.level0_table()))?.get(key)? {
-            return Ok(Some(v.value().to_vec()));
+            return Ok((Some(v.value().to_vec()), probes));
         }
         for run in layout.runs.iter().rev() {
-            let name = self.run_table(run.id);
-            let t = r.open_table(Table::new(&name))?;
+            if run.filter > 0 {
+                probes.filters += 1;
+                let t = r.open_table(FilterTable::new(&self.filter_table(run.id)))?;
+                // A page no key of the run falls in is not written: the key is not there.
+                let claimed = t
+                    .get(run_filter::page_of(key, run.filter))?
+                    .is_some_and(|page| run_filter::may_contain(page.value(), key));
+                if !claimed {
+                    continue;
+                }
+            }
+            probes.runs += 1;
+            let t = r.open_table(Table::new(&self.run_table(run.id)))?;
             let found = t.range(..=*key)?.next_back().transpose()?;
             if let Some((_, chunk)) = found
                 && let Some(v) = self.find_in_chunk(chunk.value(), key)
             {
-                return Ok(Some(v.to_vec()));
+                return Ok((Some(v.to_vec()), probes));
             }
         }
-        Ok(None)
+        Ok((None, probes))
+    }
+
+    /// The index's runs, levels and merges.
+    pub fn shape(&self, r: &ReadTransaction) -> Result<IndexShape> {
+        let layout = self.read_layout(r)?;
+        let mut levels: Vec<u8> = layout.runs.iter().map(|r| r.level).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        Ok(IndexShape {
+            runs: layout.runs.len(),
+            levels: levels.len(),
+            merges: layout.merges.len(),
+            entries: layout.level0 + layout.runs.iter().map(|r| r.len).sum::<u64>(),
+        })
     }
 
     fn find_in_chunk<'c>(&self, chunk: &'c [u8], key: &[u8; 32]) -> Option<&'c [u8]> {
@@ -267,8 +358,8 @@ impl HashIndex {
     }
 
     /// Adds `entries` (keys not in the index yet; values of the index's length), then moves
-    /// a merge in progress forward by a bounded step.
-    pub(crate) fn insert(&self, w: &WriteTransaction, entries: &[([u8; 32], &[u8])]) -> Result<()> {
+    /// each merge in progress forward by a bounded step.
+    pub fn insert(&self, w: &WriteTransaction, entries: &[([u8; 32], &[u8])]) -> Result<()> {
         let layout_table = self.layout_table();
         let mut layout = {
             let t = w.open_table(TableDefinition::<&str, &[u8]>::new(&layout_table))?;
@@ -290,13 +381,12 @@ impl HashIndex {
         if layout.level0 >= self.level0_max {
             self.flush_level0(w, &mut layout)?;
         }
-        if layout.merge.is_none() {
-            layout.merge = self.next_merge(w, &mut layout)?;
+        self.start_merges(w, &mut layout)?;
+        let budget = (4 * entries.len()).max(self.min_merge_step);
+        for at in 0..layout.merges.len() {
+            self.merge_step(w, &mut layout, at, budget)?;
         }
-        if layout.merge.is_some() {
-            let budget = (4 * entries.len()).max(self.min_merge_step);
-            self.merge_step(w, &mut layout, budget)?;
-        }
+        layout.merges.retain(|m| !m.sources.is_empty());
         w.open_table(TableDefinition::<&str, &[u8]>::new(&layout_table))?
             .insert(LAYOUT_KEY, layout.encode().as_slice())?;
         Ok(())
@@ -307,68 +397,120 @@ impl HashIndex {
         let level0_name = self.level0_table();
         let id = layout.next_run;
         layout.next_run += 1;
-        let run_name = self.run_table(id);
-        let mut len = 0u64;
+        let filter = run_filter::pages_for(layout.level0);
+        let mut out = Vec::with_capacity(layout.level0 as usize * self.entry_len());
         {
             let level0 = w.open_table(Table::new(&level0_name))?;
-            let mut run = w.open_table(Table::new(&run_name))?;
-            let mut chunk = Vec::with_capacity(self.chunk * self.entry_len());
-            let mut first = None;
             for entry in level0.iter()? {
                 let (k, v) = entry?;
-                let k = k.value();
-                first.get_or_insert(k);
-                chunk.extend_from_slice(&k);
-                chunk.extend_from_slice(v.value());
-                len += 1;
-                if chunk.len() == self.chunk * self.entry_len() {
-                    run.insert(first.take().expect("set above"), chunk.as_slice())?;
-                    chunk.clear();
-                }
-            }
-            if let Some(first) = first {
-                run.insert(first, chunk.as_slice())?;
+                out.extend_from_slice(&k.value());
+                out.extend_from_slice(v.value());
             }
         }
+        self.write_entries(w, id, filter, &out)?;
         w.delete_table(Table::new(&level0_name))?;
         w.open_table(Table::new(&level0_name))?;
         layout.level0 = 0;
-        layout.runs.push(Run { id, level: 0, len });
+        layout.runs.push(Run {
+            id,
+            level: 0,
+            len: (out.len() / self.entry_len()) as u64,
+            filter,
+        });
         Ok(())
     }
 
-    /// Starts merging the oldest `fanout` runs of the lowest level that has that many.
-    fn next_merge(&self, w: &WriteTransaction, layout: &mut Layout) -> Result<Option<Merge>> {
-        let Some(level) = (0..=u8::MAX)
-            .find(|l| layout.runs.iter().filter(|r| r.level == *l).count() >= self.fanout)
-        else {
-            return Ok(None);
-        };
-        let sources: Vec<u64> = layout
-            .runs
-            .iter()
-            .filter(|r| r.level == level)
-            .take(self.fanout)
-            .map(|r| r.id)
-            .collect();
-        let target = layout.next_run;
-        layout.next_run += 1;
-        w.open_table(Table::new(&self.run_table(target)))?;
-        Ok(Some(Merge {
-            target,
-            level: level.saturating_add(1),
-            sources,
-            written: 0,
-            after: None,
-        }))
+    /// Appends sorted `entries` (packed key‖value) to run `id`, in whole chunks but for the
+    /// last, and adds their keys to the run's filter of `filter` pages (none if 0).
+    fn write_entries(
+        &self,
+        w: &WriteTransaction,
+        id: u64,
+        filter: u32,
+        entries: &[u8],
+    ) -> Result<()> {
+        let e = self.entry_len();
+        let mut run = w.open_table(Table::new(&self.run_table(id)))?;
+        for chunk in entries.chunks(self.chunk * e) {
+            let first: [u8; 32] = chunk[..32].try_into().expect("32 bytes");
+            run.insert(first, chunk)?;
+        }
+        if filter == 0 {
+            return Ok(());
+        }
+        let mut pages = w.open_table(FilterTable::new(&self.filter_table(id)))?;
+        let mut current: Option<(u32, Vec<u8>)> = None;
+        for entry in entries.chunks(e) {
+            let key: &[u8; 32] = entry[..32].try_into().expect("32 bytes");
+            let p = run_filter::page_of(key, filter);
+            if current.as_ref().is_none_or(|(at, _)| *at != p) {
+                if let Some((at, page)) = current.take() {
+                    pages.insert(at, page.as_slice())?;
+                }
+                // Only the first page of a merge step can hold bits already.
+                let page = match pages.get(p)? {
+                    Some(v) => v.value().to_vec(),
+                    None => vec![0; run_filter::PAGE_BYTES],
+                };
+                current = Some((p, page));
+            }
+            let (_, page) = current.as_mut().expect("set above");
+            run_filter::insert(page, key);
+        }
+        if let Some((at, page)) = current {
+            pages.insert(at, page.as_slice())?;
+        }
+        Ok(())
     }
 
-    /// Moves the merge in progress forward by about `budget` entries; completes it when its
-    /// sources are exhausted.
-    fn merge_step(&self, w: &WriteTransaction, layout: &mut Layout, budget: usize) -> Result<()> {
-        let Some(merge) = layout.merge.as_mut() else {
-            return Ok(());
-        };
+    /// Starts, at each level with [`FANOUT`] runs not yet in a merge and no merge into the
+    /// next level in progress, a merge of its oldest such runs.
+    fn start_merges(&self, w: &WriteTransaction, layout: &mut Layout) -> Result<()> {
+        let mut levels: Vec<u8> = layout.runs.iter().map(|r| r.level).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        for level in levels {
+            let target_level = level.saturating_add(1);
+            if layout.merges.iter().any(|m| m.level == target_level) {
+                continue;
+            }
+            let sources: Vec<&Run> = layout
+                .runs
+                .iter()
+                .filter(|r| r.level == level)
+                .take(self.fanout)
+                .collect();
+            if sources.len() < self.fanout {
+                continue;
+            }
+            let len: u64 = sources.iter().map(|r| r.len).sum();
+            let sources: Vec<u64> = sources.iter().map(|r| r.id).collect();
+            let target = layout.next_run;
+            layout.next_run += 1;
+            w.open_table(Table::new(&self.run_table(target)))?;
+            layout.merges.push(Merge {
+                target,
+                level: target_level,
+                sources,
+                written: 0,
+                after: None,
+                filter: run_filter::pages_for(len),
+            });
+        }
+        layout.merges.sort_by_key(|m| m.level);
+        Ok(())
+    }
+
+    /// Moves merge `at` forward by about `budget` entries; completes it when its sources are
+    /// exhausted (and then empties its `sources`, for the caller to drop it).
+    fn merge_step(
+        &self,
+        w: &WriteTransaction,
+        layout: &mut Layout,
+        at: usize,
+        budget: usize,
+    ) -> Result<()> {
+        let merge = &mut layout.merges[at];
         let e = self.entry_len();
         let mut cursors: Vec<RunCursor> = merge
             .sources
@@ -405,28 +547,25 @@ impl HashIndex {
             }
         }
         let exhausted = cursors.iter().all(|c| c.done);
-        {
-            let mut target = w.open_table(Table::new(&self.run_table(merge.target)))?;
-            for chunk in out.chunks(self.chunk * e) {
-                let first: [u8; 32] = chunk[..32].try_into().expect("32 bytes");
-                target.insert(first, chunk)?;
-            }
-        }
+        self.write_entries(w, merge.target, merge.filter, &out)?;
         if let Some(last) = out.len().checked_sub(e).map(|at| &out[at..at + 32]) {
             merge.after = Some(last.try_into().expect("32 bytes"));
         }
         merge.written += moved as u64;
         if exhausted {
-            let merge = layout.merge.take().expect("in progress");
-            layout.runs.retain(|r| !merge.sources.contains(&r.id));
-            for id in &merge.sources {
-                w.delete_table(Table::new(&self.run_table(*id)))?;
-            }
-            layout.runs.push(Run {
+            let sources = std::mem::take(&mut merge.sources);
+            let done = Run {
                 id: merge.target,
                 level: merge.level,
                 len: merge.written,
-            });
+                filter: merge.filter,
+            };
+            layout.runs.retain(|r| !sources.contains(&r.id));
+            for id in &sources {
+                w.delete_table(Table::new(&self.run_table(*id)))?;
+                w.delete_table(FilterTable::new(&self.filter_table(*id)))?;
+            }
+            layout.runs.push(done);
             layout.runs.sort_by_key(|r| r.id);
         }
         Ok(())
@@ -526,9 +665,8 @@ mod tests {
         k
     }
 
-    #[test]
-    fn layout_round_trips_and_damage_is_refused() {
-        let layout = Layout {
+    fn sample_layout() -> Layout {
+        Layout {
             next_run: 9,
             level0: 3,
             runs: vec![
@@ -536,21 +674,39 @@ mod tests {
                     id: 1,
                     level: 0,
                     len: 10,
+                    filter: 1,
                 },
                 Run {
                     id: 4,
                     level: 1,
                     len: 30,
+                    filter: 0,
                 },
             ],
-            merge: Some(Merge {
-                target: 8,
-                level: 1,
-                sources: vec![2, 3, 5],
-                written: 7,
-                after: Some([5; 32]),
-            }),
-        };
+            merges: vec![
+                Merge {
+                    target: 8,
+                    level: 1,
+                    sources: vec![2, 3, 5],
+                    written: 7,
+                    after: Some([5; 32]),
+                    filter: 2,
+                },
+                Merge {
+                    target: 7,
+                    level: 2,
+                    sources: vec![6],
+                    written: 0,
+                    after: None,
+                    filter: 1,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn layout_round_trips_and_damage_is_refused() {
+        let layout = sample_layout();
         let bytes = layout.encode();
         assert_eq!(Layout::decode(&bytes), Some(layout.clone()));
         for cut in 0..bytes.len() {
@@ -559,6 +715,136 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(Layout::decode(&longer), None);
+    }
+
+    /// A layout as data directories written before per-level merges and filters hold it
+    /// (one merge at most, runs without filters) still reads, as a layout whose runs are
+    /// always searched.
+    #[test]
+    fn a_layout_of_the_first_encoding_still_reads() {
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&9u64.to_be_bytes());
+        v1.extend_from_slice(&3u64.to_be_bytes());
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        v1.extend_from_slice(&4u64.to_be_bytes());
+        v1.push(1);
+        v1.extend_from_slice(&30u64.to_be_bytes());
+        v1.push(1);
+        v1.extend_from_slice(&8u64.to_be_bytes());
+        v1.push(1);
+        v1.extend_from_slice(&7u64.to_be_bytes());
+        v1.push(1);
+        v1.extend_from_slice(&[5; 32]);
+        v1.extend_from_slice(&2u32.to_be_bytes());
+        v1.extend_from_slice(&2u64.to_be_bytes());
+        v1.extend_from_slice(&3u64.to_be_bytes());
+        let layout = Layout::decode(&v1).expect("a first-encoding layout");
+        assert_eq!(
+            layout.runs,
+            vec![Run {
+                id: 4,
+                level: 1,
+                len: 30,
+                filter: 0
+            }]
+        );
+        assert_eq!(
+            layout.merges,
+            vec![Merge {
+                target: 8,
+                level: 1,
+                sources: vec![2, 3],
+                written: 7,
+                after: Some([5; 32]),
+                filter: 0,
+            }]
+        );
+        // Written back, it takes the current encoding.
+        assert_eq!(layout.encode()[0], LAYOUT_V2);
+    }
+
+    fn layout_of(db: &Database, index: &HashIndex) -> Layout {
+        index.read_layout(&db.begin_read().unwrap()).unwrap()
+    }
+
+    /// Many commits of one size: every level keeps fewer than two fanouts of runs, at most
+    /// one merge per level is in progress, and a lookup searches about one run.
+    #[test]
+    fn levels_stay_bounded_and_filters_spare_the_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("index.redb")).unwrap();
+        let index = HashIndex {
+            name: "bounded",
+            value_len: 4,
+            chunk: 8,
+            fanout: 3,
+            level0_max: 64,
+            min_merge_step: 8,
+        };
+        let per_commit = 40u32;
+        let commits = 600u32;
+        let mut max_levels = 0;
+        for c in 0..commits {
+            let w = db.begin_write().unwrap();
+            index.create(&w).unwrap();
+            let values: Vec<[u8; 4]> = (c * per_commit..(c + 1) * per_commit)
+                .map(|i| i.to_le_bytes())
+                .collect();
+            let entries: Vec<([u8; 32], &[u8])> = values
+                .iter()
+                .zip(c * per_commit..)
+                .map(|(v, i)| (key(i), v.as_slice()))
+                .collect();
+            index.insert(&w, &entries).unwrap();
+            w.commit().unwrap();
+            let layout = layout_of(&db, &index);
+            let mut levels: Vec<u8> = layout.merges.iter().map(|m| m.level).collect();
+            let merges = levels.len();
+            levels.dedup();
+            assert_eq!(
+                levels.len(),
+                merges,
+                "two merges into one level: {:?}",
+                layout.merges
+            );
+            for level in 0..=u8::MAX {
+                let n = layout.runs.iter().filter(|r| r.level == level).count();
+                assert!(
+                    n < 2 * index.fanout,
+                    "level {level} has {n} runs after commit {c}"
+                );
+            }
+            max_levels = max_levels.max(layout.runs.iter().map(|r| r.level).max().unwrap_or(0));
+        }
+        let total = per_commit * commits;
+        // 24,000 entries in runs of 64 with fanout 3: levels 0 to about 5.
+        assert!(max_levels >= 4, "merges never reached level {max_levels}");
+        let r = db.begin_read().unwrap();
+        let (mut runs_hit, mut runs_miss, mut of_runs) = (0, 0, 0);
+        let tries = 2_000u32;
+        for i in (0..total).step_by((total / tries) as usize) {
+            let (v, p) = index.lookup(&r, &key(i)).unwrap();
+            assert_eq!(v, Some(i.to_le_bytes().to_vec()));
+            runs_hit += p.runs;
+            of_runs += p.of_runs;
+            let (v, p) = index.lookup(&r, &key(total + i)).unwrap();
+            assert_eq!(v, None);
+            runs_miss += p.runs;
+        }
+        let (hit, miss, of) = (
+            f64::from(runs_hit) / f64::from(tries),
+            f64::from(runs_miss) / f64::from(tries),
+            f64::from(of_runs) / f64::from(tries),
+        );
+        assert!(
+            of >= 5.0,
+            "only {of} runs: the test does not exercise the filters"
+        );
+        assert!(hit < 1.1, "a hit searched {hit} runs on average (of {of})");
+        assert!(
+            miss < 0.1,
+            "a miss searched {miss} runs on average (of {of})"
+        );
     }
 
     proptest! {
@@ -590,10 +876,7 @@ mod tests {
                 for i in next..next + 5 {
                     prop_assert_eq!(index.get(&r, &key(i)).unwrap(), None);
                 }
-                let layout = {
-                    let t = r.open_table(TableDefinition::<&str, &[u8]>::new(&index.layout_table())).unwrap();
-                    Layout::decode(t.get(LAYOUT_KEY).unwrap().unwrap().value()).unwrap()
-                };
+                let layout = index.read_layout(&r).unwrap();
                 let in_runs: u64 = layout.runs.iter().map(|r| r.len).sum::<u64>();
                 prop_assert!(in_runs + layout.level0 >= next as u64);
                 prop_assert!(layout.runs.len() <= 12, "{} runs", layout.runs.len());

@@ -13,6 +13,7 @@ mod error;
 mod index;
 mod log;
 mod receipts;
+mod run_filter;
 mod stream_mmr;
 mod stream_store;
 mod streams;
@@ -21,6 +22,7 @@ pub use chain::{
     BlockCommit, BlockGas, ChainStore, ReadingLocation, RefusedItem, TxLocation, delay_ms,
 };
 pub use error::{Result, StorageError};
+pub use index::{HashIndex, IndexShape, Probes};
 pub use log::{ItemKind, ItemLog, LogItem};
 pub use stream_mmr::{ProvenWindow, Window};
 pub use streams::{
