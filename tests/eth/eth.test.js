@@ -40,6 +40,9 @@ function freePort() {
   });
 }
 
+/// Blocks of state history the node keeps (small, so the test can go past it).
+const HISTORY = 8;
+
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "iotchain-eth-"));
   const port = await freePort();
@@ -47,6 +50,7 @@ before(async () => {
   node = spawn(BIN, [
     "dev", "--no-sim", "--data-dir", dataDir,
     "--http-addr", `127.0.0.1:${port}`, "--block-interval-ms", "50",
+    "--history-blocks", String(HISTORY),
   ], { stdio: ["ignore", "pipe", "inherit"] });
   // The node prints its API line once it listens: wait for that event, not for time.
   const lines = createInterface({ input: node.stdout });
@@ -156,10 +160,9 @@ test("chain id, client version and a plain transfer", async () => {
   assert.deepEqual(receipts.map((r) => r.transactionHash), block.transactions);
   assert.equal(receipts[index].gasUsed, "0x5208");
   // A bare block hash is a block parameter too (as geth takes it).
-  // Answered while the state is the block's, else refused as an old state, never as a number.
+  // Answered from the state history (the block is a few blocks back), never as a number.
   const atHash = await rpc("eth_getBalance", [to, block.hash]);
-  assert.ok(atHash.result === ethers.toQuantity(ethers.parseEther("1.5")) ||
-            /is not kept/.test(atHash.error?.message), JSON.stringify(atHash));
+  assert.equal(atHash.result, ethers.toQuantity(ethers.parseEther("1.5")), JSON.stringify(atHash));
   assert.deepEqual((await rpc("eth_getBlockReceipts", [block.hash])).result, receipts);
 });
 
@@ -353,6 +356,41 @@ test("eth_getProof verifies against the block's stateRoot with @ethereumjs/trie"
   const { result: absent } = await rpc("eth_getProof", [nobody, [], block.result.number]);
   const none = await trie.verifyProof(stateRoot, ethers.getBytes(nobody), absent.accountProof.map(ethers.getBytes));
   assert.equal(none, null);
+});
+
+test("older blocks: eth_call, eth_getBalance, eth_getStorageAt and eth_getProof see that block, and past the window a clear error", async () => {
+  assert.ok(token, "the ERC-20 test ran first");
+  const address = await token.getAddress();
+  const slot = ethers.keccak256(ethers.AbiCoder.defaultAbiCoder().encode(["address", "uint256"], [wallet.address, 3]));
+  const before = await provider.getBlockNumber();
+  const then = ethers.toQuantity(before);
+  const tokensThen = await token.balanceOf(wallet.address);
+  const etherThen = await provider.getBalance(wallet.address);
+  const receipt = await (await token.transfer(ethers.Wallet.createRandom().address, 5n)).wait();
+  assert.ok(receipt.blockNumber > before);
+  // The contract call, the balance and the slot at the older block and at the transfer's.
+  assert.equal(await token.balanceOf(wallet.address, { blockTag: before }), tokensThen);
+  assert.equal(await token.balanceOf(wallet.address, { blockTag: receipt.blockNumber }), tokensThen - 5n);
+  assert.equal(await provider.getBalance(wallet.address, before), etherThen);
+  assert.ok(await provider.getBalance(wallet.address, receipt.blockNumber) < etherThen, "the transfer paid gas");
+  assert.equal(BigInt(await provider.getStorage(address, slot, before)), tokensThen);
+  // eth_getProof at the older block verifies against that block's stateRoot.
+  const header = (await rpc("eth_getBlockByNumber", [then, false])).result;
+  const proof = (await rpc("eth_getProof", [address, [slot], then])).result;
+  const trie = new Trie({ useKeyHashing: true });
+  const leaf = await trie.verifyProof(ethers.getBytes(header.stateRoot), ethers.getBytes(address), proof.accountProof.map(ethers.getBytes));
+  assert.ok(leaf, "the token is in the older block's state trie");
+  assert.equal(ethers.decodeRlp(leaf)[2], proof.storageHash);
+  const value = await trie.verifyProof(ethers.getBytes(proof.storageHash), ethers.getBytes(slot), proof.storageProof[0].proof.map(ethers.getBytes));
+  assert.equal(BigInt(ethers.decodeRlp(value)), tokensThen);
+  // Blocks on past the window: the older block's state is refused, saying why and what to do.
+  while (await provider.getBlockNumber() <= before + HISTORY) {
+    await (await wallet.sendTransaction({ to: wallet.address, value: 1n })).wait();
+  }
+  const gone = await rpc("eth_getBalance", [wallet.address, then]);
+  assert.equal(gone.error?.code, -32000, JSON.stringify(gone));
+  assert.match(gone.error.message, /^missing trie node: the state of block \d+ is no longer kept.*--archive/);
+  assert.match((await rpc("eth_call", [{ to: address, data: "0x" }, then])).error.message, /no longer kept/);
 });
 
 test("bad input gets clear JSON-RPC errors and the node stays up", async () => {

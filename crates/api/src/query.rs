@@ -127,6 +127,9 @@ pub enum QueryError {
     /// The reading is accepted but not final yet (it has no proof).
     #[error("reading {0} is pending, not final yet")]
     NotFinal(B256),
+    /// The state of that block is no longer kept here (beyond the node's state history).
+    #[error("{0}")]
+    NotKept(String),
     /// The store failed or holds something it cannot decode (the cause is logged).
     #[error("the node cannot read its store right now")]
     Storage(String),
@@ -144,6 +147,7 @@ impl QueryError {
         match self {
             Self::NotFound(_) => "not_found",
             Self::NotFinal(_) => "not_final",
+            Self::NotKept(_) => "state_not_kept",
             Self::Storage(_) => "storage_unavailable",
         }
     }
@@ -183,6 +187,9 @@ pub trait ChainQuery: Send + Sync + 'static {
     /// O(1) (the state's maps are structurally shared) and no lock is held while `f` runs,
     /// so a long call or proof never stalls admission, block building or commits.
     fn with_state<R>(&self, at: StateAt, f: impl FnOnce(&State) -> R) -> R;
+    /// Runs `f` on the committed state as of final block `height`: the head's, or an older
+    /// block's the node still keeps (its state history), else [`QueryError::NotKept`].
+    fn with_state_at<R>(&self, height: u64, f: impl FnOnce(&State) -> R) -> QueryResult<R>;
     /// A device's record in the committed state.
     fn device(&self, address: &DeviceAddress) -> Option<DeviceRecord> {
         self.with_state(StateAt::Committed, |s| s.device(address).cloned())

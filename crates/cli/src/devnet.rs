@@ -43,6 +43,14 @@ pub(crate) struct DevArgs {
     /// Time between blocks, ms.
     #[arg(long, default_value_t = 200)]
     block_interval_ms: u64,
+    /// Blocks of state history to keep: `eth_call`, `eth_getBalance`, `eth_getStorageAt`,
+    /// `eth_getProof` and `GET /v1/devices/{address}?block=N` answer at the head and this many
+    /// blocks below it (the default is an hour at the 200 ms block interval).
+    #[arg(long, value_name = "N", default_value_t = iotchain_node::DEFAULT_HISTORY_BLOCKS, conflicts_with = "archive")]
+    history_blocks: u64,
+    /// Keep the state of every block (an archive node): see --history-blocks.
+    #[arg(long)]
+    archive: bool,
     /// Bridge an MQTT broker: `mqtt://[user[:password]@]host[:port]` (`mqtts://` for TLS). The
     /// node subscribes to `iotchain/+/readings` and acknowledges on `iotchain/<device>/acks`.
     #[arg(long, value_name = "URL")]
@@ -72,7 +80,8 @@ pub(crate) struct DevArgs {
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
     /// Node config file (TOML): data_dir, http_addr, genesis, validator_key, block_interval_ms,
-    /// max_batch_readings, max_pending_items, db_cache_mb, peers (other nodes' HTTP URLs: forwarding
+    /// max_batch_readings, max_pending_items, db_cache_mb, history_blocks (state history kept;
+    /// default 18000) or archive = true (all of it), peers (other nodes' HTTP URLs: forwarding
     /// and block sync), p2p_listen. A key that is not a genesis validator runs a follower.
     /// Relative paths are relative to the config file.
     #[arg(long)]
@@ -91,6 +100,11 @@ struct NodeFile {
     max_batch_readings: Option<usize>,
     max_pending_items: Option<usize>,
     db_cache_mb: Option<usize>,
+    /// Blocks of state history to keep (default 18000: an hour at 200 ms blocks).
+    history_blocks: Option<u64>,
+    /// Keep the state of every block.
+    #[serde(default)]
+    archive: bool,
     /// Other nodes' HTTP base URLs: readings are forwarded to them, blocks synced from them.
     #[serde(default)]
     peers: Vec<String>,
@@ -118,6 +132,15 @@ struct NodeFile {
     /// Gas one JSON-RPC request or batch may use over all its executions (default
     /// 500,000,000).
     rpc_request_gas: Option<u64>,
+}
+
+/// The state history an `archive` flag and a block count ask for.
+fn history(archive: bool, blocks: Option<u64>) -> iotchain_node::History {
+    match (archive, blocks) {
+        (true, _) => iotchain_node::History::Archive,
+        (false, Some(n)) => iotchain_node::History::Blocks(n),
+        (false, None) => iotchain_node::History::default(),
+    }
 }
 
 fn default_http() -> SocketAddr {
@@ -207,6 +230,7 @@ async fn run_dev(
     );
     config.http_addr = a.http_addr;
     config.block_interval = Duration::from_millis(a.block_interval_ms.max(10));
+    config.history = history(a.archive, Some(a.history_blocks));
     let (node, consensus) = start_with_consensus(context, config, None)
         .await
         .with_context(|| {
@@ -456,6 +480,13 @@ fn node_config(a: &NodeArgs) -> anyhow::Result<(NodeConfig, NodeFile, bool, [u8;
     if let Some(mb) = file.db_cache_mb {
         config.db_cache_bytes = mb.max(1) * 1024 * 1024;
     }
+    if file.archive && file.history_blocks.is_some() {
+        bail!(
+            "{}: `archive = true` keeps all state history; drop `history_blocks`",
+            a.config.display()
+        );
+    }
+    config.history = history(file.archive, file.history_blocks);
     if let Some(n) = file.max_http_connections {
         config.http.max_connections = n.max(1);
     }

@@ -72,6 +72,8 @@ impl Engine {
                 message: r.message.clone(),
             })
             .collect();
+        // The records this block overwrites, as the head's state has them.
+        let undo = iotchain_state::StateUndo::of(&inner.committed.read(), &executed.records);
         let commit = BlockCommit {
             block: &executed.block,
             certificate,
@@ -83,6 +85,7 @@ impl Engine {
             gas: executed.gas,
             log_done,
             refused: &records,
+            undo: Some(&undo),
         };
         if let Err(e) = inner.store.commit_block(&commit) {
             inner.failed.store(true, Ordering::SeqCst);

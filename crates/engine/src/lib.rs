@@ -21,9 +21,12 @@
 //! in the store's pending blocks too, so after a restart it is re-executed from its record
 //! when consensus asks for it.
 
+pub use iotchain_storage::{DEFAULT_HISTORY_BLOCKS, History};
+
 mod commit;
 mod execute;
 mod hashes;
+mod history;
 mod query;
 mod range_proof;
 mod record;
@@ -70,6 +73,8 @@ pub struct EngineConfig {
     pub max_pending_items: usize,
     /// Most readings in one submission.
     pub max_batch_readings: usize,
+    /// How much state history to keep (for queries at older blocks).
+    pub history: iotchain_storage::History,
 }
 
 /// The engine. Cheap to clone: every clone is the same engine.
@@ -109,6 +114,8 @@ struct Inner {
     indexing: Arc<AtomicBool>,
     stats: ConsensusStats,
     metrics: NodeMetrics,
+    /// States of older blocks built lately for queries (see `query::with_state_at`).
+    history_cache: Mutex<Vec<history::CachedState>>,
 }
 
 /// The genesis block's header.
@@ -144,6 +151,7 @@ impl Engine {
             db_cache_bytes,
             max_pending_items,
             max_batch_readings,
+            history,
         } = config;
         std::fs::create_dir_all(&data_dir).map_err(|source| {
             iotchain_storage::StorageError::Io {
@@ -151,10 +159,9 @@ impl Engine {
                 source,
             }
         })?;
-        let store = Arc::new(ChainStore::open(
-            &data_dir.join("chain.redb"),
-            db_cache_bytes,
-        )?);
+        let store = Arc::new(
+            ChainStore::open(&data_dir.join("chain.redb"), db_cache_bytes)?.with_history(history),
+        );
         let gheader = genesis_header(&genesis);
         let genesis_hash = gheader.hash();
         let (committed, head) = match store.head()? {
@@ -181,6 +188,7 @@ impl Engine {
                     },
                     log_done: 0,
                     refused: &[],
+                    undo: None,
                 })?;
                 (state, gheader)
             }
@@ -284,6 +292,7 @@ impl Engine {
                 indexing: Arc::default(),
                 stats: ConsensusStats::default(),
                 metrics,
+                history_cache: Mutex::new(Vec::new()),
             }),
         })
     }

@@ -187,6 +187,10 @@ impl ChainQuery for Engine {
         f(&snapshot)
     }
 
+    fn with_state_at<R>(&self, height: u64, f: impl FnOnce(&State) -> R) -> QueryResult<R> {
+        Ok(f(&self.state_at(height)?))
+    }
+
     fn header(&self, height: u64) -> QueryResult<Option<Header>> {
         self.inner.store.header(height).map_err(storage)
     }

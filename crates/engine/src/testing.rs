@@ -73,6 +73,7 @@ pub fn config(
         db_cache_bytes: 64 * 1024 * 1024,
         max_pending_items: 500_000,
         max_batch_readings: 10_000,
+        history: iotchain_storage::History::default(),
     }
 }
 

@@ -45,6 +45,9 @@ pub struct NodeConfig {
     /// Base URLs of other nodes' HTTP APIs (`http://host:port`): accepted readings and
     /// transactions are forwarded to them, and block sync fetches from them.
     pub peers: Vec<String>,
+    /// How much state history to keep: `eth_call`, `eth_getBalance`, `eth_getStorageAt`,
+    /// `eth_getProof` and device queries answer at the blocks it covers.
+    pub history: crate::History,
 }
 
 impl NodeConfig {
@@ -66,6 +69,7 @@ impl NodeConfig {
             produce_blocks: true,
             peers: Vec::new(),
             forwarders: Vec::new(),
+            history: crate::History::default(),
         }
     }
 
@@ -78,6 +82,7 @@ impl NodeConfig {
             db_cache_bytes: self.db_cache_bytes,
             max_pending_items: self.max_pending_items,
             max_batch_readings: self.max_batch_readings,
+            history: self.history,
         }
     }
 }

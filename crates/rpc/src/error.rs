@@ -159,6 +159,7 @@ impl From<QueryError> for ApiError {
         let status = match e {
             QueryError::NotFound(_) => StatusCode::NOT_FOUND,
             QueryError::NotFinal(_) => StatusCode::CONFLICT,
+            QueryError::NotKept(_) => StatusCode::GONE,
             QueryError::Storage(_) => return Self::storage(),
         };
         Self::new(status, e.code(), e.to_string())

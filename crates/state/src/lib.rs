@@ -21,5 +21,7 @@ pub use record::{
     DeviceRecord, DeviceStatus, Gap, Hook, MAX_OPEN_GAPS, MAX_STREAMS, OwnerRecord, StreamHead,
     micro_units,
 };
-pub use state::{AccountProof, AppliedReading, LeafPlace, MAX_STREAM_NAME, State, StateRecords};
+pub use state::{
+    AccountProof, AppliedReading, LeafPlace, MAX_STREAM_NAME, State, StateRecords, StateUndo,
+};
 pub use trie::Trie;

@@ -18,6 +18,7 @@ use crate::{
 
 mod accumulators;
 pub use accumulators::LeafPlace;
+pub use history::StateUndo;
 
 /// Trie key prefix of device records.
 const DEVICE_PREFIX: u8 = 0x01;
@@ -903,6 +904,7 @@ fn close_oldest_gaps(record: &mut DeviceRecord) {
 
 #[cfg(test)]
 mod batch_tests;
+mod history;
 #[cfg(test)]
 mod root_tests;
 #[cfg(test)]

@@ -66,6 +66,7 @@ fn commit(store: &ChainStore, b: &Block) {
             gas: BlockGas::default(),
             log_done: 0,
             refused: &[],
+            undo: None,
         })
         .expect("commit");
 }

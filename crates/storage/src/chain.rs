@@ -5,9 +5,12 @@ use std::path::Path;
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use iotchain_block::{Block, FinalityCertificate, Header};
-use iotchain_state::{Account, DeviceRecord, OwnerRecord, StateRecords, StreamAccumulator};
+use iotchain_state::{
+    Account, DeviceRecord, OwnerRecord, StateRecords, StateUndo, StreamAccumulator,
+};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::history::{History, rlp};
 use crate::{Result, StorageError, index::HashIndex};
 
 pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
@@ -156,6 +159,9 @@ pub struct BlockCommit<'a> {
     /// Items this node acknowledged that final blocks refused for good (recorded with the
     /// commit that lets the item log's mark pass them).
     pub refused: &'a [RefusedItem],
+    /// The records `state` overwrote, as they were (kept for the state history; `None` for
+    /// genesis).
+    pub undo: Option<&'a StateUndo>,
 }
 
 /// An acknowledged item a final block refused, as the store keeps it.
@@ -233,6 +239,8 @@ fn storage_key(a: &Address, slot: &U256) -> [u8; 52] {
 /// The chain database.
 pub struct ChainStore {
     pub(crate) db: Database,
+    /// How much state history commits keep.
+    history: History,
     /// Held while the stream index is brought up to the head (one indexer at a time).
     pub(crate) indexing: std::sync::Mutex<()>,
 }
@@ -298,6 +306,7 @@ impl ChainStore {
             TX_INDEX.create(&w)?;
             HOOK_INDEX.create(&w)?;
             w.open_table(GAS)?;
+            w.open_table(crate::history::UNDO)?;
             w.open_table(crate::streams::STREAMS)?;
             w.open_table(crate::streams::STREAM_READINGS)?;
             w.open_table(crate::streams::STREAM_LATE)?;
@@ -307,10 +316,22 @@ impl ChainStore {
         w.commit()?;
         let store = Self {
             db,
+            history: History::default(),
             indexing: std::sync::Mutex::new(()),
         };
         store.index_streams()?;
         Ok(store)
+    }
+
+    /// Keeps `history` of state from the next commit on (the default: [`History::default`]).
+    pub fn with_history(mut self, history: History) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// How much state history this store keeps.
+    pub fn history(&self) -> History {
+        self.history
     }
 
     /// Height of the last committed block, if any (genesis is height 0).
@@ -367,6 +388,9 @@ impl ChainStore {
                 .map(|((h, _), l)| (h.0, l.as_slice()))
                 .collect();
             TX_INDEX.insert(&w, &entries)?;
+            if let Some(undo) = c.undo {
+                crate::history::record(&w, self.history, height, undo)?;
+            }
             let mut devices = w.open_table(DEVICES)?;
             for d in &c.state.devices {
                 devices.insert(d.address.0, d.encode_rlp().as_slice())?;
@@ -569,18 +593,12 @@ impl ChainStore {
         let mut owners = Vec::new();
         for entry in r.open_table(OWNERS)?.iter()? {
             let (k, v) = entry?;
-            let mut bytes = v.value();
-            let o = <OwnerRecord as alloy_rlp::Decodable>::decode(&mut bytes)
-                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            owners.push((Address::from(k.value()), o));
+            owners.push((Address::from(k.value()), rlp::<OwnerRecord>(v.value())?));
         }
         let mut accounts = Vec::new();
         for entry in r.open_table(ACCOUNTS)?.iter()? {
             let (k, v) = entry?;
-            let mut bytes = v.value();
-            let a = <Account as alloy_rlp::Decodable>::decode(&mut bytes)
-                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            accounts.push((Address::from(k.value()), Some(a)));
+            accounts.push((Address::from(k.value()), Some(rlp::<Account>(v.value())?)));
         }
         let mut storage = Vec::new();
         for entry in r.open_table(STORAGE)?.iter()? {
@@ -737,6 +755,7 @@ pub(crate) mod tests {
                 gas: BlockGas::default(),
                 log_done: 0,
                 refused: &[],
+                undo: None,
             })
             .unwrap();
     }

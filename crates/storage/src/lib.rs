@@ -10,6 +10,7 @@
 
 mod chain;
 mod error;
+mod history;
 mod index;
 mod log;
 mod receipts;
@@ -22,6 +23,7 @@ pub use chain::{
     BlockCommit, BlockGas, ChainStore, ReadingLocation, RefusedItem, TxLocation, delay_ms,
 };
 pub use error::{Result, StorageError};
+pub use history::{DEFAULT_HISTORY_BLOCKS, History};
 pub use index::{HashIndex, IndexShape, Probes};
 pub use log::{ItemKind, ItemLog, LogItem};
 pub use stream_mmr::{ProvenWindow, Window};

@@ -12,16 +12,16 @@ use iotchain_engine::{
     testing::{config, open, run},
 };
 
-struct Fixture {
-    config: EngineConfig,
+pub(crate) struct Fixture {
+    pub(crate) config: EngineConfig,
     /// The genesis hash: what the chain's readings sign as COSE `external_aad`.
-    hash: B256,
-    owner: OwnerKey,
-    device: DeviceSigner,
+    pub(crate) hash: B256,
+    pub(crate) owner: OwnerKey,
+    pub(crate) device: DeviceSigner,
     _dir: tempfile::TempDir,
 }
 
-fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let owner = OwnerKey::from_secret(&[1; 32]).unwrap();
     let validator = ValidatorKey::from_secret(&[2; 32]);
@@ -56,7 +56,7 @@ async fn register(chain: &Engine, f: &Fixture) {
         .unwrap();
 }
 
-async fn submit(chain: &Engine, f: &Fixture, seqs: std::ops::Range<u64>) -> Vec<B256> {
+pub(crate) async fn submit(chain: &Engine, f: &Fixture, seqs: std::ops::Range<u64>) -> Vec<B256> {
     let messages = seqs
         .map(|s| Bytes::from(f.device.sign_reading(&f.hash[..], s, s, None, &[0x01])))
         .collect();
@@ -69,17 +69,17 @@ async fn submit(chain: &Engine, f: &Fixture, seqs: std::ops::Range<u64>) -> Vec<
 }
 
 /// Builds blocks until the queue is empty, as the producer would.
-fn drain(chain: &Engine) {
+pub(crate) fn drain(chain: &Engine) {
     while chain.produce_next_block().unwrap().is_some() {}
 }
 
 /// Opens the fixture's chain on `context`'s runtime.
-fn open_chain(context: &Context, f: &Fixture) -> Engine {
+pub(crate) fn open_chain(context: &Context, f: &Fixture) -> Engine {
     open(context, f.config.clone()).unwrap()
 }
 
 /// The fixture's chain, opened with its device registered and final.
-async fn open_with_device(context: &Context, f: &Fixture) -> Engine {
+pub(crate) async fn open_with_device(context: &Context, f: &Fixture) -> Engine {
     let chain = open_chain(context, f);
     register(&chain, f).await;
     drain(&chain);

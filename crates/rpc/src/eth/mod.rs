@@ -2,9 +2,9 @@
 //! ethers, viem and web3.py need to send transactions, call and deploy contracts, read
 //! receipts and logs, prove state and follow new heads and logs.
 //!
-//! State is served for the head block (`latest`, `safe`, `finalized`, or its number or hash)
-//! and for the pending view (`pending`); an older block is served only while the state root
-//! is still the same as at that block, since the node keeps no historical state.
+//! State is served for the head block (`latest`, `safe`, `finalized`, or its number or hash),
+//! for the pending view (`pending`) and for the older blocks the node's state history keeps
+//! (the last `--history-blocks`, or all of them on an archive node).
 
 mod batch;
 mod blocks;
@@ -242,19 +242,14 @@ pub(crate) fn with_state<Q: ChainQuery, R>(
             .map_err(storage)?
             .ok_or_else(|| server_error(format!("header for hash {hash} not found")))?,
     };
-    let head = chain.head();
-    if height > head.height {
+    if height > chain.head().height {
         return Err(server_error(format!("header not found: block {height}")));
     }
-    let root = header_at(chain, height)?.state_root;
-    let head_root = header_at(chain, head.height)?.state_root;
-    if root != head_root {
-        return Err(server_error(format!(
-            "missing trie node: the state of block {height} is not kept (only the head's, at {})",
-            head.height
-        )));
-    }
-    Ok(chain.with_state(StateAt::Committed, f))
+    chain.with_state_at(height, f).map_err(|e| match e {
+        // As geth words a pruned state, so clients recognise it.
+        QueryError::NotKept(why) => server_error(format!("missing trie node: {why}")),
+        other => storage(other),
+    })
 }
 
 /// Block hashes for `BLOCKHASH` in calls: the 256 final blocks below `number`.

@@ -197,7 +197,7 @@ async fn on_evm<N: NodeApi, T: Send + 'static>(
     + 'static,
 ) -> Result<T, RpcError> {
     with_evm(ctx, budget, move |c, limits| {
-        let block = c.node.pending_block_context();
+        let block = call_context(&c.node, &at)?;
         let hashes = QueryHashes {
             chain: &c.node,
             number: block.number,
@@ -205,6 +205,33 @@ async fn on_evm<N: NodeApi, T: Send + 'static>(
         with_state(&c.node, &at, |s| f(s, &hashes, &block, limits))
     })
     .await
+}
+
+/// The block a call at `at` runs in: the pending block's for the head, and for an older block
+/// the block after it (its number, time, base fee and parent hash), the one whose
+/// transactions ran on that block's state.
+fn call_context<N: NodeApi>(
+    node: &N,
+    at: &super::BlockId,
+) -> Result<iotchain_evm::BlockContext, RpcError> {
+    let mut block = node.pending_block_context();
+    if matches!(at, super::BlockId::Latest | super::BlockId::Pending) {
+        return Ok(block);
+    }
+    let Some(height) = super::block_height(node, at)? else {
+        return Ok(block);
+    };
+    if height + 1 < block.number {
+        let next = super::header_at(node, height + 1)?;
+        block.number = next.height;
+        block.timestamp_ms = next.timestamp_ms;
+        block.timestamp = next.timestamp_ms / 1000;
+        block.prevrandao = next.parent_hash;
+        if let Some(gas) = node.block_gas(next.height).map_err(super::storage)? {
+            block.base_fee = gas.base_fee;
+        }
+    }
+    Ok(block)
 }
 
 /// The answer of `eth_createAccessList`, as geth gives it.

@@ -185,26 +185,55 @@ pub(super) struct DeviceDetailJson {
     pending_last_seq: Option<u64>,
 }
 
+/// Query of `GET /v1/devices/{address}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct DeviceQuery {
+    /// The device as of this final block (one the node's state history keeps); the head's
+    /// by default.
+    block: Option<u64>,
+}
+
 #[utoipa::path(
     get,
     path = "/v1/devices/{address}",
     tag = "devices",
-    params(("address" = String, Path, description = "The device address (20 bytes of 0x-hex)", pattern = "^(0x)?[0-9a-fA-F]{40}$")),
+    params(("address" = String, Path, description = "The device address (20 bytes of 0x-hex)", pattern = "^(0x)?[0-9a-fA-F]{40}$"), DeviceQuery),
     responses(
         (status = 200, description = "The device", body = DeviceDetailJson),
-        (status = 400, description = "`bad_address`, `bad_path`", body = ErrorBody),
-        (status = 404, description = "`not_found`: no such device is registered", body = ErrorBody),
+        (status = 400, description = "`bad_address`, `bad_path`, `bad_query`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such device is registered (at that block), or the block is not final yet", body = ErrorBody),
+        (status = 410, description = "`state_not_kept`: the block is older than the node's state history", body = ErrorBody),
     ),
 )]
 pub(super) async fn get_device<N: NodeApi>(
     State(shared): State<Arc<Shared<N>>>,
     Path(address): Path<String>,
+    Query(query): Query<DeviceQuery>,
 ) -> Result<Json<DeviceDetailJson>, ApiError> {
     let node = &shared.node;
     let address = parse_device(&address)?;
-    let record = node
-        .device(&address)
-        .ok_or_else(|| ApiError::not_found(format!("device {address} is not registered")))?;
+    let not_registered = || ApiError::not_found(format!("device {address} is not registered"));
+    if let Some(height) = query.block {
+        // Off the async threads: an older block's state is rebuilt from the store.
+        let node = node.clone();
+        let record = super::off_thread(move || {
+            Ok(node.with_state_at(height, |s| s.device(&address).cloned())?)
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "device {address} is not registered at block {height}"
+            ))
+        })?;
+        // Pending readings belong to the head, not to an older block.
+        let pending_last_seq = record.last_seq;
+        return Ok(Json(DeviceDetailJson {
+            device: DeviceJson::of(&record),
+            pending_last_seq,
+        }));
+    }
+    let record = node.device(&address).ok_or_else(not_registered)?;
     let pending_last_seq = node.with_state(StateAt::Pending, |s| {
         s.device(&address).and_then(|d| d.last_seq)
     });

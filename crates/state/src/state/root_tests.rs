@@ -1,6 +1,6 @@
 //! The incremental root against a root built from scratch, over random changes to devices,
 //! accumulators, owners, accounts and storage, across blocks and restarts from the stored
-//! records.
+//! records; and every block's undo turning the state back to the root it had before the block.
 
 use std::collections::BTreeMap;
 
@@ -128,6 +128,7 @@ proptest! {
         store.apply(state.changed_records());
         let mut root = state.root();
         let mut previous = (state.clone(), root);
+        let mut history: Vec<(B256, StateUndo)> = Vec::new();
         let (mut nonce, mut height) = (0, 1);
         for op in ops {
             match op {
@@ -165,7 +166,9 @@ proptest! {
                 }
                 Op::Wipe(a) => state.wipe_storage(accounts[a]),
                 Op::Block => {
-                    store.apply(state.changed_records());
+                    let changed = state.changed_records();
+                    history.push((previous.1, StateUndo::of(&previous.0, &changed)));
+                    store.apply(changed);
                     root = state.root();
                     prop_assert_eq!(root, from_scratch(&state));
                     prop_assert!(state.is_clean());
@@ -181,6 +184,14 @@ proptest! {
                     prop_assert_eq!(state.root(), root);
                 }
             }
+        }
+        // Back from the last block, one undo at a time: each block's parent state, root and
+        // all, as a node answers a query at an older block.
+        let mut back = previous.0.clone();
+        for (before, undo) in history.iter().rev() {
+            back.revert(undo);
+            prop_assert_eq!(back.root(), *before);
+            prop_assert_eq!(from_scratch(&back), *before);
         }
         store.apply(state.changed_records());
         let root = state.root();
