@@ -429,8 +429,28 @@ pub(crate) async fn run(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     for mut c in children {
         let _ = c.kill().await;
+        let _ = c.wait().await;
     }
+    store_figures(&crate::testnet::nodes(&layout)[0].dir.join("data"));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What node 0's store holds after the run: bytes on disk, and the state history's undos
+/// (bytes per block), as an operator sizing `history_blocks` needs them.
+fn store_figures(data: &std::path::Path) {
+    let path = data.join("chain.redb");
+    let file = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    match iotchain_storage::ChainStore::open(&path, 16 << 20)
+        .and_then(|s| Ok((s.head()?, s.undo_totals()?)))
+    {
+        Ok((head, (blocks, bytes))) => println!(
+            "store: chain.redb {:.1} MiB at height {}; state history {blocks} undos, {:.0} bytes per block on average",
+            file as f64 / 1048576.0,
+            head.unwrap_or(0),
+            bytes as f64 / blocks.max(1) as f64
+        ),
+        Err(e) => println!("store: cannot read {}: {e}", path.display()),
+    }
 }
 
 async fn run_phase(

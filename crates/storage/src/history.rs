@@ -205,10 +205,16 @@ impl ChainStore {
         }
     }
 
-    /// Bytes the stored undo of block `height` takes, if it is kept.
-    pub fn undo_bytes(&self, height: u64) -> Result<Option<usize>> {
+    /// The undos kept and their bytes in all.
+    pub fn undo_totals(&self) -> Result<(u64, u64)> {
         let r = self.db.begin_read()?;
-        Ok(r.open_table(UNDO)?.get(height)?.map(|v| v.value().len()))
+        let (mut blocks, mut bytes) = (0, 0);
+        for entry in r.open_table(UNDO)?.iter()? {
+            let (_, v) = entry?;
+            blocks += 1;
+            bytes += v.value().len() as u64;
+        }
+        Ok((blocks, bytes))
     }
 }
 
