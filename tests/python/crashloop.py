@@ -1,7 +1,9 @@
 """Crash loop: SIGKILL a node at random moments, again and again, while devices stream signed
-readings and an Ethereum account sends transfers (signed by ethers), and restart it at once.
-Afterwards every reading acknowledged with 202 and every transaction whose hash JSON-RPC
-returned must be final, and no restart may have needed a human.
+readings and an Ethereum account sends transactions (signed by ethers: on a single node, calls
+of a contract that writes storage), and restart it at once. Afterwards every reading
+acknowledged with 202 and every transaction whose hash JSON-RPC returned must be final, every
+acknowledged storage write in place, and no restart may have needed a human (each restart checks
+the state rebuilt from the store against the head's state root).
 
     python crashloop.py --kills 100                  # one devnet node (about 6 minutes)
     python crashloop.py --kills 100 --validators 4   # validator 1 of a 4-validator testnet
@@ -38,12 +40,14 @@ def rpc(url, method, params, timeout=10):
         return json.loads(r.read())
 
 
-def signed_transfers(owner_key: Path, chain_id: int, count: int) -> list[str]:
-    """`count` transfers with nonces 0.., signed by ethers (tests/eth)."""
+def signed_transfers(owner_key: Path, chain_id: int, count: int, storage=False) -> list[str]:
+    """`count` transfers with nonces 0.., signed by ethers (tests/eth); with `storage`, a
+    contract deployed at nonce 0 and calls storing n at its slot n."""
     eth = ROOT / "tests" / "eth"
     if not (eth / "node_modules" / "ethers").is_dir():
         raise RuntimeError(f"ethers is not installed: run `npm ci` in {eth} (scripts/test.sh does)")
-    out = subprocess.run(["node", "sign-transfers.mjs", str(owner_key), str(chain_id), str(count)],
+    out = subprocess.run(["node", "sign-transfers.mjs", str(owner_key), str(chain_id), str(count),
+                          *(["storage"] if storage else [])],
                          cwd=eth, capture_output=True, text=True, timeout=300)
     if out.returncode != 0:
         raise RuntimeError(f"sign-transfers.mjs failed ({out.returncode}): {out.stderr.strip()}")
@@ -60,6 +64,7 @@ class Load:
         self.txs = txs
         self.readings = []
         self.hashes = []
+        self.nonces = []  # the nonce (index in `txs`) of each acknowledged hash
         self.lock = threading.Lock()
         self.stop_flag = threading.Event()
         self.threads = []
@@ -92,7 +97,7 @@ class Load:
             self.stop_flag.wait(0.05)
 
     def _transfers(self):
-        for raw in self.txs:
+        for nonce, raw in enumerate(self.txs):
             attempt = 0
             while not self.stop_flag.is_set():
                 url = self.urls()[attempt % len(self.urls())]
@@ -103,6 +108,7 @@ class Load:
                 if answer and "result" in answer:
                     with self.lock:
                         self.hashes.append(answer["result"])
+                        self.nonces.append(nonce)
                     break
                 message = ((answer or {}).get("error") or {}).get("message", "")
                 if "already known" in message or "nonce too low" in message:
@@ -153,6 +159,26 @@ def check(url, load: Load, timeout=120) -> dict:
     return {"readings_lost": lost_readings, "txs_lost": lost_txs}
 
 
+def writer_address(owner_key: Path) -> str:
+    """The contract the sender's nonce 0 creates: keccak256(rlp([sender, 0]))[12:]."""
+    import rlp
+    from Crypto.Hash import keccak
+    sender = bytes.fromhex(json.loads(owner_key.read_text())["address"][2:])
+    return "0x" + keccak.new(digest_bits=256, data=rlp.encode([sender, 0])).digest()[12:].hex()
+
+
+def storage_wrong(url, contract: str, load: Load) -> list:
+    """The acknowledged calls whose slot does not hold their value (all final by now)."""
+    wrong = []
+    for n in load.nonces:
+        if n == 0:
+            continue
+        got = rpc(url, "eth_getStorageAt", [contract, hex(n), "latest"]).get("result")
+        if got is None or int(got, 16) != n:
+            wrong.append((n, got))
+    return wrong
+
+
 def restarted(start, k, say) -> int:
     """Starts the killed node again (up to three tries); how many tries failed (each a
     restart that would have needed a human)."""
@@ -170,7 +196,9 @@ def single(root: Path, kills: int, seed: int, say=print) -> dict:
     node = Node(root / "data").start()
     devices = [new_device(node, "ed25519" if i % 2 == 0 else "p256") for i in range(4)]
     chain_id = json.loads((root / "data" / "genesis.json").read_text())["chain_id"]
-    txs = signed_transfers(node.owner_key, chain_id, 40 * kills + 100)
+    # Contract calls writing storage: a SIGKILL mid-commit must leave a state whose root is the
+    # committed header's (the restart checks it and refuses to serve otherwise).
+    txs = signed_transfers(node.owner_key, chain_id, 40 * kills + 100, storage=True)
     load = Load(lambda: [node.url], devices, txs).start()
     human = 0
     for k in range(kills):
@@ -184,6 +212,7 @@ def single(root: Path, kills: int, seed: int, say=print) -> dict:
             say(f"kill {k + 1}/{kills}: acknowledged {r} readings, {t} transactions")
     load.stop()
     out = check(node.url, load)
+    out["storage_wrong"] = storage_wrong(node.url, writer_address(node.owner_key), load)
     node.stop()
     return {"kills": kills, "readings": len(load.readings), "txs": len(load.hashes),
             "needed_a_human": human, **out}
@@ -232,8 +261,9 @@ def main():
     print(f"crash loop ({'devnet node' if a.validators == 1 else 'validator 1 of 4'}): "
           f"{out['kills']} SIGKILLs in {took:.0f} s; acknowledged {out['readings']} readings and "
           f"{out['txs']} transactions; lost {len(out['readings_lost'])} readings and "
-          f"{len(out['txs_lost'])} transactions; restarts that needed a human: {out['needed_a_human']}")
-    if out["readings_lost"] or out["txs_lost"] or out["needed_a_human"]:
+          f"{len(out['txs_lost'])} transactions; storage writes missing: "
+          f"{len(out.get('storage_wrong', []))}; restarts that needed a human: {out['needed_a_human']}")
+    if out["readings_lost"] or out["txs_lost"] or out.get("storage_wrong") or out["needed_a_human"]:
         sys.exit(1)
 
 
