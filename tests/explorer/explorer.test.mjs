@@ -96,6 +96,23 @@ test("search finds a device by model; its page paints fast and its chart grows l
   await page.locator("table.devices tbody tr").first().waitFor();
   assert.equal(await page.locator("table.devices tbody tr").count(), 3);
   await shot("devices");
+  // Pages: two devices, then the third after the "next" link, then back to the first page.
+  const sorted = [...devices].sort();
+  await page.goto(`${base}/explorer/#/devices?limit=2`);
+  await page.locator("#devices-next").waitFor();
+  const shown = async () => page.locator("table.devices tbody tr td:first-child a").evaluateAll((as) => as.map((a) => a.getAttribute("href").split("/").pop()));
+  assert.deepEqual(await shown(), sorted.slice(0, 2));
+  await page.click("#devices-next");
+  await page.locator("text=First page").waitFor();
+  assert.deepEqual(await shown(), sorted.slice(2));
+  assert.equal(await page.locator("#devices-next").count(), 0, "the last page has no next");
+  await page.click("text=First page");
+  await page.locator("#devices-next").waitFor();
+  assert.deepEqual(await shown(), sorted.slice(0, 2));
+  await page.goto(`${base}/explorer/`);
+  await page.fill("#q", "thermometer");
+  await page.press("#q", "Enter");
+  await page.locator("table.devices tbody tr").first().waitFor();
   const address = devices[0];
   await page.click(`table.devices a[href="#/device/${address}"]`);
   await page.locator('canvas[data-stream="temperature"][data-points]').waitFor({ timeout: 20_000 });

@@ -49,6 +49,26 @@ def test_ten_thousand_devices_imported_in_two_transactions_and_resumable(tmp_pat
 
         _, owner = node.get(f"/v1/owners/{json.loads(open(node.owner_key).read())['address']}")
         assert owner["device_count"] == 10_000
+        # Listed a page at a time, each device once, in address order.
+        listed, after, pages = [], None, 0
+        while True:
+            status, page = node.get(f"/v1/devices?owner={owner['address']}&limit=1000"
+                                    + (f"&after={after}" if after else ""))
+            assert status == 200 and len(page["devices"]) <= 1000, page
+            listed += [d["address"] for d in page["devices"]]
+            pages += 1
+            after = page["next"]
+            if after is None:
+                break
+        assert pages == 10 and listed == sorted(addresses) == sorted(set(listed)), pages
+        _, page = node.get("/v1/devices")
+        assert len(page["devices"]) == 100 and page["next"] == page["devices"][-1]["address"]
+        for bad, code in [("limit=0", "bad_query"), ("limit=1001", "bad_query"),
+                          ("limit=x", "bad_query"), ("after=0x12", "bad_address")]:
+            status, body = node.get(f"/v1/devices?{bad}")
+            assert status == 400 and body["error"]["code"] == code, (bad, body)
+        listed_by_cli = cli("device", "list", "--node", node.url).stdout.splitlines()
+        assert len(listed_by_cli) == 10_000
         for i in random.sample(range(10_000), 20):
             status, d = node.get(f"/v1/devices/{addresses[i]}")
             assert status == 200, d

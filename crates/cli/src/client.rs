@@ -239,11 +239,24 @@ impl Client {
         Ok((status, resp.bytes().await?.to_vec()))
     }
 
-    /// Devices, optionally of one owner.
-    pub(crate) async fn devices(&self, owner: Option<Address>) -> anyhow::Result<Value> {
-        match owner {
-            Some(o) => self.get(&format!("/v1/devices?owner={o}")).await,
-            None => self.get("/v1/devices").await,
+    /// Every device, optionally of one owner, a page of 1,000 at a time.
+    pub(crate) async fn devices(&self, owner: Option<Address>) -> anyhow::Result<Vec<Value>> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut path = String::from("/v1/devices?limit=1000");
+            if let Some(o) = owner {
+                path.push_str(&format!("&owner={o}"));
+            }
+            if let Some(a) = &after {
+                path.push_str(&format!("&after={a}"));
+            }
+            let page = self.get(&path).await?;
+            all.extend(page["devices"].as_array().cloned().unwrap_or_default());
+            match page["next"].as_str() {
+                Some(next) => after = Some(next.to_string()),
+                None => return Ok(all),
+            }
         }
     }
 }

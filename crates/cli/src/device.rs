@@ -201,8 +201,7 @@ pub(crate) async fn run(cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&info)?);
         }
         DeviceCommand::List { owner, node } => {
-            let list = Client::new(&node).devices(owner).await?;
-            let devices = list["devices"].as_array().cloned().unwrap_or_default();
+            let devices = Client::new(&node).devices(owner).await?;
             if devices.is_empty() {
                 eprintln!("no devices registered");
             }

@@ -9,11 +9,17 @@ import { verdict, logLine } from './pages.js';
 
 export async function devicesPage(out, ctx) {
   const q = ctx.query.get('q') ?? '';
-  const list = await get(`/v1/devices${q ? `?q=${encodeURIComponent(q)}` : ''}`);
+  const after = ctx.query.get('after') ?? '';
+  const owner = ctx.query.get('owner') ?? '';
+  const limit = ctx.query.get('limit') ?? '';
+  const kept = { ...(q && { q }), ...(owner && { owner }), ...(limit && { limit }) };
+  const list = await get(`/v1/devices?${new URLSearchParams({ limit: '100', ...kept, ...(after && { after }) })}`);
+  const onward = new URLSearchParams({ ...kept, after: list.next ?? '' });
+  const first = new URLSearchParams(kept).toString();
   const input = h('input', { type: 'search', value: q, placeholder: 'address, owner, model or label', 'aria-label': 'Filter devices', id: 'device-filter' });
   const form = h('form', { onsubmit: (e) => { e.preventDefault(); location.hash = `#/devices?q=${encodeURIComponent(input.value.trim())}`; } }, input, ' ', h('button.btn', { type: 'submit' }, 'Filter'));
   put(out, 
-    h('h1', {}, q ? `Devices matching “${q}”` : 'Devices'),
+    h('h1', {}, q ? `Devices matching “${q}”` : owner ? `Devices of ${short(owner, 4)}` : 'Devices'),
     h('div.card', {}, form),
     list.devices.length
       ? table(
@@ -30,6 +36,11 @@ export async function devicesPage(out, ctx) {
           'devices',
         )
       : h('p.muted', {}, 'No device matches.'),
+    list.next || after
+      ? h('p', {}, after ? link(`devices${first ? `?${first}` : ''}`, 'First page') : null,
+          after && list.next ? ' · ' : null,
+          list.next ? h('a', { id: 'devices-next', href: `#/devices?${onward}` }, 'Next devices →') : null)
+      : null,
   );
 }
 

@@ -326,6 +326,7 @@ export async function accountPage(out, address) {
     owned.devices.length
       ? table(['Device', 'Model', 'Status', 'Readings'], owned.devices.map((d) => [link(`device/${d.address}`, short(d.address, 6)), d.model, d.status, d.reading_count]))
       : null,
+    owned.next ? h('p', {}, link(`devices?owner=${address}`, `All ${owner.device_count} devices →`)) : null,
     logs.length ? h('h2', {}, `Logs (last 10,000 blocks)`) : null,
     logs.length ? h('div.card', {}, logs.slice(-200).reverse().map((l) => h('div', {}, link(`block/${num(l.blockNumber)}`, num(l.blockNumber)), ' ', logLine(l)))) : null,
   );

@@ -308,6 +308,18 @@ impl State {
         self.devices.values().map(|d| &**d)
     }
 
+    /// Device records by address, from just after `after` (from the first without it).
+    pub fn devices_after(
+        &self,
+        after: Option<&DeviceAddress>,
+    ) -> impl Iterator<Item = &DeviceRecord> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.devices
+            .range((from, Bound::Unbounded))
+            .map(|(_, d)| &**d)
+    }
+
     /// A device's record to change (copied first when a snapshot shares it).
     fn device_mut(&mut self, address: &DeviceAddress) -> Option<&mut DeviceRecord> {
         self.devices.get_mut(address).map(Arc::make_mut)

@@ -253,13 +253,26 @@ pub(super) struct ListQuery {
     /// Only devices whose address, owner, model or a label key or value contains this text
     /// (case-insensitive).
     q: Option<String>,
+    /// Most devices in the answer (1 to 1000; default 100).
+    limit: Option<usize>,
+    /// Only devices whose address comes after this one: the `next` of the previous page.
+    #[param(pattern = "^(0x)?[0-9a-fA-F]{40}$")]
+    after: Option<String>,
 }
+
+/// Devices a page of `GET /v1/devices` holds unless `limit` says otherwise.
+const DEFAULT_PAGE: usize = 100;
+/// Most devices one page may hold.
+const MAX_PAGE: usize = 1000;
 
 /// `GET /v1/devices`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct DevicesJson {
     /// The devices, by address.
     devices: Vec<DeviceJson>,
+    /// Where the next page starts (pass it as `after`); `null` on the last page.
+    #[schema(value_type = Option<Address20>)]
+    next: Option<String>,
 }
 
 /// Whether `text` (lower case) is part of the device's address, owner, model or a label.
@@ -286,8 +299,8 @@ fn parse_owner(s: &str) -> Result<Address, ApiError> {
     tag = "devices",
     params(ListQuery),
     responses(
-        (status = 200, description = "The registered devices (of `owner`)", body = DevicesJson),
-        (status = 400, description = "`bad_address`: `owner` is not an address; `bad_query`", body = ErrorBody),
+        (status = 200, description = "A page of the registered devices (of `owner`, matching `q`), by address", body = DevicesJson),
+        (status = 400, description = "`bad_address`: `owner` or `after` is not an address; `bad_query`: `limit` out of range", body = ErrorBody),
     ),
 )]
 pub(super) async fn list_devices<N: NodeApi>(
@@ -296,14 +309,30 @@ pub(super) async fn list_devices<N: NodeApi>(
 ) -> Result<Json<DevicesJson>, ApiError> {
     let owner = q.owner.as_deref().map(parse_owner).transpose()?;
     let text = q.q.as_deref().map(str::to_lowercase);
-    let devices = shared.node.with_state(StateAt::Committed, |s| {
-        s.devices()
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "bad_query",
+            format!("limit must be 1 to {MAX_PAGE}, got {limit}"),
+        ));
+    }
+    let after = q.after.as_deref().map(parse_device).transpose()?;
+    let (devices, more) = shared.node.with_state(StateAt::Committed, |s| {
+        let mut page = s
+            .devices_after(after.as_ref())
             .filter(|d| owner.is_none_or(|o| d.owner == o))
             .filter(|d| text.as_deref().is_none_or(|t| matches_text(d, t)))
+            .take(limit + 1)
             .map(DeviceJson::of)
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        (page, more)
     });
-    Ok(Json(DevicesJson { devices }))
+    let next = more
+        .then(|| devices.last().map(|d| d.address.clone()))
+        .flatten();
+    Ok(Json(DevicesJson { devices, next }))
 }
 
 /// `GET /v1/owners/{address}`: whether genesis lists the account as an owner, and its nonces.
