@@ -105,6 +105,8 @@ struct NodeFile {
     /// Keep the state of every block.
     #[serde(default)]
     archive: bool,
+    /// Most MiB of history one query at an older block may read (default 256).
+    history_query_mb: Option<u64>,
     /// Other nodes' HTTP base URLs: readings are forwarded to them, blocks synced from them.
     #[serde(default)]
     peers: Vec<String>,
@@ -487,6 +489,9 @@ fn node_config(a: &NodeArgs) -> anyhow::Result<(NodeConfig, NodeFile, bool, [u8;
         );
     }
     config.history = history(file.archive, file.history_blocks);
+    if let Some(mb) = file.history_query_mb {
+        config.history_query_bytes = mb.max(1) << 20;
+    }
     if let Some(n) = file.max_http_connections {
         config.http.max_connections = n.max(1);
     }

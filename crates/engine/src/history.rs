@@ -4,15 +4,15 @@
 
 use iotchain_api::QueryError;
 use iotchain_state::State;
-use iotchain_storage::History;
+use iotchain_storage::{History, UndoWalk};
 
 use crate::Engine;
 
 /// States of older blocks kept at once.
-const CACHED_STATES: usize = 4;
+const CACHED_STATES: usize = 2;
 /// Blocks the head may move on before a cached state is dropped: a cached state shares its
 /// records with the head's only until they change, so it must not grow into a copy.
-const CACHE_BLOCKS: u64 = 64;
+const CACHE_BLOCKS: u64 = 8;
 
 /// A state built for queries at an older block.
 pub(crate) struct CachedState {
@@ -75,17 +75,27 @@ impl Engine {
         if from == height {
             return Ok(state);
         }
-        let Some(undos) = inner
+        let walked = inner
             .store
-            .undos(height, from)
-            .map_err(QueryError::storage)?
-        else {
-            return Err(not_kept(
-                inner.store.oldest_state().map_err(QueryError::storage)?,
-            ));
-        };
-        for undo in &undos {
-            state.revert(undo);
+            .walk_undos(height, from, inner.history_query_bytes, |undo| {
+                state.revert(undo)
+            })
+            .map_err(QueryError::storage)?;
+        match walked {
+            UndoWalk::Done => {}
+            UndoWalk::Missing => {
+                return Err(not_kept(
+                    inner.store.oldest_state().map_err(QueryError::storage)?,
+                ));
+            }
+            UndoWalk::TooMuch { blocks } => {
+                return Err(QueryError::NotKept(format!(
+                    "the state of block {height} is {blocks} blocks back, more history than one \
+                     query may rebuild here ({} MiB); ask an archive node (--archive) or a block \
+                     closer to the head",
+                    inner.history_query_bytes >> 20
+                )));
+            }
         }
         let root = state.root();
         let header = inner

@@ -75,7 +75,14 @@ pub struct EngineConfig {
     pub max_batch_readings: usize,
     /// How much state history to keep (for queries at older blocks).
     pub history: iotchain_storage::History,
+    /// Most bytes of history one query at an older block may read (about as much memory
+    /// while it runs): the most expensive valid request stays bounded.
+    pub history_query_bytes: u64,
 }
+
+/// Bytes of history one query may read unless configured otherwise (a few seconds of work
+/// on 2 cores).
+pub const DEFAULT_HISTORY_QUERY_BYTES: u64 = 256 << 20;
 
 /// The engine. Cheap to clone: every clone is the same engine.
 #[derive(Clone)]
@@ -116,6 +123,8 @@ struct Inner {
     metrics: NodeMetrics,
     /// States of older blocks built lately for queries (see `query::with_state_at`).
     history_cache: Mutex<Vec<history::CachedState>>,
+    /// See [`EngineConfig::history_query_bytes`].
+    history_query_bytes: u64,
 }
 
 /// The genesis block's header.
@@ -152,6 +161,7 @@ impl Engine {
             max_pending_items,
             max_batch_readings,
             history,
+            history_query_bytes,
         } = config;
         std::fs::create_dir_all(&data_dir).map_err(|source| {
             iotchain_storage::StorageError::Io {
@@ -293,6 +303,7 @@ impl Engine {
                 stats: ConsensusStats::default(),
                 metrics,
                 history_cache: Mutex::new(Vec::new()),
+                history_query_bytes,
             }),
         })
     }

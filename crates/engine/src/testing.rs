@@ -74,6 +74,7 @@ pub fn config(
         max_pending_items: 500_000,
         max_batch_readings: 10_000,
         history: iotchain_storage::History::default(),
+        history_query_bytes: crate::DEFAULT_HISTORY_QUERY_BYTES,
     }
 }
 

@@ -48,6 +48,8 @@ pub struct NodeConfig {
     /// How much state history to keep: `eth_call`, `eth_getBalance`, `eth_getStorageAt`,
     /// `eth_getProof` and device queries answer at the blocks it covers.
     pub history: crate::History,
+    /// Most bytes of history one query at an older block may read.
+    pub history_query_bytes: u64,
 }
 
 impl NodeConfig {
@@ -70,6 +72,7 @@ impl NodeConfig {
             peers: Vec::new(),
             forwarders: Vec::new(),
             history: crate::History::default(),
+            history_query_bytes: iotchain_engine::DEFAULT_HISTORY_QUERY_BYTES,
         }
     }
 
@@ -83,6 +86,7 @@ impl NodeConfig {
             max_pending_items: self.max_pending_items,
             max_batch_readings: self.max_batch_readings,
             history: self.history,
+            history_query_bytes: self.history_query_bytes,
         }
     }
 }

@@ -182,18 +182,50 @@ pub(crate) fn record(
     Ok(())
 }
 
+/// How a walk back through the undos ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UndoWalk {
+    /// Every undo was given.
+    Done,
+    /// Some are no longer kept (see [`ChainStore::oldest_state`]).
+    Missing,
+    /// Going back `blocks` blocks reads more than the bound.
+    TooMuch {
+        /// Blocks between the start and the block asked for.
+        blocks: u64,
+    },
+}
+
 impl ChainStore {
-    /// The undos of blocks `from + 1` to `to`, newest first; `None` when some of them are
-    /// no longer kept (see [`ChainStore::oldest_state`]).
-    pub fn undos(&self, from: u64, to: u64) -> Result<Option<Vec<StateUndo>>> {
+    /// Calls `f` with the undos of blocks `to` down to `from + 1`, newest first, one at a time,
+    /// reading at most `max_bytes` of them (a query's bound on the work of going back).
+    pub fn walk_undos(
+        &self,
+        from: u64,
+        to: u64,
+        max_bytes: u64,
+        mut f: impl FnMut(&StateUndo),
+    ) -> Result<UndoWalk> {
         let r = self.db.begin_read()?;
         let t = r.open_table(UNDO)?;
-        let mut undos = Vec::with_capacity(to.saturating_sub(from) as usize);
+        let (mut expect, mut bytes) = (to, 0u64);
         for entry in t.range(from + 1..=to)?.rev() {
-            let (_, v) = entry?;
-            undos.push(decode(v.value())?);
+            let (k, v) = entry?;
+            if k.value() != expect {
+                return Ok(UndoWalk::Missing);
+            }
+            bytes += v.value().len() as u64;
+            if bytes > max_bytes {
+                return Ok(UndoWalk::TooMuch { blocks: to - from });
+            }
+            f(&decode(v.value())?);
+            expect -= 1;
         }
-        Ok((undos.len() as u64 == to.saturating_sub(from)).then_some(undos))
+        Ok(if expect == from {
+            UndoWalk::Done
+        } else {
+            UndoWalk::Missing
+        })
     }
 
     /// The oldest block whose state the kept undos can give (the head's when none are kept).

@@ -23,7 +23,7 @@ pub use chain::{
     BlockCommit, BlockGas, ChainStore, ReadingLocation, RefusedItem, TxLocation, delay_ms,
 };
 pub use error::{Result, StorageError};
-pub use history::{DEFAULT_HISTORY_BLOCKS, History};
+pub use history::{DEFAULT_HISTORY_BLOCKS, History, UndoWalk};
 pub use index::{HashIndex, IndexShape, Probes};
 pub use log::{ItemKind, ItemLog, LogItem};
 pub use stream_mmr::{ProvenWindow, Window};

@@ -91,5 +91,21 @@ fn an_archive_node_answers_at_every_block() {
                 "block {before}"
             );
         }
+        // One query reads a bounded amount of history: past it, a clear error, not a stall.
+        chain.shutdown().await;
+        drop(chain);
+        f.config.history_query_bytes = 1;
+        let chain = open_chain(&context, &f);
+        let head = chain.head().height;
+        assert_eq!(reading_count(&chain, &f, head).unwrap(), Some(10));
+        match reading_count(&chain, &f, head - 2).unwrap_err() {
+            QueryError::NotKept(why) => {
+                assert!(
+                    why.contains("2 blocks back, more history than one query may rebuild"),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     })
 }
