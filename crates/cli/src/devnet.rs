@@ -105,7 +105,7 @@ struct NodeFile {
     /// Keep the state of every block.
     #[serde(default)]
     archive: bool,
-    /// Most MiB of history one query at an older block may read (default 256).
+    /// Most MiB of history one query at an older block may read (default 64).
     history_query_mb: Option<u64>,
     /// Other nodes' HTTP base URLs: readings are forwarded to them, blocks synced from them.
     #[serde(default)]

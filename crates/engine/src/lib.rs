@@ -82,7 +82,7 @@ pub struct EngineConfig {
 
 /// Bytes of history one query may read unless configured otherwise (a few seconds of work
 /// on 2 cores).
-pub const DEFAULT_HISTORY_QUERY_BYTES: u64 = 256 << 20;
+pub const DEFAULT_HISTORY_QUERY_BYTES: u64 = 64 << 20;
 
 /// The engine. Cheap to clone: every clone is the same engine.
 #[derive(Clone)]
