@@ -7,6 +7,7 @@ use std::{collections::BTreeSet, time::Duration};
 use alloy_primitives::B256;
 use iotchain_api::redact_url;
 use iotchain_block::{Block, FinalityCertificate};
+use serde_json::Value;
 use tokio::{
     sync::{mpsc, watch},
     time::Instant,
@@ -97,6 +98,8 @@ pub struct Summary {
 
 /// Longest wait between attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Device records fetched at once for one batch of blocks.
+const DEVICE_FETCHES: usize = 16;
 
 /// Exports until `until_height` (or the head at start with `once`), or until `shutdown`
 /// turns true (checked between transactions: a batch is committed whole or not at all).
@@ -412,9 +415,20 @@ impl Fetcher {
             .flat_map(|b| b.owner_txs.iter().flat_map(|t| t.devices.iter().copied()))
             .collect();
         let last = heights[heights.len() - 1];
-        for d in devices {
-            let address = iotchain_block::hex0x(d);
-            if let Some(v) = self.node.device(&address).await? {
+        // A bulk registration names thousands of devices: fetched several at a time, in
+        // address order still.
+        use futures::{StreamExt, TryStreamExt};
+        let fetched: Vec<(String, Option<Value>)> = futures::stream::iter(devices)
+            .map(|d| async move {
+                let address = iotchain_block::hex0x(d);
+                let v = self.node.device(&address).await?;
+                Ok::<_, Error>((address, v))
+            })
+            .buffered(DEVICE_FETCHES)
+            .try_collect()
+            .await?;
+        for (address, v) in fetched {
+            if let Some(v) = v {
                 let row = rows::device_row(&v, last).map_err(|reason| Error::NodeAnswer {
                     what: format!("GET /v1/devices/{address}"),
                     reason,
