@@ -17,7 +17,7 @@ const CACHE_BLOCKS: u64 = 8;
 /// A state built for queries at an older block.
 pub(crate) struct CachedState {
     height: u64,
-    /// The head when it was built (or last used).
+    /// The head when it was built.
     head: u64,
     state: State,
 }
@@ -60,15 +60,13 @@ impl Engine {
         let (mut state, from) = {
             let mut cache = inner.history_cache.lock();
             cache.retain(|c| c.head + CACHE_BLOCKS >= head);
+            // Not refreshed on use: a state kept longer would drift into a copy.
             match cache
-                .iter_mut()
+                .iter()
                 .filter(|c| c.height >= height)
                 .min_by_key(|c| c.height)
             {
-                Some(c) => {
-                    c.head = head;
-                    (c.state.clone(), c.height)
-                }
+                Some(c) => (c.state.clone(), c.height),
                 None => (head_state, head),
             }
         };
