@@ -128,22 +128,22 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<StateUndo> {
         };
         undo.devices.push((a, d));
     }
-    for _ in 0..r.u32().ok_or_else(short)? {
-        let a = Address::from(address(&mut r)?);
-        let o = take_bytes(&mut r)
-            .ok_or_else(short)?
-            .map(rlp::<OwnerRecord>)
-            .transpose()?;
-        undo.owners.push((a, o));
+    // An account's owner record or account, present or not.
+    fn records<T: Decodable>(
+        r: &mut Reader<'_>,
+        address: impl Fn(&mut Reader<'_>) -> Result<[u8; 20]>,
+    ) -> Result<Vec<(Address, Option<T>)>> {
+        let n = r.u32().ok_or_else(|| corrupt("truncated"))?;
+        (0..n)
+            .map(|_| {
+                let a = Address::from(address(r)?);
+                let bytes = take_bytes(r).ok_or_else(|| corrupt("truncated"))?;
+                Ok((a, bytes.map(rlp::<T>).transpose()?))
+            })
+            .collect()
     }
-    for _ in 0..r.u32().ok_or_else(short)? {
-        let a = Address::from(address(&mut r)?);
-        let account = take_bytes(&mut r)
-            .ok_or_else(short)?
-            .map(rlp::<Account>)
-            .transpose()?;
-        undo.accounts.push((a, account));
-    }
+    undo.owners = records::<OwnerRecord>(&mut r, address)?;
+    undo.accounts = records::<Account>(&mut r, address)?;
     for _ in 0..r.u32().ok_or_else(short)? {
         let a = Address::from(address(&mut r)?);
         let slot = U256::from_be_slice(r.take(32).ok_or_else(short)?);

@@ -111,6 +111,14 @@ pub struct IndexShape {
 }
 
 impl Layout {
+    /// The levels that have runs, lowest first.
+    fn levels(&self) -> Vec<u8> {
+        let mut levels: Vec<u8> = self.runs.iter().map(|r| r.level).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        levels
+    }
+
     fn encode(&self) -> Vec<u8> {
         let mut out = vec![LAYOUT_V2];
         out.extend_from_slice(&self.next_run.to_be_bytes());
@@ -330,12 +338,9 @@ impl HashIndex {
     /// The index's runs, levels and merges.
     pub fn shape(&self, r: &ReadTransaction) -> Result<IndexShape> {
         let layout = self.read_layout(r)?;
-        let mut levels: Vec<u8> = layout.runs.iter().map(|r| r.level).collect();
-        levels.sort_unstable();
-        levels.dedup();
         Ok(IndexShape {
             runs: layout.runs.len(),
-            levels: levels.len(),
+            levels: layout.levels().len(),
             merges: layout.merges.len(),
             entries: layout.level0 + layout.runs.iter().map(|r| r.len).sum::<u64>(),
         })
@@ -466,10 +471,7 @@ impl HashIndex {
     /// Starts, at each level with [`FANOUT`] runs not yet in a merge and no merge into the
     /// next level in progress, a merge of its oldest such runs.
     fn start_merges(&self, w: &WriteTransaction, layout: &mut Layout) -> Result<()> {
-        let mut levels: Vec<u8> = layout.runs.iter().map(|r| r.level).collect();
-        levels.sort_unstable();
-        levels.dedup();
-        for level in levels {
+        for level in layout.levels() {
             let target_level = level.saturating_add(1);
             if layout.merges.iter().any(|m| m.level == target_level) {
                 continue;
