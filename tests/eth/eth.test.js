@@ -51,6 +51,9 @@ before(async () => {
     "dev", "--no-sim", "--data-dir", dataDir,
     "--http-addr", `127.0.0.1:${port}`, "--block-interval-ms", "50",
     "--history-blocks", String(HISTORY),
+    // Only the trie's top levels stay in memory: every block and proof reads the rest from
+    // the store, as on a node whose fleet outgrows its trie cache.
+    "--trie-cache-mb", "0",
   ], { stdio: ["ignore", "pipe", "inherit"] });
   // The node prints its API line once it listens: wait for that event, not for time.
   const lines = createInterface({ input: node.stdout });

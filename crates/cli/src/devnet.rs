@@ -51,6 +51,10 @@ pub(crate) struct DevArgs {
     /// Keep the state of every block (an archive node): see --history-blocks.
     #[arg(long)]
     archive: bool,
+    /// About how many MiB of the state's trie nodes stay in memory; the rest are read from
+    /// chain.redb when a block or a proof reaches them (0 keeps only the top levels).
+    #[arg(long, value_name = "MIB", default_value_t = iotchain_node::DEFAULT_TRIE_CACHE_BYTES >> 20)]
+    trie_cache_mb: usize,
     /// Bridge an MQTT broker: `mqtt://[user[:password]@]host[:port]` (`mqtts://` for TLS). The
     /// node subscribes to `iotchain/+/readings` and acknowledges on `iotchain/<device>/acks`.
     #[arg(long, value_name = "URL")]
@@ -81,7 +85,8 @@ pub(crate) struct DevArgs {
 pub(crate) struct NodeArgs {
     /// Node config file (TOML): data_dir, http_addr, genesis, validator_key, block_interval_ms,
     /// max_batch_readings, max_pending_items, db_cache_mb, history_blocks (state history kept;
-    /// default 18000) or archive = true (all of it), peers (other nodes' HTTP URLs: forwarding
+    /// default 18000) or archive = true (all of it), trie_cache_mb (state trie kept in memory;
+    /// default 64), peers (other nodes' HTTP URLs: forwarding
     /// and block sync), p2p_listen. A key that is not a genesis validator runs a follower.
     /// Relative paths are relative to the config file.
     #[arg(long)]
@@ -107,6 +112,8 @@ struct NodeFile {
     archive: bool,
     /// Most MiB of history one query at an older block may read (default 64).
     history_query_mb: Option<u64>,
+    /// About how many MiB of state trie nodes stay in memory (default 64).
+    trie_cache_mb: Option<usize>,
     /// Other nodes' HTTP base URLs: readings are forwarded to them, blocks synced from them.
     #[serde(default)]
     peers: Vec<String>,
@@ -233,6 +240,7 @@ async fn run_dev(
     config.http_addr = a.http_addr;
     config.block_interval = Duration::from_millis(a.block_interval_ms.max(10));
     config.history = history(a.archive, Some(a.history_blocks));
+    config.trie_cache_bytes = a.trie_cache_mb << 20;
     let (node, consensus) = start_with_consensus(context, config, None)
         .await
         .with_context(|| {
@@ -491,6 +499,9 @@ fn node_config(a: &NodeArgs) -> anyhow::Result<(NodeConfig, NodeFile, bool, [u8;
     config.history = history(file.archive, file.history_blocks);
     if let Some(mb) = file.history_query_mb {
         config.history_query_bytes = mb.max(1) << 20;
+    }
+    if let Some(mb) = file.trie_cache_mb {
+        config.trie_cache_bytes = mb << 20;
     }
     if let Some(n) = file.max_http_connections {
         config.http.max_connections = n.max(1);

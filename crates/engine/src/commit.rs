@@ -74,6 +74,7 @@ impl Engine {
             .collect();
         // The records this block overwrites, as the head's state has them.
         let undo = iotchain_state::StateUndo::of(&inner.committed.read(), &executed.records);
+        let nodes = executed.state.unsaved_nodes();
         let commit = BlockCommit {
             block: &executed.block,
             certificate,
@@ -86,17 +87,27 @@ impl Engine {
             log_done,
             refused: &records,
             undo: Some(&undo),
+            nodes: &nodes,
         };
-        if let Err(e) = inner.store.commit_block(&commit) {
-            inner.failed.store(true, Ordering::SeqCst);
-            inner.pool.health().fail(
-                "committer",
-                "store_failed",
-                format!("cannot commit block {}: {e}", executed.block.header.height),
-            );
-            inner.pool.restore_refused(refused);
-            return Err(e.into());
-        }
+        let saved = inner
+            .store
+            .commit_block(&commit)
+            .and_then(|()| inner.store.trie_nodes());
+        let nodes = match saved {
+            Ok(nodes) => nodes,
+            Err(e) => {
+                inner.failed.store(true, Ordering::SeqCst);
+                inner.pool.health().fail(
+                    "committer",
+                    "store_failed",
+                    format!("cannot commit block {}: {e}", executed.block.header.height),
+                );
+                inner.pool.restore_refused(refused);
+                return Err(e.into());
+            }
+        };
+        let mut state = executed.state;
+        state.saved(nodes, inner.trie_cache_nodes);
         let header = executed.block.header;
         let parent = Parent {
             height: header.height,
@@ -108,7 +119,7 @@ impl Engine {
             // The committed state, its gas figures and the head change together: `base`
             // reads them under the same lock.
             let mut committed = inner.committed.write();
-            *committed = executed.state;
+            *committed = state;
             *inner.head_gas.write() = executed.gas;
             inner.head.send_replace(HeadInfo {
                 height: header.height,

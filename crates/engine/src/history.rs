@@ -95,7 +95,7 @@ impl Engine {
                 )));
             }
         }
-        let root = state.root();
+        let root = state.root().map_err(QueryError::storage)?;
         let header = inner
             .store
             .header(height)

@@ -78,11 +78,22 @@ pub struct EngineConfig {
     /// Most bytes of history one query at an older block may read (about as much memory
     /// while it runs): the most expensive valid request stays bounded.
     pub history_query_bytes: u64,
+    /// About how many bytes of the state's trie nodes the committed state keeps in memory;
+    /// past that, the nodes below the top levels are dropped after a commit and loaded again
+    /// from the store when a block reaches them.
+    pub trie_cache_bytes: usize,
 }
 
 /// Bytes of history one query may read unless configured otherwise (a few seconds of work
 /// on 2 cores).
 pub const DEFAULT_HISTORY_QUERY_BYTES: u64 = 64 << 20;
+
+/// Bytes of trie nodes kept in memory unless configured otherwise.
+pub const DEFAULT_TRIE_CACHE_BYTES: usize = 64 << 20;
+
+/// About what one trie node costs in memory (a branch with its 16 slots and cached
+/// reference, or a leaf with its value), to turn a byte budget into a count.
+const TRIE_NODE_BYTES: usize = 320;
 
 /// The engine. Cheap to clone: every clone is the same engine.
 #[derive(Clone)]
@@ -125,6 +136,8 @@ struct Inner {
     history_cache: Mutex<Vec<history::CachedState>>,
     /// See [`EngineConfig::history_query_bytes`].
     history_query_bytes: u64,
+    /// Most trie nodes the committed state keeps in memory ([`EngineConfig::trie_cache_bytes`]).
+    trie_cache_nodes: usize,
 }
 
 /// The genesis block's header.
@@ -140,8 +153,14 @@ pub fn genesis_header(genesis: &Genesis) -> Header {
         reading_count: 0,
         transactions_root: B256::from(iotchain_merkle::root(&[])),
         transaction_count: 0,
-        state_root: state.root(),
+        // A state all in memory reads no node, so it cannot fail.
+        state_root: state.root().unwrap_or_default(),
     }
+}
+
+/// A trie node this node could not read from its own store.
+fn trie_fault(e: iotchain_state::TrieError) -> EngineError {
+    EngineError::Storage(iotchain_storage::StorageError::Corrupt(e.to_string()))
 }
 
 impl Engine {
@@ -162,7 +181,9 @@ impl Engine {
             max_batch_readings,
             history,
             history_query_bytes,
+            trie_cache_bytes,
         } = config;
+        let trie_cache_nodes = trie_cache_bytes / TRIE_NODE_BYTES;
         std::fs::create_dir_all(&data_dir).map_err(|source| {
             iotchain_storage::StorageError::Io {
                 path: data_dir.display().to_string(),
@@ -183,7 +204,8 @@ impl Engine {
                 let cert = FinalityCertificate::new(0, genesis_hash, 0, 0, 0);
                 let mut state = State::genesis(&genesis);
                 let records = state.changed_records();
-                state.root();
+                state.root().map_err(trie_fault)?;
+                let nodes = state.unsaved_nodes();
                 store.commit_block(&BlockCommit {
                     block: &block,
                     certificate: &cert,
@@ -199,7 +221,9 @@ impl Engine {
                     log_done: 0,
                     refused: &[],
                     undo: None,
+                    nodes: &nodes,
                 })?;
+                state.saved(store.trie_nodes()?, trie_cache_nodes);
                 (state, gheader)
             }
             Some(h) => {
@@ -225,7 +249,7 @@ impl Engine {
                     accumulators,
                     ..
                 } = store.state_records()?;
-                let mut state = State::from_records(devices, owners)
+                let state = State::from_records(devices, owners)
                     .with_accounts(
                         accounts.into_iter().filter_map(|(a, acc)| Some((a, acc?))),
                         storage,
@@ -233,7 +257,18 @@ impl Engine {
                     )
                     .with_accumulators(accumulators)
                     .with_manufacturers(genesis.manufacturers.iter().copied());
-                let root = state.root();
+                let mut state = if store.has_trie_nodes()? {
+                    // The tries start from the stored root: nothing is rehashed, and the
+                    // root node is read (and checked against its hash) now.
+                    let state = state.with_stored_tries(store.trie_nodes()?, header.state_root);
+                    state.check_stored().map_err(trie_fault)?;
+                    state
+                } else {
+                    // A store from before the trie nodes were kept: rebuilt from the records
+                    // once, and all of its nodes are saved with the next block.
+                    state
+                };
+                let root = state.root().map_err(trie_fault)?;
                 if root != header.state_root {
                     return Err(EngineError::Storage(
                         iotchain_storage::StorageError::Corrupt(format!(
@@ -304,6 +339,7 @@ impl Engine {
                 metrics,
                 history_cache: Mutex::new(Vec::new()),
                 history_query_bytes,
+                trie_cache_nodes,
             }),
         })
     }

@@ -84,7 +84,9 @@ pub(crate) fn stream_proof(
         header,
         descendants,
         certificate,
-        state_proof: state.accumulator_proof(device, stream),
+        state_proof: state
+            .accumulator_proof(device, stream)
+            .map_err(QueryError::storage)?,
         count,
         first,
         leaves: leaves

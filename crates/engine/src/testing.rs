@@ -75,6 +75,9 @@ pub fn config(
         max_batch_readings: 10_000,
         history: iotchain_storage::History::default(),
         history_query_bytes: crate::DEFAULT_HISTORY_QUERY_BYTES,
+        // Nothing below the top levels stays in memory, so every test's blocks and proofs
+        // read the trie from the store.
+        trie_cache_bytes: 0,
     }
 }
 

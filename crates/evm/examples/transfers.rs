@@ -28,7 +28,7 @@ fn main() {
             Some(Account::with_balance(U256::from(10u128.pow(24)))),
         );
     }
-    state.root();
+    state.root().expect("a state all in memory");
     let raw: Vec<Bytes> = (0..total)
         .map(|i| {
             let k = &senders[i % senders.len()];
@@ -74,7 +74,7 @@ fn main() {
         exec_s += t.elapsed().as_secs_f64();
         let t = stopwatch();
         let _ = state.changed_records();
-        state.root();
+        state.root().expect("a state all in memory");
         root_s += t.elapsed().as_secs_f64();
     }
     let rate = |s: f64| total as f64 / s;

@@ -123,7 +123,7 @@ fn refused_transactions_leave_the_state_unchanged() {
     let mut exec = BlockExecutor::new(ctx(), &());
     exec.execute(&mut state, &decode(&transfer(&alice, 0, bob, 1)))
         .unwrap();
-    let root = state.root();
+    let root = state.root().unwrap();
     let refuse = |state: &mut State, exec: &mut BlockExecutor<'_, ()>, raw: Bytes| {
         exec.execute(state, &decode(&raw)).unwrap_err()
     };
@@ -205,7 +205,7 @@ fn refused_transactions_leave_the_state_unchanged() {
         refuse(&mut state, &mut exec, cheap),
         EvmError::FeeCapTooLow { .. }
     ));
-    assert_eq!(state.root(), root);
+    assert_eq!(state.root().unwrap(), root);
     assert_eq!(exec.gas_used(), 21_000);
 }
 
@@ -377,8 +377,10 @@ fn contracts_are_created_called_and_proven() {
     assert_eq!(state.account(&address(&alice)).unwrap().nonce, 2);
 
     // EIP-1186 proofs of the account and its slot verify against the state root.
-    let root = state.root();
-    let proof = state.account_proof(&contract, &[U256::from(1), U256::from(2)]);
+    let root = state.root().unwrap();
+    let proof = state
+        .account_proof(&contract, &[U256::from(1), U256::from(2)])
+        .unwrap();
     let account = proof.account.unwrap();
     verify_proof(
         root,
@@ -406,7 +408,7 @@ fn contracts_are_created_called_and_proven() {
     .unwrap();
     // Absence of an account.
     let nobody = Address::repeat_byte(0x99);
-    let absent = state.account_proof(&nobody, &[]);
+    let absent = state.account_proof(&nobody, &[]).unwrap();
     assert!(absent.account.is_none());
     verify_proof(
         root,
@@ -437,7 +439,7 @@ fn same_transactions_give_the_same_root() {
             exec.execute(&mut state, tx).unwrap();
         }
         let records = state.changed_records();
-        (state.root(), records)
+        (state.root().unwrap(), records)
     };
     let (a, ra) = run();
     let (b, rb) = run();
@@ -452,7 +454,7 @@ fn same_transactions_give_the_same_root() {
         ra.code.clone(),
     );
     let mut rebuilt = rebuilt;
-    assert_eq!(rebuilt.root(), a);
+    assert_eq!(rebuilt.root().unwrap(), a);
 }
 
 /// Init code that loops for ever (JUMPDEST; PUSH1 0; JUMP): it only ends out of gas.

@@ -381,7 +381,7 @@ impl<'a, H: BlockHashes + ?Sized> BlockExecution<'a, H> {
             gas_used: self.executor.gas_used(),
         };
         let records = self.state.changed_records();
-        let state_root = self.state.root();
+        let state_root = self.state.root()?;
         Ok(Executed {
             readings_root: B256::from(iotchain_merkle::root(&ids)),
             transactions_root: B256::from(iotchain_merkle::root(&self.tx_leaves)),

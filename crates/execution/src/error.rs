@@ -125,4 +125,8 @@ pub enum VerifyError {
     /// The header's item counts do not match the body.
     #[error("item counts do not match the items")]
     Counts,
+    /// This node could not read its own state's trie nodes from its store (a fault of this
+    /// node, not of the block).
+    #[error("this node's state store failed: {0}")]
+    Store(#[from] iotchain_state::TrieError),
 }

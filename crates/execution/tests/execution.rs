@@ -64,7 +64,7 @@ fn world() -> World {
         let tx = SignedTx::sign(&owner, CHAIN_ID, nonce as u64, register(d)).unwrap();
         base.apply_tx(&tx, 0).unwrap();
     }
-    base.root();
+    base.root().unwrap();
     World {
         genesis,
         owner,

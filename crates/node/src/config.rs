@@ -50,6 +50,9 @@ pub struct NodeConfig {
     pub history: crate::History,
     /// Most bytes of history one query at an older block may read.
     pub history_query_bytes: u64,
+    /// About how many bytes of trie nodes the committed state keeps in memory (the rest are
+    /// read from the store when a block reaches them).
+    pub trie_cache_bytes: usize,
 }
 
 impl NodeConfig {
@@ -73,6 +76,7 @@ impl NodeConfig {
             forwarders: Vec::new(),
             history: crate::History::default(),
             history_query_bytes: iotchain_engine::DEFAULT_HISTORY_QUERY_BYTES,
+            trie_cache_bytes: iotchain_engine::DEFAULT_TRIE_CACHE_BYTES,
         }
     }
 
@@ -87,6 +91,7 @@ impl NodeConfig {
             max_batch_readings: self.max_batch_readings,
             history: self.history,
             history_query_bytes: self.history_query_bytes,
+            trie_cache_bytes: self.trie_cache_bytes,
         }
     }
 }

@@ -21,7 +21,9 @@ mod relay;
 pub use config::NodeConfig;
 pub use error::NodeError;
 pub use http::{HttpLimits, HttpStats};
-pub use iotchain_engine::{DEFAULT_HISTORY_BLOCKS, Engine, History, genesis_header};
+pub use iotchain_engine::{
+    DEFAULT_HISTORY_BLOCKS, DEFAULT_TRIE_CACHE_BYTES, Engine, History, genesis_header,
+};
 pub use producer::BlockEvent;
 
 use std::{net::SocketAddr, sync::Arc};

@@ -24,4 +24,4 @@ pub use record::{
 pub use state::{
     AccountProof, AppliedReading, LeafPlace, MAX_STREAM_NAME, State, StateRecords, StateUndo,
 };
-pub use trie::Trie;
+pub use trie::{NodeSource, Trie, TrieError, node_key};

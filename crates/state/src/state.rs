@@ -11,9 +11,8 @@ use iotchain_reading::DeviceAddress;
 use crate::{
     Account, DeviceRecord, DeviceStatus, Gap, Hook, MAX_OPEN_GAPS, MAX_STREAMS, OwnerRecord,
     Result, StateError, StreamAccumulator, StreamHead,
-    account::{code_hash, storage_key},
-    accumulator_key,
-    trie::Trie,
+    account::code_hash,
+    trie::{NodeSource, Trie},
 };
 
 mod accumulators;
@@ -105,7 +104,18 @@ pub struct State {
     dirty_slots: OrdSet<(Address, U256)>,
     wiped: OrdSet<Address>,
     new_code: OrdSet<B256>,
+    /// Changes made to the state trie directly (manufacturers, leaves a revert removes),
+    /// folded in first by [`State::root`].
+    pending_trie: OrdMap<B256, Option<Vec<u8>>>,
+    /// Accounts whose storage trie changed since it was last saved.
+    unsaved_storage: OrdSet<Address>,
+    /// Where the saved tries' nodes are read from, when the state is backed by a store.
+    nodes: Option<Arc<dyn NodeSource>>,
 }
+
+/// How deep a pruned trie stays in memory: the root and two levels of branches (at most
+/// 273 nodes), which every path crosses.
+const KEPT_DEPTH: usize = 3;
 
 fn device_key(a: &DeviceAddress) -> B256 {
     let mut buf = [0u8; 21];
@@ -147,8 +157,8 @@ impl State {
     pub fn with_manufacturers(mut self, manufacturers: impl IntoIterator<Item = Address>) -> Self {
         for m in manufacturers {
             if self.manufacturers.insert(m).is_none() {
-                self.trie
-                    .insert(manufacturer_key(&m).as_slice(), alloy_rlp::encode(1u8));
+                self.pending_trie
+                    .insert(manufacturer_key(&m), Some(alloy_rlp::encode(1u8)));
             }
         }
         self
@@ -807,101 +817,13 @@ impl State {
         }
     }
 
-    /// The state root: an Ethereum-compatible Merkle Patricia trie root over all records.
-    /// Folds the changes since the last call into the tries and rehashes only their paths.
-    pub fn root(&mut self) -> B256 {
-        for a in std::mem::take(&mut self.dirty_devices) {
-            let key = device_key(&a);
-            match self.devices.get(&a) {
-                Some(d) => self.trie.insert(key.as_slice(), d.encode_rlp()),
-                None => {
-                    self.trie.remove(key.as_slice());
-                }
-            }
-        }
-        for a in std::mem::take(&mut self.dirty_accumulators) {
-            for acc in self.accumulators[&a].iter() {
-                self.trie.insert(
-                    accumulator_key(&a, &acc.stream).as_slice(),
-                    acc.trie_value(),
-                );
-            }
-        }
-        for a in std::mem::take(&mut self.dirty_owners) {
-            self.trie.insert(
-                owner_key(&a).as_slice(),
-                alloy_rlp::encode(&self.owners[&a]),
-            );
-        }
-        for a in std::mem::take(&mut self.wiped) {
-            self.storage_tries.remove(&a);
-        }
-        for (a, slot) in std::mem::take(&mut self.dirty_slots) {
-            let value = self.storage_slot(&a, &slot);
-            let key = storage_key(slot);
-            let trie = self.storage_tries.entry(a).or_default();
-            if value.is_zero() {
-                trie.remove(key.as_slice());
-            } else {
-                trie.insert(key.as_slice(), alloy_rlp::encode(value));
-            }
-            if trie.is_empty() {
-                self.storage_tries.remove(&a);
-            }
-        }
-        self.new_code.clear();
-        for a in std::mem::take(&mut self.dirty_accounts) {
-            let key = keccak256(a);
-            match self.accounts.get(&a) {
-                Some(account) => {
-                    let root = self.storage_root(&a);
-                    self.trie.insert(key.as_slice(), account.trie_value(root));
-                }
-                None => {
-                    self.storage_tries.remove(&a);
-                    self.trie.remove(key.as_slice());
-                }
-            }
-        }
-        self.trie.root()
-    }
-
-    /// The root of an account's storage trie as of the last [`State::root`].
-    fn storage_root(&self, address: &Address) -> B256 {
-        self.storage_tries
-            .get(address)
-            .map_or(alloy_trie::EMPTY_ROOT_HASH, Trie::root)
-    }
-
     /// Whether every change has been folded into the trie by [`State::root`].
     pub fn is_clean(&self) -> bool {
         self.dirty_devices.is_empty()
+            && self.pending_trie.is_empty()
             && self.dirty_accumulators.is_empty()
             && self.dirty_owners.is_empty()
             && self.dirty_accounts.is_empty()
-    }
-
-    /// An EIP-1186 proof of `address` and `slots` against [`State::root`]. The state must be
-    /// clean (see [`State::is_clean`]): the committed state always is.
-    pub fn account_proof(&self, address: &Address, slots: &[U256]) -> AccountProof {
-        debug_assert!(self.is_clean(), "proof of a state with unfolded changes");
-        let proof = self.trie.proof(keccak256(address).as_slice());
-        let storage_trie = self.storage_tries.get(address);
-        let storage = slots
-            .iter()
-            .map(|slot| {
-                let nodes = storage_trie
-                    .map(|t| t.proof(storage_key(*slot).as_slice()))
-                    .unwrap_or_default();
-                (*slot, self.storage_slot(address, slot), nodes)
-            })
-            .collect();
-        AccountProof {
-            account: self.accounts.get(address).copied(),
-            storage_root: self.storage_root(address),
-            proof,
-            storage,
-        }
     }
 }
 
@@ -921,3 +843,4 @@ mod history;
 mod root_tests;
 #[cfg(test)]
 mod tests;
+mod tries;

@@ -1,32 +1,179 @@
 //! An incremental, persistent Merkle Patricia trie: Ethereum's hexary trie (the node encoding
-//! is alloy-trie's), updated in place and rehashed only along the paths a change touched.
+//! is alloy-trie's), updated in place and rehashed only along the paths a change touched, whose
+//! nodes may live in the store rather than in memory.
 //!
 //! Nodes are shared through `Arc`s, so a clone of a [`Trie`] is O(1) and a change to one copy
 //! copies only the nodes on its path (`Arc::make_mut`). Each node caches its RLP reference
 //! (the node itself when shorter than 32 bytes, else its hash); a change clears the caches on
-//! its path, and [`Trie::root`] recomputes only those. This replaces rebuilding the trie from
-//! every leaf at every block: a block that touches `k` of `n` leaves hashes about
-//! `k · log₁₆ n` nodes instead of `n`.
+//! its path, and [`Trie::root`] recomputes only those. A block that touches `k` of `n` leaves
+//! hashes about `k · log₁₆ n` nodes instead of `n`.
+//!
+//! **Stored nodes.** A trie may be backed by a [`NodeSource`]: one version of the store, where
+//! each node is kept under its path ([`node_key`]). A subtrie not in memory is a reference
+//! (its hash); a change or a proof that reaches it loads it, checking it against the hash.
+//! [`Trie::unsaved`] yields the nodes changed since they were saved, for the block's commit;
+//! [`Trie::mark_saved`] records that they are; [`Trie::prune`] then drops everything below a
+//! depth from memory. So memory is bounded by how much is kept, not by the number of leaves,
+//! and a restart starts from the stored root ([`Trie::stored`]) instead of reinserting them.
 //!
 //! alloy-trie's `HashBuilder` computes roots and proofs from sorted leaves only (it has no
-//! updates); the tests hold this trie to it for roots and proofs over random changes.
+//! updates); the tests hold this trie to it for roots and proofs over random changes, pruning
+//! and reloading.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    fmt,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
-use alloy_primitives::{B256, Bytes, keccak256};
+use alloy_primitives::{Address, B256, Bytes, keccak256};
+use alloy_rlp::Decodable;
 use alloy_trie::{
     EMPTY_ROOT_HASH, Nibbles, TrieMask,
-    nodes::{BranchNodeRef, ExtensionNodeRef, LeafNodeRef, RlpNode},
+    nodes::{BranchNodeRef, ExtensionNodeRef, LeafNodeRef, RlpNode, TrieNode},
 };
+
+/// Where the nodes of stored tries are read from: one version of the store (a read
+/// snapshot), so a trie never mixes nodes of two versions.
+pub trait NodeSource: Send + Sync + fmt::Debug {
+    /// The encoding of the node saved at `path` of `trie` (`None`: the state trie; `Some(a)`:
+    /// the storage trie of account `a`), if one is saved there.
+    fn node(&self, trie: Option<&Address>, path: &Nibbles) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// The store key of the node at `path` of `trie`: `0x00` for the state trie or
+/// `0x01 ‖ account` for a storage trie, then the path's length in nibbles and its packed
+/// nibbles. Each account's storage trie is one key range.
+pub fn node_key(trie: Option<&Address>, path: &Nibbles) -> Vec<u8> {
+    let mut key = Vec::with_capacity(22 + 33);
+    match trie {
+        None => key.push(0),
+        Some(a) => {
+            key.push(1);
+            key.extend_from_slice(a.as_slice());
+        }
+    }
+    key.push(path.len() as u8);
+    key.extend_from_slice(&path.pack());
+    key
+}
+
+/// A stored node that could not be read: the store failed, lacks it, or holds another.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("trie node {path} of the {trie}: {reason}")]
+pub struct TrieError {
+    /// Which trie: the state trie or an account's storage trie.
+    pub trie: String,
+    /// The node's path, in hex nibbles.
+    pub path: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// A trie's store: the source and which of its tries this one is.
+#[derive(Debug, Clone)]
+struct Source {
+    nodes: Arc<dyn NodeSource>,
+    trie: Option<Address>,
+}
+
+impl Source {
+    fn error(&self, path: &Nibbles, reason: impl Into<String>) -> TrieError {
+        TrieError {
+            trie: match &self.trie {
+                None => "state trie".into(),
+                Some(a) => format!("storage trie of {a}"),
+            },
+            path: path.iter().map(|n| format!("{n:x}")).collect(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The node at `path` whose reference is `expected`: decoded from the reference itself
+    /// when it is inlined, else read from the store and checked against the hash.
+    fn load(&self, path: &Nibbles, expected: &RlpNode) -> Result<Node, TrieError> {
+        let bytes = match expected.as_hash() {
+            None => expected.to_vec(),
+            Some(hash) => {
+                let bytes = self
+                    .nodes
+                    .node(self.trie.as_ref(), path)
+                    .map_err(|e| self.error(path, e))?
+                    .ok_or_else(|| self.error(path, "not in the store"))?;
+                if keccak256(&bytes) != hash {
+                    return Err(self.error(path, format!("the stored node is not {hash}")));
+                }
+                bytes
+            }
+        };
+        let node = TrieNode::decode(&mut bytes.as_slice())
+            .map_err(|e| self.error(path, format!("undecodable: {e}")))?;
+        let saved = Saved(AtomicBool::new(true));
+        let rlp = OnceLock::from(expected.clone());
+        Ok(match node {
+            TrieNode::EmptyRoot => return Err(self.error(path, "an empty node below the root")),
+            TrieNode::Leaf(l) => Node::Leaf {
+                rlp: LeafNodeRef::new(&l.key, &l.value).rlp(&mut Vec::new()),
+                key: l.key,
+                value: l.value,
+                saved,
+            },
+            TrieNode::Extension(e) => Node::Extension {
+                key: e.key,
+                child: Arc::new(Node::Stored { rlp: e.child }),
+                rlp,
+                saved,
+            },
+            TrieNode::Branch(b) => {
+                let mut children: [Option<Arc<Node>>; 16] = Default::default();
+                let mut stack = b.stack.into_iter();
+                for (i, c) in children.iter_mut().enumerate() {
+                    if b.state_mask.is_bit_set(i as u8) {
+                        let rlp = stack
+                            .next()
+                            .ok_or_else(|| self.error(path, "a branch lacks a child"))?;
+                        *c = Some(Arc::new(Node::Stored { rlp }));
+                    }
+                }
+                Node::Branch {
+                    children: Box::new(children),
+                    rlp,
+                    saved,
+                }
+            }
+        })
+    }
+}
+
+/// Whether a node is in the store as it is (cleared by any change to it).
+#[derive(Debug, Default)]
+struct Saved(AtomicBool);
+
+impl Saved {
+    fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Clone for Saved {
+    fn clone(&self) -> Self {
+        Saved(AtomicBool::new(self.get()))
+    }
+}
 
 /// A Merkle Patricia trie over keys of one length (the state's are 32-byte hashes).
 #[derive(Debug, Clone, Default)]
 pub struct Trie {
     root: Option<Arc<Node>>,
-    len: usize,
     /// The length of its keys, in bytes, from the first insert (a key that is a prefix of
     /// another has no place in this trie: its branches hold no values).
     key_len: Option<usize>,
+    source: Option<Source>,
+    /// About how many nodes are in memory (an overestimate: loads and saves add, only
+    /// [`Trie::prune`] recounts).
+    resident: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -36,43 +183,54 @@ enum Node {
         key: Nibbles,
         value: Vec<u8>,
         rlp: RlpNode,
+        saved: Saved,
     },
     /// A shared run of nibbles above a branch.
     Extension {
         key: Nibbles,
         child: Arc<Node>,
         rlp: OnceLock<RlpNode>,
+        saved: Saved,
     },
     /// Up to 16 children, by the next nibble (keys of one length never end at a branch).
     Branch {
         children: Box<[Option<Arc<Node>>; 16]>,
         rlp: OnceLock<RlpNode>,
+        saved: Saved,
     },
+    /// A saved subtrie not in memory: its reference, to load it by.
+    Stored { rlp: RlpNode },
 }
 
 impl Node {
     fn leaf(key: Nibbles, value: Vec<u8>) -> Self {
         let rlp = LeafNodeRef::new(&key, &value).rlp(&mut Vec::new());
-        Node::Leaf { key, value, rlp }
+        Node::Leaf {
+            key,
+            value,
+            rlp,
+            saved: Saved::default(),
+        }
     }
 
     /// The node's reference in its parent: its RLP when shorter than 32 bytes, else the
     /// RLP of its hash. Cached until the node changes.
     fn rlp(&self) -> &RlpNode {
         match self {
-            Node::Leaf { rlp, .. } => rlp,
-            Node::Extension { key, child, rlp } => {
-                rlp.get_or_init(|| ExtensionNodeRef::new(key, child.rlp()).rlp(&mut Vec::new()))
-            }
-            Node::Branch { children, rlp } => rlp.get_or_init(|| {
+            Node::Leaf { rlp, .. } | Node::Stored { rlp } => rlp,
+            Node::Extension {
+                key, child, rlp, ..
+            } => rlp.get_or_init(|| ExtensionNodeRef::new(key, child.rlp()).rlp(&mut Vec::new())),
+            Node::Branch { children, rlp, .. } => rlp.get_or_init(|| {
                 let (stack, mask) = branch_stack(children);
                 BranchNodeRef::new(&stack, mask).rlp(&mut Vec::new())
             }),
         }
     }
 
-    /// The node's full RLP encoding (what a proof carries).
-    fn encode(&self) -> Vec<u8> {
+    /// The node's full RLP encoding (what a proof carries and the store keeps); `None` for
+    /// a node not in memory.
+    fn encode(&self) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         match self {
             Node::Leaf { key, value, .. } => {
@@ -85,17 +243,39 @@ impl Node {
                 let (stack, mask) = branch_stack(children);
                 BranchNodeRef::new(&stack, mask).rlp(&mut out);
             }
+            Node::Stored { .. } => return None,
         }
-        out
+        Some(out)
     }
 
-    /// Forgets the cached reference (the node is about to change).
+    /// Whether the node is in the store as it is (a node not in memory always is).
+    fn is_saved(&self) -> bool {
+        match self {
+            Node::Leaf { saved, .. }
+            | Node::Extension { saved, .. }
+            | Node::Branch { saved, .. } => saved.get(),
+            Node::Stored { .. } => true,
+        }
+    }
+
+    fn set_saved(&self) {
+        if let Node::Leaf { saved, .. }
+        | Node::Extension { saved, .. }
+        | Node::Branch { saved, .. } = self
+        {
+            saved.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Forgets the cached reference and the saved mark (the node is about to change).
     fn invalidate(&mut self) {
         match self {
-            Node::Leaf { .. } => {}
-            Node::Extension { rlp, .. } | Node::Branch { rlp, .. } => {
+            Node::Leaf { saved, .. } => *saved = Saved::default(),
+            Node::Extension { rlp, saved, .. } | Node::Branch { rlp, saved, .. } => {
                 rlp.take();
+                *saved = Saved::default();
             }
+            Node::Stored { .. } => {}
         }
     }
 }
@@ -116,6 +296,16 @@ fn branch(children: [Option<Arc<Node>>; 16]) -> Node {
     Node::Branch {
         children: Box::new(children),
         rlp: OnceLock::new(),
+        saved: Saved::default(),
+    }
+}
+
+fn extension(key: Nibbles, child: Arc<Node>) -> Node {
+    Node::Extension {
+        key,
+        child,
+        rlp: OnceLock::new(),
+        saved: Saved::default(),
     }
 }
 
@@ -124,10 +314,75 @@ fn join(prefix: &Nibbles, rest: &Nibbles) -> Nibbles {
     prefix.join(rest)
 }
 
+/// `path ‖ nibble`.
+fn child_path(path: &Nibbles, nibble: u8) -> Nibbles {
+    let mut p = *path;
+    p.push(nibble);
+    p
+}
+
+/// What a change needs to load nodes: the source, and a count of the nodes it loaded.
+struct Loader<'a> {
+    source: Option<&'a Source>,
+    loaded: usize,
+}
+
+impl Loader<'_> {
+    /// Brings the node in `slot` (at `path`) into memory if it is not.
+    fn resolve(&mut self, slot: &mut Arc<Node>, path: &Nibbles) -> Result<(), TrieError> {
+        if let Node::Stored { rlp } = &**slot {
+            let node = self.load(path, rlp)?;
+            *slot = Arc::new(node);
+            self.loaded += 1;
+        }
+        Ok(())
+    }
+
+    fn load(&self, path: &Nibbles, rlp: &RlpNode) -> Result<Node, TrieError> {
+        match self.source {
+            Some(s) => s.load(path, rlp),
+            None => Err(TrieError {
+                trie: "trie".into(),
+                path: path.iter().map(|n| format!("{n:x}")).collect(),
+                reason: "a stored node with no store to load it from".into(),
+            }),
+        }
+    }
+
+    /// The node in `node` (at `path`), loaded without keeping it if it is not in memory.
+    fn peek(&self, node: &Arc<Node>, path: &Nibbles) -> Result<Arc<Node>, TrieError> {
+        match &**node {
+            Node::Stored { rlp } => Ok(Arc::new(self.load(path, rlp)?)),
+            _ => Ok(node.clone()),
+        }
+    }
+}
+
 impl Trie {
-    /// An empty trie.
+    /// An empty trie, all in memory.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The trie saved in `nodes` under `root` (`trie`: `None` for the state trie, `Some(a)`
+    /// for the storage trie of `a`). Nothing is loaded until a change or a proof needs it.
+    pub fn stored(root: B256, nodes: Arc<dyn NodeSource>, trie: Option<Address>) -> Self {
+        Self {
+            root: (root != EMPTY_ROOT_HASH).then(|| {
+                Arc::new(Node::Stored {
+                    rlp: RlpNode::word_rlp(&root),
+                })
+            }),
+            key_len: None,
+            source: Some(Source { nodes, trie }),
+            resident: 0,
+        }
+    }
+
+    /// Reads the nodes not in memory from `nodes` from now on (a newer version of the same
+    /// store, which holds every node this trie has saved).
+    pub fn set_source(&mut self, nodes: Arc<dyn NodeSource>, trie: Option<Address>) {
+        self.source = Some(Source { nodes, trie });
     }
 
     /// Whether `key` has the length of this trie's keys (any length while it has none).
@@ -135,14 +390,15 @@ impl Trie {
         self.key_len.is_none_or(|l| l == key.len())
     }
 
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     /// Whether the trie has no keys.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.root.is_none()
+    }
+
+    /// About how many of its nodes are in memory (an overestimate until the next
+    /// [`Trie::prune`]).
+    pub fn resident(&self) -> usize {
+        self.resident
     }
 
     /// The root hash (`EMPTY_ROOT_HASH` when empty). Rehashes only the nodes changed since
@@ -157,12 +413,22 @@ impl Trie {
         }
     }
 
-    /// The value under `key`.
-    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        if !self.fits(key) {
-            return None;
+    fn loader(&self) -> Loader<'_> {
+        Loader {
+            source: self.source.as_ref(),
+            loaded: 0,
         }
-        find(self.root.as_deref()?, &Nibbles::unpack(key))
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, TrieError> {
+        if !self.fits(key) {
+            return Ok(None);
+        }
+        let Some(root) = &self.root else {
+            return Ok(None);
+        };
+        find(&self.loader(), root, &Nibbles::unpack(key))
     }
 
     /// Sets `key` to `value` (an empty value is not allowed in a trie: use [`Trie::remove`]).
@@ -170,61 +436,132 @@ impl Trie {
     /// # Panics
     ///
     /// If `key` is not as long as the keys inserted before (a caller's bug).
-    pub fn insert(&mut self, key: &[u8], value: Vec<u8>) {
+    pub fn insert(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), TrieError> {
         debug_assert!(!value.is_empty(), "empty trie value");
         let len = *self.key_len.get_or_insert(key.len());
         assert_eq!(key.len(), len, "trie keys are all {len} bytes long");
         let path = Nibbles::unpack(key);
-        if insert(&mut self.root, &path, value) {
-            self.len += 1;
-        }
+        let mut loader = Loader {
+            source: self.source.as_ref(),
+            loaded: 0,
+        };
+        let result = insert(&mut loader, &mut self.root, &path, 0, value);
+        self.resident += loader.loaded;
+        result
     }
 
     /// Removes `key`; returns whether it was there.
-    pub fn remove(&mut self, key: &[u8]) -> bool {
+    pub fn remove(&mut self, key: &[u8]) -> Result<bool, TrieError> {
         if !self.fits(key) {
-            return false;
+            return Ok(false);
         }
         let path = Nibbles::unpack(key);
-        let removed = remove(&mut self.root, &path);
-        if removed {
-            self.len -= 1;
+        let Some(root) = &self.root else {
+            return Ok(false);
+        };
+        // Look before copying: a key that is not there changes nothing.
+        if find(&self.loader(), root, &path)?.is_none() {
+            return Ok(false);
         }
-        removed
+        let mut loader = Loader {
+            source: self.source.as_ref(),
+            loaded: 0,
+        };
+        let root = self.root.as_mut().expect("checked above");
+        let result = remove_from(&mut loader, root, &path, 0);
+        self.resident += loader.loaded;
+        if result? {
+            self.root = None;
+        }
+        Ok(true)
     }
 
     /// The RLP of every node on the path from the root towards `key`: an EIP-1186 proof of
     /// its value, or of its absence (empty for the empty trie, as geth answers).
-    pub fn proof(&self, key: &[u8]) -> Vec<Bytes> {
+    pub fn proof(&self, key: &[u8]) -> Result<Vec<Bytes>, TrieError> {
         if !self.fits(key) {
-            return Vec::new();
+            return Ok(Vec::new());
         }
+        let loader = self.loader();
         let path = Nibbles::unpack(key);
         let mut out = Vec::new();
-        let mut next = self.root.as_deref();
+        let mut next = self.root.clone();
         let mut at = 0;
         while let Some(node) = next {
-            out.push(Bytes::from(node.encode()));
-            next = match node {
-                Node::Leaf { .. } => None,
+            let node = loader.peek(&node, &path.slice(..at))?;
+            out.push(Bytes::from(node.encode().expect("loaded")));
+            next = match &*node {
+                Node::Leaf { .. } | Node::Stored { .. } => None,
                 Node::Extension { key, child, .. } => {
                     let rest = path.slice(at..);
                     rest.starts_with(key).then(|| {
                         at += key.len();
-                        child.as_ref()
+                        child.clone()
                     })
                 }
                 Node::Branch { children, .. } => {
-                    let c = children[path.get_unchecked(at) as usize].as_deref();
+                    let c = children[path.get_unchecked(at) as usize].clone();
                     at += 1;
                     c
                 }
             };
         }
-        out
+        Ok(out)
     }
 
-    /// Every key and value, in key order (for tests and rebuilds).
+    /// The nodes changed since they were saved, each with its path and encoding, for the
+    /// store ([`node_key`]). Call after [`Trie::root`]. A node inlined in its parent is
+    /// saved with it; the root is always saved, inlined or not.
+    pub fn unsaved(&self, mut out: impl FnMut(&Nibbles, Vec<u8>)) {
+        if let Some(root) = &self.root {
+            walk_unsaved(root, Nibbles::new(), true, &mut |path, node| {
+                out(path, node.encode().expect("in memory"));
+            });
+        }
+    }
+
+    /// Records that the nodes [`Trie::unsaved`] yielded are in the store now.
+    pub fn mark_saved(&mut self) {
+        let mut marked = 0;
+        if let Some(root) = &self.root {
+            walk_unsaved(root, Nibbles::new(), true, &mut |_, node| {
+                node.set_saved();
+                marked += 1;
+            });
+        }
+        self.resident += marked;
+    }
+
+    /// Counts the nodes in memory exactly (a walk over them), replacing the estimate.
+    pub fn recount(&mut self) -> usize {
+        fn count(node: &Node) -> usize {
+            1 + match node {
+                Node::Stored { .. } => return 0,
+                Node::Leaf { .. } => 0,
+                Node::Extension { child, .. } => count(child),
+                Node::Branch { children, .. } => children.iter().flatten().map(|c| count(c)).sum(),
+            }
+        }
+        self.resident = self.root.as_deref().map_or(0, count);
+        self.resident
+    }
+
+    /// Drops from memory every node `depth` or more nibbles below the root: they are loaded
+    /// again when a change or a proof reaches them. Only saved nodes are dropped, so call it
+    /// after [`Trie::mark_saved`] (and it needs a source to load them from again).
+    pub fn prune(&mut self, depth: usize) {
+        if self.source.is_none() {
+            return;
+        }
+        let mut kept = 0;
+        if let Some(root) = &mut self.root {
+            prune(root, 0, depth, &mut kept);
+        }
+        self.resident = kept;
+    }
+
+    /// Every key and value, in key order, of a trie all in memory (for tests).
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (Nibbles, &[u8])> {
         let mut stack: Vec<(Nibbles, &Node)> = Vec::new();
         if let Some(r) = self.root.as_deref() {
@@ -238,12 +575,11 @@ impl Trie {
                     Node::Branch { children, .. } => {
                         for (i, c) in children.iter().enumerate().rev() {
                             if let Some(c) = c {
-                                let mut p = prefix;
-                                p.push(i as u8);
-                                stack.push((p, c));
+                                stack.push((child_path(&prefix, i as u8), c));
                             }
                         }
                     }
+                    Node::Stored { .. } => panic!("iter of a trie not all in memory"),
                 }
             }
             None
@@ -251,64 +587,125 @@ impl Trie {
     }
 }
 
-/// Inserts `path → value` below `slot`; returns whether the key is new.
-fn insert(slot: &mut Option<Arc<Node>>, path: &Nibbles, value: Vec<u8>) -> bool {
-    match slot {
-        None => {
-            *slot = Some(Arc::new(Node::leaf(*path, value)));
-            true
+/// Calls `f` on each unsaved node at or below `node` (at `path`) that the store keeps on its
+/// own (not inlined in its parent).
+fn walk_unsaved(node: &Node, path: Nibbles, root: bool, f: &mut dyn FnMut(&Nibbles, &Node)) {
+    if node.is_saved() || (!root && node.rlp().as_hash().is_none()) {
+        return;
+    }
+    f(&path, node);
+    match node {
+        Node::Extension { key, child, .. } => walk_unsaved(child, join(&path, key), false, f),
+        Node::Branch { children, .. } => {
+            for (i, c) in children.iter().enumerate() {
+                if let Some(c) = c {
+                    walk_unsaved(c, child_path(&path, i as u8), false, f);
+                }
+            }
         }
-        Some(node) => insert_into(node, path, value),
+        Node::Leaf { .. } | Node::Stored { .. } => {}
     }
 }
 
-/// Inserts `path → value` into the subtrie at `node`, changing in place the nodes no
-/// snapshot shares (`Arc::make_mut` copies the others).
-fn insert_into(node: &mut Arc<Node>, path: &Nibbles, value: Vec<u8>) -> bool {
+fn prune(slot: &mut Arc<Node>, at: usize, depth: usize, kept: &mut usize) {
+    if matches!(**slot, Node::Stored { .. }) {
+        return;
+    }
+    // A node inlined in its parent is saved with the parent, which is (else it would not be
+    // pruned below).
+    let inlined = at > 0 && slot.rlp().as_hash().is_none();
+    if !inlined && !slot.is_saved() {
+        // Not in the store yet: keep it and everything below it.
+        return;
+    }
+    if at >= depth && at > 0 {
+        *slot = Arc::new(Node::Stored {
+            rlp: slot.rlp().clone(),
+        });
+        return;
+    }
+    *kept += 1;
+    let node = Arc::make_mut(slot);
+    match node {
+        Node::Extension { key, child, .. } => prune(child, at + key.len(), depth, kept),
+        Node::Branch { children, .. } => {
+            for c in children.iter_mut().flatten() {
+                prune(c, at + 1, depth, kept);
+            }
+        }
+        Node::Leaf { .. } | Node::Stored { .. } => {}
+    }
+}
+
+/// Inserts `path → value` below `slot` (at `path[..at]`).
+fn insert(
+    loader: &mut Loader<'_>,
+    slot: &mut Option<Arc<Node>>,
+    path: &Nibbles,
+    at: usize,
+    value: Vec<u8>,
+) -> Result<(), TrieError> {
+    match slot {
+        None => {
+            *slot = Some(Arc::new(Node::leaf(path.slice(at..), value)));
+            Ok(())
+        }
+        Some(node) => insert_into(loader, node, path, at, value),
+    }
+}
+
+/// Inserts `path → value` into the subtrie at `node` (at `path[..at]`), changing in place
+/// the nodes no snapshot shares (`Arc::make_mut` copies the others).
+fn insert_into(
+    loader: &mut Loader<'_>,
+    node: &mut Arc<Node>,
+    path: &Nibbles,
+    at: usize,
+    value: Vec<u8>,
+) -> Result<(), TrieError> {
+    loader.resolve(node, &path.slice(..at))?;
     let node = Arc::make_mut(node);
     node.invalidate();
+    let rest = path.slice(at..);
     match node {
+        Node::Stored { .. } => unreachable!("resolved above"),
         Node::Leaf { key, value: v, .. } => {
-            if key == path {
-                *node = Node::leaf(*path, value);
-                return false;
+            if *key == rest {
+                *node = Node::leaf(rest, value);
+                return Ok(());
             }
             // Split: a branch below the common prefix, with both leaves.
-            let common = key.common_prefix_length(path);
+            let common = key.common_prefix_length(&rest);
             let mut children: [Option<Arc<Node>>; 16] = Default::default();
             let old = Node::leaf(key.slice(common + 1..), std::mem::take(v));
             children[key.get_unchecked(common) as usize] = Some(Arc::new(old));
-            children[path.get_unchecked(common) as usize] =
-                Some(Arc::new(Node::leaf(path.slice(common + 1..), value)));
-            *node = with_prefix(path.slice(..common), branch(children));
-            true
+            children[rest.get_unchecked(common) as usize] =
+                Some(Arc::new(Node::leaf(rest.slice(common + 1..), value)));
+            *node = with_prefix(rest.slice(..common), branch(children));
+            Ok(())
         }
         Node::Extension { key, child, .. } => {
-            let common = key.common_prefix_length(path);
+            let common = key.common_prefix_length(&rest);
             if common == key.len() {
-                return insert_into(child, &path.slice(common..), value);
+                return insert_into(loader, child, path, at + common, value);
             }
-            // Split the extension where the new key leaves it.
+            // Split the extension where the new key leaves it (the child stays at its path).
             let mut children: [Option<Arc<Node>>; 16] = Default::default();
             let below = key.slice(common + 1..);
             let old: Arc<Node> = if below.is_empty() {
                 child.clone()
             } else {
-                Arc::new(Node::Extension {
-                    key: below,
-                    child: child.clone(),
-                    rlp: OnceLock::new(),
-                })
+                Arc::new(extension(below, child.clone()))
             };
             children[key.get_unchecked(common) as usize] = Some(old);
-            children[path.get_unchecked(common) as usize] =
-                Some(Arc::new(Node::leaf(path.slice(common + 1..), value)));
-            *node = with_prefix(path.slice(..common), branch(children));
-            true
+            children[rest.get_unchecked(common) as usize] =
+                Some(Arc::new(Node::leaf(rest.slice(common + 1..), value)));
+            *node = with_prefix(rest.slice(..common), branch(children));
+            Ok(())
         }
         Node::Branch { children, .. } => {
-            let i = path.get_unchecked(0) as usize;
-            insert(&mut children[i], &path.slice(1..), value)
+            let i = rest.get_unchecked(0) as usize;
+            insert(loader, &mut children[i], path, at + 1, value)
         }
     }
 }
@@ -318,209 +715,118 @@ fn with_prefix(prefix: Nibbles, node: Node) -> Node {
     if prefix.is_empty() {
         node
     } else {
-        Node::Extension {
-            key: prefix,
-            child: Arc::new(node),
-            rlp: OnceLock::new(),
-        }
+        extension(prefix, Arc::new(node))
     }
 }
 
-/// Removes `path` below `slot`, collapsing what is left; returns whether it was there.
-fn remove(slot: &mut Option<Arc<Node>>, path: &Nibbles) -> bool {
-    let Some(node) = slot else {
-        return false;
-    };
-    // Look before copying: a key that is not there changes nothing.
-    if find(node, path).is_none() {
-        return false;
-    }
-    if remove_from(node, path) {
-        *slot = None;
-    }
-    true
-}
-
-/// Removes `path`, which the subtrie at `node` holds; returns whether the subtrie is left
-/// empty (it was that leaf). What is left collapses: a branch with one child becomes that
-/// child one nibble longer, and an extension over what is no longer a branch merges with it.
-fn remove_from(node: &mut Arc<Node>, path: &Nibbles) -> bool {
+/// Removes `path`, which the subtrie at `node` (at `path[..at]`) holds; returns whether the
+/// subtrie is left empty (it was that leaf). What is left collapses: a branch with one child
+/// becomes that child one nibble longer, and an extension over what is no longer a branch
+/// merges with it.
+fn remove_from(
+    loader: &mut Loader<'_>,
+    node: &mut Arc<Node>,
+    path: &Nibbles,
+    at: usize,
+) -> Result<bool, TrieError> {
+    loader.resolve(node, &path.slice(..at))?;
     if matches!(**node, Node::Leaf { .. }) {
-        return true;
+        return Ok(true);
     }
     let node = Arc::make_mut(node);
     node.invalidate();
     match node {
-        Node::Leaf { .. } => unreachable!("returned above"),
+        Node::Leaf { .. } | Node::Stored { .. } => unreachable!("returned or resolved above"),
         Node::Extension { key, child, .. } => {
             // The child is a branch: it keeps at least one child.
-            remove_from(child, &path.slice(key.len()..));
+            remove_from(loader, child, path, at + key.len())?;
             if let Some(merged) = prefixed(key, child) {
                 *node = merged;
             }
         }
         Node::Branch { children, .. } => {
-            let i = path.get_unchecked(0) as usize;
-            if remove_from(children[i].as_mut().expect("contains"), &path.slice(1..)) {
+            let i = path.get_unchecked(at) as usize;
+            let child = children[i].as_mut().expect("the key is there");
+            if remove_from(loader, child, path, at + 1)? {
                 children[i] = None;
             }
             let mut left = children.iter().enumerate().filter(|(_, c)| c.is_some());
             let (only, _) = left.next().expect("a branch had two children");
             if left.next().is_none() {
                 // One child left: the branch becomes that child with its nibble in front.
-                let c = children[only].take().expect("present");
+                let mut c = children[only].take().expect("present");
+                loader.resolve(&mut c, &child_path(&path.slice(..at), only as u8))?;
                 let nibble = Nibbles::from_nibbles_unchecked([only as u8]);
-                *node = prefixed(&nibble, &c).unwrap_or_else(|| Node::Extension {
-                    key: nibble,
-                    child: c,
-                    rlp: OnceLock::new(),
-                });
+                *node = prefixed(&nibble, &c).unwrap_or_else(|| extension(nibble, c));
             }
         }
     }
-    false
+    Ok(false)
 }
 
 /// `child` with `prefix` in front, merged into one node, when it is a leaf or an extension;
-/// `None` for a branch (which needs an extension above it).
+/// `None` for a branch (which needs an extension above it). `child` is in memory.
 fn prefixed(prefix: &Nibbles, child: &Arc<Node>) -> Option<Node> {
     match &**child {
         Node::Branch { .. } => None,
         Node::Leaf { key, value, .. } => Some(Node::leaf(join(prefix, key), value.clone())),
-        Node::Extension { key, child, .. } => Some(Node::Extension {
-            key: join(prefix, key),
-            child: child.clone(),
-            rlp: OnceLock::new(),
-        }),
+        Node::Extension { key, child, .. } => Some(extension(join(prefix, key), child.clone())),
+        Node::Stored { .. } => unreachable!("resolved by the caller"),
     }
 }
 
-/// The value under `path` in the subtrie at `node`.
-fn find<'a>(mut node: &'a Node, path: &Nibbles) -> Option<&'a [u8]> {
+/// The value under `path` in the subtrie at `node` (the root), loading what it must
+/// without keeping it.
+fn find(
+    loader: &Loader<'_>,
+    node: &Arc<Node>,
+    path: &Nibbles,
+) -> Result<Option<Vec<u8>>, TrieError> {
+    let mut node = loader.peek(node, &Nibbles::new())?;
     let mut at = 0;
     loop {
-        match node {
+        let next = match &*node {
             Node::Leaf { key, value, .. } => {
-                return (path.slice(at..) == *key).then_some(value.as_slice());
+                return Ok((path.slice(at..) == *key).then(|| value.clone()));
             }
             Node::Extension { key, child, .. } => {
                 if !path.slice(at..).starts_with(key) {
-                    return None;
+                    return Ok(None);
                 }
                 at += key.len();
-                node = child;
+                child.clone()
             }
             Node::Branch { children, .. } => {
-                node = children[path.get_unchecked(at) as usize].as_deref()?;
+                let Some(c) = children[path.get_unchecked(at) as usize].clone() else {
+                    return Ok(None);
+                };
                 at += 1;
+                c
             }
-        }
+            Node::Stored { .. } => unreachable!("peeked"),
+        };
+        node = loader.peek(&next, &path.slice(..at))?;
+    }
+}
+
+/// A store of saved nodes in memory, by [`node_key`] (for tests).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct MemNodes {
+    pub(crate) nodes: std::sync::Mutex<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+#[cfg(test)]
+impl NodeSource for MemNodes {
+    fn node(&self, trie: Option<&Address>, path: &Nibbles) -> Result<Option<Vec<u8>>, String> {
+        Ok(self
+            .nodes
+            .lock()
+            .unwrap()
+            .get(&node_key(trie, path))
+            .cloned())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use alloy_trie::{HashBuilder, proof::ProofRetainer};
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn reference_root(m: &BTreeMap<Vec<u8>, Vec<u8>>) -> B256 {
-        let mut hb = HashBuilder::default();
-        for (k, v) in m {
-            hb.add_leaf(Nibbles::unpack(k), v);
-        }
-        hb.root()
-    }
-
-    fn reference_proof(m: &BTreeMap<Vec<u8>, Vec<u8>>, key: &[u8]) -> Vec<Bytes> {
-        let target = Nibbles::unpack(key);
-        let mut hb = HashBuilder::default().with_proof_retainer(ProofRetainer::new(vec![target]));
-        for (k, v) in m {
-            hb.add_leaf(Nibbles::unpack(k), v);
-        }
-        hb.root();
-        if m.is_empty() {
-            return vec![];
-        }
-        hb.take_proof_nodes()
-            .matching_nodes_sorted(&target)
-            .into_iter()
-            .map(|(_, n)| n)
-            .collect()
-    }
-
-    /// Random changes over a small key space (so keys collide, branches split and
-    /// collapse), with values long and short (so some nodes are inlined in their parent).
-    fn ops(key_len: usize) -> impl Strategy<Value = Vec<(Vec<u8>, Option<Vec<u8>>)>> {
-        let key = prop::collection::vec(
-            prop::sample::select(vec![0u8, 1, 0x10, 0x11, 0xff]),
-            key_len,
-        );
-        let value = prop::option::weighted(0.7, prop::collection::vec(any::<u8>(), 1..40));
-        prop::collection::vec((key, value), 0..80)
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
-
-        /// After every change, root, contents and proofs equal a trie built from scratch;
-        /// a clone taken before the changes keeps its old root.
-        #[test]
-        fn matches_hash_builder(key_len in 1usize..5, ops in ops(4)) {
-            let mut trie = Trie::new();
-            let mut model = BTreeMap::new();
-            let mut snapshots = Vec::new();
-            for (i, (key, value)) in ops.iter().enumerate() {
-                let key = &key[..key_len];
-                match value {
-                    Some(v) => {
-                        trie.insert(key, v.clone());
-                        model.insert(key.to_vec(), v.clone());
-                    }
-                    None => {
-                        prop_assert_eq!(trie.remove(key), model.remove(key).is_some());
-                    }
-                }
-                prop_assert_eq!(trie.len(), model.len());
-                prop_assert_eq!(trie.get(key), model.get(key).map(|v| v.as_slice()));
-                if i % 7 == 0 {
-                    prop_assert_eq!(trie.root(), reference_root(&model));
-                    snapshots.push((trie.clone(), reference_root(&model)));
-                }
-            }
-            prop_assert_eq!(trie.root(), reference_root(&model));
-            let contents: Vec<(Vec<u8>, Vec<u8>)> =
-                trie.iter().map(|(k, v)| (k.pack().to_vec(), v.to_vec())).collect();
-            let expected: Vec<(Vec<u8>, Vec<u8>)> = model.clone().into_iter().collect();
-            prop_assert_eq!(contents, expected);
-            for (key, _) in &ops {
-                let key = &key[..key_len];
-                prop_assert_eq!(trie.proof(key), reference_proof(&model, key));
-            }
-            for (snapshot, root) in snapshots {
-                prop_assert_eq!(snapshot.root(), root);
-            }
-        }
-    }
-
-    #[test]
-    fn empty_trie() {
-        let mut t = Trie::new();
-        assert_eq!(t.root(), EMPTY_ROOT_HASH);
-        assert!(t.proof(&[0; 32]).is_empty());
-        assert!(!t.remove(&[0; 32]));
-        t.insert(&[1; 32], vec![1]);
-        // Keys of another length are not in it (and may not be inserted).
-        assert_eq!(t.get(&[1; 31]), None);
-        assert!(!t.remove(&[1; 33]));
-        assert!(t.proof(&[1; 31]).is_empty());
-        let shorter = std::panic::catch_unwind(|| t.clone().insert(&[1; 31], vec![1]));
-        assert!(shorter.is_err());
-        assert!(t.remove(&[1; 32]));
-        assert_eq!(t.root(), EMPTY_ROOT_HASH);
-        assert!(t.is_empty());
-    }
-}
+mod tests;

@@ -67,6 +67,7 @@ fn commit(store: &ChainStore, b: &Block) {
             log_done: 0,
             refused: &[],
             undo: None,
+            nodes: &[],
         })
         .expect("commit");
 }

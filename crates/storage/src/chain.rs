@@ -162,6 +162,8 @@ pub struct BlockCommit<'a> {
     /// The records `state` overwrote, as they were (kept for the state history; `None` for
     /// genesis).
     pub undo: Option<&'a StateUndo>,
+    /// The trie nodes the block changed, by store key ([`iotchain_state::node_key`]).
+    pub nodes: &'a [(Vec<u8>, Vec<u8>)],
 }
 
 /// An acknowledged item a final block refused, as the store keeps it.
@@ -307,6 +309,7 @@ impl ChainStore {
             HOOK_INDEX.create(&w)?;
             w.open_table(GAS)?;
             w.open_table(crate::history::UNDO)?;
+            w.open_table(crate::trie_nodes::TRIE_NODES)?;
             w.open_table(crate::streams::STREAMS)?;
             w.open_table(crate::streams::STREAM_READINGS)?;
             w.open_table(crate::streams::STREAM_LATE)?;
@@ -391,6 +394,7 @@ impl ChainStore {
             if let Some(undo) = c.undo {
                 crate::history::record(&w, self.history, height, undo)?;
             }
+            crate::trie_nodes::write(&w, c.state, c.nodes)?;
             let mut devices = w.open_table(DEVICES)?;
             for d in &c.state.devices {
                 devices.insert(d.address.0, d.encode_rlp().as_slice())?;
@@ -756,6 +760,7 @@ pub(crate) mod tests {
                 log_done: 0,
                 refused: &[],
                 undo: None,
+                nodes: &[],
             })
             .unwrap();
     }

@@ -18,6 +18,7 @@ mod run_filter;
 mod stream_mmr;
 mod stream_store;
 mod streams;
+mod trie_nodes;
 
 pub use chain::{
     BlockCommit, BlockGas, ChainStore, ReadingLocation, RefusedItem, TxLocation, delay_ms,

@@ -8,4 +8,5 @@ mod follower;
 mod history;
 mod pair;
 mod restart;
+mod stored_trie;
 mod validators;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256, U256};
-use iotchain_api::{Item, Origin, PoolError};
+use iotchain_api::{Item, Origin, PoolError, QueryError};
 use iotchain_evm::EvmError;
 use iotchain_state::State;
 use jsonrpsee::{RpcModule, types::ErrorObject};
@@ -177,7 +177,7 @@ pub(super) fn register<N: NodeApi>(m: &mut RpcModule<EthCtx<N>>) {
         if slots.len() > 1000 {
             return Err(params_error("at most 1000 storage keys"));
         }
-        with_state(&c.node, &block_id(p.opt(2))?, |s| proof_json(s, &a, &slots))
+        with_state(&c.node, &block_id(p.opt(2))?, |s| proof_json(s, &a, &slots))?
     });
 }
 
@@ -254,10 +254,12 @@ fn access_list_json(out: &iotchain_evm::AccessListOutcome) -> Value {
     answer
 }
 
-fn proof_json(state: &State, address: &Address, slots: &[U256]) -> Value {
-    let proof = state.account_proof(address, slots);
+fn proof_json(state: &State, address: &Address, slots: &[U256]) -> Result<Value, RpcError> {
+    let proof = state
+        .account_proof(address, slots)
+        .map_err(|e| super::storage(QueryError::storage(e)))?;
     let account = proof.account.unwrap_or_default();
-    json!({
+    Ok(json!({
         "address": address,
         "balance": qty_u256(account.balance),
         "nonce": qty(account.nonce),
@@ -269,5 +271,5 @@ fn proof_json(state: &State, address: &Address, slots: &[U256]) -> Value {
             "value": qty_u256(*value),
             "proof": nodes,
         })).collect::<Vec<_>>(),
-    })
+    }))
 }

@@ -79,7 +79,11 @@ impl State {
     /// The trie nodes from the state root to a device stream's accumulator (or to where it
     /// would be: then they prove it has none). The state must be clean, as the committed
     /// state always is.
-    pub fn accumulator_proof(&self, device: &DeviceAddress, stream: &str) -> Vec<Bytes> {
+    pub fn accumulator_proof(
+        &self,
+        device: &DeviceAddress,
+        stream: &str,
+    ) -> Result<Vec<Bytes>, crate::TrieError> {
         debug_assert!(self.is_clean(), "proof of a state with unfolded changes");
         self.trie.proof(accumulator_key(device, stream).as_slice())
     }

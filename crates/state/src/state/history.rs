@@ -95,7 +95,8 @@ impl State {
             if let Some(now) = self.accumulators.get(a) {
                 for acc in now.iter() {
                     if !accs.iter().any(|p| p.stream == acc.stream) {
-                        self.trie.remove(accumulator_key(a, &acc.stream).as_slice());
+                        self.pending_trie
+                            .insert(accumulator_key(a, &acc.stream), None);
                     }
                 }
             }
@@ -127,7 +128,7 @@ impl State {
                 None => {
                     self.owners.remove(a);
                     self.dirty_owners.remove(a);
-                    self.trie.remove(owner_key(a).as_slice());
+                    self.pending_trie.insert(owner_key(a), None);
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The incremental root against a root built from scratch, over random changes to devices,
 //! accumulators, owners, accounts and storage, across blocks and restarts from the stored
-//! records; and every block's undo turning the state back to the root it had before the block.
+//! records or from the stored trie nodes (pruned to random sizes between blocks); and every
+//! block's undo turning the state back to the root it had before the block.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use iotchain_crypto::{DeviceSigner, KeyAlg, OwnerKey};
 use proptest::prelude::*;
 
 use super::*;
-use crate::account::storage_root;
+use crate::{account::storage_root, accumulator_key, trie::MemNodes};
 
 /// The root as the state computed it before the tries were incremental: every leaf, sorted,
 /// through alloy-trie's `HashBuilder`, with each storage root likewise.
@@ -45,6 +46,7 @@ struct Store {
     accounts: BTreeMap<Address, Account>,
     storage: BTreeMap<(Address, U256), U256>,
     accumulators: BTreeMap<DeviceAddress, Vec<StreamAccumulator>>,
+    nodes: Arc<MemNodes>,
 }
 
 impl Store {
@@ -77,6 +79,17 @@ impl Store {
         self.accumulators.extend(r.accumulators);
     }
 
+    /// Saves a clean state's changed trie nodes, as a block's commit does, and lets the
+    /// state keep at most `max_resident` nodes in memory.
+    fn save_nodes(&self, state: &mut State, max_resident: usize) {
+        let mut nodes = self.nodes.nodes.lock().unwrap();
+        for (k, v) in state.unsaved_nodes() {
+            nodes.insert(k, v);
+        }
+        drop(nodes);
+        state.saved(self.nodes.clone(), max_resident);
+    }
+
     /// The state a node rebuilds on start.
     fn load(&self) -> State {
         State::from_records(self.devices.values().cloned(), self.owners.clone())
@@ -96,8 +109,10 @@ enum Op {
     Account(usize, Option<u64>),
     Storage(usize, u8, u8),
     Wipe(usize),
-    Block,
-    Restart,
+    /// A block's commit; then at most this many trie nodes stay in memory.
+    Block(usize),
+    /// A restart from the records alone (`false`) or from the stored trie nodes.
+    Restart(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -107,8 +122,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..4usize, prop::option::weighted(0.8, 1..1000u64)).prop_map(|(a, b)| Op::Account(a, b)),
         4 => (0..4usize, 0..5u8, 0..3u8).prop_map(|(a, s, v)| Op::Storage(a, s, v)),
         1 => (0..4usize).prop_map(Op::Wipe),
-        3 => Just(Op::Block),
-        1 => Just(Op::Restart),
+        3 => prop::sample::select(vec![0usize, 4, 40, usize::MAX]).prop_map(Op::Block),
+        1 => any::<bool>().prop_map(Op::Restart),
     ]
 }
 
@@ -126,7 +141,8 @@ proptest! {
         let mut state = State::genesis(&genesis);
         let mut store = Store::default();
         store.apply(state.changed_records());
-        let mut root = state.root();
+        let mut root = state.root().unwrap();
+        store.save_nodes(&mut state, usize::MAX);
         let mut previous = (state.clone(), root);
         let mut history: Vec<(B256, StateUndo)> = Vec::new();
         let (mut nonce, mut height) = (0, 1);
@@ -165,23 +181,28 @@ proptest! {
                     state.set_storage(accounts[a], U256::from(slot), U256::from(value));
                 }
                 Op::Wipe(a) => state.wipe_storage(accounts[a]),
-                Op::Block => {
+                Op::Block(max_resident) => {
                     let changed = state.changed_records();
                     history.push((previous.1, StateUndo::of(&previous.0, &changed)));
                     store.apply(changed);
-                    root = state.root();
+                    root = state.root().unwrap();
                     prop_assert_eq!(root, from_scratch(&state));
                     prop_assert!(state.is_clean());
+                    store.save_nodes(&mut state, max_resident);
+                    prop_assert_eq!(state.root().unwrap(), root);
                     // The previous block's state, a copy sharing nodes with this one, kept its
                     // root through this block's changes.
                     prop_assert_eq!(previous.0.trie.root(), previous.1);
                     previous = (state.clone(), root);
                     height += 1;
                 }
-                Op::Restart => {
+                Op::Restart(stored) => {
                     // Unfinished changes are lost, as in a crash before the block's commit.
                     state = store.load();
-                    prop_assert_eq!(state.root(), root);
+                    if stored {
+                        state = state.with_stored_tries(store.nodes.clone(), root);
+                    }
+                    prop_assert_eq!(state.root().unwrap(), root);
                 }
             }
         }
@@ -190,12 +211,12 @@ proptest! {
         let mut back = previous.0.clone();
         for (before, undo) in history.iter().rev() {
             back.revert(undo);
-            prop_assert_eq!(back.root(), *before);
+            prop_assert_eq!(back.root().unwrap(), *before);
             prop_assert_eq!(from_scratch(&back), *before);
         }
         store.apply(state.changed_records());
-        let root = state.root();
+        let root = state.root().unwrap();
         prop_assert_eq!(root, from_scratch(&state));
-        prop_assert_eq!(store.load().root(), root);
+        prop_assert_eq!(store.load().root().unwrap(), root);
     }
 }
