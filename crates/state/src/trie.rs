@@ -72,6 +72,11 @@ pub struct TrieError {
     pub reason: String,
 }
 
+/// A path as hex nibbles, for errors.
+fn hex_path(path: &Nibbles) -> String {
+    path.iter().map(|n| format!("{n:x}")).collect()
+}
+
 /// A trie's store: the source and which of its tries this one is.
 #[derive(Debug, Clone)]
 struct Source {
@@ -86,7 +91,7 @@ impl Source {
                 None => "state trie".into(),
                 Some(a) => format!("storage trie of {a}"),
             },
-            path: path.iter().map(|n| format!("{n:x}")).collect(),
+            path: hex_path(path),
             reason: reason.into(),
         }
     }
@@ -343,7 +348,7 @@ impl Loader<'_> {
             Some(s) => s.load(path, rlp),
             None => Err(TrieError {
                 trie: "trie".into(),
-                path: path.iter().map(|n| format!("{n:x}")).collect(),
+                path: hex_path(path),
                 reason: "a stored node with no store to load it from".into(),
             }),
         }
