@@ -325,7 +325,7 @@ async fn run_dev(
             }
         }))
     };
-    let failure = until_stopped(&node).await?;
+    let failure = until_stopped(&node, &a.data_dir).await?;
     println!("stopping…");
     if let Some(b) = bridge {
         b.stop().await;
@@ -575,7 +575,7 @@ async fn run_node(
             );
         }
     });
-    let failure = until_stopped(&node).await?;
+    let failure = until_stopped(&node, &data_dir).await?;
     if let Some(b) = bridge {
         b.stop().await;
     }
@@ -586,7 +586,14 @@ async fn run_node(
 }
 
 /// Waits for Ctrl-C or SIGTERM, or for a critical task of the node to stop (returned).
-async fn until_stopped(node: &Node) -> anyhow::Result<Option<iotchain_api::Failure>> {
+///
+/// When a task stops, the data directory is probed with a small write: a task that failed
+/// writing (the consensus journal's error, for one, does not say why) then has its cause said,
+/// e.g. `No space left on device`, so that the operator knows what to fix before the restart.
+async fn until_stopped(
+    node: &Node,
+    data_dir: &Path,
+) -> anyhow::Result<Option<iotchain_api::Failure>> {
     tokio::select! {
         r = shutdown_signal() => r.map(|()| None),
         f = node.failed() => {
@@ -594,9 +601,29 @@ async fn until_stopped(node: &Node) -> anyhow::Result<Option<iotchain_api::Failu
                 "error: {} stopped ({}): {}; stopping the node so that its supervisor restarts it",
                 f.task, f.code, f.message
             );
+            if let Err(e) = probe_writes(data_dir) {
+                eprintln!(
+                    "error: the data directory {} refuses writes: {e}; free space (or fix the \
+                     disk) before the node restarts",
+                    data_dir.display()
+                );
+            }
             Ok(Some(f))
         }
     }
+}
+
+/// Writes, syncs and removes a 64 KiB file in `dir`: the error says why the disk refuses writes.
+fn probe_writes(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let path = dir.join(".write-probe");
+    let result = std::fs::File::create(&path).and_then(|mut f| {
+        f.write_all(&[0u8; 64 * 1024])?;
+        f.sync_all()
+    });
+    // Removing it frees what it took, whether or not the write went through.
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 /// 0 after a requested stop; 70 (EX_SOFTWARE) after a critical task stopped, so that systemd

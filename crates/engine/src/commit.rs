@@ -315,10 +315,14 @@ fn index_streams_later(inner: &crate::Inner) {
                     indexing.store(false, Ordering::Release);
                     return;
                 };
-                if let Err(e) = store.index_streams() {
-                    tracing::warn!(error = %e, "the stream index could not follow the head");
-                }
+                let failed = store.index_streams().err();
                 indexing.store(false, Ordering::Release);
+                if let Some(e) = failed {
+                    // Retried by the next commit (or query), not here: a store that refuses
+                    // writes would otherwise have this loop flood the log.
+                    tracing::warn!(error = %e, "the stream index could not follow the head");
+                    return;
+                }
                 let behind = matches!(
                     (store.streams_indexed(), store.head()),
                     (Ok(done), Ok(Some(head))) if done < head
